@@ -1,0 +1,2 @@
+//! The `bccguard` command line (being written).
+fn main() {}

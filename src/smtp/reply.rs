@@ -1,0 +1,338 @@
+//! Every SMTP reply the guard composes itself, in one place, so codes and
+//! wording can be reviewed together. Replies relayed from upstream are parsed
+//! into the same [`Reply`] type and passed on unchanged.
+//!
+//! Enhanced status codes follow RFC 3463; the choice of code for each case
+//! follows RFC 5321 section 4.2 and Postfix's practice.
+
+use std::fmt::Write as _;
+
+/// One (possibly multi-line) SMTP reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Three-digit reply code.
+    pub code: u16,
+    /// Text of each line, without the `250-` / `250 ` prefix and CRLF.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// A single-line reply.
+    pub fn new(code: u16, text: impl Into<String>) -> Self {
+        Self {
+            code,
+            lines: vec![text.into()],
+        }
+    }
+
+    /// 2xx.
+    pub fn is_positive(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
+    /// 3xx (intermediate, e.g. 354).
+    pub fn is_intermediate(&self) -> bool {
+        (300..400).contains(&self.code)
+    }
+
+    /// 4xx: the client keeps the message and retries.
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// 5xx.
+    pub fn is_permanent(&self) -> bool {
+        self.code >= 500
+    }
+
+    /// Appends the wire form (`code-text` / `code text` lines, CRLF each).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let last = self.lines.len().saturating_sub(1);
+        let mut s = String::new();
+        if self.lines.is_empty() {
+            let _ = write!(s, "{}\r\n", self.code);
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            // A CR or LF inside a text would let a peer's reply text forge
+            // extra reply lines: never pass them through.
+            let clean = line.replace(['\r', '\n'], " ");
+            let _ = write!(s, "{}{}{}\r\n", self.code, sep, clean);
+        }
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    /// The first line as `code text`, for logs and incident outcomes.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {}",
+            self.code,
+            self.lines.first().map(String::as_str).unwrap_or("")
+        )
+    }
+}
+
+/// 220 greeting.
+pub fn greeting(hostname: &str) -> Reply {
+    Reply::new(220, format!("{hostname} ESMTP bccguard"))
+}
+
+/// 221 on QUIT.
+pub fn bye(hostname: &str) -> Reply {
+    Reply::new(221, format!("2.0.0 {hostname} closing connection"))
+}
+
+/// 250 to HELO.
+pub fn helo(hostname: &str) -> Reply {
+    Reply::new(250, hostname.to_string())
+}
+
+/// 250 to EHLO with the extensions the guard offers (RFC 5321 4.1.1.1).
+pub fn ehlo(hostname: &str, client: &str, max_size: usize) -> Reply {
+    Reply {
+        code: 250,
+        lines: vec![
+            format!("{hostname} greets {client}"),
+            "PIPELINING".into(),
+            format!("SIZE {max_size}"),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+        ],
+    }
+}
+
+/// Plain 250 OK (RSET, NOOP).
+pub fn ok() -> Reply {
+    Reply::new(250, "2.0.0 OK")
+}
+
+/// 354 after DATA.
+pub fn start_data() -> Reply {
+    Reply::new(354, "End data with <CR><LF>.<CR><LF>")
+}
+
+/// 250 after the final dot when upstream accepted every copy.
+pub fn accepted(copies: usize, queue_id: &str) -> Reply {
+    if copies == 1 {
+        Reply::new(250, format!("2.0.0 Ok: queued as {queue_id}"))
+    } else {
+        Reply::new(
+            250,
+            format!("2.0.0 Ok: delivered as {copies} separate copies, id {queue_id}"),
+        )
+    }
+}
+
+/// 550 5.7.1: the open-distribution-list refusal, worded for a clerk.
+pub fn rejected_open_list(visible_external: usize, limit: usize, incident_id: &str) -> Reply {
+    Reply {
+        code: 550,
+        lines: vec![
+            format!(
+                "5.7.1 Message not sent: {visible_external} external addresses are visible to every recipient in To/Cc (limit {limit})."
+            ),
+            "5.7.1 Everyone would see everyone else's address, which is a personal-data breach."
+                .into(),
+            "5.7.1 Put the recipients in Bcc (or send separate mails) and send it again.".into(),
+            format!(
+                "5.7.1 Incident {incident_id}; your data protection officer has been informed."
+            ),
+        ],
+    }
+}
+
+/// 530 5.7.0: relaying requires authentication or a trusted network.
+pub fn relay_denied() -> Reply {
+    Reply::new(
+        530,
+        "5.7.0 Authentication required: this client may not relay through the guard",
+    )
+}
+
+/// 503 5.5.1: command out of sequence.
+pub fn bad_sequence(what: &str) -> Reply {
+    Reply::new(503, format!("5.5.1 Bad sequence of commands: {what}"))
+}
+
+/// 500 5.5.2: command not recognised.
+pub fn unknown_command() -> Reply {
+    Reply::new(500, "5.5.2 Command not recognized")
+}
+
+/// 501 5.5.4: syntax error in parameters.
+pub fn syntax(expected: &str) -> Reply {
+    Reply::new(501, format!("5.5.4 Syntax error, expected: {expected}"))
+}
+
+/// 501 5.1.7: malformed sender.
+pub fn bad_sender() -> Reply {
+    Reply::new(501, "5.1.7 Bad sender address syntax")
+}
+
+/// 501 5.1.3: malformed recipient.
+pub fn bad_recipient() -> Reply {
+    Reply::new(501, "5.1.3 Bad recipient address syntax")
+}
+
+/// 550 5.7.1: routed recipient (percent hack, source route, bang path).
+pub fn routed_recipient() -> Reply {
+    Reply::new(
+        550,
+        "5.7.1 Source routes, %-hacks and !-paths are not relayed",
+    )
+}
+
+/// 555 5.5.4: MAIL/RCPT parameter not supported.
+pub fn bad_parameter(param: &str) -> Reply {
+    Reply::new(
+        555,
+        format!("5.5.4 Unsupported or invalid parameter {param}"),
+    )
+}
+
+/// 502 5.5.1: recognised but not implemented.
+pub fn not_implemented() -> Reply {
+    Reply::new(502, "5.5.1 Command not implemented")
+}
+
+/// 252 2.1.5 for VRFY: the guard never confirms addresses.
+pub fn cannot_verify() -> Reply {
+    Reply::new(
+        252,
+        "2.1.5 Cannot VRFY user, but will accept message and attempt delivery",
+    )
+}
+
+/// 214 help.
+pub fn help() -> Reply {
+    Reply::new(
+        214,
+        "2.0.0 See RFC 5321; this is bccguard, an SMTP submission guard",
+    )
+}
+
+/// 554 5.5.1: DATA without valid recipients.
+pub fn no_valid_recipients() -> Reply {
+    Reply::new(554, "5.5.1 No valid recipients")
+}
+
+/// 552 5.3.4: message larger than the limit.
+pub fn too_big(max: usize) -> Reply {
+    Reply::new(
+        552,
+        format!("5.3.4 Message size exceeds fixed limit of {max} bytes"),
+    )
+}
+
+/// 552 5.3.4: the header section could not be read in full (fail closed).
+pub fn header_too_big(max: usize) -> Reply {
+    Reply::new(
+        552,
+        format!("5.3.4 Header section exceeds the limit of {max} bytes; message not sent"),
+    )
+}
+
+/// 550 5.6.0: a message line longer than the limit.
+pub fn line_too_long(max: usize) -> Reply {
+    Reply::new(
+        550,
+        format!("5.6.0 Message has a line longer than {max} octets; message not sent"),
+    )
+}
+
+/// 550 5.6.0: bare CR or LF in the message (SMTP smuggling defence).
+pub fn bare_newline() -> Reply {
+    Reply::new(
+        550,
+        "5.6.0 Message contains a bare <CR> or <LF>; lines must end in <CR><LF> (RFC 5321 2.3.8)",
+    )
+}
+
+/// 500 5.5.2: command line too long.
+pub fn line_too_long_command(max: usize) -> Reply {
+    Reply::new(
+        500,
+        format!("5.5.2 Command line too long (limit {max} octets)"),
+    )
+}
+
+/// 452 4.5.3: too many recipients (the earlier ones stay accepted).
+pub fn too_many_recipients(max: usize) -> Reply {
+    Reply::new(
+        452,
+        format!("4.5.3 Too many recipients (limit {max} per message)"),
+    )
+}
+
+/// 451 4.4.1: upstream could not be reached.
+pub fn upstream_unavailable() -> Reply {
+    Reply::new(
+        451,
+        "4.4.1 Upstream mail server unavailable, try again later",
+    )
+}
+
+/// 451 4.4.2: upstream connection broke or timed out mid-transaction.
+pub fn upstream_lost() -> Reply {
+    Reply::new(
+        451,
+        "4.4.2 Connection to upstream mail server lost, try again later",
+    )
+}
+
+/// 451 4.3.0: a local problem (e.g. a Maildir write failed).
+pub fn local_error() -> Reply {
+    Reply::new(451, "4.3.0 Local error in processing, try again later")
+}
+
+/// 421 4.4.2: idle too long.
+pub fn idle_timeout(hostname: &str) -> Reply {
+    Reply::new(421, format!("4.4.2 {hostname} Error: timeout exceeded"))
+}
+
+/// 421 4.3.2: shutting down.
+pub fn shutting_down(hostname: &str) -> Reply {
+    Reply::new(
+        421,
+        format!("4.3.2 {hostname} Service shutting down, closing connection"),
+    )
+}
+
+/// 421 4.7.0: too many errors / connections.
+pub fn too_many_errors(hostname: &str) -> Reply {
+    Reply::new(421, format!("4.7.0 {hostname} Error: too many errors"))
+}
+
+/// 421 4.7.0: connection limit reached.
+pub fn too_many_connections(hostname: &str) -> Reply {
+    Reply::new(421, format!("4.7.0 {hostname} Error: too many connections"))
+}
+
+/// 550 5.7.1: signed/encrypted mail whose visible recipients cannot be
+/// rewritten without breaking the signature.
+pub fn cannot_rewrite_signed(incident_id: &str) -> Reply {
+    Reply::new(
+        550,
+        format!(
+            "5.7.1 Message not sent: too many visible recipients in signed/encrypted mail that cannot be rewritten safely; use Bcc. Incident {incident_id}"
+        ),
+    )
+}
+
+/// Partial split failure: some copies delivered, one refused.
+pub fn split_partial(delivered: usize, total: usize, upstream: &Reply) -> Reply {
+    let class = if upstream.is_permanent() {
+        "5.0.0"
+    } else {
+        "4.0.0"
+    };
+    let code = if upstream.is_permanent() { 554 } else { 451 };
+    Reply::new(
+        code,
+        format!(
+            "{class} Only {delivered} of {total} separate copies were delivered; upstream said: {}",
+            upstream.summary()
+        ),
+    )
+}
