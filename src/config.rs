@@ -1,1 +1,922 @@
-//! (being written)
+//! `policy.yaml` -> a validated [`Config`].
+//!
+//! The file is layered with environment overrides in the `config` crate's
+//! convention (`BCCGUARD__POLICY__ACTION=monitor` sets `policy.action`), then
+//! deserialised into loosely typed `Raw*` structs (unknown keys are errors:
+//! a typo must not silently fall back to a default) and validated into the
+//! typed [`Config`]. Validation collects every problem, each naming its key
+//! path and the bad value, so `bccguard check` can list them all at once.
+//!
+//! Every limit has a named default here; the README's reference table is
+//! written from these constants.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::policy::{Action, DomainSet, EmptyTo, Glob, Policy, Rule};
+
+/// The commented default shipped at the repository root and embedded in the
+/// binary, so `bccguard serve` works out of the box.
+pub const DEFAULT_POLICY_YAML: &str = include_str!("../policy.yaml");
+
+/// Default listener: loopback, unprivileged submission port.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2525";
+/// Default `/metrics` listener: loopback, a port of its own.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9925";
+/// Largest message accepted (Postfix's `message_size_limit`).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 10_240_000;
+/// Recipients per transaction (Postfix's `smtpd_recipient_limit`).
+pub const DEFAULT_MAX_RECIPIENTS: usize = 1000;
+/// Longest message line, CRLF excluded (RFC 5321 4.5.3.1.6).
+pub const DEFAULT_MAX_LINE_LENGTH: usize = 998;
+/// Longest command line, CRLF included. RFC 5321 4.5.3.1.4 says 512, but
+/// ESMTP parameters (RFC 3461 ORCPT, SMTPUTF8 addresses) lengthen it; this is
+/// Postfix's `line_length_limit`.
+pub const DEFAULT_MAX_COMMAND_LENGTH: usize = 2048;
+/// Largest header section read in full. Ten times Postfix's 100 KiB, so a
+/// To list of thousands of addresses is counted rather than refused as too
+/// large; beyond it the message is refused, never truncated (fail closed).
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 1_048_576;
+/// Concurrent client sessions.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+/// Concurrent client sessions per client IP (Postfix: 50).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 50;
+/// Idle time between commands (Postfix's `smtpd_timeout`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Total time allowed for one DATA section, against slow-drip senders.
+pub const DEFAULT_DATA_TIMEOUT: Duration = Duration::from_secs(600);
+/// Errors before the session is closed (Postfix's `smtpd_hard_error_limit`).
+pub const DEFAULT_MAX_ERRORS: usize = 20;
+/// Upstream TCP connect (Postfix's `smtp_connect_timeout`).
+pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Upstream reply to one command (Postfix's `smtp_mail_timeout`).
+pub const DEFAULT_UPSTREAM_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// Upstream transfer of the message and its final reply (Postfix's
+/// `smtp_data_done_timeout`).
+pub const DEFAULT_UPSTREAM_DATA_TIMEOUT: Duration = Duration::from_secs(600);
+/// Visible external recipients allowed before the action triggers.
+pub const DEFAULT_MAX_EXTERNAL_RECIPIENTS: usize = 10;
+/// Default incident log.
+pub const DEFAULT_INCIDENTS_PATH: &str = "./incidents.jsonl";
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `server.*`: the client-facing side.
+    pub server: ServerConfig,
+    /// `upstream.*`: where mail goes.
+    pub upstream: UpstreamConfig,
+    /// `metrics.*`.
+    pub metrics: MetricsConfig,
+    /// `incidents.*`.
+    pub incidents: IncidentsConfig,
+    /// `policy.*`: the decision.
+    pub policy: Policy,
+}
+
+/// `server.*`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `server.listen`: SMTP listeners.
+    pub listen: Vec<SocketAddr>,
+    /// `server.hostname`: greeting, Received header, upstream EHLO.
+    pub hostname: String,
+    /// `server.trusted_networks`: clients allowed to relay without AUTH.
+    pub trusted_networks: Vec<IpNet>,
+    /// `server.limits.*`.
+    pub limits: Limits,
+}
+
+/// `server.limits.*`: every limit the session enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `max_message_size` (bytes; SIZE is advertised with it).
+    pub max_message_size: usize,
+    /// `max_recipients` per transaction.
+    pub max_recipients: usize,
+    /// `max_line_length` of a message line, CRLF excluded.
+    pub max_line_length: usize,
+    /// `max_command_length`, CRLF included.
+    pub max_command_length: usize,
+    /// `max_header_size` read in full.
+    pub max_header_size: usize,
+    /// `max_connections` in total.
+    pub max_connections: usize,
+    /// `max_connections_per_ip`.
+    pub max_connections_per_ip: usize,
+    /// `idle_timeout` between commands.
+    pub idle_timeout: Duration,
+    /// `data_timeout`: total for one DATA section.
+    pub data_timeout: Duration,
+    /// `max_errors` before disconnect.
+    pub max_errors: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_recipients: DEFAULT_MAX_RECIPIENTS,
+            max_line_length: DEFAULT_MAX_LINE_LENGTH,
+            max_command_length: DEFAULT_MAX_COMMAND_LENGTH,
+            max_header_size: DEFAULT_MAX_HEADER_SIZE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            data_timeout: DEFAULT_DATA_TIMEOUT,
+            max_errors: DEFAULT_MAX_ERRORS,
+        }
+    }
+}
+
+/// Where accepted mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTarget {
+    /// `upstream.address`: the real mail server, `host:port`.
+    Smtp(String),
+    /// `upstream.maildir`: a local Maildir (for trying the guard out).
+    Maildir(PathBuf),
+}
+
+/// `upstream.*`.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// `address` or `maildir`.
+    pub target: UpstreamTarget,
+    /// `helo`: name the guard gives in its EHLO (default `server.hostname`).
+    pub helo: String,
+    /// `connect_timeout`.
+    pub connect_timeout: Duration,
+    /// `command_timeout`: wait for the reply to one command.
+    pub command_timeout: Duration,
+    /// `data_timeout`: send the message and wait for the final reply.
+    pub data_timeout: Duration,
+}
+
+/// `metrics.*`.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// `listen`; `None` when set to the empty string (disabled).
+    pub listen: Option<SocketAddr>,
+}
+
+/// `incidents.*`.
+#[derive(Debug, Clone)]
+pub struct IncidentsConfig {
+    /// `path` of the JSON-lines incident log.
+    pub path: PathBuf,
+}
+
+/// One problem found while loading, naming the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path such as `policy.action` or `policy.rules[2].sender[0]`.
+    pub key: String,
+    /// What is wrong, with the bad value.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Everything wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// Where the configuration came from (file name or "embedded default").
+    pub source_name: String,
+    /// The problems, at least one.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} problem(s)",
+            self.source_name,
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    server: RawServer,
+    upstream: RawUpstream,
+    metrics: RawMetrics,
+    incidents: RawIncidents,
+    policy: RawPolicy,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    listen: Option<Vec<String>>,
+    hostname: Option<String>,
+    trusted_networks: Option<Vec<String>>,
+    limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    max_message_size: Option<String>,
+    max_recipients: Option<String>,
+    max_line_length: Option<String>,
+    max_command_length: Option<String>,
+    max_header_size: Option<String>,
+    max_connections: Option<String>,
+    max_connections_per_ip: Option<String>,
+    idle_timeout: Option<String>,
+    data_timeout: Option<String>,
+    max_errors: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawUpstream {
+    address: Option<String>,
+    maildir: Option<String>,
+    tls: Option<String>,
+    helo: Option<String>,
+    connect_timeout: Option<String>,
+    command_timeout: Option<String>,
+    data_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawIncidents {
+    path: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawPolicy {
+    internal_domains: Option<Vec<String>>,
+    max_external_recipients: Option<String>,
+    action: Option<String>,
+    keep_internal_visible: Option<String>,
+    empty_to: Option<String>,
+    rules: Option<Vec<RawRule>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawRule {
+    name: Option<String>,
+    sender: Option<Vec<String>>,
+    mail_from: Option<Vec<String>>,
+    header_from: Option<Vec<String>>,
+    max_external_recipients: Option<String>,
+    action: Option<String>,
+}
+
+impl Config {
+    /// Loads the configuration from YAML text plus `BCCGUARD__*` environment
+    /// overrides. `source_name` names the origin in error messages.
+    pub fn load(yaml: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let env = ::config::Environment::with_prefix("BCCGUARD")
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("server.listen")
+            .with_list_parse_key("server.trusted_networks")
+            .with_list_parse_key("policy.internal_domains")
+            .try_parsing(false);
+        Self::load_layered(yaml, source_name, Some(env))
+    }
+
+    /// Like [`Config::load`] without environment overrides (tests, explain).
+    pub fn from_yaml(yaml: &str, source_name: &str) -> Result<Config, ConfigError> {
+        Self::load_layered(yaml, source_name, None)
+    }
+
+    /// The embedded default policy.
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Self::load(DEFAULT_POLICY_YAML, "embedded default policy.yaml")
+    }
+
+    fn load_layered(
+        yaml: &str,
+        source_name: &str,
+        env: Option<::config::Environment>,
+    ) -> Result<Config, ConfigError> {
+        let fail = |key: String, message: String| ConfigError {
+            source_name: source_name.to_string(),
+            problems: vec![Problem { key, message }],
+        };
+        let mut builder = ::config::Config::builder()
+            .add_source(::config::File::from_str(yaml, ::config::FileFormat::Yaml));
+        if let Some(env) = env {
+            builder = builder.add_source(env);
+        }
+        let layered = builder
+            .build()
+            .map_err(|e| fail(String::new(), e.to_string()))?;
+        let raw: RawConfig = layered.try_deserialize().map_err(|e| {
+            let (key, message) = split_config_error(&e);
+            fail(key, message)
+        })?;
+        let mut v = Validator::default();
+        let config = v.config(raw);
+        match config {
+            Some(c) if v.problems.is_empty() => Ok(c),
+            _ => Err(ConfigError {
+                source_name: source_name.to_string(),
+                problems: v.problems,
+            }),
+        }
+    }
+}
+
+/// The `config` crate reports "message for key `a.b`"; turn it into our
+/// `key: message` form.
+fn split_config_error(e: &::config::ConfigError) -> (String, String) {
+    let text = e.to_string();
+    if let Some(pos) = text.rfind(" for key `") {
+        let key = text[pos + 10..].trim_end_matches('`').to_string();
+        let key = key.split('`').next().unwrap_or_default().to_string();
+        return (key, text[..pos].to_string());
+    }
+    (String::new(), text)
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn bad(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        let server = self.server(raw.server);
+        let upstream = self.upstream(raw.upstream, &server.hostname);
+        let metrics = self.metrics(raw.metrics);
+        let incidents = IncidentsConfig {
+            path: PathBuf::from(
+                raw.incidents
+                    .path
+                    .unwrap_or_else(|| DEFAULT_INCIDENTS_PATH.into()),
+            ),
+        };
+        if incidents.path.as_os_str().is_empty() {
+            self.bad("incidents.path", "must not be empty");
+        }
+        let policy = self.policy(raw.policy, server.limits.max_header_size);
+        Some(Config {
+            server,
+            upstream: upstream?,
+            metrics,
+            incidents,
+            policy: policy?,
+        })
+    }
+
+    fn server(&mut self, raw: RawServer) -> ServerConfig {
+        let listen_raw = raw.listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.into()]);
+        if listen_raw.is_empty() {
+            self.bad(
+                "server.listen",
+                "needs at least one address such as \"127.0.0.1:2525\"",
+            );
+        }
+        let listen = listen_raw
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.socket_addr(&format!("server.listen[{i}]"), s))
+            .collect();
+        let hostname = raw.hostname.unwrap_or_else(default_hostname);
+        if hostname.is_empty()
+            || hostname
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            self.bad(
+                "server.hostname",
+                format!("{hostname:?} is not a host name"),
+            );
+        }
+        let trusted_networks = raw
+            .trusted_networks
+            .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()])
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.network(&format!("server.trusted_networks[{i}]"), s))
+            .collect();
+        let limits = self.limits(raw.limits);
+        ServerConfig {
+            listen,
+            hostname,
+            trusted_networks,
+            limits,
+        }
+    }
+
+    fn limits(&mut self, raw: RawLimits) -> Limits {
+        let d = Limits::default();
+        let k = |name: &str| format!("server.limits.{name}");
+        Limits {
+            max_message_size: self.size(
+                &k("max_message_size"),
+                raw.max_message_size,
+                d.max_message_size,
+            ),
+            max_recipients: self.count(
+                &k("max_recipients"),
+                raw.max_recipients,
+                d.max_recipients,
+                1,
+            ),
+            max_line_length: self.count(
+                &k("max_line_length"),
+                raw.max_line_length,
+                d.max_line_length,
+                78,
+            ),
+            max_command_length: self.count(
+                &k("max_command_length"),
+                raw.max_command_length,
+                d.max_command_length,
+                512,
+            ),
+            max_header_size: self.size(
+                &k("max_header_size"),
+                raw.max_header_size,
+                d.max_header_size,
+            ),
+            max_connections: self.count(
+                &k("max_connections"),
+                raw.max_connections,
+                d.max_connections,
+                1,
+            ),
+            max_connections_per_ip: self.count(
+                &k("max_connections_per_ip"),
+                raw.max_connections_per_ip,
+                d.max_connections_per_ip,
+                1,
+            ),
+            idle_timeout: self.duration(&k("idle_timeout"), raw.idle_timeout, d.idle_timeout),
+            data_timeout: self.duration(&k("data_timeout"), raw.data_timeout, d.data_timeout),
+            max_errors: self.count(&k("max_errors"), raw.max_errors, d.max_errors, 1),
+        }
+    }
+
+    fn upstream(&mut self, raw: RawUpstream, hostname: &str) -> Option<UpstreamConfig> {
+        let target = match (
+            raw.address.filter(|s| !s.is_empty()),
+            raw.maildir.filter(|s| !s.is_empty()),
+        ) {
+            (Some(_), Some(_)) => {
+                self.bad(
+                    "upstream",
+                    "set either upstream.address or upstream.maildir, not both",
+                );
+                None
+            }
+            (Some(addr), None) => {
+                if valid_host_port(&addr) {
+                    Some(UpstreamTarget::Smtp(addr))
+                } else {
+                    self.bad(
+                        "upstream.address",
+                        format!("{addr:?} is not host:port (e.g. \"mail.example.org:25\")"),
+                    );
+                    None
+                }
+            }
+            (None, Some(dir)) => Some(UpstreamTarget::Maildir(PathBuf::from(dir))),
+            (None, None) => {
+                self.bad(
+                    "upstream",
+                    "no destination: set upstream.address (host:port of the real mail server) or upstream.maildir (a local directory)",
+                );
+                None
+            }
+        };
+        match raw.tls.as_deref().unwrap_or("none") {
+            "none" => {}
+            other => self.bad(
+                "upstream.tls",
+                format!("unknown value {other:?}, expected \"none\" (TLS towards upstream is not available in this version)"),
+            ),
+        }
+        let helo = raw.helo.unwrap_or_else(|| hostname.to_string());
+        let d = |s: &mut Self, name: &str, v: Option<String>, def| {
+            s.duration(&format!("upstream.{name}"), v, def)
+        };
+        let connect_timeout = d(
+            self,
+            "connect_timeout",
+            raw.connect_timeout,
+            DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+        );
+        let command_timeout = d(
+            self,
+            "command_timeout",
+            raw.command_timeout,
+            DEFAULT_UPSTREAM_COMMAND_TIMEOUT,
+        );
+        let data_timeout = d(
+            self,
+            "data_timeout",
+            raw.data_timeout,
+            DEFAULT_UPSTREAM_DATA_TIMEOUT,
+        );
+        Some(UpstreamConfig {
+            target: target?,
+            helo,
+            connect_timeout,
+            command_timeout,
+            data_timeout,
+        })
+    }
+
+    fn metrics(&mut self, raw: RawMetrics) -> MetricsConfig {
+        let listen = raw.listen.unwrap_or_else(|| DEFAULT_METRICS_LISTEN.into());
+        if listen.is_empty() {
+            return MetricsConfig { listen: None };
+        }
+        MetricsConfig {
+            listen: self.socket_addr("metrics.listen", &listen),
+        }
+    }
+
+    fn policy(&mut self, raw: RawPolicy, max_header_size: usize) -> Option<Policy> {
+        let domains = raw.internal_domains.unwrap_or_default();
+        let internal_domains = match DomainSet::new(domains.iter().map(String::as_str)) {
+            Ok(set) => set,
+            Err(bad) => {
+                let i = domains.iter().position(|d| *d == bad).unwrap_or(0);
+                self.bad(
+                    format!("policy.internal_domains[{i}]"),
+                    format!("{bad:?} is not a domain name or *.domain wildcard"),
+                );
+                DomainSet::default()
+            }
+        };
+        let max_external_recipients = self.count(
+            "policy.max_external_recipients",
+            raw.max_external_recipients,
+            DEFAULT_MAX_EXTERNAL_RECIPIENTS,
+            0,
+        );
+        let action = match raw.action.as_deref() {
+            None => Action::Reject,
+            Some(s) => self.action("policy.action", s).unwrap_or(Action::Reject),
+        };
+        let keep_internal_visible = match raw.keep_internal_visible.as_deref() {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                self.bad(
+                    "policy.keep_internal_visible",
+                    format!("{other:?} is not true or false"),
+                );
+                true
+            }
+        };
+        let empty_to = match raw.empty_to.as_deref() {
+            None | Some("sender") => EmptyTo::Sender,
+            Some("undisclosed") => EmptyTo::Undisclosed,
+            Some(other) => {
+                self.bad(
+                    "policy.empty_to",
+                    format!("unknown value {other:?}, expected one of sender, undisclosed"),
+                );
+                EmptyTo::Sender
+            }
+        };
+        let rules = raw
+            .rules
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| self.rule(i, r))
+            .collect();
+        Some(Policy {
+            internal_domains,
+            max_external_recipients,
+            action,
+            rules,
+            keep_internal_visible,
+            empty_to,
+            max_header_size,
+        })
+    }
+
+    fn rule(&mut self, i: usize, raw: RawRule) -> Rule {
+        let key = format!("policy.rules[{i}]");
+        let name = raw.name.unwrap_or_else(|| format!("rule-{}", i + 1));
+        let mut globs = |field: &str, list: Option<Vec<String>>| -> Vec<Glob> {
+            let list = list.unwrap_or_default();
+            for (j, p) in list.iter().enumerate() {
+                if p.is_empty() {
+                    self.bad(format!("{key}.{field}[{j}]"), "empty pattern");
+                }
+            }
+            list.iter().map(|p| Glob::new(p)).collect()
+        };
+        let sender = globs("sender", raw.sender);
+        let mail_from = globs("mail_from", raw.mail_from);
+        let header_from = globs("header_from", raw.header_from);
+        let max_external_recipients = raw
+            .max_external_recipients
+            .map(|v| self.count(&format!("{key}.max_external_recipients"), Some(v), 0, 0));
+        let action = raw
+            .action
+            .and_then(|a| self.action(&format!("{key}.action"), &a));
+        if max_external_recipients.is_none() && action.is_none() {
+            self.bad(
+                &key,
+                format!("rule {name:?} changes nothing: set action and/or max_external_recipients"),
+            );
+        }
+        Rule {
+            name,
+            sender,
+            mail_from,
+            header_from,
+            max_external_recipients,
+            action,
+        }
+    }
+
+    fn action(&mut self, key: &str, s: &str) -> Option<Action> {
+        let action = Action::parse(s);
+        if action.is_none() {
+            let names: Vec<_> = Action::ALL.iter().map(|a| a.as_str()).collect();
+            self.bad(
+                key,
+                format!("unknown action {s:?}, expected one of {}", names.join(", ")),
+            );
+        }
+        action
+    }
+
+    fn socket_addr(&mut self, key: &str, s: &str) -> Option<SocketAddr> {
+        match s.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.bad(key, format!("{s:?} is not an IP address with port (e.g. \"127.0.0.1:2525\" or \"[::1]:2525\")"));
+                None
+            }
+        }
+    }
+
+    fn network(&mut self, key: &str, s: &str) -> Option<IpNet> {
+        let parsed = s
+            .parse::<IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from));
+        match parsed {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.bad(
+                    key,
+                    format!("{s:?} is not a network in CIDR form (e.g. \"10.0.0.0/8\")"),
+                );
+                None
+            }
+        }
+    }
+
+    fn count(&mut self, key: &str, v: Option<String>, default: usize, min: usize) -> usize {
+        let Some(s) = v else { return default };
+        match s.trim().replace('_', "").parse::<usize>() {
+            Ok(n) if n >= min => n,
+            Ok(n) => {
+                self.bad(key, format!("{n} is too small (minimum {min})"));
+                default
+            }
+            Err(_) => {
+                self.bad(key, format!("{s:?} is not a whole number"));
+                default
+            }
+        }
+    }
+
+    fn size(&mut self, key: &str, v: Option<String>, default: usize) -> usize {
+        let Some(s) = v else { return default };
+        match parse_size(&s) {
+            Some(n) if n > 0 => n,
+            _ => {
+                self.bad(
+                    key,
+                    format!("{s:?} is not a size (bytes, or with a unit: 512k, 10M, 1G)"),
+                );
+                default
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str, v: Option<String>, default: Duration) -> Duration {
+        let Some(s) = v else { return default };
+        match humantime::parse_duration(s.trim()) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                self.bad(
+                    key,
+                    format!("{s:?} is not a duration (e.g. \"300s\", \"5m\", \"1h\")"),
+                );
+                default
+            }
+        }
+    }
+}
+
+/// `10240000`, `512k`, `10M`, `1G` (binary multiples, as Postfix admins
+/// expect from `K`/`M`), `10MiB`/`10MB` accepted as the same.
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim().replace('_', "");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits.parse().ok()?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn valid_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && !host.contains(|c: char| c.is_whitespace() || c == '/')
+                && port.parse::<u16>().is_ok_and(|p| p != 0)
+        }
+        None => false,
+    }
+}
+
+fn default_hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        match Config::from_yaml(yaml, "test") {
+            Ok(_) => vec![],
+            Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const MINIMAL: &str = "upstream:\n  maildir: ./outbox\n";
+
+    #[test]
+    fn minimal_config_gets_the_documented_defaults() {
+        let c = Config::from_yaml(MINIMAL, "test").expect("valid");
+        assert_eq!(c.server.listen, vec![DEFAULT_LISTEN.parse().unwrap()]);
+        assert_eq!(c.server.limits, Limits::default());
+        assert_eq!(
+            c.policy.max_external_recipients,
+            DEFAULT_MAX_EXTERNAL_RECIPIENTS
+        );
+        assert_eq!(c.policy.action, Action::Reject);
+        assert_eq!(
+            c.metrics.listen,
+            Some(DEFAULT_METRICS_LISTEN.parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_value() {
+        let table: &[(&str, &str)] = &[
+            (
+                "policy:\n  action: shred\n",
+                "policy.action: unknown action \"shred\", expected one of reject, bcc, split, monitor, allow",
+            ),
+            (
+                "server:\n  listen: [\"nowhere\"]\n",
+                "server.listen[0]: \"nowhere\" is not an IP address",
+            ),
+            (
+                "server:\n  limits:\n    idle_timeout: soon\n",
+                "server.limits.idle_timeout: \"soon\" is not a duration",
+            ),
+            (
+                "server:\n  limits:\n    max_message_size: 10Q\n",
+                "server.limits.max_message_size: \"10Q\" is not a size",
+            ),
+            (
+                "server:\n  trusted_networks: [\"10.0.0.0/33\"]\n",
+                "server.trusted_networks[0]: \"10.0.0.0/33\"",
+            ),
+            (
+                "policy:\n  rules:\n    - name: x\n      action: nuke\n",
+                "policy.rules[0].action: unknown action \"nuke\"",
+            ),
+            (
+                "policy:\n  max_external_recipients: many\n",
+                "policy.max_external_recipients: \"many\" is not a whole number",
+            ),
+            (
+                "policy:\n  internal_domains: [\"exa mple.org\"]\n",
+                "policy.internal_domains[0]",
+            ),
+            (
+                "upstream:\n  address: \"mail.example.org\"\n",
+                "upstream.address: \"mail.example.org\" is not host:port",
+            ),
+            (
+                "upstream:\n  tls: starttls\n",
+                "upstream.tls: unknown value \"starttls\"",
+            ),
+        ];
+        for (body, expected) in table {
+            let yaml = if body.starts_with("upstream:") {
+                body.to_string()
+            } else {
+                format!("{MINIMAL}{body}")
+            };
+            let got = problems(&yaml);
+            assert!(
+                got.iter().any(|p| p.starts_with(expected)),
+                "for {body:?} expected a problem starting {expected:?}, got {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_not_ignored() {
+        let got = problems(&format!("{MINIMAL}policy:\n  actoin: bcc\n"));
+        assert!(got.iter().any(|p| p.contains("actoin")), "{got:?}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let got = problems(&format!(
+            "{MINIMAL}policy:\n  action: shred\n  empty_to: nobody\nserver:\n  hostname: \"a b\"\n"
+        ));
+        assert_eq!(got.len(), 3, "{got:?}");
+    }
+
+    #[test]
+    fn sizes_and_durations_take_units() {
+        assert_eq!(parse_size("10M"), Some(10 << 20));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("10240000"), Some(10_240_000));
+        assert_eq!(parse_size("1_000"), Some(1000));
+        assert_eq!(parse_size("x"), None);
+        let c = Config::from_yaml(
+            &format!("{MINIMAL}server:\n  limits:\n    idle_timeout: 5m\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.server.limits.idle_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn upstream_needs_exactly_one_destination() {
+        assert!(
+            problems("server:\n  hostname: x\n")
+                .iter()
+                .any(|p| p.starts_with("upstream: no destination"))
+        );
+        let both = problems("upstream:\n  address: \"a:25\"\n  maildir: ./o\n");
+        assert!(both.iter().any(|p| p.contains("not both")), "{both:?}");
+    }
+}

@@ -25,6 +25,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod explain;
+pub mod id;
 pub mod incident;
 pub mod message;
 pub mod metrics;

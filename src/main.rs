@@ -1,2 +1,191 @@
-//! The `bccguard` command line (being written).
-fn main() {}
+//! The `bccguard` command line: `serve`, `check`, `explain`.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use bccguard::config::Config;
+use bccguard::server::{self, Listeners, Shared};
+
+/// SMTP submission guard against open distribution lists (To/Cc leaks).
+#[derive(Parser, Debug)]
+#[command(name = "bccguard", version, about)]
+struct Cli {
+    /// Log format: text (for a terminal) or json (for log shippers).
+    #[arg(
+        long,
+        global = true,
+        env = "BCCGUARD_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the guard.
+    Serve {
+        /// policy.yaml; without it the embedded default is used.
+        #[arg(long, short, env = "BCCGUARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a policy file; exits non-zero and lists every problem.
+    Check {
+        /// policy.yaml; without it the embedded default is checked.
+        #[arg(long, short, env = "BCCGUARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Show what the guard would do with a message, sending nothing.
+    Explain {
+        /// policy.yaml; without it the embedded default is used.
+        #[arg(long, short, env = "BCCGUARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// The message (.eml, RFC 5322).
+        message: PathBuf,
+        /// Envelope recipient (repeatable); default: the To/Cc addresses.
+        #[arg(long = "rcpt")]
+        rcpt: Vec<String>,
+        /// Envelope sender; default: the header From.
+        #[arg(long = "from")]
+        from: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Cmd::Serve { config } => serve(config),
+        Cmd::Check { config } => check(config),
+        Cmd::Explain {
+            config,
+            message,
+            rcpt,
+            from,
+        } => load(config.as_ref()).and_then(|c| explain(&c, &message, &rcpt, from.as_deref())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bccguard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BCCGUARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match path {
+        None => Ok(Config::embedded_default()?),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            Ok(Config::load(&text, &p.display().to_string())?)
+        }
+    }
+}
+
+fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load(path.as_ref())?;
+    let name = path.map_or("embedded default policy.yaml".to_string(), |p| {
+        p.display().to_string()
+    });
+    println!(
+        "{name}: OK ({} listener(s), threshold {}, action {}, {} rule(s))",
+        config.server.listen.len(),
+        config.policy.max_external_recipients,
+        config.policy.action,
+        config.policy.rules.len()
+    );
+    Ok(())
+}
+
+fn explain(
+    config: &Config,
+    message: &PathBuf,
+    rcpt: &[String],
+    from: Option<&str>,
+) -> anyhow::Result<()> {
+    let raw =
+        std::fs::read(message).with_context(|| format!("cannot read {}", message.display()))?;
+    let name = message.display().to_string();
+    print!(
+        "{}",
+        bccguard::explain::explain(config, &name, &raw, rcpt, from)
+    );
+    Ok(())
+}
+
+fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load(path.as_ref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listeners = Listeners::bind(&config).await?;
+        let shared = Arc::new(Shared::new(config.clone()).with_context(|| {
+            format!(
+                "cannot open incident log {}",
+                config.incidents.path.display()
+            )
+        })?);
+        for l in &listeners.smtp {
+            tracing::info!("SMTP on {}", l.local_addr()?);
+        }
+        if let Some(m) = &listeners.metrics {
+            tracing::info!("metrics on http://{}/metrics", m.local_addr()?);
+        }
+        tracing::info!(
+            upstream = ?config.upstream.target,
+            threshold = config.policy.max_external_recipients,
+            action = %config.policy.action,
+            "bccguard ready"
+        );
+        server::run(shared, listeners, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

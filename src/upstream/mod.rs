@@ -1,1 +1,169 @@
-//! (being written)
+//! Delivery: where an accepted message goes. Either the organisation's real
+//! mail server over SMTP, in lockstep with the client ([`smtp`]), or a local
+//! Maildir for trying the guard out ([`maildir`]).
+//!
+//! Lockstep is what lets the guard own no message: MAIL and RCPT are
+//! forwarded as the client sends them and upstream's replies are passed back;
+//! the client's DATA is read in full and decided on before upstream sees a
+//! DATA command; the client hears 250 only after upstream said 250 for every
+//! copy.
+//!
+//! Failures are classified once, here ([`UpstreamError::reply`] and
+//! [`UpstreamError::kind`]), into the reply the client gets and the metric
+//! label ops see.
+
+pub mod maildir;
+pub mod smtp;
+
+use std::io;
+use std::time::Duration;
+
+use crate::config::{UpstreamConfig, UpstreamTarget};
+use crate::smtp::reply::{self, Reply};
+
+/// A message on its way out: parts sent back to back (e.g. the Received
+/// header, a rewritten header section, the untouched rest of the original).
+pub type Parts<'a> = [&'a [u8]];
+
+/// Why delivery could not proceed (as opposed to an upstream reply, which is
+/// passed on to the client as it is).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connect failed.
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// Where we tried.
+        addr: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// Upstream did not answer in time.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, &'static str),
+    /// The connection broke or was closed.
+    #[error("connection lost: {0}")]
+    Closed(io::Error),
+    /// Upstream spoke something that is not SMTP.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// Upstream refused the session itself (greeting or EHLO not 2xx).
+    #[error("session refused: {}", .0.summary())]
+    Refused(Reply),
+    /// The local Maildir could not be written.
+    #[error("maildir: {0}")]
+    Maildir(io::Error),
+}
+
+impl UpstreamError {
+    /// The metric label for `bccguard_upstream_errors_total{kind}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect { .. } => "connect",
+            UpstreamError::Timeout(..) => "timeout",
+            UpstreamError::Closed(_) => "closed",
+            UpstreamError::Protocol(_) => "protocol",
+            UpstreamError::Refused(_) => "refused",
+            UpstreamError::Maildir(_) => "maildir",
+        }
+    }
+
+    /// What the client is told. Always transient: none of these says the
+    /// message is bad, so the client must keep it and retry.
+    pub fn reply(&self) -> Reply {
+        match self {
+            UpstreamError::Connect { .. } => reply::upstream_unavailable(),
+            UpstreamError::Refused(r) => {
+                let mut rep = reply::upstream_unavailable();
+                rep.lines
+                    .push(format!("4.4.1 upstream said: {}", r.summary()));
+                rep
+            }
+            UpstreamError::Timeout(..) | UpstreamError::Closed(_) | UpstreamError::Protocol(_) => {
+                reply::upstream_lost()
+            }
+            UpstreamError::Maildir(_) => reply::local_error(),
+        }
+    }
+}
+
+/// One open delivery channel, owned by one client session.
+#[derive(Debug)]
+pub enum Upstream {
+    /// The real mail server.
+    Smtp(smtp::Client),
+    /// A local Maildir.
+    Maildir(maildir::Maildir),
+}
+
+/// Opens a delivery channel as configured.
+pub async fn connect(cfg: &UpstreamConfig) -> Result<Upstream, UpstreamError> {
+    match &cfg.target {
+        UpstreamTarget::Smtp(addr) => Ok(Upstream::Smtp(smtp::Client::connect(addr, cfg).await?)),
+        UpstreamTarget::Maildir(dir) => Ok(Upstream::Maildir(maildir::Maildir::open(dir).await?)),
+    }
+}
+
+impl Upstream {
+    /// Forwards MAIL FROM with the client's parameters.
+    pub async fn mail(&mut self, from: &str, params: &str) -> Result<Reply, UpstreamError> {
+        match self {
+            Upstream::Smtp(c) => c.mail(from, params).await,
+            Upstream::Maildir(m) => Ok(m.mail(from)),
+        }
+    }
+
+    /// Forwards RCPT TO with the client's parameters.
+    pub async fn rcpt(&mut self, to: &str, params: &str) -> Result<Reply, UpstreamError> {
+        match self {
+            Upstream::Smtp(c) => c.rcpt(to, params).await,
+            Upstream::Maildir(m) => Ok(m.rcpt(to)),
+        }
+    }
+
+    /// Sends the open transaction's message; returns upstream's final reply.
+    pub async fn data(&mut self, parts: &Parts<'_>) -> Result<Reply, UpstreamError> {
+        match self {
+            Upstream::Smtp(c) => c.data(parts).await,
+            Upstream::Maildir(m) => m.deliver(parts).await,
+        }
+    }
+
+    /// Aborts the open transaction (upstream never sees a final dot).
+    pub async fn rset(&mut self) -> Result<(), UpstreamError> {
+        match self {
+            Upstream::Smtp(c) => c.rset().await,
+            Upstream::Maildir(m) => {
+                m.reset();
+                Ok(())
+            }
+        }
+    }
+
+    /// One complete transaction (MAIL, one RCPT, DATA, message) for a split
+    /// copy. Returns the first non-positive reply, or the final one.
+    pub async fn send_copy(
+        &mut self,
+        from: &str,
+        from_params: &str,
+        to: &str,
+        to_params: &str,
+        parts: &Parts<'_>,
+    ) -> Result<Reply, UpstreamError> {
+        match self {
+            Upstream::Smtp(c) => c.send_copy(from, from_params, to, to_params, parts).await,
+            Upstream::Maildir(m) => {
+                m.reset();
+                m.mail(from);
+                m.rcpt(to);
+                m.deliver(parts).await
+            }
+        }
+    }
+
+    /// Ends the session politely; errors are irrelevant by then.
+    pub async fn quit(self) {
+        if let Upstream::Smtp(c) = self {
+            c.quit().await;
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! `bccguard explain`: what the guard would do with one message and why,
+//! sending nothing. Runs the same pure decision and rewrite as the session.
+
+use std::fmt::Write as _;
+
+use crate::config::Config;
+use crate::message::headers::FieldKind;
+use crate::policy::{self, Action, Envelope};
+use crate::rewrite::{self, Keep};
+
+struct KeepInternal<'a> {
+    policy: &'a policy::Policy,
+    also: Option<String>,
+}
+
+impl Keep for KeepInternal<'_> {
+    fn keep(&self, normalized: &str) -> bool {
+        if self.also.as_deref() == Some(normalized) {
+            return true;
+        }
+        let domain = normalized.rsplit_once('@').map_or("", |(_, d)| d);
+        self.policy.keep_internal_visible && self.policy.internal_domains.contains(domain)
+    }
+}
+
+/// Files on disk often have bare LF line ends; SMTP has CRLF. Bring the
+/// message into wire form the way a mail client would before sending it.
+pub fn to_crlf(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    let mut prev = 0u8;
+    for &b in raw {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        if prev == b'\r' && b != b'\n' {
+            out.push(b'\n');
+        }
+        out.push(b);
+        prev = b;
+    }
+    if prev == b'\r' {
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The report `bccguard explain` prints.
+pub fn explain(
+    config: &Config,
+    name: &str,
+    raw: &[u8],
+    rcpts: &[String],
+    from: Option<&str>,
+) -> String {
+    let msg = to_crlf(raw);
+    let policy = &config.policy;
+    let mut out = String::new();
+    // Default envelope: the header From and the visible addresses, as a
+    // mail client would build it.
+    let probe = policy::decide(
+        policy,
+        Envelope {
+            mail_from: from.unwrap_or(""),
+            rcpt_to: &[],
+        },
+        &msg,
+    );
+    let probe = match probe {
+        Ok(d) => d,
+        Err(_) => {
+            let _ = writeln!(
+                out,
+                "{name}: the header section is larger than {} bytes: the guard refuses it (552 5.3.4)",
+                policy.max_header_size
+            );
+            return out;
+        }
+    };
+    let mail_from = from
+        .map(str::to_string)
+        .or_else(|| probe.header_from.clone())
+        .unwrap_or_default();
+    let rcpt_to: Vec<String> = if rcpts.is_empty() {
+        probe
+            .visible
+            .external
+            .iter()
+            .chain(probe.visible.internal.iter())
+            .cloned()
+            .collect()
+    } else {
+        rcpts.to_vec()
+    };
+    let Ok(d) = policy::decide(
+        policy,
+        Envelope {
+            mail_from: &mail_from,
+            rcpt_to: &rcpt_to,
+        },
+        &msg,
+    ) else {
+        return out;
+    };
+    let _ = writeln!(out, "message:   {name} ({} bytes)", msg.len());
+    let _ = writeln!(
+        out,
+        "envelope:  from <{mail_from}>, {} recipient(s){}",
+        rcpt_to.len(),
+        if rcpts.is_empty() {
+            " (taken from To/Cc)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "header from: {}",
+        d.header_from.as_deref().unwrap_or("(none)")
+    );
+    let _ = writeln!(
+        out,
+        "visible in To/Cc: {} external address(es) in {} domain(s), {} internal",
+        d.visible.external.len(),
+        d.visible.external_domains,
+        d.visible.internal.len()
+    );
+    let _ = writeln!(
+        out,
+        "rule:      {}",
+        d.rule
+            .as_deref()
+            .unwrap_or("(none matched: default policy)")
+    );
+    let over = d.visible.external.len() > d.threshold;
+    let _ = writeln!(
+        out,
+        "threshold: {} -> {}",
+        d.threshold,
+        if over { "exceeded" } else { "not exceeded" }
+    );
+    let verdict = match d.action {
+        None => "pass: relayed unchanged (apart from a Received header; Bcc removed)".to_string(),
+        Some(Action::Allow) => "allow: exempt by rule, relayed unchanged".to_string(),
+        Some(Action::Monitor) => "monitor: relayed unchanged, incident recorded".to_string(),
+        Some(Action::Reject) => format!("reject: 550 5.7.1, nothing sent, incident recorded ({} visible, limit {})", d.visible.external.len(), d.threshold),
+        Some(Action::Bcc | Action::Split) if d.signed => {
+            "reject: signed/encrypted mail cannot be rewritten safely (550 5.7.1), incident recorded".to_string()
+        }
+        Some(Action::Bcc) => "bcc: external addresses removed from To/Cc, envelope unchanged, incident recorded".to_string(),
+        Some(Action::Split) => format!("split: {} separate copies, each showing only its own address, incident recorded", rcpt_to.len()),
+    };
+    let _ = writeln!(out, "action:    {verdict}");
+    let fallback = match policy.empty_to {
+        policy::EmptyTo::Sender if !mail_from.is_empty() => {
+            d.header_from.clone().unwrap_or(mail_from.clone())
+        }
+        _ => "undisclosed-recipients:;".to_string(),
+    };
+    let also = match d.action {
+        Some(Action::Split) if !d.signed => rcpt_to
+            .first()
+            .and_then(|r| policy::count::normalize_address(r)),
+        Some(Action::Bcc) if !d.signed => None,
+        _ => return out,
+    };
+    let keep = KeepInternal { policy, also };
+    let rw = rewrite::hide(&msg, &d.headers, &keep, &fallback);
+    let title = if d.action == Some(Action::Split) {
+        "header section of the first copy"
+    } else {
+        "rewritten header section"
+    };
+    let _ = writeln!(out, "{title}:");
+    let head = String::from_utf8_lossy(&rw.head);
+    for line in head.lines() {
+        let _ = writeln!(out, "  | {line}");
+    }
+    let changed = d
+        .headers
+        .fields
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.kind,
+                FieldKind::To | FieldKind::Cc | FieldKind::Bcc | FieldKind::ResentBcc
+            )
+        })
+        .count();
+    let _ = writeln!(
+        out,
+        "  ({changed} To/Cc/Bcc field(s) rewritten; every other header and the body unchanged)"
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_crlf;
+
+    #[test]
+    fn line_ends_become_crlf() {
+        assert_eq!(to_crlf(b"a\nb\r\nc\rd"), b"a\r\nb\r\nc\r\nd".to_vec());
+        assert_eq!(to_crlf(b"x\r"), b"x\r\n".to_vec());
+    }
+}

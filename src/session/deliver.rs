@@ -1,0 +1,333 @@
+//! The end of DATA: decide on the complete message, act, record.
+//!
+//! - pass / allow / monitor: relayed as it is (Bcc headers removed);
+//! - reject: upstream's transaction is aborted with RSET (it never sees a
+//!   final dot), the client gets 550 5.7.1 with the incident id;
+//! - bcc: external To/Cc addresses are hidden, envelope unchanged;
+//! - split: upstream's envelope transaction is aborted and one transaction
+//!   per recipient follows, each copy showing only its own address plus the
+//!   internal ones.
+//!
+//! The client hears 250 only after upstream said 250 for every copy. If a
+//! split fails part-way, the client gets the failure's class with a text
+//! saying how many copies went out (see README, "Split and partial
+//! failure"): never a 250 for an undelivered copy.
+
+use std::sync::Arc;
+
+use crate::id::new_id;
+use crate::incident::{Record, now_rfc3339};
+use crate::message::headers::{FieldKind, HeaderError, Headers};
+use crate::policy::{self, Action, Decision, DomainSet, EmptyTo, Envelope};
+use crate::rewrite::{self, Keep};
+use crate::smtp::reply::{self, Reply};
+use crate::upstream::UpstreamError;
+
+use super::{Session, Transaction};
+
+/// Keeps internal addresses (if configured) and one named address.
+struct KeepVisible<'a> {
+    internal: Option<&'a DomainSet>,
+    also: Option<String>,
+}
+
+impl Keep for KeepVisible<'_> {
+    fn keep(&self, normalized: &str) -> bool {
+        if self.also.as_deref() == Some(normalized) {
+            return true;
+        }
+        let domain = normalized.rsplit_once('@').map_or("", |(_, d)| d);
+        self.internal.is_some_and(|set| set.contains(domain))
+    }
+}
+
+impl Session {
+    /// Decides on and delivers one complete message; queues the final reply.
+    pub(super) async fn deliver(&mut self, msg: Vec<u8>) {
+        let Some(tx) = self.tx.take() else { return };
+        let queue_id = new_id();
+        let cfg = self.cfg.clone();
+        let policy = &cfg.policy;
+        let rcpts: Vec<String> = tx.rcpts.iter().map(|(a, _)| a.clone()).collect();
+        let envelope = Envelope {
+            mail_from: &tx.mail_from,
+            rcpt_to: &rcpts,
+        };
+        let decision = match policy::decide(policy, envelope, &msg) {
+            Ok(d) => d,
+            Err(HeaderError::TooBig) => {
+                self.shared.metrics.refused("header_too_big");
+                self.abort_upstream().await;
+                self.queue(reply::header_too_big(policy.max_header_size));
+                return;
+            }
+        };
+        self.shared
+            .metrics
+            .message(decision.label(), decision.visible.external.len());
+        let received = self.received_header(&tx, &queue_id);
+        let visible = decision.visible.external.len();
+        let (reply, incident) = match decision.action {
+            None | Some(Action::Allow) => (
+                self.relay_whole(&msg, &decision.headers, &received).await,
+                None,
+            ),
+            Some(Action::Monitor) => {
+                let r = self.relay_whole(&msg, &decision.headers, &received).await;
+                (
+                    r,
+                    Some(("monitor", "over threshold, monitor mode: sent unchanged")),
+                )
+            }
+            Some(Action::Reject) => {
+                self.abort_upstream().await;
+                let r = reply::rejected_open_list(visible, decision.threshold, &queue_id);
+                (r, Some(("reject", "over threshold")))
+            }
+            Some(Action::Bcc | Action::Split) if decision.signed => {
+                // Rewriting To/Cc of signed or encrypted mail would break it
+                // (and the visible list may sit inside the protected part).
+                self.abort_upstream().await;
+                let r = reply::cannot_rewrite_signed(&queue_id);
+                (
+                    r,
+                    Some((
+                        "reject",
+                        "over threshold in signed/encrypted mail that cannot be rewritten",
+                    )),
+                )
+            }
+            Some(Action::Bcc) => {
+                let fallback = fallback_to(policy.empty_to, &decision, &tx.mail_from);
+                let keep = KeepVisible {
+                    internal: policy
+                        .keep_internal_visible
+                        .then_some(&policy.internal_domains),
+                    also: None,
+                };
+                let rw = rewrite::hide(&msg, &decision.headers, &keep, &fallback);
+                let r = self
+                    .relay_parts(&[received.as_bytes(), &rw.head, &msg[rw.rest..]])
+                    .await;
+                (
+                    r,
+                    Some(("bcc", "over threshold: external recipients moved to Bcc")),
+                )
+            }
+            Some(Action::Split) => {
+                let r = self.split(&tx, &msg, &decision, &received, &queue_id).await;
+                (r, Some(("split", "over threshold: one copy per recipient")))
+            }
+        };
+        tracing::info!(
+            client = %self.peer,
+            queue_id = %queue_id,
+            action = decision.label(),
+            rule = decision.rule.as_deref().unwrap_or("default"),
+            visible_external = visible,
+            visible_internal = decision.visible.internal.len(),
+            envelope_recipients = rcpts.len(),
+            size = msg.len(),
+            reply = %reply.summary(),
+            "message decided"
+        );
+        if let Some((action, reason)) = incident {
+            self.record_incident(&tx, &msg, &decision, &queue_id, action, reason, &reply)
+                .await;
+        }
+        self.queue(reply);
+    }
+
+    /// Relays the message with only Bcc/Resent-Bcc removed.
+    async fn relay_whole(&mut self, msg: &[u8], headers: &Headers, received: &str) -> Reply {
+        match rewrite::strip_bcc(msg, headers) {
+            Some(rw) => {
+                self.relay_parts(&[received.as_bytes(), &rw.head, &msg[rw.rest..]])
+                    .await
+            }
+            None => self.relay_parts(&[received.as_bytes(), msg]).await,
+        }
+    }
+
+    /// Sends the open transaction's message upstream; upstream's final reply
+    /// is the client's.
+    async fn relay_parts(&mut self, parts: &[&[u8]]) -> Reply {
+        let result = match self.upstream.as_mut() {
+            Some(up) => up.data(parts).await,
+            None => Err(UpstreamError::Closed(
+                std::io::ErrorKind::NotConnected.into(),
+            )),
+        };
+        self.upstream_result(result)
+    }
+
+    /// One upstream transaction per envelope recipient.
+    async fn split(
+        &mut self,
+        tx: &Transaction,
+        msg: &[u8],
+        decision: &Decision,
+        received: &str,
+        queue_id: &str,
+    ) -> Reply {
+        let policy = self.cfg.policy.clone();
+        let fallback = fallback_to(policy.empty_to, decision, &tx.mail_from);
+        let total = tx.rcpts.len();
+        if let Some(up) = self.upstream.as_mut() {
+            if let Err(e) = up.rset().await {
+                return self.upstream_result(Err(e));
+            }
+        }
+        for (i, (rcpt, rcpt_params)) in tx.rcpts.iter().enumerate() {
+            let keep = KeepVisible {
+                internal: policy
+                    .keep_internal_visible
+                    .then_some(&policy.internal_domains),
+                also: policy::count::normalize_address(rcpt),
+            };
+            let rw = rewrite::hide(msg, &decision.headers, &keep, &fallback);
+            let parts = [received.as_bytes(), &rw.head[..], &msg[rw.rest..]];
+            let result = match self.upstream.as_mut() {
+                Some(up) => {
+                    up.send_copy(&tx.mail_from, &tx.mail_params, rcpt, rcpt_params, &parts)
+                        .await
+                }
+                None => Err(UpstreamError::Closed(
+                    std::io::ErrorKind::NotConnected.into(),
+                )),
+            };
+            let reply = self.upstream_result(result);
+            if !reply.is_positive() {
+                return if i == 0 {
+                    reply
+                } else {
+                    reply::split_partial(i, total, &reply)
+                };
+            }
+        }
+        reply::accepted(total, queue_id)
+    }
+
+    /// Aborts upstream's open transaction without a final dot.
+    async fn abort_upstream(&mut self) {
+        if let Some(up) = self.upstream.as_mut() {
+            if let Err(e) = up.rset().await {
+                self.shared.metrics.upstream_error(e.kind());
+                self.upstream = None;
+            }
+        }
+    }
+
+    /// `Received:` trace header (RFC 5321 4.4), prepended to every copy.
+    fn received_header(&self, tx: &Transaction, queue_id: &str) -> String {
+        let (helo, esmtp) = self
+            .greeting
+            .as_ref()
+            .map_or(("unknown", false), |g| (g.name.as_str(), g.esmtp));
+        let ip = match self.peer.ip() {
+            std::net::IpAddr::V4(v4) => format!("[{v4}]"),
+            std::net::IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
+        };
+        // RFC 6531 3.7.3: UTF8SMTP when the transaction used SMTPUTF8.
+        let with = match (esmtp, tx.smtputf8) {
+            (_, true) => "UTF8SMTP",
+            (true, false) => "ESMTP",
+            (false, false) => "SMTP",
+        };
+        let date = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap_or_default();
+        let helo: String = helo.chars().filter(|c| !c.is_control()).take(255).collect();
+        format!(
+            "Received: from {helo} ({ip})\r\n\tby {} (bccguard) with {with} id {queue_id};\r\n\t{date}\r\n",
+            self.cfg.server.hostname
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_incident(
+        &mut self,
+        tx: &Transaction,
+        msg: &[u8],
+        decision: &Decision,
+        queue_id: &str,
+        action: &'static str,
+        reason: &str,
+        reply: &Reply,
+    ) {
+        let (message_id, subject) = describe(msg, &decision.headers);
+        let outcome = if action == "reject" {
+            "refused".to_string()
+        } else if reply.is_positive() {
+            "delivered".to_string()
+        } else {
+            format!("not delivered: {}", reply.summary())
+        };
+        let record = Record {
+            id: queue_id.to_string(),
+            time: now_rfc3339(),
+            action: action.to_string(),
+            rule: decision.rule.clone().unwrap_or_else(|| "default".into()),
+            client_ip: self.peer.ip().to_string(),
+            auth_user: None,
+            mail_from: tx.mail_from.clone(),
+            header_from: decision.header_from.clone(),
+            message_id,
+            subject,
+            visible_external: decision.visible.external.len(),
+            visible_internal: decision.visible.internal.len(),
+            external_domains: decision.visible.external_domains,
+            envelope_recipients: tx.rcpts.len(),
+            size: msg.len(),
+            threshold: decision.threshold,
+            reason: reason.to_string(),
+            outcome,
+            queue_id: queue_id.to_string(),
+        };
+        self.shared.metrics.incident(action);
+        tracing::warn!(
+            incident = %record.id,
+            action,
+            rule = %record.rule,
+            client = %record.client_ip,
+            mail_from = %record.mail_from,
+            visible_external = record.visible_external,
+            external_domains = record.external_domains,
+            outcome = %record.outcome,
+            "incident: open distribution list"
+        );
+        let log = Arc::clone(&self.shared.incidents);
+        let written = tokio::task::spawn_blocking(move || log.append(&record)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            self.shared.metrics.incident_write_error();
+            tracing::error!(incident = %queue_id, "incident record could not be written to {}", self.shared.incidents.path().display());
+        }
+    }
+}
+
+/// What an emptied To shows.
+fn fallback_to(empty_to: EmptyTo, decision: &Decision, mail_from: &str) -> String {
+    match empty_to {
+        EmptyTo::Sender => decision
+            .header_from
+            .clone()
+            .or_else(|| (!mail_from.is_empty()).then(|| mail_from.to_string()))
+            .unwrap_or_else(|| "undisclosed-recipients:;".into()),
+        EmptyTo::Undisclosed => "undisclosed-recipients:;".into(),
+    }
+}
+
+/// Message-ID as written and Subject decoded (RFC 2047), for the record.
+fn describe(msg: &[u8], headers: &Headers) -> (Option<String>, Option<String>) {
+    let message_id = headers.of_kind(FieldKind::MessageId).next().map(|f| {
+        String::from_utf8_lossy(&msg[f.value.clone()])
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let head = &msg[..headers.end.min(msg.len())];
+    let subject = mail_parser::MessageParser::new()
+        .parse_headers(head)
+        .and_then(|m| m.subject().map(str::to_string));
+    (message_id, subject)
+}

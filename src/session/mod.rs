@@ -1,0 +1,491 @@
+//! One client session: the only state machine in the guard.
+//!
+//! The session reads bytes, cuts them into command lines, and answers each
+//! in order; replies to a pipelined batch are collected and flushed only
+//! when no further complete command is buffered (RFC 2920 3.1). MAIL and
+//! RCPT are forwarded upstream in lockstep ([`crate::upstream`]). After
+//! `354` the strict DATA reader takes the bytes; what happens to the complete
+//! message is in [`deliver`].
+//!
+//! State: greeting -> (HELO/EHLO) -> transaction (MAIL, RCPT...) -> DATA ->
+//! back to no transaction. HELO/EHLO and RSET abort a transaction.
+
+mod deliver;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, timeout_at};
+
+use crate::config::Config;
+use crate::server::Shared;
+use crate::smtp::command::{self, Command, CommandError};
+use crate::smtp::data::{DataError, DataLimits, DataReader};
+use crate::smtp::reply::{self, Reply};
+use crate::upstream::{self, Upstream};
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+/// First allocation for a message whose size the client did not announce.
+const INITIAL_MESSAGE_CAPACITY: usize = 64 * 1024;
+
+/// What the client said in HELO/EHLO.
+#[derive(Debug, Clone)]
+struct Greeting {
+    name: String,
+    esmtp: bool,
+}
+
+/// One open mail transaction (after MAIL was accepted by upstream).
+#[derive(Debug, Clone)]
+struct Transaction {
+    mail_from: String,
+    mail_params: String,
+    /// Accepted recipients with their raw parameters.
+    rcpts: Vec<(String, String)>,
+    /// SIZE= announced by the client (0 if none).
+    size_hint: usize,
+    smtputf8: bool,
+}
+
+/// What the loop does after a command.
+enum Flow {
+    Continue,
+    Data,
+    Close,
+}
+
+/// Why the session ends early (the client gets no further reply, or the
+/// reply has been queued already).
+enum Stop {
+    /// Peer closed or the socket failed.
+    Gone,
+    /// A reply was queued and the connection must close after it.
+    Close,
+}
+
+/// A client session, from greeting to close.
+pub struct Session {
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    cfg: Arc<Config>,
+    inbuf: Vec<u8>,
+    pos: usize,
+    out: Vec<u8>,
+    greeting: Option<Greeting>,
+    tx: Option<Transaction>,
+    upstream: Option<Upstream>,
+    errors: usize,
+    trusted: bool,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Session {
+    /// A session for an accepted connection.
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let cfg = shared.config();
+        let ip = canonical_ip(peer.ip());
+        let trusted = cfg.server.trusted_networks.iter().any(|n| n.contains(&ip));
+        let _ = stream.set_nodelay(true);
+        Self {
+            stream,
+            peer: SocketAddr::new(ip, peer.port()),
+            shared,
+            cfg,
+            inbuf: Vec::with_capacity(4096),
+            pos: 0,
+            out: Vec::with_capacity(1024),
+            greeting: None,
+            tx: None,
+            upstream: None,
+            errors: 0,
+            trusted,
+            shutdown,
+        }
+    }
+
+    /// Runs the session to its end.
+    pub async fn run(mut self) {
+        let _active = self.shared.metrics.session_started();
+        self.queue(reply::greeting(&self.cfg.server.hostname));
+        let _ = self.serve().await;
+        let _ = self.flush().await;
+        if let Some(up) = self.upstream.take() {
+            up.quit().await;
+        }
+    }
+
+    async fn serve(&mut self) -> Result<(), Stop> {
+        let max_cmd = self.cfg.server.limits.max_command_length;
+        let mut skipping_long_line = false;
+        loop {
+            while let Some(nl) = memchr::memchr(b'\n', &self.inbuf[self.pos..]) {
+                let start = self.pos;
+                self.pos += nl + 1;
+                if std::mem::take(&mut skipping_long_line) {
+                    continue;
+                }
+                if nl + 1 > max_cmd {
+                    self.shared.metrics.refused("line_too_long");
+                    self.error_reply(reply::line_too_long_command(max_cmd))?;
+                    continue;
+                }
+                let line = self.inbuf[start..self.pos].to_vec();
+                match self.command(&line).await? {
+                    Flow::Continue => {}
+                    Flow::Close => return Err(Stop::Close),
+                    Flow::Data => self.data().await?,
+                }
+            }
+            if self.inbuf.len() - self.pos > max_cmd && !skipping_long_line {
+                // An endless line: answer once, then drop bytes up to its end
+                // without buffering them (17,000-byte commands, floods).
+                self.shared.metrics.refused("line_too_long");
+                self.error_reply(reply::line_too_long_command(max_cmd))?;
+                skipping_long_line = true;
+            }
+            if skipping_long_line {
+                self.pos = self.inbuf.len();
+            }
+            self.flush().await?;
+            let deadline = Instant::now() + self.cfg.server.limits.idle_timeout;
+            self.read_more(deadline).await?;
+        }
+    }
+
+    /// Reads more bytes into the input buffer, with a deadline, watching
+    /// for shutdown.
+    async fn read_more(&mut self, deadline: Instant) -> Result<(), Stop> {
+        if self.pos > 0 {
+            self.inbuf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let len = self.inbuf.len();
+        self.inbuf.reserve(READ_CHUNK);
+        let read = tokio::select! {
+            r = timeout_at(deadline, self.stream.read_buf(&mut self.inbuf)) => r,
+            _ = self.shutdown.changed() => {
+                self.queue(reply::shutting_down(&self.cfg.server.hostname));
+                return Err(Stop::Close);
+            }
+        };
+        match read {
+            Err(_) => {
+                self.queue(reply::idle_timeout(&self.cfg.server.hostname));
+                Err(Stop::Close)
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => Err(Stop::Gone),
+            Ok(Ok(n)) => {
+                debug_assert_eq!(self.inbuf.len(), len + n);
+                Ok(())
+            }
+        }
+    }
+
+    fn queue(&mut self, reply: Reply) {
+        reply.write_to(&mut self.out);
+    }
+
+    /// Queues an error reply and counts it; too many errors end the session.
+    fn error_reply(&mut self, reply: Reply) -> Result<(), Stop> {
+        self.queue(reply);
+        self.errors += 1;
+        if self.errors >= self.cfg.server.limits.max_errors {
+            self.shared.metrics.refused("too_many_errors");
+            self.queue(reply::too_many_errors(&self.cfg.server.hostname));
+            return Err(Stop::Close);
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Stop> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.cfg.server.limits.idle_timeout;
+        let written = timeout_at(deadline, self.stream.write_all(&self.out)).await;
+        self.out.clear();
+        match written {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Stop::Gone),
+        }
+    }
+
+    async fn command(&mut self, line: &[u8]) -> Result<Flow, Stop> {
+        let cmd = match command::parse(line) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                self.error_reply(command_error_reply(&e))?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let host = self.cfg.server.hostname.clone();
+        match cmd {
+            Command::Ehlo { host: name } | Command::Helo { host: name } if name.is_empty() => {
+                self.error_reply(reply::syntax("EHLO domain"))?;
+            }
+            Command::Ehlo { host: name } => {
+                self.abort_transaction().await;
+                self.queue(reply::ehlo(
+                    &host,
+                    &name,
+                    self.cfg.server.limits.max_message_size,
+                ));
+                self.greeting = Some(Greeting { name, esmtp: true });
+            }
+            Command::Helo { host: name } => {
+                self.abort_transaction().await;
+                self.queue(reply::helo(&host));
+                self.greeting = Some(Greeting { name, esmtp: false });
+            }
+            Command::Mail { address, params } => self.mail(address, params).await?,
+            Command::Rcpt { address, params } => self.rcpt(address, params).await?,
+            Command::Data => return self.data_command(),
+            Command::Rset => {
+                self.abort_transaction().await;
+                self.queue(reply::ok());
+            }
+            Command::Noop => self.queue(reply::ok()),
+            Command::Quit => {
+                self.queue(reply::bye(&host));
+                return Ok(Flow::Close);
+            }
+            Command::Help => self.queue(reply::help()),
+            Command::Vrfy => self.queue(reply::cannot_verify()),
+            // Not advertised: BDAT without CHUNKING, STARTTLS and AUTH (not
+            // offered on this listener).
+            Command::Bdat | Command::StartTls | Command::Auth | Command::NotImplemented => {
+                self.error_reply(reply::not_implemented())?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn mail(&mut self, address: String, params: String) -> Result<(), Stop> {
+        if self.greeting.is_none() {
+            return self.error_reply(reply::bad_sequence("send HELO/EHLO first"));
+        }
+        if self.tx.is_some() {
+            return self.error_reply(reply::bad_sequence("nested MAIL command"));
+        }
+        if !self.trusted {
+            // No upstream connection is opened for a client that may not
+            // relay: the upstream trusts the guard, so this is the open-relay
+            // line (RFC 5321 3.6.2, 7.1).
+            self.shared.metrics.refused("relay_denied");
+            return self.error_reply(reply::relay_denied());
+        }
+        let size_hint = mail_size_param(&params);
+        let max = self.cfg.server.limits.max_message_size;
+        if size_hint > max {
+            self.shared.metrics.refused("too_big");
+            return self.error_reply(reply::too_big(max));
+        }
+        let smtputf8 = params
+            .split_ascii_whitespace()
+            .any(|p| p.eq_ignore_ascii_case("SMTPUTF8"));
+        let result = match self.upstream_mut().await {
+            Ok(up) => up.mail(&address, &params).await,
+            Err(e) => Err(e),
+        };
+        let reply = self.upstream_result(result);
+        if reply.is_positive() {
+            self.tx = Some(Transaction {
+                mail_from: address,
+                mail_params: params,
+                rcpts: Vec::new(),
+                size_hint,
+                smtputf8,
+            });
+        }
+        self.relay_reply(reply)
+    }
+
+    async fn rcpt(&mut self, address: String, params: String) -> Result<(), Stop> {
+        let Some(tx) = self.tx.as_ref() else {
+            return self.error_reply(reply::bad_sequence("need MAIL before RCPT"));
+        };
+        let max = self.cfg.server.limits.max_recipients;
+        if tx.rcpts.len() >= max {
+            self.shared.metrics.refused("too_many_recipients");
+            self.queue(reply::too_many_recipients(max));
+            return Ok(());
+        }
+        let result = match self.upstream.as_mut() {
+            Some(up) => up.rcpt(&address, &params).await,
+            None => Ok(reply::upstream_lost()),
+        };
+        let reply = self.upstream_result(result);
+        if reply.is_positive() {
+            if let Some(tx) = self.tx.as_mut() {
+                tx.rcpts.push((address, params));
+            }
+        }
+        self.relay_reply(reply)
+    }
+
+    fn data_command(&mut self) -> Result<Flow, Stop> {
+        match &self.tx {
+            None => self.error_reply(reply::bad_sequence("need MAIL and RCPT before DATA"))?,
+            Some(tx) if tx.rcpts.is_empty() => self.error_reply(reply::no_valid_recipients())?,
+            Some(_) => {
+                self.queue(reply::start_data());
+                return Ok(Flow::Data);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Reads the DATA section with the strict reader, then hands the whole
+    /// message to [`deliver`]. Upstream has seen no DATA command yet, so a
+    /// client that vanishes mid-message can never cause a final dot there.
+    async fn data(&mut self) -> Result<(), Stop> {
+        self.flush().await?;
+        let limits = &self.cfg.server.limits;
+        let deadline = Instant::now() + limits.data_timeout;
+        let mut reader = DataReader::new(DataLimits {
+            max_message_size: limits.max_message_size,
+            max_line_length: limits.max_line_length,
+        });
+        let hint = self.tx.as_ref().map_or(0, |t| t.size_hint);
+        let capacity = if hint > 0 {
+            hint.min(limits.max_message_size) + 1024
+        } else {
+            INITIAL_MESSAGE_CAPACITY
+        };
+        let mut msg = Vec::with_capacity(capacity);
+        loop {
+            let fed = reader.feed(&self.inbuf[self.pos..], &mut msg);
+            self.pos += fed.consumed;
+            if fed.done {
+                break;
+            }
+            let idle = Instant::now() + self.cfg.server.limits.idle_timeout;
+            if let Err(stop) = self.read_more(idle.min(deadline)).await {
+                self.abort_transaction().await;
+                return Err(stop);
+            }
+        }
+        let started = std::time::Instant::now();
+        let outcome = match reader.error() {
+            Some(e) => {
+                self.refuse_data(e).await;
+                None
+            }
+            None => Some(self.deliver(msg).await),
+        };
+        if outcome.is_some() {
+            self.shared
+                .metrics
+                .relay_duration(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    async fn refuse_data(&mut self, e: DataError) {
+        let limits = self.cfg.server.limits;
+        let (reply, reason) = match e {
+            DataError::BareNewline => (reply::bare_newline(), "bare_newline"),
+            DataError::TooBig => (reply::too_big(limits.max_message_size), "too_big"),
+            DataError::LineTooLong => (
+                reply::line_too_long(limits.max_line_length),
+                "line_too_long",
+            ),
+        };
+        self.shared.metrics.refused(reason);
+        self.abort_transaction().await;
+        self.queue(reply);
+    }
+
+    /// The upstream channel, opened on first use (the first MAIL).
+    async fn upstream_mut(&mut self) -> Result<&mut Upstream, upstream::UpstreamError> {
+        if self.upstream.is_none() {
+            self.upstream = Some(upstream::connect(&self.cfg.upstream).await?);
+        }
+        // Just set above when it was missing.
+        self.upstream
+            .as_mut()
+            .ok_or_else(|| upstream::UpstreamError::Protocol("no upstream".into()))
+    }
+
+    /// Turns an upstream outcome into the reply for the client: upstream's
+    /// own reply unchanged, or the classified failure (then the upstream
+    /// session is dropped and the transaction forgotten).
+    fn upstream_result(&mut self, result: Result<Reply, upstream::UpstreamError>) -> Reply {
+        match result {
+            Ok(reply) => {
+                if reply.is_transient() {
+                    self.shared.metrics.upstream_error("tempfail");
+                }
+                reply
+            }
+            Err(e) => {
+                tracing::warn!(client = %self.peer, kind = e.kind(), error = %e, "upstream failure");
+                self.shared.metrics.upstream_error(e.kind());
+                self.upstream = None;
+                self.tx = None;
+                e.reply()
+            }
+        }
+    }
+
+    /// Queues upstream's reply; its 5xx count as client errors too.
+    fn relay_reply(&mut self, reply: Reply) -> Result<(), Stop> {
+        if reply.is_permanent() {
+            self.error_reply(reply)
+        } else {
+            self.queue(reply);
+            Ok(())
+        }
+    }
+
+    /// Forgets the transaction and aborts it upstream.
+    async fn abort_transaction(&mut self) {
+        if self.tx.take().is_some() {
+            if let Some(up) = self.upstream.as_mut() {
+                if let Err(e) = up.rset().await {
+                    self.shared.metrics.upstream_error(e.kind());
+                    self.upstream = None;
+                }
+            }
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 (`::ffff:192.0.2.1`) compared as the IPv4 address it is.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// `SIZE=n` from raw MAIL parameters (RFC 1870), 0 if absent.
+fn mail_size_param(params: &str) -> usize {
+    params
+        .split_ascii_whitespace()
+        .find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.eq_ignore_ascii_case("SIZE")
+                .then(|| v.parse().ok())
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+fn command_error_reply(e: &CommandError) -> Reply {
+    match e {
+        CommandError::Unknown => reply::unknown_command(),
+        CommandError::Syntax(expected) => reply::syntax(expected),
+        CommandError::BadSender => reply::bad_sender(),
+        CommandError::BadRecipient => reply::bad_recipient(),
+        CommandError::RoutedRecipient => reply::routed_recipient(),
+        CommandError::Parameter(p) => reply::bad_parameter(p),
+    }
+}

@@ -1,0 +1,388 @@
+//! The SMTP client towards the organisation's real mail server.
+//!
+//! One upstream session per client session, opened at the client's first
+//! MAIL and reused for its following transactions. Every wait has a
+//! deadline (`upstream.*_timeout`). Upstream's replies are parsed into
+//! [`Reply`] and handed back unchanged; only transport failures become
+//! [`UpstreamError`]s.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::{Parts, UpstreamError};
+use crate::config::UpstreamConfig;
+use crate::smtp::data::write_stuffed;
+use crate::smtp::reply::Reply;
+
+/// Longest reply line accepted from upstream (RFC 5321 4.5.3.1.5 says 512;
+/// real servers send longer texts).
+const MAX_REPLY_LINE: u64 = 4096;
+/// Most lines in one reply (EHLO answers have ~15).
+const MAX_REPLY_LINES: usize = 128;
+/// How long QUIT may take before the connection is simply dropped.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What upstream's EHLO answer offered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// RFC 2920.
+    pub pipelining: bool,
+    /// RFC 1870 limit, if announced.
+    pub size: Option<usize>,
+    /// RFC 6152.
+    pub eightbitmime: bool,
+    /// RFC 6531.
+    pub smtputf8: bool,
+}
+
+impl Capabilities {
+    fn from_ehlo(reply: &Reply) -> Self {
+        let mut caps = Capabilities::default();
+        for line in reply.lines.iter().skip(1) {
+            let mut words = line.split_ascii_whitespace();
+            let keyword = words.next().unwrap_or_default().to_ascii_uppercase();
+            match keyword.as_str() {
+                "PIPELINING" => caps.pipelining = true,
+                "8BITMIME" => caps.eightbitmime = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
+                "SIZE" => caps.size = words.next().and_then(|w| w.parse().ok()).filter(|&n| n > 0),
+                _ => {}
+            }
+        }
+        caps
+    }
+}
+
+/// An open upstream SMTP session.
+#[derive(Debug)]
+pub struct Client {
+    stream: BufReader<TcpStream>,
+    caps: Capabilities,
+    command_timeout: Duration,
+    data_timeout: Duration,
+    out: Vec<u8>,
+}
+
+impl Client {
+    /// Connects, reads the greeting and says EHLO (HELO if EHLO is refused).
+    pub async fn connect(addr: &str, cfg: &UpstreamConfig) -> Result<Self, UpstreamError> {
+        let connect_err = |source| UpstreamError::Connect {
+            addr: addr.to_string(),
+            source,
+        };
+        let tcp = timeout(cfg.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| UpstreamError::Timeout(cfg.connect_timeout, "connect"))?
+            .map_err(connect_err)?;
+        // Replies are small and latency-bound; Nagle would add 40 ms stalls
+        // to pipelined batches.
+        let _ = tcp.set_nodelay(true);
+        let mut client = Client {
+            stream: BufReader::with_capacity(16 * 1024, tcp),
+            caps: Capabilities::default(),
+            command_timeout: cfg.command_timeout,
+            data_timeout: cfg.data_timeout,
+            out: Vec::with_capacity(1024),
+        };
+        let greeting = client
+            .read_reply(client.command_timeout, "greeting")
+            .await?;
+        if greeting.code != 220 {
+            return Err(UpstreamError::Refused(greeting));
+        }
+        let ehlo = client
+            .command(format!("EHLO {}\r\n", cfg.helo), "EHLO")
+            .await?;
+        if ehlo.is_positive() {
+            client.caps = Capabilities::from_ehlo(&ehlo);
+        } else {
+            let helo = client
+                .command(format!("HELO {}\r\n", cfg.helo), "HELO")
+                .await?;
+            if !helo.is_positive() {
+                return Err(UpstreamError::Refused(helo));
+            }
+        }
+        Ok(client)
+    }
+
+    /// What upstream offered in its EHLO reply.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// `MAIL FROM:<from> params`.
+    pub async fn mail(&mut self, from: &str, params: &str) -> Result<Reply, UpstreamError> {
+        self.command(envelope_line("MAIL FROM", from, params), "MAIL")
+            .await
+    }
+
+    /// `RCPT TO:<to> params`.
+    pub async fn rcpt(&mut self, to: &str, params: &str) -> Result<Reply, UpstreamError> {
+        self.command(envelope_line("RCPT TO", to, params), "RCPT")
+            .await
+    }
+
+    /// `DATA`, then the message dot-stuffed, then upstream's final reply.
+    pub async fn data(&mut self, parts: &Parts<'_>) -> Result<Reply, UpstreamError> {
+        let go = self.command("DATA\r\n".into(), "DATA").await?;
+        if go.code != 354 {
+            return Ok(go);
+        }
+        self.send_message(parts).await
+    }
+
+    /// `RSET`; a refusal is odd but harmless, a broken connection is not.
+    pub async fn rset(&mut self) -> Result<(), UpstreamError> {
+        let reply = self.command("RSET\r\n".into(), "RSET").await?;
+        if reply.is_positive() {
+            Ok(())
+        } else {
+            Err(UpstreamError::Protocol(format!(
+                "RSET answered {}",
+                reply.summary()
+            )))
+        }
+    }
+
+    /// One whole transaction for one recipient. With PIPELINING, MAIL, RCPT
+    /// and DATA go out in one write (RFC 2920 3.1) and the three replies are
+    /// read after it.
+    pub async fn send_copy(
+        &mut self,
+        from: &str,
+        from_params: &str,
+        to: &str,
+        to_params: &str,
+        parts: &Parts<'_>,
+    ) -> Result<Reply, UpstreamError> {
+        if !self.caps.pipelining {
+            let mail = self.mail(from, from_params).await?;
+            if !mail.is_positive() {
+                return Ok(mail);
+            }
+            let rcpt = self.rcpt(to, to_params).await?;
+            if !rcpt.is_positive() {
+                self.rset().await?;
+                return Ok(rcpt);
+            }
+            return self.data(parts).await;
+        }
+        self.out.clear();
+        self.out
+            .extend_from_slice(envelope_line("MAIL FROM", from, from_params).as_bytes());
+        self.out
+            .extend_from_slice(envelope_line("RCPT TO", to, to_params).as_bytes());
+        self.out.extend_from_slice(b"DATA\r\n");
+        self.flush_out(self.command_timeout, "MAIL/RCPT/DATA")
+            .await?;
+        let mail = self.read_reply(self.command_timeout, "MAIL").await?;
+        let rcpt = self.read_reply(self.command_timeout, "RCPT").await?;
+        let data = self.read_reply(self.command_timeout, "DATA").await?;
+        if data.code == 354 {
+            if !mail.is_positive() || !rcpt.is_positive() {
+                // Upstream broke RFC 2920 by accepting DATA without a valid
+                // transaction: end it empty rather than leave it open.
+                self.out.clear();
+                self.out.extend_from_slice(b".\r\n");
+                self.flush_out(self.command_timeout, "end of empty DATA")
+                    .await?;
+                self.read_reply(self.data_timeout, "end of DATA").await?;
+                return Ok(if mail.is_positive() { rcpt } else { mail });
+            }
+            return self.send_message(parts).await;
+        }
+        for reply in [mail, rcpt] {
+            if !reply.is_positive() {
+                if reply.is_permanent() || reply.is_transient() {
+                    // Whatever of the transaction upstream kept, drop it.
+                    self.rset().await?;
+                }
+                return Ok(reply);
+            }
+        }
+        self.rset().await?;
+        Ok(data)
+    }
+
+    /// Says QUIT and waits briefly for the answer.
+    pub async fn quit(mut self) {
+        let _ = timeout(QUIT_TIMEOUT, async {
+            self.command("QUIT\r\n".into(), "QUIT").await.ok();
+        })
+        .await;
+    }
+
+    async fn send_message(&mut self, parts: &Parts<'_>) -> Result<Reply, UpstreamError> {
+        self.out.clear();
+        write_stuffed(parts, &mut self.out);
+        self.flush_out(self.data_timeout, "message transfer")
+            .await?;
+        self.read_reply(self.data_timeout, "end of DATA").await
+    }
+
+    async fn command(&mut self, line: String, what: &'static str) -> Result<Reply, UpstreamError> {
+        self.out.clear();
+        self.out.extend_from_slice(line.as_bytes());
+        self.flush_out(self.command_timeout, what).await?;
+        self.read_reply(self.command_timeout, what).await
+    }
+
+    async fn flush_out(
+        &mut self,
+        limit: Duration,
+        what: &'static str,
+    ) -> Result<(), UpstreamError> {
+        let stream = self.stream.get_mut();
+        timeout(limit, stream.write_all(&self.out))
+            .await
+            .map_err(|_| UpstreamError::Timeout(limit, what))?
+            .map_err(UpstreamError::Closed)?;
+        self.out.clear();
+        Ok(())
+    }
+
+    async fn read_reply(
+        &mut self,
+        limit: Duration,
+        what: &'static str,
+    ) -> Result<Reply, UpstreamError> {
+        timeout(limit, read_reply(&mut self.stream))
+            .await
+            .map_err(|_| UpstreamError::Timeout(limit, what))?
+    }
+}
+
+fn envelope_line(verb: &str, addr: &str, params: &str) -> String {
+    if params.is_empty() {
+        format!("{verb}:<{addr}>\r\n")
+    } else {
+        format!("{verb}:<{addr}> {params}\r\n")
+    }
+}
+
+/// Reads one (multi-line) reply.
+async fn read_reply(stream: &mut BufReader<TcpStream>) -> Result<Reply, UpstreamError> {
+    let mut lines = Vec::new();
+    let mut buf = Vec::with_capacity(128);
+    loop {
+        buf.clear();
+        let n = (&mut *stream)
+            .take(MAX_REPLY_LINE)
+            .read_until(b'\n', &mut buf)
+            .await
+            .map_err(UpstreamError::Closed)?;
+        if n == 0 {
+            return Err(UpstreamError::Closed(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ));
+        }
+        if buf.last() != Some(&b'\n') {
+            return Err(UpstreamError::Protocol("reply line too long".into()));
+        }
+        let (code, last, text) = parse_reply_line(&buf)?;
+        lines.push((code, text));
+        if last {
+            break;
+        }
+        if lines.len() >= MAX_REPLY_LINES {
+            return Err(UpstreamError::Protocol("reply has too many lines".into()));
+        }
+    }
+    let code = lines[0].0;
+    if lines.iter().any(|(c, _)| *c != code) {
+        return Err(UpstreamError::Protocol(
+            "reply lines carry different codes".into(),
+        ));
+    }
+    Ok(Reply {
+        code,
+        lines: lines.into_iter().map(|(_, t)| t).collect(),
+    })
+}
+
+/// `250-text`, `250 text` or `250` -> (code, is last line, text).
+fn parse_reply_line(raw: &[u8]) -> Result<(u16, bool, String), UpstreamError> {
+    let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let bad = || {
+        UpstreamError::Protocol(format!(
+            "not an SMTP reply: {:?}",
+            String::from_utf8_lossy(line)
+        ))
+    };
+    if line.len() < 3
+        || !line[..3].iter().all(u8::is_ascii_digit)
+        || !(b'2'..=b'5').contains(&line[0])
+    {
+        return Err(bad());
+    }
+    let code = u16::from(line[0] - b'0') * 100
+        + u16::from(line[1] - b'0') * 10
+        + u16::from(line[2] - b'0');
+    let (last, text) = match line.get(3) {
+        None => (true, &[][..]),
+        Some(b' ') => (true, &line[4..]),
+        Some(b'-') => (false, &line[4..]),
+        Some(_) => return Err(bad()),
+    };
+    Ok((code, last, String::from_utf8_lossy(text).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_lines_parse() {
+        let table: &[(&[u8], Option<(u16, bool, &str)>)] = &[
+            (b"250 2.0.0 Ok\r\n", Some((250, true, "2.0.0 Ok"))),
+            (b"250-PIPELINING\r\n", Some((250, false, "PIPELINING"))),
+            (b"354\r\n", Some((354, true, ""))),
+            (
+                b"451 4.4.1 try later\n",
+                Some((451, true, "4.4.1 try later")),
+            ),
+            (b"hello\r\n", None),
+            (b"25\r\n", None),
+            (b"250_x\r\n", None),
+            (b"650 x\r\n", None),
+        ];
+        for (raw, expected) in table {
+            let got = parse_reply_line(raw).ok().map(|(c, l, t)| (c, l, t));
+            assert_eq!(
+                got,
+                expected.map(|(c, l, t)| (c, l, t.to_string())),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn capabilities_from_ehlo() {
+        let ehlo = Reply {
+            code: 250,
+            lines: vec![
+                "mx greets".into(),
+                "PIPELINING".into(),
+                "SIZE 1000".into(),
+                "8BITMIME".into(),
+                "smtputf8".into(),
+            ],
+        };
+        let caps = Capabilities::from_ehlo(&ehlo);
+        assert_eq!(
+            caps,
+            Capabilities {
+                pipelining: true,
+                size: Some(1000),
+                eightbitmime: true,
+                smtputf8: true
+            }
+        );
+    }
+}
