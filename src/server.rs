@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -33,6 +34,7 @@ pub struct Shared {
     /// The incident log.
     pub incidents: Arc<IncidentLog>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    active: AtomicUsize,
 }
 
 impl Shared {
@@ -45,6 +47,7 @@ impl Shared {
             metrics: Arc::new(Metrics::new()),
             incidents: Arc::new(incidents),
             per_ip: Mutex::new(HashMap::new()),
+            active: AtomicUsize::new(0),
         })
     }
 
@@ -55,17 +58,18 @@ impl Shared {
     }
 
     /// Takes a connection slot for `ip`, or says why not.
-    fn admit(self: &Arc<Self>, ip: IpAddr, active: usize) -> Option<Slot> {
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let limits = self.config().server.limits;
-        if active >= limits.max_connections {
+        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if self.active.load(Ordering::Relaxed) >= limits.max_connections {
             return None;
         }
-        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
         if *n >= limits.max_connections_per_ip {
             return None;
         }
         *n += 1;
+        self.active.fetch_add(1, Ordering::Relaxed);
         Some(Slot {
             shared: self.clone(),
             ip,
@@ -82,6 +86,7 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut map = self.shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        self.shared.active.fetch_sub(1, Ordering::Relaxed);
         if let Some(n) = map.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -170,7 +175,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             }
         };
         let ip = peer.ip().to_canonical();
-        match shared.admit(ip, sessions.len()) {
+        match shared.admit(ip) {
             Some(slot) => {
                 let session = Session::new(stream, peer, shared.clone(), stop.clone());
                 sessions.spawn(async move {

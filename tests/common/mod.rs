@@ -1,0 +1,324 @@
+//! Shared harness for the black-box tests: a real upstream SMTP server
+//! (aiosmtpd, `tests/peers/upstream.py`), the guard started in-process on
+//! port 0 via `bccguard::server::run`, and a raw SMTP client for scripted
+//! byte-exact sessions. Real sockets everywhere; no fixed ports, no sleeps
+//! for synchronisation.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bccguard::config::Config;
+use bccguard::server::{self, Listeners, Shared};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// One message as the upstream server stored it.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub mail_from: String,
+    pub mail_options: Vec<String>,
+    pub rcpt_tos: Vec<String>,
+    pub rcpt_options: Vec<Vec<String>>,
+    pub data: Vec<u8>,
+}
+
+impl Delivered {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data).into_owned()
+    }
+
+    /// The header section as text (up to the empty line).
+    pub fn head(&self) -> String {
+        let text = self.text();
+        text.split("\r\n\r\n").next().unwrap_or_default().to_string()
+    }
+}
+
+/// The aiosmtpd upstream, killed when dropped.
+pub struct Upstream {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/upstream.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(dir.path())
+            .arg("--slow")
+            .arg("3")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 with aiosmtpd (run .ci/run or: pip install aiosmtpd)");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        tokio::time::timeout(WAIT, BufReader::new(stdout).read_line(&mut line))
+            .await
+            .expect("upstream peer did not start")
+            .expect("read port");
+        let port: u16 = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("upstream peer said {line:?}; is aiosmtpd installed?"));
+        Upstream { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir }
+    }
+
+    /// Every stored message, in order of arrival.
+    pub fn messages(&self) -> Vec<Delivered> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("read dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|json| {
+                let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("meta");
+                let data = std::fs::read(json.with_extension("eml")).expect("eml");
+                let strings = |v: &serde_json::Value| -> Vec<String> {
+                    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+                };
+                Delivered {
+                    mail_from: meta["mail_from"].as_str().unwrap_or_default().to_string(),
+                    mail_options: strings(&meta["mail_options"]),
+                    rcpt_tos: strings(&meta["rcpt_tos"]),
+                    rcpt_options: meta["rcpt_options"].as_array().map(|a| a.iter().map(strings).collect()).unwrap_or_default(),
+                    data,
+                }
+            })
+            .collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.messages().len()
+    }
+}
+
+/// The guard, running in this process on port 0; shut down when dropped.
+pub struct Guard {
+    pub smtp: SocketAddr,
+    pub metrics: SocketAddr,
+    pub shared: Arc<Shared>,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A policy.yaml for tests: `extra` is appended (may override sections).
+pub fn yaml(upstream: Option<SocketAddr>, policy: &str) -> String {
+    let target = match upstream {
+        Some(a) => format!("upstream:\n  address: \"{a}\"\n  connect_timeout: 5s\n  command_timeout: 10s\n  data_timeout: 10s\n"),
+        None => "upstream:\n  maildir: MAILDIR\n".to_string(),
+    };
+    format!(
+        "server:\n  listen: [\"127.0.0.1:0\"]\n  hostname: guard.test\n  trusted_networks: [\"127.0.0.0/8\"]\n{target}metrics:\n  listen: \"127.0.0.1:0\"\nincidents:\n  path: INCIDENTS\n{policy}"
+    )
+}
+
+/// The default test policy: example.org internal, threshold 3.
+pub const POLICY: &str = "policy:\n  internal_domains: [\"example.org\", \"*.example.org\"]\n  max_external_recipients: 3\n  action: reject\n";
+
+impl Guard {
+    pub async fn start(yaml_text: &str) -> Guard {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = yaml_text
+            .replace("INCIDENTS", &dir.path().join("incidents.jsonl").display().to_string())
+            .replace("MAILDIR", &dir.path().join("outbox").display().to_string());
+        let config = Config::from_yaml(&text, "test").unwrap_or_else(|e| panic!("{e}"));
+        let listeners = Listeners::bind(&config).await.expect("bind");
+        let smtp = listeners.smtp[0].local_addr().unwrap();
+        let metrics = listeners.metrics.as_ref().unwrap().local_addr().unwrap();
+        let shared = Arc::new(Shared::new(config).expect("shared"));
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(server::run(shared.clone(), listeners, async move {
+            let _ = stopped.await;
+        }));
+        let task = tokio::spawn(async move {
+            task.await.expect("server task").expect("server run");
+        });
+        Guard { smtp, metrics, shared, dir, stop: Some(stop), task: Some(task) }
+    }
+
+    pub async fn with_upstream(up: &Upstream, policy: &str) -> Guard {
+        Guard::start(&yaml(Some(up.addr), policy)).await
+    }
+
+    /// Incident records written so far.
+    pub fn incidents(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("incidents.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("incident line is JSON"))
+            .collect()
+    }
+
+    pub fn incidents_raw(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("incidents.jsonl")).unwrap_or_default()
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        self.dir.path().join("outbox")
+    }
+
+    /// GET /metrics over a real socket.
+    pub async fn metrics_text(&self) -> String {
+        let mut s = TcpStream::connect(self.metrics).await.expect("metrics connect");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut body = String::new();
+        tokio::time::timeout(WAIT, s.read_to_string(&mut body)).await.expect("metrics timeout").unwrap();
+        body
+    }
+
+    /// The value of one sample line, e.g. `bccguard_messages_total{action="pass"}`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics_text().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(WAIT, t).await.expect("guard did not stop").unwrap();
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// A scripted SMTP client speaking raw bytes.
+pub struct Client {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+/// One reply as the client saw it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Client {
+    /// Connects and reads the greeting (asserting 220).
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let mut c = Client::connect_raw(addr).await;
+        c.expect(220).await;
+        c
+    }
+
+    pub async fn connect_raw(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).await.expect("connect");
+        let (r, w) = s.into_split();
+        Client { reader: BufReader::new(r), writer: w }
+    }
+
+    pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.writer.write_all(bytes.as_ref()).await.expect("send");
+    }
+
+    /// Reads one reply; `None` if the connection closed.
+    pub async fn reply(&mut self) -> Option<Reply> {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(WAIT, self.reader.read_line(&mut line)).await.expect("reply timeout").ok()?;
+            if n == 0 {
+                return None;
+            }
+            text.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+                return Some(Reply { code, text });
+            }
+        }
+    }
+
+    /// Reads one reply and asserts its code; returns its text.
+    pub async fn expect(&mut self, code: u16) -> String {
+        let r = self.reply().await.unwrap_or_else(|| panic!("connection closed, expected {code}"));
+        assert_eq!(r.code, code, "expected {code}, got: {}", r.text);
+        r.text
+    }
+
+    /// Sends a command line and expects a code.
+    pub async fn cmd(&mut self, line: &str, code: u16) -> String {
+        self.send(format!("{line}\r\n")).await;
+        self.expect(code).await
+    }
+
+    /// EHLO + MAIL + RCPTs + DATA + message; returns the final reply.
+    pub async fn mail(&mut self, from: &str, rcpts: &[&str], message: &str) -> Reply {
+        self.cmd("EHLO client.test", 250).await;
+        self.cmd(&format!("MAIL FROM:<{from}>"), 250).await;
+        for r in rcpts {
+            self.cmd(&format!("RCPT TO:<{r}>"), 250).await;
+        }
+        self.cmd("DATA", 354).await;
+        self.send(message.as_bytes()).await;
+        self.send(b".\r\n").await;
+        self.reply().await.expect("final reply")
+    }
+
+    /// True once the server has closed the connection.
+    pub async fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(tokio::time::timeout(WAIT, self.reader.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)))
+    }
+}
+
+/// A message with the given To and Cc values (CRLF line ends).
+pub fn message(from: &str, to: &str, cc: Option<&str>, body: &str) -> String {
+    let mut m = format!("From: {from}\r\nTo: {to}\r\n");
+    if let Some(cc) = cc {
+        m.push_str(&format!("Cc: {cc}\r\n"));
+    }
+    m.push_str("Subject: Termin abgesagt\r\nMessage-ID: <test-1@example.org>\r\nDate: Mon, 1 Mar 2021 10:00:00 +0100\r\n\r\n");
+    m.push_str(body);
+    m
+}
+
+/// `n` external addresses `p1@ext1.test, ...` spread over 7 domains.
+pub fn externals(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("p{i}@ext{}.test", i % 7)).collect()
+}
+
+/// Strips the guard's prepended Received header (the first field, folded
+/// over three lines) from a delivered message.
+pub fn without_received(data: &[u8]) -> &[u8] {
+    assert!(data.starts_with(b"Received: from "), "no Received header first: {:?}", String::from_utf8_lossy(&data[..data.len().min(200)]));
+    let mut i = 0;
+    loop {
+        let nl = data[i..].iter().position(|&b| b == b'\n').expect("header line") + i;
+        i = nl + 1;
+        if data.get(i) != Some(&b'\t') && data.get(i) != Some(&b' ') {
+            return &data[i..];
+        }
+    }
+}
