@@ -322,3 +322,214 @@ pub fn without_received(data: &[u8]) -> &[u8] {
         }
     }
 }
+
+// ---- Helpers added for the policy, incident/metrics and CLI tests ----
+
+/// A longer wait for replies that follow heavy upstream work (1,494 split
+/// copies); still bounded.
+pub const LONG_WAIT: Duration = Duration::from_secs(180);
+
+impl Client {
+    /// Reads one reply, waiting at most `wait`; `None` if the connection
+    /// closed.
+    pub async fn reply_within(&mut self, wait: Duration) -> Option<Reply> {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(wait, self.reader.read_line(&mut line))
+                .await
+                .expect("reply timeout")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            text.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+                return Some(Reply { code, text });
+            }
+        }
+    }
+
+    /// Like [`Client::mail`], but the final reply may take up to `wait`.
+    pub async fn mail_within(
+        &mut self,
+        from: &str,
+        rcpts: &[String],
+        message: &str,
+        wait: Duration,
+    ) -> Reply {
+        self.cmd("EHLO client.test", 250).await;
+        self.cmd(&format!("MAIL FROM:<{from}>"), 250).await;
+        for r in rcpts {
+            self.cmd(&format!("RCPT TO:<{r}>"), 250).await;
+        }
+        self.cmd("DATA", 354).await;
+        self.send(message.as_bytes()).await;
+        self.send(b".\r\n").await;
+        self.reply_within(wait).await.expect("final reply")
+    }
+}
+
+/// [`yaml`] with a `server.limits` block (`limits` lines indented by four
+/// spaces, e.g. `"    max_recipients: 2000\n"`).
+pub fn yaml_with_limits(upstream: Option<SocketAddr>, policy: &str, limits: &str) -> String {
+    let anchor = "  trusted_networks: [\"127.0.0.0/8\"]\n";
+    let base = yaml(upstream, policy);
+    assert!(base.contains(anchor), "yaml() changed shape: {base}");
+    base.replacen(anchor, &format!("{anchor}  limits:\n{limits}"), 1)
+}
+
+/// The incident id quoted in a 550 reply (`... Incident 01ABC...; ...`).
+pub fn incident_id(reply_text: &str) -> String {
+    let at = reply_text
+        .find("Incident ")
+        .unwrap_or_else(|| panic!("no incident id in reply: {reply_text}"));
+    let id: String = reply_text[at + 9..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    assert!(!id.is_empty(), "empty incident id in reply: {reply_text}");
+    id
+}
+
+/// A message's header section split into fields, and its body (from the
+/// empty line on, CRLF included).
+pub struct Parsed<'a> {
+    /// `(lowercase name, raw bytes of the whole field incl. folding and CRLF)`.
+    pub fields: Vec<(String, &'a [u8])>,
+    /// Everything from the empty line that ends the header section.
+    pub body: &'a [u8],
+}
+
+impl<'a> Parsed<'a> {
+    /// Splits `msg` (CRLF line ends) into header fields and body.
+    pub fn new(msg: &'a [u8]) -> Parsed<'a> {
+        let end = msg
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|p| p + 2)
+            .unwrap_or(msg.len());
+        let head = &msg[..end];
+        let mut fields: Vec<(String, &'a [u8])> = Vec::new();
+        let mut start = 0;
+        let mut i = 0;
+        while i < head.len() {
+            let nl = head[i..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(head.len(), |p| i + p + 1);
+            let continuation = matches!(head.get(nl), Some(b' ') | Some(b'\t'));
+            if !continuation {
+                let raw = &head[start..nl];
+                let name = raw
+                    .iter()
+                    .position(|&b| b == b':')
+                    .map(|c| String::from_utf8_lossy(&raw[..c]).trim().to_ascii_lowercase())
+                    .unwrap_or_default();
+                fields.push((name, raw));
+                start = nl;
+            }
+            i = nl;
+        }
+        Parsed {
+            fields,
+            body: &msg[end..],
+        }
+    }
+
+    /// Raw fields whose name is not in `skip` (lowercase names).
+    pub fn fields_except(&self, skip: &[&str]) -> Vec<&'a [u8]> {
+        self.fields
+            .iter()
+            .filter(|(n, _)| !skip.contains(&n.as_str()))
+            .map(|(_, raw)| *raw)
+            .collect()
+    }
+
+    /// Unfolded values of every field named `name` (lowercase).
+    pub fn values(&self, name: &str) -> Vec<String> {
+        self.fields
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, raw)| {
+                let text = String::from_utf8_lossy(raw);
+                let value = text.split_once(':').map_or("", |(_, v)| v);
+                value.replace("\r\n", "").trim().to_string()
+            })
+            .collect()
+    }
+}
+
+/// The 1,494-address cancellation mail: every address in one To header,
+/// folded four to a line, with `eol` as line end ("\r\n" for SMTP, "\n" for
+/// a file on disk).
+pub fn cancellation_mail(addrs: &[String], eol: &str) -> String {
+    let mut to = String::from("To: ");
+    for (i, a) in addrs.iter().enumerate() {
+        to.push_str(a);
+        if i + 1 < addrs.len() {
+            to.push(',');
+            to.push_str(if i % 4 == 3 { eol } else { " " });
+            if i % 4 == 3 {
+                to.push(' ');
+            }
+        }
+    }
+    let lines = [
+        "From: Praxis Dr. Muster <praxis@example.org>".to_string(),
+        to,
+        "Subject: Absage aller Termine am 12. Maerz".into(),
+        "Message-ID: <absage-1494@example.org>".into(),
+        "Date: Tue, 11 Mar 2025 08:15:00 +0100".into(),
+        "MIME-Version: 1.0".into(),
+        "Content-Type: text/plain; charset=utf-8".into(),
+        "X-Mailer: Praxissoftware 7.2".into(),
+        String::new(),
+        "Sehr geehrte Patientinnen und Patienten,".into(),
+        String::new(),
+        "wegen Krankheit fallen alle Termine am 12. Maerz aus.".into(),
+        ".Diese Zeile beginnt mit einem Punkt (dot-stuffed on the wire).".into(),
+        "Mit freundlichen Gruessen, Ihre Praxis".into(),
+    ];
+    let mut m = lines.join(eol);
+    m.push_str(eol);
+    m
+}
+
+/// Dot-stuffs a message for the wire (RFC 5321 4.5.2): a line that starts
+/// with `.` gets another one. Lines end in CRLF.
+pub fn dot_stuff(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len() + 16);
+    for line in msg.split_inclusive("\r\n") {
+        if line.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// Polls `check` until it returns true or `WAIT` passes (for state that
+/// settles after the client saw its reply, e.g. a session's end).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A port that was free a moment ago (for the `serve` binary, whose
+/// configured listener cannot report a port 0 choice).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("local addr").port()
+}
