@@ -338,7 +338,8 @@ mod tests {
 
     #[test]
     fn reply_lines_parse() {
-        let table: &[(&[u8], Option<(u16, bool, &str)>)] = &[
+        type Row<'a> = (&'a [u8], Option<(u16, bool, &'a str)>);
+        let table: &[Row] = &[
             (b"250 2.0.0 Ok\r\n", Some((250, true, "2.0.0 Ok"))),
             (b"250-PIPELINING\r\n", Some((250, false, "PIPELINING"))),
             (b"354\r\n", Some((354, true, ""))),
@@ -352,7 +353,7 @@ mod tests {
             (b"650 x\r\n", None),
         ];
         for (raw, expected) in table {
-            let got = parse_reply_line(raw).ok().map(|(c, l, t)| (c, l, t));
+            let got = parse_reply_line(raw).ok();
             assert_eq!(
                 got,
                 expected.map(|(c, l, t)| (c, l, t.to_string())),
