@@ -391,6 +391,7 @@ impl Session {
         let limits = self.cfg.server.limits;
         let (reply, reason) = match e {
             DataError::BareNewline => (reply::bare_newline(), "bare_newline"),
+            DataError::Nul => (reply::nul_in_message(), "nul"),
             DataError::TooBig => (reply::too_big(limits.max_message_size), "too_big"),
             DataError::LineTooLong => (
                 reply::line_too_long(limits.max_line_length),

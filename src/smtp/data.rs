@@ -15,7 +15,7 @@
 //! transparency"), so a 998-octet line that starts with `.` still passes. A
 //! bare CR or LF does not end a line for this count.
 
-use memchr::{memchr2, memmem};
+use memchr::{memchr3, memmem};
 
 /// What the reader is allowed to accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,10 @@ pub struct DataLimits {
 pub enum DataError {
     /// A CR not followed by LF, or an LF not preceded by CR.
     BareNewline,
+    /// A NUL byte. Not allowed in SMTP text without BINARYMIME (RFC 6152
+    /// section 3, RFC 5321 4.5.2), and an upstream that strips NULs would
+    /// read `<CR><LF><NUL>.<CR><LF>` as end-of-data: a smuggling vector.
+    Nul,
     /// More than `max_message_size` bytes.
     TooBig,
     /// A line longer than `max_line_length`.
@@ -157,7 +161,7 @@ impl DataReader {
     /// and including the next CR/LF decision; returns the new position.
     fn text(&mut self, input: &[u8], start: usize, out: &mut Vec<u8>) -> usize {
         let rest = input.get(start..).unwrap_or_default();
-        let Some(k) = memchr2(b'\r', b'\n', rest) else {
+        let Some(k) = memchr3(b'\r', b'\n', b'\0', rest) else {
             self.emit(rest, rest.len(), out);
             return input.len();
         };
@@ -169,6 +173,12 @@ impl DataReader {
                 self.line_len = 0;
                 self.state = State::LineStart;
                 start + k + 2
+            }
+            [b'\0', ..] => {
+                // Refused, but read on to the real end like a bare newline.
+                self.emit(run, k, out);
+                self.fail(DataError::Nul);
+                start + k + 1
             }
             [b'\r'] => {
                 // The chunk ends on CR: decide when the next byte arrives.
@@ -323,24 +333,26 @@ mod tests {
     #[test]
     fn smuggling_sequences_never_end_early() {
         // (sequence after a body line, contains a bare CR or LF)
-        let table: &[(&[u8], bool)] = &[
-            (b"\n.\n", true),
-            (b"\r.\r", true),
-            (b"\r.\n", true),
-            (b"\n.\r", true),
-            (b"\n.\r\n", true),
-            (b"\r.\r\n", true),
-            (b"\r\n.\n", true),
-            (b"\r\n.\r", true),
-            (b"\r\n.\r\r\n", true),
-            (b"\r\r\n.\r\r\n", true),
-            (b"\n\n.\r\n", true),
-            (b"\r\n\x00.\r\n", false),
-            (b"\r\n.\x00\r\n", false),
-            (b"\r\n.\r\x00\n", true),
-            (b"\r\n..\r\n", false),
+        const NUL: Option<DataError> = Some(DataError::Nul);
+        const BARE: Option<DataError> = Some(DataError::BareNewline);
+        let table: &[(&[u8], Option<DataError>)] = &[
+            (b"\n.\n", BARE),
+            (b"\r.\r", BARE),
+            (b"\r.\n", BARE),
+            (b"\n.\r", BARE),
+            (b"\n.\r\n", BARE),
+            (b"\r.\r\n", BARE),
+            (b"\r\n.\n", BARE),
+            (b"\r\n.\r", BARE),
+            (b"\r\n.\r\r\n", BARE),
+            (b"\r\r\n.\r\r\n", BARE),
+            (b"\n\n.\r\n", BARE),
+            (b"\r\n\x00.\r\n", NUL),
+            (b"\r\n.\x00\r\n", NUL),
+            (b"\r\n.\r\x00\n", BARE),
+            (b"\r\n..\r\n", None),
         ];
-        for &(sequence, bare) in table {
+        for &(sequence, expected) in table {
             let mut input = b"Subject: hi\r\n\r\nbody".to_vec();
             input.extend_from_slice(sequence);
             input.extend_from_slice(SMUGGLED);
@@ -352,9 +364,8 @@ mod tests {
             let name = String::from_utf8_lossy(sequence);
             assert!(done, "{name:?}: real terminator not found");
             assert_eq!(consumed, real_end, "{name:?}: ended at the wrong place");
-            let expected = bare.then_some(DataError::BareNewline);
             assert_eq!(error, expected, "{name:?}");
-            if !bare {
+            if expected.is_none() {
                 // One message, the "second transaction" is body text.
                 assert!(out.ends_with(SMUGGLED), "{name:?}");
             }
@@ -573,7 +584,7 @@ mod tests {
                 Just(b".".to_vec()),
                 Just(b".\r\n".to_vec()),
                 prop::collection::vec(
-                    any::<u8>().prop_filter("no CR/LF", |b| *b != b'\r' && *b != b'\n'),
+                    any::<u8>().prop_filter("no CR/LF/NUL", |b| !matches!(*b, b'\r' | b'\n' | 0)),
                     0..8
                 ),
             ],
@@ -633,15 +644,17 @@ mod tests {
             };
             let data = &input[..end.unwrap_or(input.len())];
             // A CR at the very end of unfinished input is still pending.
-            let bare = data.iter().enumerate().any(|(i, &b)| match b {
-                b'\r' => data.get(i + 1).is_some_and(|&next| next != b'\n'),
-                b'\n' => i == 0 || data[i - 1] != b'\r',
-                _ => false,
+            // The first offending byte decides the error.
+            let first = data.iter().enumerate().find_map(|(i, &b)| match b {
+                b'\r' if data.get(i + 1).is_some_and(|&next| next != b'\n') => Some(DataError::BareNewline),
+                b'\n' if i == 0 || data[i - 1] != b'\r' => Some(DataError::BareNewline),
+                b'\0' => Some(DataError::Nul),
+                _ => None,
             });
             let (consumed, done, _, error) = read_whole(ROOMY, &input);
             prop_assert_eq!(done, end.is_some());
             prop_assert_eq!(consumed, end.unwrap_or(input.len()));
-            prop_assert_eq!(error, bare.then_some(DataError::BareNewline));
+            prop_assert_eq!(error, first);
         }
 
         #[test]
