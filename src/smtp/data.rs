@@ -245,16 +245,52 @@ impl DataReader {
 pub fn write_stuffed(parts: &[&[u8]], out: &mut Vec<u8>) {
     let total: usize = parts.iter().map(|part| part.len()).sum();
     out.reserve(total + total / 256 + 5);
-    let finder = memmem::Finder::new(b"\n.");
-    let mut line_start = true;
-    // The last two bytes of the message so far, to see if it ends in CRLF.
-    let mut tail = [0u8; 2];
-    for part in parts.iter().filter(|part| !part.is_empty()) {
-        if line_start && part.first() == Some(&b'.') {
+    let mut stuffer = Stuffer::new();
+    for part in parts {
+        stuffer.push(part, out);
+    }
+    stuffer.finish(out);
+}
+
+/// [`write_stuffed`] in pieces, so a large message can be sent in bounded
+/// chunks instead of being copied whole: [`Stuffer::push`] any split of the
+/// message, then [`Stuffer::finish`].
+#[derive(Debug, Clone)]
+pub struct Stuffer {
+    finder: memmem::Finder<'static>,
+    line_start: bool,
+    /// The last two bytes of the message so far, to see if it ends in CRLF.
+    tail: [u8; 2],
+    total: usize,
+}
+
+impl Default for Stuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stuffer {
+    /// At the start of a message (a line start).
+    pub fn new() -> Self {
+        Self {
+            finder: memmem::Finder::new(b"\n."),
+            line_start: true,
+            tail: [0; 2],
+            total: 0,
+        }
+    }
+
+    /// Appends the next piece of the message, dot-stuffed, to `out`.
+    pub fn push(&mut self, part: &[u8], out: &mut Vec<u8>) {
+        if part.is_empty() {
+            return;
+        }
+        if self.line_start && part.first() == Some(&b'.') {
             out.push(b'.');
         }
         let mut copied = 0;
-        for hit in finder.find_iter(part) {
+        for hit in self.finder.find_iter(part) {
             // Copy through the LF, add the stuffing dot; the original dot
             // starts the next run.
             out.extend_from_slice(part.get(copied..=hit).unwrap_or_default());
@@ -262,17 +298,23 @@ pub fn write_stuffed(parts: &[&[u8]], out: &mut Vec<u8>) {
             copied = hit + 1;
         }
         out.extend_from_slice(part.get(copied..).unwrap_or_default());
-        line_start = part.last() == Some(&b'\n');
-        tail = match **part {
+        self.line_start = part.last() == Some(&b'\n');
+        self.tail = match *part {
             [.., a, b] => [a, b],
-            [b] => [tail[1], b],
-            [] => tail,
+            [b] => [self.tail[1], b],
+            [] => self.tail,
         };
+        self.total += part.len();
     }
-    if total != 0 && tail != *b"\r\n" {
-        out.extend_from_slice(b"\r\n");
+
+    /// Appends the terminator (with a CRLF first if the message did not end
+    /// in one).
+    pub fn finish(self, out: &mut Vec<u8>) {
+        if self.total != 0 && self.tail != *b"\r\n" {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
     }
-    out.extend_from_slice(b".\r\n");
 }
 
 #[cfg(test)]
