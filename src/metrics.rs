@@ -31,12 +31,13 @@ pub const UPSTREAM_ERROR_KINDS: [&str; 7] = [
     "connect", "timeout", "closed", "protocol", "refused", "tempfail", "maildir",
 ];
 /// `reason` label values of `bccguard_refused_total` (input the guard refused).
-pub const REFUSAL_REASONS: [&str; 8] = [
+pub const REFUSAL_REASONS: [&str; 9] = [
     "relay_denied",
     "too_big",
     "header_too_big",
     "line_too_long",
     "bare_newline",
+    "nul",
     "too_many_recipients",
     "too_many_connections",
     "too_many_errors",

@@ -173,10 +173,10 @@ impl Session {
         let policy = self.cfg.policy.clone();
         let fallback = fallback_to(policy.empty_to, decision, &tx.mail_from);
         let total = tx.rcpts.len();
-        if let Some(up) = self.upstream.as_mut() {
-            if let Err(e) = up.rset().await {
-                return self.upstream_result(Err(e));
-            }
+        if let Some(up) = self.upstream.as_mut()
+            && let Err(e) = up.rset().await
+        {
+            return self.upstream_result(Err(e));
         }
         for (i, (rcpt, rcpt_params)) in tx.rcpts.iter().enumerate() {
             let keep = KeepVisible {
@@ -206,16 +206,6 @@ impl Session {
             }
         }
         reply::accepted(total, queue_id)
-    }
-
-    /// Aborts upstream's open transaction without a final dot.
-    async fn abort_upstream(&mut self) {
-        if let Some(up) = self.upstream.as_mut() {
-            if let Err(e) = up.rset().await {
-                self.shared.metrics.upstream_error(e.kind());
-                self.upstream = None;
-            }
-        }
     }
 
     /// `Received:` trace header (RFC 5321 4.4), prepended to every copy.

@@ -325,10 +325,10 @@ impl Session {
             None => Ok(reply::upstream_lost()),
         };
         let reply = self.upstream_result(result);
-        if reply.is_positive() {
-            if let Some(tx) = self.tx.as_mut() {
-                tx.rcpts.push((address, params));
-            }
+        if reply.is_positive()
+            && let Some(tx) = self.tx.as_mut()
+        {
+            tx.rcpts.push((address, params));
         }
         self.relay_reply(reply)
     }
@@ -376,17 +376,13 @@ impl Session {
             }
         }
         let started = std::time::Instant::now();
-        let outcome = match reader.error() {
-            Some(e) => {
-                self.refuse_data(e).await;
-                None
+        match reader.error() {
+            Some(e) => self.refuse_data(e).await,
+            None => {
+                self.deliver(msg).await;
+                let elapsed = started.elapsed().as_secs_f64();
+                self.shared.metrics.relay_duration(elapsed);
             }
-            None => Some(self.deliver(msg).await),
-        };
-        if outcome.is_some() {
-            self.shared
-                .metrics
-                .relay_duration(started.elapsed().as_secs_f64());
         }
         Ok(())
     }
@@ -395,6 +391,7 @@ impl Session {
         let limits = self.cfg.server.limits;
         let (reply, reason) = match e {
             DataError::BareNewline => (reply::bare_newline(), "bare_newline"),
+            DataError::Nul => (reply::nul_in_message(), "nul"),
             DataError::TooBig => (reply::too_big(limits.max_message_size), "too_big"),
             DataError::LineTooLong => (
                 reply::line_too_long(limits.max_line_length),
@@ -451,12 +448,17 @@ impl Session {
     /// Forgets the transaction and aborts it upstream.
     async fn abort_transaction(&mut self) {
         if self.tx.take().is_some() {
-            if let Some(up) = self.upstream.as_mut() {
-                if let Err(e) = up.rset().await {
-                    self.shared.metrics.upstream_error(e.kind());
-                    self.upstream = None;
-                }
-            }
+            self.abort_upstream().await;
+        }
+    }
+
+    /// Aborts upstream's open transaction without a final dot.
+    async fn abort_upstream(&mut self) {
+        if let Some(up) = self.upstream.as_mut()
+            && let Err(e) = up.rset().await
+        {
+            self.shared.metrics.upstream_error(e.kind());
+            self.upstream = None;
         }
     }
 }

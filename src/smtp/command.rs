@@ -2,6 +2,33 @@
 //! module keeps what the guard needs to relay faithfully (the raw MAIL/RCPT
 //! parameter text, forwarded upstream as the client wrote it) and refuses
 //! what it must never relay (source routes, percent hacks, bang paths).
+//!
+//! Choices made on top of smtp-proto (each one tested below):
+//! - The line must be UTF-8 (RFC 6531 allows nothing else), without control
+//!   characters other than HT, and without a CR anywhere but right before
+//!   the final LF: smtp-proto silently skips a CR, so `RS\rET` would read as
+//!   `RSET` and `<a\r@b>` as `<a@b>`. A line ending in a bare LF is accepted
+//!   (the guard re-serialises every command with CRLF, so it cannot smuggle).
+//! - `address` is the text between `<` and `>` as the client wrote it,
+//!   quotes and case kept (smtp-proto's value drops quotes, which would turn
+//!   `"a b"@x` into a different address upstream).
+//! - MAIL: a source route on the reverse-path is dropped (RFC 5321 4.1.1.2 /
+//!   appendix C: accept, ignore); `<postmaster>` without a domain is only a
+//!   forward-path, so it is a bad sender.
+//! - RCPT: `<>` is a bad recipient (forward-paths cannot be null); the
+//!   special `<postmaster>` is accepted; any source route, `%`, `!` or a
+//!   second `@` (e.g. `"a@b"@x`) is refused as routed, *even inside a quoted
+//!   local part*: upstreams unquote before they route (sendmail's percent
+//!   hack, UUCP bang paths), and an upstream that trusts the guard's IP would
+//!   then relay for anyone. No real mailbox needs these characters.
+//! - A domain must be dot-separated labels of letters, digits, `-` (not at a
+//!   label's ends) or non-ASCII (U-labels under SMTPUTF8); smtp-proto alone
+//!   accepts `a@` and `a@b.`.
+
+use std::borrow::Cow;
+
+use smtp_proto::request::parser::Rfc5321Parser;
+use smtp_proto::{Error as ProtoError, MailFrom, RcptTo, Request};
 
 /// A parsed client command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,8 +80,453 @@ pub enum CommandError {
     Parameter(String),
 }
 
+/// What every line must look like before its verb is even read.
+const LINE_SYNTAX: &str = "one line of UTF-8 text ending in CRLF";
+
+/// Verbs smtp-proto knows that the guard never serves; their syntax errors
+/// are answered as "not implemented" too, so a client does not retry them.
+const NOT_IMPLEMENTED: [&[u8]; 4] = [b"ETRN", b"ATRN", b"BURL", b"LHLO"];
+
 /// Parses one command line; `line` ends with `\n` (normally `\r\n`).
 pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
-    let _ = line;
-    todo!()
+    check_line(line)?;
+    match Request::parse(&mut line.iter()) {
+        Ok(request) => from_request(request, line),
+        Err(error) => from_error(error, line),
+    }
+}
+
+/// Refuses what smtp-proto would silently repair (see the module doc).
+fn check_line(line: &[u8]) -> Result<(), CommandError> {
+    let body = line
+        .strip_suffix(b"\n")
+        .ok_or(CommandError::Syntax(LINE_SYNTAX))?;
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    let clean = body.iter().all(|&b| b == b'\t' || !b.is_ascii_control());
+    if !clean || std::str::from_utf8(body).is_err() {
+        return Err(CommandError::Syntax(LINE_SYNTAX));
+    }
+    Ok(())
+}
+
+fn from_request(request: Request<Cow<'_, str>>, line: &[u8]) -> Result<Command, CommandError> {
+    Ok(match request {
+        Request::Ehlo { host } => Command::Ehlo {
+            host: host.into_owned(),
+        },
+        Request::Helo { host } => Command::Helo {
+            host: host.into_owned(),
+        },
+        Request::Mail { from } => mail(&from, line)?,
+        Request::Rcpt { to } => rcpt(&to, line)?,
+        Request::Data => Command::Data,
+        Request::Bdat { .. } => Command::Bdat,
+        Request::Rset => Command::Rset,
+        Request::Noop { .. } => Command::Noop,
+        Request::Quit => Command::Quit,
+        Request::Help { .. } => Command::Help,
+        Request::Vrfy { .. } | Request::Expn { .. } => Command::Vrfy,
+        Request::StartTls => Command::StartTls,
+        Request::Auth { .. } => Command::Auth,
+        Request::Lhlo { .. }
+        | Request::Etrn { .. }
+        | Request::Atrn { .. }
+        | Request::Burl { .. } => Command::NotImplemented,
+    })
+}
+
+fn from_error(error: ProtoError, line: &[u8]) -> Result<Command, CommandError> {
+    let verb = verb(line);
+    if NOT_IMPLEMENTED.iter().any(|v| v.eq_ignore_ascii_case(verb)) {
+        return Ok(Command::NotImplemented);
+    }
+    Err(match error {
+        ProtoError::UnknownCommand => CommandError::Unknown,
+        ProtoError::InvalidSenderAddress => CommandError::BadSender,
+        ProtoError::InvalidRecipientAddress => CommandError::BadRecipient,
+        ProtoError::SyntaxError { syntax } => CommandError::Syntax(syntax),
+        ProtoError::InvalidParameter { param } => CommandError::Parameter(param.to_string()),
+        // smtp-proto reports `NAME=VALUE` (upper-cased); the name is enough
+        // for the reply and keeps client data out of logs.
+        ProtoError::UnsupportedParameter { param } => {
+            let name = param.split('=').next().unwrap_or_default();
+            CommandError::Parameter(name.to_string())
+        }
+        ProtoError::NeedsMoreData { .. }
+        | ProtoError::ResponseTooLong
+        | ProtoError::InvalidResponse { .. } => CommandError::Syntax(LINE_SYNTAX),
+    })
+}
+
+/// The first word of the line (smtp-proto skips leading spaces too).
+fn verb(line: &[u8]) -> &[u8] {
+    let line = line.trim_ascii_start();
+    let end = line
+        .iter()
+        .position(u8::is_ascii_whitespace)
+        .unwrap_or(line.len());
+    line.get(..end).unwrap_or_default()
+}
+
+fn mail(from: &MailFrom<Cow<'_, str>>, line: &[u8]) -> Result<Command, CommandError> {
+    let (raw, params) = path_and_params(line, "MAIL FROM:<reverse-path> [parameters]")?;
+    let address = match raw.strip_prefix('@') {
+        // `<@a,@b:user@x>`: the route ends at the first colon (a route has
+        // no quotes); smtp-proto dropped it the same way. A route to the
+        // null sender (`<@a:>`) is nonsense: refused below.
+        Some(routed) => match routed.split_once(':') {
+            Some((_, mailbox)) if !mailbox.is_empty() => mailbox,
+            _ => return Err(CommandError::BadSender),
+        },
+        None => raw,
+    };
+    let valid = address.is_empty() || domain_ok(address);
+    if !valid || from.address.is_empty() != address.is_empty() {
+        return Err(CommandError::BadSender);
+    }
+    Ok(Command::Mail {
+        address: address.to_string(),
+        params,
+    })
+}
+
+fn rcpt(to: &RcptTo<Cow<'_, str>>, line: &[u8]) -> Result<Command, CommandError> {
+    let (raw, params) = path_and_params(line, "RCPT TO:<forward-path> [parameters]")?;
+    // RFC 5321 4.1.1.3: `<Postmaster>` without a domain must be accepted.
+    let postmaster = raw.eq_ignore_ascii_case("postmaster") && to.address.is_empty();
+    if !postmaster {
+        if raw.is_empty() || to.address.is_empty() {
+            return Err(CommandError::BadRecipient);
+        }
+        // Source route, percent hack, bang path, `user@relay@x`: all ask the
+        // upstream to relay onwards (RFC 5321 3.6.1 lets it refuse).
+        let routed = raw.starts_with('@')
+            || raw.contains(['%', '!'])
+            || raw.bytes().filter(|&b| b == b'@').count() > 1;
+        if routed {
+            return Err(CommandError::RoutedRecipient);
+        }
+        if !domain_ok(raw) {
+            return Err(CommandError::BadRecipient);
+        }
+    }
+    Ok(Command::Rcpt {
+        address: raw.to_string(),
+        params,
+    })
+}
+
+/// The raw path between `<` and `>` (trimmed) and the raw parameters after
+/// `>` (trimmed, CRLF removed), located by replaying smtp-proto's own scan so
+/// both agree on where the address ends (quotes may hide a `>`).
+fn path_and_params<'l>(
+    line: &'l [u8],
+    syntax: &'static str,
+) -> Result<(&'l str, String), CommandError> {
+    let err = CommandError::Syntax(syntax);
+    let mut rest = line.iter();
+    let mut parser = Rfc5321Parser::new(&mut rest);
+    parser.hashed_value().map_err(|_| err.clone())?; // MAIL / RCPT
+    parser.hashed_value().map_err(|_| err.clone())?; // FROM / TO
+    if parser.stop_char != b':' {
+        parser.next_char().map_err(|_| err.clone())?;
+    }
+    if parser.next_char().map_err(|_| err.clone())? != b'<' {
+        return Err(err);
+    }
+    let open = line.len() - rest.as_slice().len();
+    let mut parser = Rfc5321Parser::new(&mut rest);
+    let parsed = parser.address().map_err(|_| err.clone())?;
+    if parsed.is_none() || parser.stop_char != b'>' {
+        return Err(err);
+    }
+    let close = line.len() - rest.as_slice().len();
+    let path = line.get(open..close.saturating_sub(1)).ok_or(err.clone())?;
+    let params = line.get(close..).ok_or(err.clone())?;
+    let path = std::str::from_utf8(path.trim_ascii()).map_err(|_| err.clone())?;
+    let params = std::str::from_utf8(params.trim_ascii()).map_err(|_| err)?;
+    Ok((path, params.to_string()))
+}
+
+/// RFC 5321 4.1.2 `Domain` (letters, digits, inner hyphens, dots), widened
+/// to non-ASCII U-labels for SMTPUTF8 (RFC 6531 3.3). Address literals never
+/// get here: smtp-proto refuses `[`.
+fn domain_ok(address: &str) -> bool {
+    let Some((_, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    !domain.is_empty()
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mail(address: &str, params: &str) -> Result<Command, CommandError> {
+        Ok(Command::Mail {
+            address: address.into(),
+            params: params.into(),
+        })
+    }
+
+    fn rcpt(address: &str, params: &str) -> Result<Command, CommandError> {
+        Ok(Command::Rcpt {
+            address: address.into(),
+            params: params.into(),
+        })
+    }
+
+    fn check(table: &[(&str, Result<Command, CommandError>)]) {
+        for (line, expected) in table {
+            assert_eq!(&parse(line.as_bytes()), expected, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn verbs() {
+        use Command::*;
+        check(&[
+            (
+                "EHLO client.example\r\n",
+                Ok(Ehlo {
+                    host: "client.example".into(),
+                }),
+            ),
+            (
+                "ehlo [192.0.2.1]\r\n",
+                Ok(Ehlo {
+                    host: "[192.0.2.1]".into(),
+                }),
+            ),
+            (
+                "HELO client.example\r\n",
+                Ok(Helo {
+                    host: "client.example".into(),
+                }),
+            ),
+            ("EHLO\r\n", Err(CommandError::Syntax("EHLO domain"))),
+            ("DATA\r\n", Ok(Data)),
+            ("data\r\n", Ok(Data)),
+            ("BDAT 100 LAST\r\n", Ok(Bdat)),
+            ("RSET\r\n", Ok(Rset)),
+            ("NOOP\r\n", Ok(Noop)),
+            ("NOOP hello\r\n", Ok(Noop)),
+            ("QUIT\r\n", Ok(Quit)),
+            ("HELP\r\n", Ok(Help)),
+            ("HELP MAIL\r\n", Ok(Help)),
+            ("VRFY alice\r\n", Ok(Vrfy)),
+            ("EXPN staff\r\n", Ok(Vrfy)),
+            ("STARTTLS\r\n", Ok(StartTls)),
+            ("starttls\r\n", Ok(StartTls)),
+            ("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", Ok(Auth)),
+            ("AUTH LOGIN\r\n", Ok(Auth)),
+            ("ETRN example.org\r\n", Ok(NotImplemented)),
+            ("ATRN example.org\r\n", Ok(NotImplemented)),
+            ("BURL imap://x LAST\r\n", Ok(NotImplemented)),
+            ("LHLO client.example\r\n", Ok(NotImplemented)),
+            ("ETRN\r\n", Ok(NotImplemented)),
+            ("XCLIENT ADDR=1.2.3.4\r\n", Err(CommandError::Unknown)),
+            ("GET / HTTP/1.1\r\n", Err(CommandError::Unknown)),
+            ("MAILFROM:<a@b.example>\r\n", Err(CommandError::Unknown)),
+            ("\r\n", Err(CommandError::Unknown)),
+        ]);
+    }
+
+    #[test]
+    fn line_framing() {
+        check(&[
+            // A bare LF ending is tolerated: the guard re-serialises.
+            ("RSET\n", Ok(Command::Rset)),
+            ("MAIL FROM:<a@b.example>\n", mail("a@b.example", "")),
+            // smtp-proto would skip these CRs and read RSET / a@b.example.
+            ("RS\rET\r\n", Err(CommandError::Syntax(LINE_SYNTAX))),
+            (
+                "RCPT TO:<a\r@b.example>\r\n",
+                Err(CommandError::Syntax(LINE_SYNTAX)),
+            ),
+            ("RSET\r\r\n", Err(CommandError::Syntax(LINE_SYNTAX))),
+            ("RSET\r\nQUIT\r\n", Err(CommandError::Syntax(LINE_SYNTAX))),
+            ("RSET\r\n\r\n", Err(CommandError::Syntax(LINE_SYNTAX))),
+            ("RSET", Err(CommandError::Syntax(LINE_SYNTAX))),
+            ("NOOP \0\r\n", Err(CommandError::Syntax(LINE_SYNTAX))),
+        ]);
+        assert_eq!(
+            parse(b"EHLO h\xff\r\n"),
+            Err(CommandError::Syntax(LINE_SYNTAX))
+        );
+    }
+
+    #[test]
+    fn mail_from() {
+        use CommandError::*;
+        check(&[
+            (
+                "MAIL FROM:<alice@example.org>\r\n",
+                mail("alice@example.org", ""),
+            ),
+            (
+                "mail from:<alice@example.org>\r\n",
+                mail("alice@example.org", ""),
+            ),
+            (
+                "MAIL FROM: <alice@example.org>\r\n",
+                mail("alice@example.org", ""),
+            ),
+            ("MAIL FROM:<>\r\n", mail("", "")),
+            ("MAIL FROM:<> BODY=8BITMIME\r\n", mail("", "BODY=8BITMIME")),
+            (
+                "MAIL FROM:<a@example.org> SIZE=1000 BODY=8BITMIME\r\n",
+                mail("a@example.org", "SIZE=1000 BODY=8BITMIME"),
+            ),
+            (
+                "MAIL FROM:<a@example.org>   size=1000  body=8bitmime  \r\n",
+                mail("a@example.org", "size=1000  body=8bitmime"),
+            ),
+            (
+                "MAIL FROM:<a@example.org> ENVID=xyz RET=HDRS\r\n",
+                mail("a@example.org", "ENVID=xyz RET=HDRS"),
+            ),
+            (
+                "MAIL FROM:<jörg@bücher.de> SMTPUTF8\r\n",
+                mail("jörg@bücher.de", "SMTPUTF8"),
+            ),
+            (
+                "MAIL FROM:<\"a b\"@example.org>\r\n",
+                mail("\"a b\"@example.org", ""),
+            ),
+            // Source route on a reverse-path: accepted, route dropped.
+            (
+                "MAIL FROM:<@relay.example:a@example.org>\r\n",
+                mail("a@example.org", ""),
+            ),
+            ("MAIL FROM:<@relay.example:>\r\n", Err(BadSender)),
+            ("MAIL FROM:<postmaster>\r\n", Err(BadSender)),
+            ("MAIL FROM:<alice>\r\n", Err(BadSender)),
+            ("MAIL FROM:<alice@>\r\n", Err(BadSender)),
+            ("MAIL FROM:<alice@example.org.>\r\n", Err(BadSender)),
+            ("MAIL FROM:<alice@-example.org>\r\n", Err(BadSender)),
+            ("MAIL FROM:<alice@[192.0.2.1]>\r\n", Err(BadSender)),
+            ("MAIL FROM:<a@b@example.org>\r\n", Err(BadSender)),
+            (
+                "MAIL FROM:alice@example.org\r\n",
+                Err(Syntax("MAIL FROM:<reverse-path> [parameters]")),
+            ),
+            (
+                "MAIL TO:<alice@example.org>\r\n",
+                Err(Syntax("MAIL FROM:<reverse-path> [parameters]")),
+            ),
+            (
+                "MAIL\r\n",
+                Err(Syntax("MAIL FROM:<reverse-path> [parameters]")),
+            ),
+            (
+                "MAIL FROM:<a@example.org> SIZE=big\r\n",
+                Err(Parameter("SIZE".into())),
+            ),
+            (
+                "MAIL FROM:<a@example.org> BODY=9BIT\r\n",
+                Err(Parameter("BODY".into())),
+            ),
+            (
+                "MAIL FROM:<a@example.org> XFOO=bar\r\n",
+                Err(Parameter("XFOO".into())),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn rcpt_to() {
+        use CommandError::*;
+        check(&[
+            ("RCPT TO:<bob@example.org>\r\n", rcpt("bob@example.org", "")),
+            (
+                "rcpt to: <bob@example.org>\r\n",
+                rcpt("bob@example.org", ""),
+            ),
+            ("RCPT TO:<Bob@Example.ORG>\r\n", rcpt("Bob@Example.ORG", "")),
+            ("RCPT TO:<postmaster>\r\n", rcpt("postmaster", "")),
+            ("RCPT TO:<PostMaster>\r\n", rcpt("PostMaster", "")),
+            ("RCPT TO:<jörg@bücher.de>\r\n", rcpt("jörg@bücher.de", "")),
+            (
+                "RCPT TO:<bob@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b\r\n",
+                rcpt("bob@example.org", "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@b"),
+            ),
+            (
+                "RCPT TO:<bob@example.org> NOTIFY=NEVER\n",
+                rcpt("bob@example.org", "NOTIFY=NEVER"),
+            ),
+            ("RCPT TO:<>\r\n", Err(BadRecipient)),
+            ("RCPT TO:<bob>\r\n", Err(BadRecipient)),
+            ("RCPT TO:<bob@>\r\n", Err(BadRecipient)),
+            ("RCPT TO:<bob@exa_mple.org>\r\n", Err(BadRecipient)),
+            ("RCPT TO:<.bob@example.org>\r\n", Err(BadRecipient)),
+            // Relay tricks (the upstream trusts the guard).
+            (
+                "RCPT TO:<@relay.example:bob@example.org>\r\n",
+                Err(RoutedRecipient),
+            ),
+            (
+                "RCPT TO:<@a.example,@b.example:bob@example.org>\r\n",
+                Err(RoutedRecipient),
+            ),
+            (
+                "RCPT TO:<bob%victim.example@example.org>\r\n",
+                Err(RoutedRecipient),
+            ),
+            (
+                "RCPT TO:<victim.example!bob@example.org>\r\n",
+                Err(RoutedRecipient),
+            ),
+            (
+                "RCPT TO:<\"bob%victim.example\"@example.org>\r\n",
+                Err(RoutedRecipient),
+            ),
+            (
+                "RCPT TO:<\"victim!bob\"@example.org>\r\n",
+                Err(RoutedRecipient),
+            ),
+            (
+                "RCPT TO:<\"bob@victim.example\"@example.org>\r\n",
+                Err(RoutedRecipient),
+            ),
+            (
+                "RCPT TO:<bob@example.org%victim.example>\r\n",
+                Err(RoutedRecipient),
+            ),
+            (
+                "RCPT TO:bob@example.org\r\n",
+                Err(Syntax("RCPT TO:<forward-path> [parameters]")),
+            ),
+            (
+                "RCPT TO:<bob@example.org> NOTIFY=SOMETIMES\r\n",
+                Err(Parameter("NOTIFY".into())),
+            ),
+            (
+                "RCPT TO:<bob@example.org> ORCPT=x400;a\r\n",
+                Err(Parameter("ORCPT".into())),
+            ),
+            (
+                "RCPT TO:<bob@example.org> XFOO\r\n",
+                Err(Parameter("XFOO".into())),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn quoted_angle_bracket_stays_in_the_address() {
+        // The raw path is located by smtp-proto's own scan, so a `>` inside
+        // quotes does not cut the address short.
+        check(&[(
+            "MAIL FROM:<\"a>b\"@example.org> SIZE=10\r\n",
+            mail("\"a>b\"@example.org", "SIZE=10"),
+        )]);
+    }
 }

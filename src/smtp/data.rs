@@ -8,6 +8,14 @@
 //! CVE-2023-51764/5/6). Nothing is normalised before the end is found.
 //!
 //! On the way out every line start is dot-stuffed, position 0 included.
+//!
+//! Line length is counted on the *un-stuffed* line, CRLF excluded: the
+//! transparency dot is not part of the text (RFC 5321 4.5.3.1.6 says the
+//! 1000-octet limit is "not counting the leading dot duplicated for
+//! transparency"), so a 998-octet line that starts with `.` still passes. A
+//! bare CR or LF does not end a line for this count.
+
+use memchr::{memchr3, memmem};
 
 /// What the reader is allowed to accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +31,10 @@ pub struct DataLimits {
 pub enum DataError {
     /// A CR not followed by LF, or an LF not preceded by CR.
     BareNewline,
+    /// A NUL byte. Not allowed in SMTP text without BINARYMIME (RFC 6152
+    /// section 3, RFC 5321 4.5.2), and an upstream that strips NULs would
+    /// read `<CR><LF><NUL>.<CR><LF>` as end-of-data: a smuggling vector.
+    Nul,
     /// More than `max_message_size` bytes.
     TooBig,
     /// A line longer than `max_line_length`.
@@ -38,29 +50,186 @@ pub struct Fed {
     pub done: bool,
 }
 
+/// Where the reader stands between two bytes. Every partial terminator is a
+/// state of its own, so a chunk may end anywhere without losing track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At a line start: right after a CRLF, or at the very start of the data.
+    LineStart,
+    /// Line start, then `.`: the terminator or a transparency dot.
+    Dot,
+    /// Line start, then `.<CR>`: only an LF now ends the data.
+    DotCr,
+    /// Inside a line.
+    Text,
+    /// Inside a line, after a CR whose successor has not arrived yet.
+    Cr,
+    /// The terminator was read; nothing more is consumed.
+    Done,
+}
+
 /// Incremental, strict reader of one DATA section.
 #[derive(Debug)]
 pub struct DataReader {
     limits: DataLimits,
+    state: State,
+    /// Octets of the current un-stuffed line so far, CRLF excluded.
+    line_len: usize,
+    /// Un-stuffed message bytes appended to `out` so far.
+    size: usize,
+    /// The first error; once set nothing more is appended or counted.
+    error: Option<DataError>,
 }
 
 impl DataReader {
     /// A reader positioned right after the client's `DATA` command.
     pub fn new(limits: DataLimits) -> Self {
-        Self { limits }
+        Self {
+            limits,
+            state: State::LineStart,
+            line_len: 0,
+            size: 0,
+            error: None,
+        }
     }
 
     /// Consumes bytes from `input`, appending the un-stuffed message (without
     /// the terminating `.<CR><LF>`) to `out`. Once an error is recorded no
     /// more bytes are appended, but input is still consumed to the end.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Fed {
-        let _ = (input, out, self.limits);
-        todo!()
+        let mut pos = 0;
+        while let Some(&byte) = input.get(pos) {
+            match self.state {
+                State::Done => break,
+                State::Text => pos = self.text(input, pos, out),
+                State::LineStart => {
+                    if byte == b'.' {
+                        self.state = State::Dot;
+                        pos += 1;
+                    } else {
+                        self.state = State::Text;
+                    }
+                }
+                State::Dot => {
+                    if byte == b'\r' {
+                        self.state = State::DotCr;
+                        pos += 1;
+                    } else {
+                        // A transparency dot: dropped, and not counted in the
+                        // line length. The byte itself is read as text.
+                        self.state = State::Text;
+                    }
+                }
+                State::DotCr => {
+                    if byte == b'\n' {
+                        self.state = State::Done;
+                        pos += 1;
+                    } else {
+                        // `.<CR>x`: not the end (`\r\n.\r\r\n` is a smuggling
+                        // probe). The dot was stuffing, the CR is bare; `x`
+                        // is read as text and may start a real CRLF.
+                        self.fail(DataError::BareNewline);
+                        self.state = State::Text;
+                    }
+                }
+                State::Cr => {
+                    if byte == b'\n' {
+                        // The CR ended the previous chunk: still a real CRLF.
+                        self.emit(b"\r\n", 0, out);
+                        self.line_len = 0;
+                        self.state = State::LineStart;
+                        pos += 1;
+                    } else {
+                        self.fail(DataError::BareNewline);
+                        self.state = State::Text;
+                    }
+                }
+            }
+        }
+        Fed {
+            consumed: pos,
+            done: self.state == State::Done,
+        }
     }
 
     /// The first problem seen, if any (meaningful once `done`).
     pub fn error(&self) -> Option<DataError> {
-        todo!()
+        self.error
+    }
+
+    /// Reads one run of line text starting at `start` (state `Text`) up to
+    /// and including the next CR/LF decision; returns the new position.
+    fn text(&mut self, input: &[u8], start: usize, out: &mut Vec<u8>) -> usize {
+        let rest = input.get(start..).unwrap_or_default();
+        let Some(k) = memchr3(b'\r', b'\n', b'\0', rest) else {
+            self.emit(rest, rest.len(), out);
+            return input.len();
+        };
+        let (run, tail) = rest.split_at(k);
+        match tail {
+            [b'\r', b'\n', ..] => {
+                // The common case: the whole line and its CRLF in one copy.
+                self.emit(rest.get(..k + 2).unwrap_or(run), k, out);
+                self.line_len = 0;
+                self.state = State::LineStart;
+                start + k + 2
+            }
+            [b'\0', ..] => {
+                // Refused, but read on to the real end like a bare newline.
+                self.emit(run, k, out);
+                self.fail(DataError::Nul);
+                start + k + 1
+            }
+            [b'\r'] => {
+                // The chunk ends on CR: decide when the next byte arrives.
+                self.emit(run, k, out);
+                self.state = State::Cr;
+                start + k + 1
+            }
+            _ => {
+                // Bare CR (next byte is not LF) or bare LF: neither ends the
+                // line, so a following `.` is NOT at a line start. The next
+                // byte is read as text (it may be the CR of a real CRLF).
+                self.emit(run, k, out);
+                self.fail(DataError::BareNewline);
+                start + k + 1
+            }
+        }
+    }
+
+    /// Appends `bytes` (of which the first `line_octets` are line text, the
+    /// rest a CRLF) unless an error was seen or a limit would be exceeded.
+    ///
+    /// On a limit, the bytes before the first offending byte are still
+    /// appended and the limit crossed at the earlier byte wins (LineTooLong
+    /// on a tie): error and output then do not depend on how the input was
+    /// split into chunks, and `out` never grows past `max_message_size`.
+    fn emit(&mut self, bytes: &[u8], line_octets: usize, out: &mut Vec<u8>) {
+        if self.error.is_some() {
+            return;
+        }
+        let to_line = self.limits.max_line_length.saturating_sub(self.line_len);
+        let to_size = self.limits.max_message_size.saturating_sub(self.size);
+        let line_over = (line_octets > to_line).then_some(to_line);
+        let size_over = (bytes.len() > to_size).then_some(to_size);
+        let (keep, error) = match (line_over, size_over) {
+            (None, None) => {
+                out.extend_from_slice(bytes);
+                self.line_len += line_octets;
+                self.size += bytes.len();
+                return;
+            }
+            (Some(line), Some(size)) if size < line => (size, DataError::TooBig),
+            (Some(line), _) => (line, DataError::LineTooLong),
+            (None, Some(size)) => (size, DataError::TooBig),
+        };
+        out.extend_from_slice(bytes.get(..keep).unwrap_or_default());
+        self.fail(error);
+    }
+
+    /// Records `error` unless an earlier one is already recorded.
+    fn fail(&mut self, error: DataError) {
+        self.error.get_or_insert(error);
     }
 }
 
@@ -68,7 +237,479 @@ impl DataReader {
 /// terminating `.<CR><LF>`. Every part after the first continues the line
 /// state of the one before. The message must be empty or end in CRLF (the
 /// reader guarantees it), otherwise a CRLF is inserted before the dot.
+///
+/// A line start is position 0 and every position after an LF. Stuffing after
+/// a bare LF too (the reader never yields one) costs nothing and keeps an
+/// upstream that ends lines at a bare LF from ever seeing `<LF>.` as a
+/// terminator.
 pub fn write_stuffed(parts: &[&[u8]], out: &mut Vec<u8>) {
-    let _ = (parts, out);
-    todo!()
+    let total: usize = parts.iter().map(|part| part.len()).sum();
+    out.reserve(total + total / 256 + 5);
+    let mut stuffer = Stuffer::new();
+    for part in parts {
+        stuffer.push(part, out);
+    }
+    stuffer.finish(out);
+}
+
+/// [`write_stuffed`] in pieces, so a large message can be sent in bounded
+/// chunks instead of being copied whole: [`Stuffer::push`] any split of the
+/// message, then [`Stuffer::finish`].
+#[derive(Debug, Clone)]
+pub struct Stuffer {
+    finder: memmem::Finder<'static>,
+    line_start: bool,
+    /// The last two bytes of the message so far, to see if it ends in CRLF.
+    tail: [u8; 2],
+    total: usize,
+}
+
+impl Default for Stuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stuffer {
+    /// At the start of a message (a line start).
+    pub fn new() -> Self {
+        Self {
+            finder: memmem::Finder::new(b"\n."),
+            line_start: true,
+            tail: [0; 2],
+            total: 0,
+        }
+    }
+
+    /// Appends the next piece of the message, dot-stuffed, to `out`.
+    pub fn push(&mut self, part: &[u8], out: &mut Vec<u8>) {
+        if part.is_empty() {
+            return;
+        }
+        if self.line_start && part.first() == Some(&b'.') {
+            out.push(b'.');
+        }
+        let mut copied = 0;
+        for hit in self.finder.find_iter(part) {
+            // Copy through the LF, add the stuffing dot; the original dot
+            // starts the next run.
+            out.extend_from_slice(part.get(copied..=hit).unwrap_or_default());
+            out.push(b'.');
+            copied = hit + 1;
+        }
+        out.extend_from_slice(part.get(copied..).unwrap_or_default());
+        self.line_start = part.last() == Some(&b'\n');
+        self.tail = match *part {
+            [.., a, b] => [a, b],
+            [b] => [self.tail[1], b],
+            [] => self.tail,
+        };
+        self.total += part.len();
+    }
+
+    /// Appends the terminator (with a CRLF first if the message did not end
+    /// in one).
+    pub fn finish(self, out: &mut Vec<u8>) {
+        if self.total != 0 && self.tail != *b"\r\n" {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ROOMY: DataLimits = DataLimits {
+        max_message_size: 1 << 20,
+        max_line_length: 998,
+    };
+
+    /// Feeds `input` in one call; returns (consumed, done, output, error).
+    fn read_whole(limits: DataLimits, input: &[u8]) -> (usize, bool, Vec<u8>, Option<DataError>) {
+        let mut reader = DataReader::new(limits);
+        let mut out = Vec::new();
+        let fed = reader.feed(input, &mut out);
+        (fed.consumed, fed.done, out, reader.error())
+    }
+
+    /// Feeds `input` in chunks cut at `cuts` (sorted or not, clamped), the
+    /// way a socket might deliver it; stops feeding once done.
+    fn read_split(
+        limits: DataLimits,
+        input: &[u8],
+        cuts: &[usize],
+    ) -> (usize, bool, Vec<u8>, Option<DataError>) {
+        let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(input.len())).collect();
+        bounds.push(input.len());
+        bounds.sort_unstable();
+        let mut reader = DataReader::new(limits);
+        let mut out = Vec::new();
+        let (mut consumed, mut done, mut from) = (0, false, 0);
+        for to in bounds {
+            let chunk = &input[from..to];
+            let fed = reader.feed(chunk, &mut out);
+            consumed += fed.consumed;
+            done = fed.done;
+            if done {
+                break;
+            }
+            assert_eq!(fed.consumed, chunk.len(), "not done but left bytes");
+            from = to;
+        }
+        (consumed, done, out, reader.error())
+    }
+
+    fn stuffed(parts: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_stuffed(parts, &mut out);
+        out
+    }
+
+    /// The smuggled second transaction that must never be read as commands.
+    const SMUGGLED: &[u8] = b"MAIL FROM:<x>\r\nRCPT TO:<y>\r\nDATA\r\nevil\r\n";
+    const NEXT_COMMAND: &[u8] = b"QUIT\r\n";
+
+    #[test]
+    fn smuggling_sequences_never_end_early() {
+        // (sequence after a body line, contains a bare CR or LF)
+        const NUL: Option<DataError> = Some(DataError::Nul);
+        const BARE: Option<DataError> = Some(DataError::BareNewline);
+        let table: &[(&[u8], Option<DataError>)] = &[
+            (b"\n.\n", BARE),
+            (b"\r.\r", BARE),
+            (b"\r.\n", BARE),
+            (b"\n.\r", BARE),
+            (b"\n.\r\n", BARE),
+            (b"\r.\r\n", BARE),
+            (b"\r\n.\n", BARE),
+            (b"\r\n.\r", BARE),
+            (b"\r\n.\r\r\n", BARE),
+            (b"\r\r\n.\r\r\n", BARE),
+            (b"\n\n.\r\n", BARE),
+            (b"\r\n\x00.\r\n", NUL),
+            (b"\r\n.\x00\r\n", NUL),
+            (b"\r\n.\r\x00\n", BARE),
+            (b"\r\n..\r\n", None),
+        ];
+        for &(sequence, expected) in table {
+            let mut input = b"Subject: hi\r\n\r\nbody".to_vec();
+            input.extend_from_slice(sequence);
+            input.extend_from_slice(SMUGGLED);
+            input.extend_from_slice(b".\r\n");
+            let real_end = input.len();
+            input.extend_from_slice(NEXT_COMMAND);
+
+            let (consumed, done, out, error) = read_whole(ROOMY, &input);
+            let name = String::from_utf8_lossy(sequence);
+            assert!(done, "{name:?}: real terminator not found");
+            assert_eq!(consumed, real_end, "{name:?}: ended at the wrong place");
+            assert_eq!(error, expected, "{name:?}");
+            if expected.is_none() {
+                // One message, the "second transaction" is body text.
+                assert!(out.ends_with(SMUGGLED), "{name:?}");
+            }
+            // Byte by byte gives the same answer.
+            let cuts: Vec<usize> = (1..input.len()).collect();
+            assert_eq!(
+                read_split(ROOMY, &input, &cuts),
+                (consumed, done, out, error),
+                "{name:?} split"
+            );
+        }
+    }
+
+    #[test]
+    fn unterminated_smuggling_does_not_end() {
+        let mut input = b"body\n.\n".to_vec();
+        input.extend_from_slice(SMUGGLED);
+        let (consumed, done, _, error) = read_whole(ROOMY, &input);
+        assert!(!done);
+        assert_eq!(consumed, input.len());
+        assert_eq!(error, Some(DataError::BareNewline));
+    }
+
+    #[test]
+    fn start_of_data_is_a_line_start() {
+        let table: &[(&[u8], &[u8])] = &[
+            (b".\r\n", b""),
+            (b"..x\r\n.\r\n", b".x\r\n"),
+            (b".x\r\n.\r\n", b"x\r\n"),
+            (b"..\r\n.\r\n", b".\r\n"),
+            (b"\r\n.\r\n", b"\r\n"),
+            (b"a\r\n.b\r\n..\r\n.\r\n", b"a\r\nb\r\n.\r\n"),
+            (b"a.\r\n.\r\n", b"a.\r\n"),
+        ];
+        for &(input, expected) in table {
+            let (consumed, done, out, error) = read_whole(ROOMY, input);
+            assert_eq!((consumed, done, error), (input.len(), true, None));
+            assert_eq!(out, expected, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn pipelined_bytes_after_terminator_are_left() {
+        let input = b"hello\r\n.\r\nMAIL FROM:<a@b>\r\n";
+        let (consumed, done, out, _) = read_whole(ROOMY, input);
+        assert!(done);
+        assert_eq!(&input[consumed..], b"MAIL FROM:<a@b>\r\n");
+        assert_eq!(out, b"hello\r\n");
+        // A finished reader consumes nothing more.
+        let mut reader = DataReader::new(ROOMY);
+        let mut out = Vec::new();
+        reader.feed(b".\r\n", &mut out);
+        let again = reader.feed(b"RSET\r\n", &mut out);
+        assert_eq!(
+            again,
+            Fed {
+                consumed: 0,
+                done: true
+            }
+        );
+    }
+
+    #[test]
+    fn terminator_split_at_every_point() {
+        let input = b"line one\r\nline two\r\n.\r\nNOOP\r\n";
+        let whole = read_whole(ROOMY, input);
+        assert_eq!(whole.0, input.len() - 6);
+        for a in 0..=input.len() {
+            for b in a..=input.len() {
+                assert_eq!(read_split(ROOMY, input, &[a, b]), whole, "cuts {a} {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn line_length_limit() {
+        let limits = DataLimits {
+            max_message_size: 1 << 20,
+            max_line_length: 998,
+        };
+        for (len, dots, expected) in [
+            (998, 0, None),
+            (999, 0, Some(DataError::LineTooLong)),
+            // The transparency dot is not counted (RFC 5321 4.5.3.1.6).
+            (998, 1, None),
+            (999, 1, Some(DataError::LineTooLong)),
+        ] {
+            let mut input = vec![b'.'; dots];
+            input.extend(std::iter::repeat_n(b'a', len));
+            input.extend_from_slice(b"\r\nshort\r\n.\r\nQUIT\r\n");
+            let (consumed, done, _, error) = read_whole(limits, &input);
+            assert!(done, "{len}");
+            assert_eq!(consumed, input.len() - 6, "{len} drained to the end");
+            assert_eq!(error, expected, "{len} dots {dots}");
+        }
+    }
+
+    #[test]
+    fn too_big_drains_with_bounded_output() {
+        let limits = DataLimits {
+            max_message_size: 100,
+            max_line_length: 998,
+        };
+        let mut input = Vec::new();
+        for _ in 0..1000 {
+            input.extend_from_slice(b"0123456789012345678901234567890123456789\r\n");
+        }
+        input.extend_from_slice(b".\r\nQUIT\r\n");
+        let (consumed, done, out, error) = read_whole(limits, &input);
+        assert_eq!((done, error), (true, Some(DataError::TooBig)));
+        assert_eq!(consumed, input.len() - 6);
+        assert!(out.len() <= 100);
+        // Exactly at the limit is fine.
+        let exact = DataLimits {
+            max_message_size: 7,
+            max_line_length: 998,
+        };
+        assert_eq!(read_whole(exact, b"hello\r\n.\r\n").3, None);
+        let one_less = DataLimits {
+            max_message_size: 6,
+            ..exact
+        };
+        assert_eq!(
+            read_whole(one_less, b"hello\r\n.\r\n").3,
+            Some(DataError::TooBig)
+        );
+    }
+
+    #[test]
+    fn first_error_wins() {
+        let limits = DataLimits {
+            max_message_size: 1 << 20,
+            max_line_length: 4,
+        };
+        let input = b"a\nb\r\nlong line\r\n.\r\n";
+        assert_eq!(read_whole(limits, input).3, Some(DataError::BareNewline));
+        let input = b"long line\r\na\nb\r\n.\r\n";
+        assert_eq!(read_whole(limits, input).3, Some(DataError::LineTooLong));
+    }
+
+    #[test]
+    fn cr_at_chunk_end_then_lf_is_a_crlf() {
+        let mut reader = DataReader::new(ROOMY);
+        let mut out = Vec::new();
+        assert_eq!(reader.feed(b"abc\r", &mut out).consumed, 4);
+        assert_eq!(reader.feed(b"\n.", &mut out).consumed, 2);
+        let fed = reader.feed(b"\r\nQUIT\r\n", &mut out);
+        assert_eq!(
+            fed,
+            Fed {
+                consumed: 2,
+                done: true
+            }
+        );
+        assert_eq!((out.as_slice(), reader.error()), (&b"abc\r\n"[..], None));
+    }
+
+    #[test]
+    fn stuffing_table() {
+        let table: &[(&[&[u8]], &[u8])] = &[
+            (&[], b".\r\n"),
+            (&[b""], b".\r\n"),
+            (&[b".\r\n"], b"..\r\n.\r\n"),
+            (&[b"..\r\n"], b"...\r\n.\r\n"),
+            (&[b".x\r\n"], b"..x\r\n.\r\n"),
+            (&[b"a\r\n.\r\n"], b"a\r\n..\r\n.\r\n"),
+            (&[b"a\r\n", b".b\r\n"], b"a\r\n..b\r\n.\r\n"),
+            (&[b"a\r", b"\n", b".", b"b"], b"a\r\n..b\r\n.\r\n"),
+            (&[b"a.", b".b\r\n"], b"a..b\r\n.\r\n"),
+            (&[b"no newline"], b"no newline\r\n.\r\n"),
+            (&[b"x\r\n", b""], b"x\r\n.\r\n"),
+            (&[b"x\r", b""], b"x\r\r\n.\r\n"),
+        ];
+        for &(parts, expected) in table {
+            assert_eq!(
+                String::from_utf8_lossy(&stuffed(parts)),
+                String::from_utf8_lossy(expected),
+                "{parts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn body_dot_lines_round_trip() {
+        let message: &[u8] = b".\r\n..\r\n.x\r\nplain\r\n.\r\n";
+        let wire = stuffed(&[message]);
+        let (consumed, done, out, error) = read_whole(ROOMY, &wire);
+        assert_eq!((consumed, done, error), (wire.len(), true, None));
+        assert_eq!(out, message);
+    }
+
+    /// Bytes that exercise every state: CR, LF, dot, NUL, plain text, and
+    /// often enough a CRLF or a whole terminator.
+    fn interesting_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(
+            prop_oneof![
+                Just(b"\r".to_vec()),
+                Just(b"\n".to_vec()),
+                Just(b".".to_vec()),
+                Just(b"a".to_vec()),
+                Just(b"\0".to_vec()),
+                Just(b"\r\n".to_vec()),
+                Just(b".\r\n".to_vec()),
+                any::<u8>().prop_map(|b| vec![b]),
+            ],
+            0..max,
+        )
+        .prop_map(|pieces| pieces.concat())
+    }
+
+    /// A message with no bare CR or LF: text pieces, dots and CRLFs.
+    fn clean_message() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(
+            prop_oneof![
+                Just(b"\r\n".to_vec()),
+                Just(b".".to_vec()),
+                Just(b".\r\n".to_vec()),
+                prop::collection::vec(
+                    any::<u8>().prop_filter("no CR/LF/NUL", |b| !matches!(*b, b'\r' | b'\n' | 0)),
+                    0..8
+                ),
+            ],
+            0..40,
+        )
+        .prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn stuff_then_read_gives_the_message(
+            message in clean_message(),
+            part_cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+            read_cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        ) {
+            let mut cuts: Vec<usize> =
+                part_cuts.iter().map(|i| i.index(message.len() + 1)).collect();
+            cuts.push(0);
+            cuts.push(message.len());
+            cuts.sort_unstable();
+            let parts: Vec<&[u8]> = cuts.windows(2).map(|w| &message[w[0]..w[1]]).collect();
+            let mut wire = stuffed(&parts);
+            let end = wire.len();
+            wire.extend_from_slice(NEXT_COMMAND);
+
+            let read: Vec<usize> = read_cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+            let (consumed, done, out, error) = read_split(ROOMY, &wire, &read);
+            let mut expected = message.clone();
+            if !expected.is_empty() && !expected.ends_with(b"\r\n") {
+                expected.extend_from_slice(b"\r\n");
+            }
+            prop_assert_eq!((consumed, done, error), (end, true, None));
+            prop_assert_eq!(out, expected);
+        }
+
+        #[test]
+        fn split_feeding_equals_whole(
+            input in interesting_bytes(120),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+            max_message_size in 0usize..120,
+            max_line_length in 0usize..20,
+        ) {
+            let limits = DataLimits { max_message_size, max_line_length };
+            let cuts: Vec<usize> = cuts.iter().map(|i| i.index(input.len() + 1)).collect();
+            let whole = read_whole(limits, &input);
+            prop_assert!(whole.2.len() <= max_message_size);
+            prop_assert_eq!(read_split(limits, &input, &cuts), whole);
+        }
+
+        #[test]
+        fn matches_a_naive_oracle(input in interesting_bytes(120)) {
+            // End: `.\r\n` at the start, else the first `\r\n.\r\n`.
+            let end = if input.starts_with(b".\r\n") {
+                Some(3)
+            } else {
+                memmem::find(&input, b"\r\n.\r\n").map(|at| at + 5)
+            };
+            let data = &input[..end.unwrap_or(input.len())];
+            // A CR at the very end of unfinished input is still pending.
+            // The first offending byte decides the error.
+            let first = data.iter().enumerate().find_map(|(i, &b)| match b {
+                b'\r' if data.get(i + 1).is_some_and(|&next| next != b'\n') => Some(DataError::BareNewline),
+                b'\n' if i == 0 || data[i - 1] != b'\r' => Some(DataError::BareNewline),
+                b'\0' => Some(DataError::Nul),
+                _ => None,
+            });
+            let (consumed, done, _, error) = read_whole(ROOMY, &input);
+            prop_assert_eq!(done, end.is_some());
+            prop_assert_eq!(consumed, end.unwrap_or(input.len()));
+            prop_assert_eq!(error, first);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            input in prop::collection::vec(any::<u8>(), 0..300),
+            parts in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..50), 0..4),
+        ) {
+            let (consumed, done, _, _) = read_whole(ROOMY, &input);
+            prop_assert!(consumed <= input.len());
+            prop_assert!(done || consumed == input.len());
+            let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            let wire = stuffed(&parts);
+            prop_assert!(wire.ends_with(b".\r\n"));
+        }
+    }
 }

@@ -249,6 +249,14 @@ pub fn bare_newline() -> Reply {
     )
 }
 
+/// 550 5.6.0: NUL byte in the message (not allowed without BINARYMIME).
+pub fn nul_in_message() -> Reply {
+    Reply::new(
+        550,
+        "5.6.0 Message contains a NUL byte, which SMTP text may not carry (RFC 5321 4.5.2)",
+    )
+}
+
 /// 500 5.5.2: command line too long.
 pub fn line_too_long_command(max: usize) -> Reply {
     Reply::new(

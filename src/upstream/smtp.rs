@@ -14,7 +14,7 @@ use tokio::time::timeout;
 
 use super::{Parts, UpstreamError};
 use crate::config::UpstreamConfig;
-use crate::smtp::data::write_stuffed;
+use crate::smtp::data::Stuffer;
 use crate::smtp::reply::Reply;
 
 /// Longest reply line accepted from upstream (RFC 5321 4.5.3.1.5 says 512;
@@ -22,6 +22,9 @@ use crate::smtp::reply::Reply;
 const MAX_REPLY_LINE: u64 = 4096;
 /// Most lines in one reply (EHLO answers have ~15).
 const MAX_REPLY_LINES: usize = 128;
+/// Bytes of message handed to the socket at a time: large enough for few
+/// syscalls, small enough that a 50 MB message is not copied whole.
+const SEND_CHUNK: usize = 256 * 1024;
 /// How long QUIT may take before the connection is simply dropped.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -216,12 +219,39 @@ impl Client {
         .await;
     }
 
+    /// Streams the message dot-stuffed in chunks of [`SEND_CHUNK`], so a
+    /// large message is never copied whole; the whole transfer and the final
+    /// reply share one `data_timeout` deadline.
     async fn send_message(&mut self, parts: &Parts<'_>) -> Result<Reply, UpstreamError> {
+        let deadline = tokio::time::Instant::now() + self.data_timeout;
+        let mut stuffer = Stuffer::new();
         self.out.clear();
-        write_stuffed(parts, &mut self.out);
-        self.flush_out(self.data_timeout, "message transfer")
-            .await?;
-        self.read_reply(self.data_timeout, "end of DATA").await
+        for part in parts {
+            for chunk in part.chunks(SEND_CHUNK) {
+                stuffer.push(chunk, &mut self.out);
+                if self.out.len() >= SEND_CHUNK {
+                    self.flush_until(deadline, "message transfer").await?;
+                }
+            }
+        }
+        stuffer.finish(&mut self.out);
+        self.flush_until(deadline, "message transfer").await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.read_reply(left, "end of DATA").await
+    }
+
+    async fn flush_until(
+        &mut self,
+        deadline: tokio::time::Instant,
+        what: &'static str,
+    ) -> Result<(), UpstreamError> {
+        let stream = self.stream.get_mut();
+        tokio::time::timeout_at(deadline, stream.write_all(&self.out))
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.data_timeout, what))?
+            .map_err(UpstreamError::Closed)?;
+        self.out.clear();
+        Ok(())
     }
 
     async fn command(&mut self, line: String, what: &'static str) -> Result<Reply, UpstreamError> {
@@ -338,7 +368,8 @@ mod tests {
 
     #[test]
     fn reply_lines_parse() {
-        let table: &[(&[u8], Option<(u16, bool, &str)>)] = &[
+        type Row<'a> = (&'a [u8], Option<(u16, bool, &'a str)>);
+        let table: &[Row] = &[
             (b"250 2.0.0 Ok\r\n", Some((250, true, "2.0.0 Ok"))),
             (b"250-PIPELINING\r\n", Some((250, false, "PIPELINING"))),
             (b"354\r\n", Some((354, true, ""))),
@@ -352,7 +383,7 @@ mod tests {
             (b"650 x\r\n", None),
         ];
         for (raw, expected) in table {
-            let got = parse_reply_line(raw).ok().map(|(c, l, t)| (c, l, t));
+            let got = parse_reply_line(raw).ok();
             assert_eq!(
                 got,
                 expected.map(|(c, l, t)| (c, l, t.to_string())),

@@ -39,7 +39,10 @@ impl Delivered {
     /// The header section as text (up to the empty line).
     pub fn head(&self) -> String {
         let text = self.text();
-        text.split("\r\n\r\n").next().unwrap_or_default().to_string()
+        text.split("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
@@ -76,7 +79,11 @@ impl Upstream {
             .strip_prefix("PORT ")
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("upstream peer said {line:?}; is aiosmtpd installed?"));
-        Upstream { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir }
+        Upstream {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        }
     }
 
     /// Every stored message, in order of arrival.
@@ -90,16 +97,26 @@ impl Upstream {
         names
             .into_iter()
             .map(|json| {
-                let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("meta");
+                let meta: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("meta");
                 let data = std::fs::read(json.with_extension("eml")).expect("eml");
                 let strings = |v: &serde_json::Value| -> Vec<String> {
-                    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+                    v.as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|s| s.as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default()
                 };
                 Delivered {
                     mail_from: meta["mail_from"].as_str().unwrap_or_default().to_string(),
                     mail_options: strings(&meta["mail_options"]),
                     rcpt_tos: strings(&meta["rcpt_tos"]),
-                    rcpt_options: meta["rcpt_options"].as_array().map(|a| a.iter().map(strings).collect()).unwrap_or_default(),
+                    rcpt_options: meta["rcpt_options"]
+                        .as_array()
+                        .map(|a| a.iter().map(strings).collect())
+                        .unwrap_or_default(),
                     data,
                 }
             })
@@ -124,7 +141,9 @@ pub struct Guard {
 /// A policy.yaml for tests: `extra` is appended (may override sections).
 pub fn yaml(upstream: Option<SocketAddr>, policy: &str) -> String {
     let target = match upstream {
-        Some(a) => format!("upstream:\n  address: \"{a}\"\n  connect_timeout: 5s\n  command_timeout: 10s\n  data_timeout: 10s\n"),
+        Some(a) => format!(
+            "upstream:\n  address: \"{a}\"\n  connect_timeout: 5s\n  command_timeout: 10s\n  data_timeout: 10s\n"
+        ),
         None => "upstream:\n  maildir: MAILDIR\n".to_string(),
     };
     format!(
@@ -139,7 +158,10 @@ impl Guard {
     pub async fn start(yaml_text: &str) -> Guard {
         let dir = tempfile::tempdir().expect("tempdir");
         let text = yaml_text
-            .replace("INCIDENTS", &dir.path().join("incidents.jsonl").display().to_string())
+            .replace(
+                "INCIDENTS",
+                &dir.path().join("incidents.jsonl").display().to_string(),
+            )
             .replace("MAILDIR", &dir.path().join("outbox").display().to_string());
         let config = Config::from_yaml(&text, "test").unwrap_or_else(|e| panic!("{e}"));
         let listeners = Listeners::bind(&config).await.expect("bind");
@@ -153,7 +175,14 @@ impl Guard {
         let task = tokio::spawn(async move {
             task.await.expect("server task").expect("server run");
         });
-        Guard { smtp, metrics, shared, dir, stop: Some(stop), task: Some(task) }
+        Guard {
+            smtp,
+            metrics,
+            shared,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub async fn with_upstream(up: &Upstream, policy: &str) -> Guard {
@@ -179,10 +208,17 @@ impl Guard {
 
     /// GET /metrics over a real socket.
     pub async fn metrics_text(&self) -> String {
-        let mut s = TcpStream::connect(self.metrics).await.expect("metrics connect");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut s = TcpStream::connect(self.metrics)
+            .await
+            .expect("metrics connect");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
         let mut body = String::new();
-        tokio::time::timeout(WAIT, s.read_to_string(&mut body)).await.expect("metrics timeout").unwrap();
+        tokio::time::timeout(WAIT, s.read_to_string(&mut body))
+            .await
+            .expect("metrics timeout")
+            .unwrap();
         body
     }
 
@@ -190,7 +226,10 @@ impl Guard {
     pub async fn metric(&self, series: &str) -> f64 {
         let text = self.metrics_text().await;
         text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
             .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
     }
 
@@ -199,7 +238,10 @@ impl Guard {
             let _ = s.send(());
         }
         if let Some(t) = self.task.take() {
-            tokio::time::timeout(WAIT, t).await.expect("guard did not stop").unwrap();
+            tokio::time::timeout(WAIT, t)
+                .await
+                .expect("guard did not stop")
+                .unwrap();
         }
     }
 }
@@ -236,7 +278,10 @@ impl Client {
     pub async fn connect_raw(addr: SocketAddr) -> Client {
         let s = TcpStream::connect(addr).await.expect("connect");
         let (r, w) = s.into_split();
-        Client { reader: BufReader::new(r), writer: w }
+        Client {
+            reader: BufReader::new(r),
+            writer: w,
+        }
     }
 
     pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
@@ -248,7 +293,10 @@ impl Client {
         let mut text = String::new();
         loop {
             let mut line = String::new();
-            let n = tokio::time::timeout(WAIT, self.reader.read_line(&mut line)).await.expect("reply timeout").ok()?;
+            let n = tokio::time::timeout(WAIT, self.reader.read_line(&mut line))
+                .await
+                .expect("reply timeout")
+                .ok()?;
             if n == 0 {
                 return None;
             }
@@ -262,7 +310,10 @@ impl Client {
 
     /// Reads one reply and asserts its code; returns its text.
     pub async fn expect(&mut self, code: u16) -> String {
-        let r = self.reply().await.unwrap_or_else(|| panic!("connection closed, expected {code}"));
+        let r = self
+            .reply()
+            .await
+            .unwrap_or_else(|| panic!("connection closed, expected {code}"));
         assert_eq!(r.code, code, "expected {code}, got: {}", r.text);
         r.text
     }
@@ -289,7 +340,10 @@ impl Client {
     /// True once the server has closed the connection.
     pub async fn closed(&mut self) -> bool {
         let mut buf = [0u8; 1];
-        matches!(tokio::time::timeout(WAIT, self.reader.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)))
+        matches!(
+            tokio::time::timeout(WAIT, self.reader.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
     }
 }
 
@@ -312,10 +366,18 @@ pub fn externals(n: usize) -> Vec<String> {
 /// Strips the guard's prepended Received header (the first field, folded
 /// over three lines) from a delivered message.
 pub fn without_received(data: &[u8]) -> &[u8] {
-    assert!(data.starts_with(b"Received: from "), "no Received header first: {:?}", String::from_utf8_lossy(&data[..data.len().min(200)]));
+    assert!(
+        data.starts_with(b"Received: from "),
+        "no Received header first: {:?}",
+        String::from_utf8_lossy(&data[..data.len().min(200)])
+    );
     let mut i = 0;
     loop {
-        let nl = data[i..].iter().position(|&b| b == b'\n').expect("header line") + i;
+        let nl = data[i..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("header line")
+            + i;
         i = nl + 1;
         if data.get(i) != Some(&b'\t') && data.get(i) != Some(&b' ') {
             return &data[i..];
