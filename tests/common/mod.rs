@@ -487,7 +487,11 @@ impl<'a> Parsed<'a> {
                 let name = raw
                     .iter()
                     .position(|&b| b == b':')
-                    .map(|c| String::from_utf8_lossy(&raw[..c]).trim().to_ascii_lowercase())
+                    .map(|c| {
+                        String::from_utf8_lossy(&raw[..c])
+                            .trim()
+                            .to_ascii_lowercase()
+                    })
                     .unwrap_or_default();
                 fields.push((name, raw));
                 start = nl;
@@ -584,7 +588,10 @@ where
         if check().await {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
