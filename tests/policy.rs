@@ -16,9 +16,8 @@ const FROM: &str = "praxis@example.org";
 /// The default test policy (example.org internal, threshold 3) with another
 /// action.
 fn policy_with(action: &str) -> String {
-    let p = POLICY.replace("action: reject", &format!("action: {action}"));
-    assert_ne!(p, POLICY, "POLICY no longer says action: reject");
-    p
+    assert!(POLICY.contains("action: reject\n"), "POLICY changed shape");
+    POLICY.replace("action: reject", &format!("action: {action}"))
 }
 
 /// Threshold 0 in monitor mode: every message with one external address
@@ -450,15 +449,17 @@ async fn rules_override_the_default_and_the_first_match_wins() {
     assert_eq!(incidents[0]["threshold"], 0);
 
     // First match wins: the envelope sender matches "newsletter" before the
-    // header From matches "gesundheit-strict".
+    // header From matches "gesundheit-strict". Four externals: over the
+    // default threshold, so only an allow rule lets it through.
+    let four = externals(4);
     let msg = message(
         "arzt@gesundheit.example.org",
-        "p1@ext1.test",
+        &four.join(", "),
         None,
         "Via newsletter.\r\n",
     );
     let r = c
-        .mail("newsletter@example.org", &["p1@ext1.test"], &msg)
+        .mail_within("newsletter@example.org", &four, &msg, WAIT)
         .await;
     assert_eq!(r.code, 250, "{}", r.text);
     assert_eq!(up.count(), 2);
@@ -467,12 +468,12 @@ async fn rules_override_the_default_and_the_first_match_wins() {
     // through to the lenient rule, which allows.
     let msg = message(
         "info@example.org",
-        "p1@ext1.test",
+        &four.join(", "),
         None,
         "Envelope only.\r\n",
     );
     let r = c
-        .mail("arzt@gesundheit.example.org", &["p1@ext1.test"], &msg)
+        .mail_within("arzt@gesundheit.example.org", &four, &msg, WAIT)
         .await;
     assert_eq!(r.code, 250, "{}", r.text);
     assert_eq!(up.count(), 3);
@@ -482,9 +483,28 @@ async fn rules_override_the_default_and_the_first_match_wins() {
             .await,
         3.0
     );
+    assert_eq!(guard.incidents().len(), 1, "allow records no incident");
+
+    // Under the threshold an allow rule changes nothing: a plain pass.
+    let msg = message(
+        "newsletter@example.org",
+        "p1@ext1.test",
+        None,
+        "One reader.\r\n",
+    );
+    let r = c
+        .mail("newsletter@example.org", &["p1@ext1.test"], &msg)
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert_eq!(up.count(), 4);
+    assert_eq!(
+        guard
+            .metric("bccguard_messages_total{action=\"pass\"}")
+            .await,
+        1.0
+    );
 
     // No rule: the default policy, and the record says so.
-    let four = externals(4);
     let msg = message(
         "someone@example.org",
         &four.join(", "),
@@ -499,7 +519,7 @@ async fn rules_override_the_default_and_the_first_match_wins() {
     assert_eq!(incidents.len(), 2);
     assert_eq!(incidents[1]["rule"], "default");
     assert_eq!(incidents[1]["threshold"], 3);
-    assert_eq!(up.count(), 3);
+    assert_eq!(up.count(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
