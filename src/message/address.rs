@@ -47,7 +47,392 @@ pub enum Element {
 
 /// Parses a header value (bytes after the colon, folding included).
 /// Empty elements are skipped. Never panics, whatever the input.
+///
+/// Deviations from the strict grammar, all towards showing the counter more:
+/// a `;` outside a group separates like `,` (Outlook habit); a group whose
+/// name is not a phrase (empty, or holding `@`, `<`...) is flattened: its
+/// name becomes an [`Element::Invalid`] (unless empty) and its members
+/// top-level elements; an unterminated `"`, `(` or `[` is a stray byte, so
+/// the addresses after it are still seen.
 pub fn parse_list(value: &[u8]) -> Vec<Element> {
-    let _ = value;
-    todo!()
+    let mut p = Parser {
+        v: value,
+        lex: Lexer::default(),
+        buf: Vec::with_capacity(16),
+    };
+    let mut out = Vec::new();
+    loop {
+        let (term, broken) = p.collect(true);
+        if term == Term::Colon {
+            p.group(&mut out, broken);
+        } else if let Some(e) = p.classify(broken) {
+            out.push(e);
+        }
+        if term == Term::End {
+            return out;
+        }
+    }
 }
+
+/// Lexical classes of RFC 5322 3.2 (whitespace and folding are skipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A run of atext and dots (obs-phrase and dot-atom alike).
+    Atom,
+    /// `"..."` with quoted-pairs.
+    Quoted,
+    /// `(...)`, nested, with quoted-pairs.
+    Comment,
+    /// `[...]`.
+    DomainLiteral,
+    /// One of `< > @ , ; :`.
+    Special(u8),
+    /// Bytes that have no place in an address list.
+    Bad,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Token {
+    kind: Kind,
+    start: usize,
+    end: usize,
+}
+
+/// Single-pass lexer. Once a quoted string or comment is found unterminated,
+/// every later opener would be too, so they are flagged instead of rescanned:
+/// this keeps the lexer linear on hostile input like `(((((`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Lexer {
+    pos: usize,
+    quote_broken: bool,
+    comment_broken: bool,
+}
+
+fn is_atom_byte(b: u8) -> bool {
+    // atext plus ".", and any byte >= 0x80 (UTF-8, RFC 6532 3.2).
+    b >= 0x80 || (b.is_ascii_graphic() && !b"()<>[]:;@\\,\"".contains(&b))
+}
+
+fn is_bad_byte(b: u8) -> bool {
+    matches!(b, 0..=8 | 11 | 12 | 14..=31 | 127 | b')' | b']' | b'\\')
+}
+
+impl Lexer {
+    fn next(&mut self, v: &[u8]) -> Option<Token> {
+        while let Some(b' ' | b'\t' | b'\r' | b'\n') = v.get(self.pos) {
+            self.pos += 1;
+        }
+        let start = self.pos;
+        let &b = v.get(start)?;
+        let (kind, end) = match b {
+            b'"' => self.quoted(v, start),
+            b'(' => self.comment(v, start),
+            b'[' => domain_literal(v, start),
+            b'<' | b'>' | b'@' | b',' | b';' | b':' => (Kind::Special(b), start + 1),
+            _ if is_bad_byte(b) => (Kind::Bad, run(v, start, is_bad_byte)),
+            _ => (Kind::Atom, run(v, start, is_atom_byte)),
+        };
+        self.pos = end;
+        Some(Token { kind, start, end })
+    }
+
+    fn quoted(&mut self, v: &[u8], start: usize) -> (Kind, usize) {
+        if !self.quote_broken {
+            let mut i = start + 1;
+            while let Some(&b) = v.get(i) {
+                match b {
+                    b'\\' => i += 2,
+                    b'"' => return (Kind::Quoted, i + 1),
+                    _ => i += 1,
+                }
+            }
+            self.quote_broken = true;
+        }
+        (Kind::Bad, start + 1)
+    }
+
+    fn comment(&mut self, v: &[u8], start: usize) -> (Kind, usize) {
+        if !self.comment_broken {
+            let (mut i, mut depth) = (start + 1, 1usize);
+            while let Some(&b) = v.get(i) {
+                match b {
+                    b'\\' => i += 1,
+                    b'(' => depth += 1,
+                    b')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return (Kind::Comment, i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            self.comment_broken = true;
+        }
+        (Kind::Bad, start + 1)
+    }
+}
+
+/// `[dtext]`; no quoted-pairs, so a failed scan stops at the next `[` or `\`
+/// and no byte is scanned more than twice.
+fn domain_literal(v: &[u8], start: usize) -> (Kind, usize) {
+    for (i, &b) in v.iter().enumerate().skip(start + 1) {
+        match b {
+            b']' => return (Kind::DomainLiteral, i + 1),
+            b'[' | b'\\' => break,
+            _ => {}
+        }
+    }
+    (Kind::Bad, start + 1)
+}
+
+fn run(v: &[u8], start: usize, f: impl Fn(u8) -> bool) -> usize {
+    v[start..]
+        .iter()
+        .position(|&b| !f(b))
+        .map_or(v.len(), |n| start + n)
+}
+
+/// What ended a run of element tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Term {
+    Comma,
+    Semicolon,
+    Colon,
+    End,
+}
+
+struct Parser<'a> {
+    v: &'a [u8],
+    lex: Lexer,
+    /// Tokens of the current element, reused (one allocation per list).
+    buf: Vec<Token>,
+}
+
+impl Parser<'_> {
+    /// Reads the tokens of one element into `buf`, up to the separator at
+    /// this level. Returns the separator and whether the element is already
+    /// known to be broken (stray bytes, nested or unbalanced angles).
+    fn collect(&mut self, colon_ends: bool) -> (Term, bool) {
+        self.buf.clear();
+        let (mut in_angle, mut route, mut angles, mut broken) = (false, false, 0, false);
+        while let Some(t) = self.lex.next(self.v) {
+            match t.kind {
+                Kind::Special(b',') if in_angle && route && self.route_goes_on() => {}
+                // A comma inside `<...>` that is not part of an obs-route
+                // means the `>` is missing: the comma still separates, so
+                // `<a@x, b@y, ...` does not hide the addresses after it.
+                Kind::Special(b',') => return (Term::Comma, broken || in_angle),
+                Kind::Special(b';') => return (Term::Semicolon, broken || in_angle),
+                Kind::Special(b':') if !in_angle && colon_ends => return (Term::Colon, broken),
+                Kind::Special(b':') => {
+                    broken |= !route;
+                    route = false;
+                }
+                Kind::Special(b'<') => {
+                    broken |= in_angle || angles > 0;
+                    in_angle = true;
+                    angles += 1;
+                    route = self.peek_is(b'@');
+                }
+                Kind::Special(b'>') => {
+                    broken |= !in_angle;
+                    in_angle = false;
+                    route = false;
+                }
+                Kind::Bad => broken = true,
+                _ => {}
+            }
+            self.buf.push(t);
+        }
+        (Term::End, broken || in_angle)
+    }
+
+    /// The next token that is not a comment is `want`.
+    fn peek_is(&self, want: u8) -> bool {
+        let mut lex = self.lex;
+        while let Some(t) = lex.next(self.v) {
+            if t.kind != Kind::Comment {
+                return t.kind == Kind::Special(want);
+            }
+        }
+        false
+    }
+
+    /// After a comma in an obs-route (RFC 5322 4.4): another `@domain`, an
+    /// empty entry or the closing `:` must follow.
+    fn route_goes_on(&self) -> bool {
+        self.peek_is(b'@') || self.peek_is(b',') || self.peek_is(b':')
+    }
+
+    /// Turns the collected tokens into an element; `None` when there is
+    /// nothing but comments (an empty list element, RFC 5322 4.4).
+    fn classify(&self, broken: bool) -> Option<Element> {
+        if self.buf.iter().all(|t| t.kind == Kind::Comment) {
+            return None;
+        }
+        let span = self.buf.first()?.start..self.buf.last()?.end;
+        if !broken && let Some(address) = mailbox(self.v, &self.buf) {
+            return Some(Element::Mailbox(Mailbox { address, span }));
+        }
+        Some(Element::Invalid { span })
+    }
+
+    /// `display-name ":" [group-list] ";"` (RFC 5322 3.4); `buf` holds the
+    /// name, the colon has been read.
+    fn group(&mut self, out: &mut Vec<Element>, broken: bool) {
+        let colon_end = self.lex.pos;
+        let name_start = self.buf.first().map_or(colon_end - 1, |t| t.start);
+        let phrase = !broken && is_phrase(&self.buf);
+        if !phrase && !self.buf.is_empty() {
+            out.push(Element::Invalid {
+                span: name_start..colon_end - 1,
+            });
+        }
+        let (mut members, mut invalid) = (Vec::new(), Vec::new());
+        let mut end = colon_end;
+        loop {
+            let (term, broken) = self.collect(false);
+            if let Some(last) = self.buf.last() {
+                end = last.end;
+            }
+            match self.classify(broken) {
+                Some(e) if !phrase => out.push(e),
+                Some(Element::Mailbox(m)) => members.push(m),
+                Some(Element::Invalid { span }) => invalid.push(span),
+                _ => {}
+            }
+            match term {
+                Term::Comma => continue,
+                Term::Semicolon => end = self.lex.pos,
+                _ => {}
+            }
+            break;
+        }
+        if phrase {
+            out.push(Element::Group {
+                name: name_start..colon_end,
+                members,
+                invalid,
+                span: name_start..end,
+            });
+        }
+    }
+}
+
+/// A display name: one or more words, comments allowed (RFC 5322 3.2.5,
+/// obs-phrase dots included in atoms).
+fn is_phrase(toks: &[Token]) -> bool {
+    toks.iter()
+        .all(|t| matches!(t.kind, Kind::Atom | Kind::Quoted | Kind::Comment))
+        && toks.iter().any(|t| t.kind != Kind::Comment)
+}
+
+/// `name-addr / addr-spec` (RFC 5322 3.4) from an element already checked
+/// for balanced angles; returns the addr-spec.
+fn mailbox(v: &[u8], toks: &[Token]) -> Option<String> {
+    let Some(lt) = toks.iter().position(|t| t.kind == Kind::Special(b'<')) else {
+        return addr_spec(v, toks);
+    };
+    let gt = toks.iter().position(|t| t.kind == Kind::Special(b'>'))?;
+    // A display name is never an address, but an unquoted `@` in it is not
+    // a display name either: a reader would see an address there.
+    let display_ok = toks[..lt]
+        .iter()
+        .all(|t| matches!(t.kind, Kind::Atom | Kind::Quoted | Kind::Comment));
+    let after_ok = toks[gt + 1..].iter().all(|t| t.kind == Kind::Comment);
+    if !display_ok || !after_ok || gt < lt {
+        return None;
+    }
+    let mut inner = &toks[lt + 1..gt];
+    // obs-route `<@r1,@r2:a@x>`: the route is discarded (RFC 5322 4.4).
+    if let Some(colon) = inner.iter().position(|t| t.kind == Kind::Special(b':')) {
+        inner = &inner[colon + 1..];
+    }
+    addr_spec(v, inner)
+}
+
+/// `local-part "@" domain` (RFC 5322 3.4.1, obs forms of 4.4 included: CFWS
+/// around dots, quoted words). Comments are dropped, folding removed; the
+/// result is `None` for anything that is not an address, including an
+/// encoded-word, which RFC 2047 5 forbids in an addr-spec (a client decoding
+/// it would show another address than the one counted).
+fn addr_spec(v: &[u8], toks: &[Token]) -> Option<String> {
+    let mut words = toks.iter().filter(|t| t.kind != Kind::Comment);
+    let mut out = Vec::with_capacity(toks.last()?.end - toks.first()?.start);
+    let mut dots = DotState::Start;
+    for t in words.by_ref() {
+        match t.kind {
+            Kind::Special(b'@') => break,
+            Kind::Atom => dots = dots.atom(&v[t.start..t.end])?,
+            Kind::Quoted => dots = dots.word()?,
+            _ => return None,
+        }
+        out.extend(
+            v[t.start..t.end]
+                .iter()
+                .filter(|&&b| b != b'\r' && b != b'\n'),
+        );
+    }
+    if dots != DotState::Word {
+        return None;
+    }
+    out.push(b'@');
+    let domain_start = out.len();
+    dots = DotState::Start;
+    for t in words {
+        match t.kind {
+            Kind::Atom => dots = dots.atom(&v[t.start..t.end])?,
+            Kind::DomainLiteral if dots == DotState::Start => dots = DotState::Literal,
+            _ => return None,
+        }
+        out.extend_from_slice(&v[t.start..t.end]);
+    }
+    // One trailing dot (an absolute name) is tolerated; the domain
+    // normaliser strips it.
+    let trailing_dot = dots == DotState::Dot && out.len() > domain_start + 1;
+    if !(matches!(dots, DotState::Word | DotState::Literal) || trailing_dot) {
+        return None;
+    }
+    if memchr::memmem::find(&out, b"=?").is_some() {
+        return None;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Words separated by single dots: `a.b`, `a . "b"`, never `a b`, `a..b`,
+/// `.a`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DotState {
+    Start,
+    Word,
+    Dot,
+    Literal,
+}
+
+impl DotState {
+    fn word(self) -> Option<Self> {
+        matches!(self, DotState::Start | DotState::Dot).then_some(DotState::Word)
+    }
+
+    fn atom(self, text: &[u8]) -> Option<Self> {
+        let mut state = self;
+        let mut first = true;
+        for &b in text {
+            state = match (b, state) {
+                (b'.', DotState::Word) => DotState::Dot,
+                (b'.', _) => return None,
+                // Two words side by side across whitespace: `a b@x`.
+                (_, DotState::Word) if first => return None,
+                (_, DotState::Literal) => return None,
+                _ => DotState::Word,
+            };
+            first = false;
+        }
+        Some(state)
+    }
+}
+
+#[cfg(test)]
+mod tests;
