@@ -5,7 +5,7 @@
 
 use crate::message::address::{Element, parse_list};
 use crate::message::headers::{Field, FieldKind, Headers};
-use crate::policy::count::normalize_address;
+use crate::policy::count::normalize_owned;
 
 /// Lines are folded before they pass this (RFC 5322 2.1.1 SHOULD); the hard
 /// limit of 998 is then never reached by what the rewriter adds.
@@ -100,8 +100,8 @@ fn bytes(msg: &[u8], range: std::ops::Range<usize>) -> &[u8] {
     msg.get(range).unwrap_or_default()
 }
 
-fn keeps(keep: &dyn Keep, address: &str) -> bool {
-    normalize_address(address).is_some_and(|n| keep.keep(&n))
+fn keeps(keep: &dyn Keep, address: String) -> bool {
+    normalize_owned(address).is_ok_and(|n| keep.keep(&n))
 }
 
 /// Appends the To/Cc field `f` with only the kept elements, each from its
@@ -121,21 +121,26 @@ fn rebuild(msg: &[u8], f: &Field, keep: &dyn Keep, head: &mut Vec<u8>) -> bool {
     let mut first = true;
     for element in parse_list(value) {
         match element {
-            Element::Mailbox(m) if keeps(keep, &m.address) => {
+            Element::Mailbox(m) => {
+                if !keeps(keep, m.address) {
+                    continue;
+                }
                 w.item(bytes(value, m.span), if first { b" " } else { b", " });
                 first = false;
                 kept = true;
             }
             Element::Group { name, members, .. } => {
-                let mut members = members.iter().filter(|m| keeps(keep, &m.address));
-                let Some(m) = members.next() else {
+                let mut kept_spans = members
+                    .into_iter()
+                    .filter_map(|m| keeps(keep, m.address).then_some(m.span));
+                let Some(span) = kept_spans.next() else {
                     // No member left: the group, name included, goes.
                     continue;
                 };
                 w.item(bytes(value, name), if first { b" " } else { b", " });
-                w.item(bytes(value, m.span.clone()), b" ");
-                for m in members {
-                    w.item(bytes(value, m.span.clone()), b", ");
+                w.item(bytes(value, span), b" ");
+                for span in kept_spans {
+                    w.item(bytes(value, span), b", ");
                 }
                 w.out.push(b';');
                 w.line += 1;

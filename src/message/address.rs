@@ -55,23 +55,135 @@ pub enum Element {
 /// top-level elements; an unterminated `"`, `(` or `[` is a stray byte, so
 /// the addresses after it are still seen.
 pub fn parse_list(value: &[u8]) -> Vec<Element> {
+    parse(value, true)
+}
+
+/// [`parse_list`] handing each element to `emit` as it is read, for callers
+/// that consume elements one by one (the counter, the rewriter): no list of
+/// 1,494 elements is built just to be taken apart again.
+pub(crate) fn for_each(value: &[u8], mut emit: impl FnMut(Element)) {
+    parse_into(value, true, &mut emit);
+}
+
+/// [`parse_list`], with or without the fast path for plain elements (the
+/// tests check both give the same answer).
+fn parse(value: &[u8], fast: bool) -> Vec<Element> {
+    // Roughly one element per comma; capped so a field of bare commas
+    // cannot make us reserve megabytes up front.
+    let guess = memchr::memchr_iter(b',', value).count() + 1;
+    let mut out = Vec::with_capacity(guess.min(4096));
+    parse_into(value, fast, &mut |e| out.push(e));
+    out
+}
+
+fn parse_into(value: &[u8], fast: bool, emit: &mut impl FnMut(Element)) {
     let mut p = Parser {
         v: value,
         lex: Lexer::default(),
         buf: Vec::with_capacity(16),
     };
-    let mut out = Vec::new();
     loop {
+        if fast
+            && !p.lex.quote_broken
+            && let Some((m, next)) = simple(value, p.lex.pos)
+        {
+            emit(Element::Mailbox(m));
+            p.lex.pos = next;
+            if next >= value.len() {
+                return;
+            }
+            continue;
+        }
         let (term, broken) = p.collect(true);
         if term == Term::Colon {
-            p.group(&mut out, broken);
+            p.group(emit, broken);
         } else if let Some(e) = p.classify(broken) {
-            out.push(e);
+            emit(e);
         }
         if term == Term::End {
-            return out;
+            return;
         }
     }
+}
+
+/// The fast path: `a@x`, `Name <a@x>`, `"Last, First" <a@x>` followed by
+/// `,` or the end, which is nearly every element of a real distribution
+/// list. Byte scanning, no tokens. Anything else (comments, groups, routes,
+/// quoted-pairs, odd dots, encoded words, bad UTF-8) returns `None` and the
+/// general parser reads the element from the same position.
+/// Returns the mailbox and the offset after its separator.
+fn simple(v: &[u8], pos: usize) -> Option<(Mailbox, usize)> {
+    let start = run(v, pos, WSP);
+    let mut i = start;
+    let mut words = 0;
+    let (addr, span_end) = loop {
+        match *v.get(i)? {
+            b'"' => {
+                // A quoted word without quoted-pairs.
+                let len = memchr::memchr2(b'"', b'\\', v.get(i + 1..)?)?;
+                if v[i + 1 + len] != b'"' {
+                    return None;
+                }
+                i += len + 2;
+            }
+            b'<' => {
+                let end = simple_addr(v, i + 1)?;
+                (v.get(end) == Some(&b'>')).then_some(())?;
+                break (i + 1..end, end + 1);
+            }
+            b if class(b) == ATOM => {
+                let end = run(v, i, ATOM);
+                if words == 0 && v.get(end) == Some(&b'@') {
+                    let end = simple_addr(v, i)?;
+                    break (i..end, end);
+                }
+                i = end;
+            }
+            _ => return None,
+        }
+        words += 1;
+        i = run(v, i, WSP);
+    };
+    let after = run(v, span_end, WSP);
+    let next = match v.get(after) {
+        None => after,
+        Some(b',') => after + 1,
+        Some(_) => return None,
+    };
+    let address = String::from_utf8(v[addr].to_vec()).ok()?;
+    Some((
+        Mailbox {
+            address,
+            span: start..span_end,
+        },
+        next,
+    ))
+}
+
+/// `dot-atom "@" dot-atom` starting at `i` with nothing odd in it; returns
+/// its end.
+fn simple_addr(v: &[u8], i: usize) -> Option<usize> {
+    let at = simple_dot_atom(v, i)?;
+    (v.get(at) == Some(&b'@')).then_some(())?;
+    simple_dot_atom(v, at + 1)
+}
+
+/// A dot-atom at `i` (no leading, trailing or double dot, no `=?` of an
+/// encoded word), checked while it is scanned; returns its end.
+fn simple_dot_atom(v: &[u8], i: usize) -> Option<usize> {
+    let mut prev = b'.';
+    let mut end = i;
+    for &b in v.get(i..)? {
+        if class(b) != ATOM {
+            break;
+        }
+        if (b == b'.' && prev == b'.') || (b == b'?' && prev == b'=') {
+            return None;
+        }
+        prev = b;
+        end += 1;
+    }
+    (prev != b'.').then_some(end)
 }
 
 /// Lexical classes of RFC 5322 3.2 (whitespace and folding are skipped).
@@ -108,29 +220,58 @@ struct Lexer {
     comment_broken: bool,
 }
 
-fn is_atom_byte(b: u8) -> bool {
-    // atext plus ".", and any byte >= 0x80 (UTF-8, RFC 6532 3.2).
-    b >= 0x80 || (b.is_ascii_graphic() && !b"()<>[]:;@\\,\"".contains(&b))
-}
+/// Byte classes for the lexer, one table lookup per byte (the hot loop on
+/// a 1,494-address list).
+const WSP: u8 = 1;
+const ATOM: u8 = 2;
+const BAD: u8 = 3;
+const OPEN: u8 = 4;
 
-fn is_bad_byte(b: u8) -> bool {
-    matches!(b, 0..=8 | 11 | 12 | 14..=31 | 127 | b')' | b']' | b'\\')
+static CLASS: [u8; 256] = {
+    let mut t = [ATOM; 256];
+    let mut b = 0;
+    while b < 256 {
+        // Controls other than folding whitespace, and the closers and
+        // backslash that only make sense inside a quoted string or comment.
+        if b < 32 || b == 127 {
+            t[b] = BAD;
+        }
+        b += 1;
+    }
+    t[b' ' as usize] = WSP;
+    t[b'\t' as usize] = WSP;
+    t[b'\r' as usize] = WSP;
+    t[b'\n' as usize] = WSP;
+    t[b')' as usize] = BAD;
+    t[b']' as usize] = BAD;
+    t[b'\\' as usize] = BAD;
+    // Openers and specials end an atom (RFC 5322 3.2.3); "." does not, so
+    // dot-atoms and obs-phrase dots stay in one token. Bytes >= 0x80 are
+    // atext (UTF-8, RFC 6532 3.2).
+    let mut i = 0;
+    let opens = b"\"([<>@,;:";
+    while i < opens.len() {
+        t[opens[i] as usize] = OPEN;
+        i += 1;
+    }
+    t
+};
+
+fn class(b: u8) -> u8 {
+    CLASS[usize::from(b)]
 }
 
 impl Lexer {
     fn next(&mut self, v: &[u8]) -> Option<Token> {
-        while let Some(b' ' | b'\t' | b'\r' | b'\n') = v.get(self.pos) {
-            self.pos += 1;
-        }
-        let start = self.pos;
+        let start = run(v, self.pos, WSP);
         let &b = v.get(start)?;
-        let (kind, end) = match b {
-            b'"' => self.quoted(v, start),
-            b'(' => self.comment(v, start),
-            b'[' => domain_literal(v, start),
-            b'<' | b'>' | b'@' | b',' | b';' | b':' => (Kind::Special(b), start + 1),
-            _ if is_bad_byte(b) => (Kind::Bad, run(v, start, is_bad_byte)),
-            _ => (Kind::Atom, run(v, start, is_atom_byte)),
+        let (kind, end) = match (class(b), b) {
+            (_, b'"') => self.quoted(v, start),
+            (_, b'(') => self.comment(v, start),
+            (_, b'[') => domain_literal(v, start),
+            (OPEN, _) => (Kind::Special(b), start + 1),
+            (BAD, _) => (Kind::Bad, run(v, start, BAD)),
+            _ => (Kind::Atom, run(v, start, ATOM)),
         };
         self.pos = end;
         Some(Token { kind, start, end })
@@ -187,10 +328,11 @@ fn domain_literal(v: &[u8], start: usize) -> (Kind, usize) {
     (Kind::Bad, start + 1)
 }
 
-fn run(v: &[u8], start: usize, f: impl Fn(u8) -> bool) -> usize {
-    v[start..]
-        .iter()
-        .position(|&b| !f(b))
+/// End of the run of bytes of class `c` starting at `start`.
+fn run(v: &[u8], start: usize, c: u8) -> usize {
+    let rest = v.get(start..).unwrap_or_default();
+    rest.iter()
+        .position(|&b| class(b) != c)
         .map_or(v.len(), |n| start + n)
 }
 
@@ -217,7 +359,14 @@ impl Parser<'_> {
     fn collect(&mut self, colon_ends: bool) -> (Term, bool) {
         self.buf.clear();
         let (mut in_angle, mut route, mut angles, mut broken) = (false, false, 0, false);
+        // Right after `<`: the next non-comment token says whether an
+        // obs-route follows (`<@r:...`).
+        let mut after_lt = false;
         while let Some(t) = self.lex.next(self.v) {
+            if after_lt && t.kind != Kind::Comment {
+                route = t.kind == Kind::Special(b'@');
+                after_lt = false;
+            }
             match t.kind {
                 Kind::Special(b',') if in_angle && route && self.route_goes_on() => {}
                 // A comma inside `<...>` that is not part of an obs-route
@@ -234,7 +383,8 @@ impl Parser<'_> {
                     broken |= in_angle || angles > 0;
                     in_angle = true;
                     angles += 1;
-                    route = self.peek_is(b'@');
+                    route = false;
+                    after_lt = true;
                 }
                 Kind::Special(b'>') => {
                     broken |= !in_angle;
@@ -249,21 +399,17 @@ impl Parser<'_> {
         (Term::End, broken || in_angle)
     }
 
-    /// The next token that is not a comment is `want`.
-    fn peek_is(&self, want: u8) -> bool {
+    /// After a comma in an obs-route (RFC 5322 4.4): another `@domain`, an
+    /// empty entry or the closing `:` must follow. Peeks on a copy of the
+    /// lexer; only route commas get here, so nothing is lexed twice often.
+    fn route_goes_on(&self) -> bool {
         let mut lex = self.lex;
         while let Some(t) = lex.next(self.v) {
             if t.kind != Kind::Comment {
-                return t.kind == Kind::Special(want);
+                return matches!(t.kind, Kind::Special(b'@' | b',' | b':'));
             }
         }
         false
-    }
-
-    /// After a comma in an obs-route (RFC 5322 4.4): another `@domain`, an
-    /// empty entry or the closing `:` must follow.
-    fn route_goes_on(&self) -> bool {
-        self.peek_is(b'@') || self.peek_is(b',') || self.peek_is(b':')
     }
 
     /// Turns the collected tokens into an element; `None` when there is
@@ -281,12 +427,12 @@ impl Parser<'_> {
 
     /// `display-name ":" [group-list] ";"` (RFC 5322 3.4); `buf` holds the
     /// name, the colon has been read.
-    fn group(&mut self, out: &mut Vec<Element>, broken: bool) {
+    fn group(&mut self, emit: &mut impl FnMut(Element), broken: bool) {
         let colon_end = self.lex.pos;
         let name_start = self.buf.first().map_or(colon_end - 1, |t| t.start);
         let phrase = !broken && is_phrase(&self.buf);
         if !phrase && !self.buf.is_empty() {
-            out.push(Element::Invalid {
+            emit(Element::Invalid {
                 span: name_start..colon_end - 1,
             });
         }
@@ -298,7 +444,7 @@ impl Parser<'_> {
                 end = last.end;
             }
             match self.classify(broken) {
-                Some(e) if !phrase => out.push(e),
+                Some(e) if !phrase => emit(e),
                 Some(Element::Mailbox(m)) => members.push(m),
                 Some(Element::Invalid { span }) => invalid.push(span),
                 _ => {}
@@ -311,7 +457,7 @@ impl Parser<'_> {
             break;
         }
         if phrase {
-            out.push(Element::Group {
+            emit(Element::Group {
                 name: name_start..colon_end,
                 members,
                 invalid,
@@ -395,7 +541,7 @@ fn addr_spec(v: &[u8], toks: &[Token]) -> Option<String> {
     if !(matches!(dots, DotState::Word | DotState::Literal) || trailing_dot) {
         return None;
     }
-    if memchr::memmem::find(&out, b"=?").is_some() {
+    if memchr::memchr_iter(b'?', &out).any(|i| i > 0 && out[i - 1] == b'=') {
         return None;
     }
     String::from_utf8(out).ok()

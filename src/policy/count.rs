@@ -3,12 +3,12 @@
 //! names never counted, split into internal and external by domain. An
 //! element that cannot be parsed counts as one external address.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::borrow::Cow;
+use std::collections::HashSet;
 
 use super::DomainSet;
 use super::domains::normalize_cow;
-use crate::message::address::{Element, parse_list};
+use crate::message::address::{Element, for_each};
 use crate::message::headers::{FieldKind, Headers};
 
 /// The visible recipients of one message.
@@ -33,21 +33,37 @@ pub struct Visible {
 /// the count honest. The split is at the last `@` (a quoted local part may
 /// hold one).
 pub fn normalize_address(addr: &str) -> Option<String> {
-    let at = addr.rfind('@')?;
+    normalize_owned(addr.to_owned()).ok()
+}
+
+/// [`normalize_address`] reusing the parser's String: lowercasing an ASCII
+/// local part happens in place, so an address costs one allocation, not
+/// two. Gives the address back unchanged when it cannot be normalised.
+pub(crate) fn normalize_owned(mut addr: String) -> Result<String, String> {
+    let Some(at) = last_at(&addr) else {
+        return Err(addr);
+    };
     let (local, domain) = (&addr[..at], &addr[at + 1..]);
     if local.is_empty() {
-        return None;
+        return Err(addr);
     }
-    let domain = normalize_cow(domain)?;
-    let mut out = String::with_capacity(addr.len());
+    let Some(normal) = normalize_cow(domain) else {
+        return Err(addr);
+    };
+    if matches!(&normal, Cow::Borrowed(d) if d.len() == domain.len()) && local.is_ascii() {
+        addr[..at].make_ascii_lowercase();
+        return Ok(addr);
+    }
+    let mut out = String::with_capacity(addr.len() + 8);
     if local.is_ascii() {
-        out.extend(local.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        out.push_str(local);
+        out.make_ascii_lowercase();
     } else {
         out.push_str(&local.to_lowercase());
     }
     out.push('@');
-    out.push_str(&domain);
-    Some(out)
+    out.push_str(&normal);
+    Ok(out)
 }
 
 /// The key of an element that is not an address: its text, trimmed,
@@ -67,75 +83,83 @@ enum Class {
     Unparseable,
 }
 
-/// Distinct recipients in order of first appearance. One map entry per
-/// address, keyed by the normalised String itself (no second copy).
+/// Every visible recipient in order, duplicates included; deduplicated
+/// once at the end over borrowed keys, so each address is hashed once and
+/// owned once (the parser's String, lowercased in place).
 #[derive(Default)]
 struct Tally {
-    /// Key -> (order of first appearance, class).
-    seen: HashMap<String, (usize, Class)>,
+    all: Vec<(String, Class)>,
 }
 
 impl Tally {
-    fn address(&mut self, addr: &str, internal: &DomainSet) {
-        let Some(n) = normalize_address(addr) else {
+    fn address(&mut self, addr: String, internal: &DomainSet) {
+        match normalize_owned(addr) {
+            Ok(n) => {
+                let class = if internal.contains_normal(domain_of(&n)) {
+                    Class::Internal
+                } else {
+                    Class::External
+                };
+                self.all.push((n, class));
+            }
             // Parsed but not countable by domain (a domain literal, a name
             // IDNA rejects): external, fail closed.
-            return self.unparseable(addr.as_bytes());
-        };
-        let order = self.seen.len();
-        if let Entry::Vacant(slot) = self.seen.entry(n) {
-            let class = if internal.contains(domain_of(slot.key())) {
-                Class::Internal
-            } else {
-                Class::External
-            };
-            slot.insert((order, class));
+            Err(addr) => self.unparseable(addr.as_bytes()),
         }
     }
 
     fn unparseable(&mut self, raw: &[u8]) {
-        let order = self.seen.len();
-        self.seen
-            .entry(raw_key(raw))
-            .or_insert((order, Class::Unparseable));
+        self.all.push((raw_key(raw), Class::Unparseable));
     }
 
     fn finish(self) -> Visible {
-        let mut slots: Vec<Option<(String, Class)>> = vec![None; self.seen.len()];
-        for (key, (order, class)) in self.seen {
-            if let Some(slot) = slots.get_mut(order) {
-                *slot = Some((key, class));
-            }
-        }
-        let mut v = Visible::default();
-        let mut classes = Vec::new();
-        for (key, class) in slots.into_iter().flatten() {
-            if class == Class::Internal {
-                v.internal.push(key);
-            } else {
-                v.external.push(key);
-                classes.push(class);
-            }
-        }
-        let mut domains: Vec<&str> = v
-            .external
+        let mut seen = HashSet::with_capacity(self.all.len());
+        let first: Vec<bool> = self
+            .all
             .iter()
-            .zip(&classes)
-            .map(|(key, &class)| match class {
-                Class::Unparseable => key.as_str(),
-                _ => domain_of(key),
-            })
+            .map(|(k, _)| seen.insert(k.as_str()))
             .collect();
-        domains.sort_unstable();
-        domains.dedup();
-        v.external_domains = domains.len();
+        drop(seen);
+        let mut v = Visible {
+            external: Vec::with_capacity(self.all.len()),
+            internal: Vec::new(),
+            external_domains: 0,
+        };
+        let mut parsed = Vec::with_capacity(self.all.len());
+        for ((key, class), first) in self.all.into_iter().zip(first) {
+            match (first, class) {
+                (false, _) => {}
+                (true, Class::Internal) => v.internal.push(key),
+                (true, class) => {
+                    v.external.push(key);
+                    parsed.push(class == Class::External);
+                }
+            }
+        }
+        // An unparseable key is its own domain.
+        let mut domains = HashSet::with_capacity(v.external.len());
+        let mut unparseable = 0;
+        for (key, &parsed) in v.external.iter().zip(&parsed) {
+            if parsed {
+                domains.insert(domain_of(key));
+            } else {
+                unparseable += 1;
+            }
+        }
+        v.external_domains = domains.len() + unparseable;
         v
     }
 }
 
 /// The domain of a normalised address.
 fn domain_of(addr: &str) -> &str {
-    addr.rfind('@').map_or(addr, |at| &addr[at + 1..])
+    last_at(addr).map_or(addr, |at| &addr[at + 1..])
+}
+
+/// Offset of the last `@`; a plain loop, as addresses are too short for a
+/// SIMD search to pay for its set-up.
+fn last_at(addr: &str) -> Option<usize> {
+    addr.bytes().rposition(|b| b == b'@')
 }
 
 /// Counts the visible recipients in `headers` of `msg`.
@@ -149,24 +173,22 @@ pub fn count(msg: &[u8], headers: &Headers, internal: &DomainSet) -> Visible {
         let Some(value) = msg.get(field.value.clone()) else {
             continue;
         };
-        for element in parse_list(value) {
-            match element {
-                Element::Mailbox(m) => tally.address(&m.address, internal),
-                Element::Group {
-                    members, invalid, ..
-                } => {
-                    for m in members {
-                        tally.address(&m.address, internal);
-                    }
-                    for span in invalid {
-                        tally.unparseable(value.get(span).unwrap_or_default());
-                    }
+        for_each(value, |element| match element {
+            Element::Mailbox(m) => tally.address(m.address, internal),
+            Element::Group {
+                members, invalid, ..
+            } => {
+                for m in members {
+                    tally.address(m.address, internal);
                 }
-                Element::Invalid { span } => {
+                for span in invalid {
                     tally.unparseable(value.get(span).unwrap_or_default());
                 }
             }
-        }
+            Element::Invalid { span } => {
+                tally.unparseable(value.get(span).unwrap_or_default());
+            }
+        });
     }
     tally.finish()
 }

@@ -26,41 +26,76 @@ pub fn normalize(domain: &str) -> Option<String> {
 pub(crate) fn normalize_cow(domain: &str) -> Option<Cow<'_, str>> {
     // An absolute name (`example.org.`) is the same domain.
     let d = domain.strip_suffix('.').unwrap_or(domain);
-    let ascii = if is_plain_ascii(d) {
-        if d.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(d.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(d)
+    match plain(d.as_bytes()) {
+        Plain::Normal => Some(Cow::Borrowed(d)),
+        Plain::Upper => Some(Cow::Owned(d.to_ascii_lowercase())),
+        Plain::Invalid => None,
+        Plain::No => {
+            // UTS #46 maps case, width and compatibility forms and turns
+            // U-labels into punycode, so `MÜLLER.de` == `xn--mller-kva.de`.
+            let ascii = idna::domain_to_ascii(d).ok()?;
+            is_hostname(&ascii).then_some(Cow::Owned(ascii))
         }
-    } else {
-        // UTS #46 maps case, width and compatibility forms and turns
-        // U-labels into punycode, so `MÜLLER.de` == `xn--mller-kva.de`.
-        Cow::Owned(idna::domain_to_ascii(d).ok()?)
-    };
-    is_hostname(&ascii).then_some(ascii)
+    }
+}
+
+/// What a single pass over an ASCII name found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plain {
+    /// Already in normal form.
+    Normal,
+    /// Normal form up to ASCII case.
+    Upper,
+    /// Letters, digits, `-`, `_` only, but an empty label: no host name.
+    Invalid,
+    /// Something idna must look at (non-ASCII, other bytes, `xn--`).
+    No,
 }
 
 /// Letters, digits, `-`, `_`, `.` and no punycode label: UTS #46 would
-/// return such a name unchanged (up to ASCII case), so idna is skipped.
-fn is_plain_ascii(d: &str) -> bool {
-    d.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && !d
-            .split('.')
-            .any(|l| l.len() >= 4 && l.as_bytes()[..4].eq_ignore_ascii_case(b"xn--"))
+/// return such a name unchanged up to ASCII case, so idna is skipped (a
+/// proptest checks the two agree).
+fn plain(b: &[u8]) -> Plain {
+    let (mut label, mut upper, mut empty) = (0usize, false, b.is_empty());
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'.' => {
+                empty |= label == 0;
+                label = 0;
+                continue;
+            }
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
+            b'A'..=b'Z' => upper = true,
+            _ => return Plain::No,
+        }
+        label += 1;
+        // A punycode label must be decoded and checked by idna.
+        if label == 4 && i >= 3 && b[i - 3..=i].eq_ignore_ascii_case(b"xn--") {
+            return Plain::No;
+        }
+    }
+    match (empty || label == 0, upper) {
+        (true, _) => Plain::Invalid,
+        (false, true) => Plain::Upper,
+        (false, false) => Plain::Normal,
+    }
 }
 
 /// The ASCII result is a host name: non-empty labels of lowercase letters,
 /// digits, `-` and `_`. idna with an empty deny list lets `!`, `*`, `%` and
 /// friends through; no mail domain has them.
 fn is_hostname(d: &str) -> bool {
-    !d.is_empty()
-        && d.split('.').all(|l| {
-            !l.is_empty()
-                && l.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_')
-                })
-        })
+    plain(d.as_bytes()) == Plain::Normal || (d.contains("xn--") && punycode_hostname(d))
+}
+
+/// [`is_hostname`] for a name with punycode labels (already checked by
+/// idna, so only the character set and empty labels remain).
+fn punycode_hostname(d: &str) -> bool {
+    d.split('.').all(|l| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_'))
+    })
 }
 
 impl DomainSet {
@@ -86,10 +121,12 @@ impl DomainSet {
 
     /// Is `domain` (any form) internal?
     pub fn contains(&self, domain: &str) -> bool {
-        let Some(d) = normalize_cow(domain) else {
-            return false;
-        };
-        self.exact.binary_search_by(|e| e.as_str().cmp(&d)).is_ok()
+        normalize_cow(domain).is_some_and(|d| self.contains_normal(&d))
+    }
+
+    /// [`DomainSet::contains`] for a name already in normal form.
+    pub(crate) fn contains_normal(&self, d: &str) -> bool {
+        self.exact.binary_search_by(|e| e.as_str().cmp(d)).is_ok()
             || self.suffixes.iter().any(|s| d.ends_with(s.as_str()))
     }
 }

@@ -175,4 +175,30 @@ proptest! {
     fn special_soup_never_panics(v in "[a@<>,;:()\"\\[\\]\\\\. \r\n=?x]{0,200}") {
         let _ = parse_list(v.as_bytes());
     }
+
+    /// The fast path for plain elements answers exactly as the general
+    /// parser does, on soup and on lists that look real.
+    #[test]
+    fn fast_path_agrees_on_soup(v in "[a@<>,;:()\"\\\\. \r\n=?xü]{0,80}") {
+        prop_assert_eq!(parse(v.as_bytes(), true), parse(v.as_bytes(), false));
+    }
+
+    #[test]
+    fn fast_path_agrees_on_lists(items in proptest::collection::vec(
+        ("[a-c.]{0,3}", "[a-c.=?]{0,3}", 0..6u8), 0..8)
+    ) {
+        let list: Vec<String> = items
+            .iter()
+            .map(|(l, d, form)| match form {
+                0 => format!("{l}@{d}"),
+                1 => format!("N {l} <{l}@{d}>"),
+                2 => format!("\"{d}, {l}\" <{l}@{d}>"),
+                3 => format!("{l}@{d} (c)"),
+                4 => format!("<{l}@{d}> {l}"),
+                _ => format!("{l}{d}"),
+            })
+            .collect();
+        let v = list.join(", ");
+        prop_assert_eq!(parse(v.as_bytes(), true), parse(v.as_bytes(), false));
+    }
 }
