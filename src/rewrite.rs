@@ -3,7 +3,7 @@
 //! visible, re-emitted from the original bytes of the kept address-list
 //! elements; every other header and the body stay byte-identical.
 
-use crate::message::address::{Element, parse_list};
+use crate::message::address::{Element, for_each};
 use crate::message::headers::{Field, FieldKind, Headers};
 use crate::policy::count::normalize_owned;
 
@@ -85,8 +85,16 @@ pub fn hide(msg: &[u8], headers: &Headers, keep: &dyn Keep, fallback: &str) -> R
             }
             head.len()
         });
-        let field = format!("To: {fallback}\r\n");
-        head.splice(at..at, field.bytes());
+        // The fallback comes from the sender's own addresses; a CR or LF in
+        // it would start a header of the sender's choosing, so none passes.
+        let value = fallback.bytes().filter(|&b| b != b'\r' && b != b'\n');
+        let field: Vec<u8> = b"To: "
+            .iter()
+            .copied()
+            .chain(value)
+            .chain(*b"\r\n")
+            .collect();
+        head.splice(at..at, field);
     }
     Rewritten { head, rest: end }
 }
@@ -118,38 +126,31 @@ fn rebuild(msg: &[u8], f: &Field, keep: &dyn Keep, head: &mut Vec<u8>) -> bool {
         line: name.len(),
     };
     let mut kept = false;
-    let mut first = true;
-    for element in parse_list(value) {
-        match element {
-            Element::Mailbox(m) => {
-                if !keeps(keep, m.address) {
-                    continue;
-                }
-                w.item(bytes(value, m.span), if first { b" " } else { b", " });
-                first = false;
+    for_each(value, |element| match element {
+        Element::Mailbox(m) => {
+            if keeps(keep, m.address) {
+                w.item(bytes(value, m.span), if kept { b", " } else { b" " });
                 kept = true;
             }
-            Element::Group { name, members, .. } => {
-                let mut kept_spans = members
-                    .into_iter()
-                    .filter_map(|m| keeps(keep, m.address).then_some(m.span));
-                let Some(span) = kept_spans.next() else {
-                    // No member left: the group, name included, goes.
-                    continue;
-                };
-                w.item(bytes(value, name), if first { b" " } else { b", " });
+        }
+        Element::Group { name, members, .. } => {
+            let mut kept_spans = members
+                .into_iter()
+                .filter_map(|m| keeps(keep, m.address).then_some(m.span));
+            // No member left: the group, name included, goes.
+            if let Some(span) = kept_spans.next() {
+                w.item(bytes(value, name), if kept { b", " } else { b" " });
                 w.item(bytes(value, span), b" ");
                 for span in kept_spans {
                     w.item(bytes(value, span), b", ");
                 }
                 w.out.push(b';');
                 w.line += 1;
-                first = false;
                 kept = true;
             }
-            _ => {}
         }
-    }
+        Element::Invalid { .. } => {}
+    });
     if kept {
         w.out.extend_from_slice(b"\r\n");
     } else {

@@ -8,7 +8,12 @@
 //! Whatever cannot be parsed becomes [`Element::Invalid`]; the counter treats
 //! it as one external address (fail closed).
 
+mod fast;
+mod lexer;
+
 use std::ops::Range;
+
+use lexer::{Kind, Lexer, Token};
 
 /// One mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +90,7 @@ fn parse_into(value: &[u8], fast: bool, emit: &mut impl FnMut(Element)) {
     loop {
         if fast
             && !p.lex.quote_broken
-            && let Some((m, next)) = simple(value, p.lex.pos)
+            && let Some((m, next)) = fast::simple(value, p.lex.pos)
         {
             emit(Element::Mailbox(m));
             p.lex.pos = next;
@@ -104,236 +109,6 @@ fn parse_into(value: &[u8], fast: bool, emit: &mut impl FnMut(Element)) {
             return;
         }
     }
-}
-
-/// The fast path: `a@x`, `Name <a@x>`, `"Last, First" <a@x>` followed by
-/// `,` or the end, which is nearly every element of a real distribution
-/// list. Byte scanning, no tokens. Anything else (comments, groups, routes,
-/// quoted-pairs, odd dots, encoded words, bad UTF-8) returns `None` and the
-/// general parser reads the element from the same position.
-/// Returns the mailbox and the offset after its separator.
-fn simple(v: &[u8], pos: usize) -> Option<(Mailbox, usize)> {
-    let start = run(v, pos, WSP);
-    let mut i = start;
-    let mut words = 0;
-    let (addr, span_end) = loop {
-        match *v.get(i)? {
-            b'"' => {
-                // A quoted word without quoted-pairs.
-                let len = memchr::memchr2(b'"', b'\\', v.get(i + 1..)?)?;
-                if v[i + 1 + len] != b'"' {
-                    return None;
-                }
-                i += len + 2;
-            }
-            b'<' => {
-                let end = simple_addr(v, i + 1)?;
-                (v.get(end) == Some(&b'>')).then_some(())?;
-                break (i + 1..end, end + 1);
-            }
-            b if class(b) == ATOM => {
-                let end = run(v, i, ATOM);
-                if words == 0 && v.get(end) == Some(&b'@') {
-                    let end = simple_addr(v, i)?;
-                    break (i..end, end);
-                }
-                i = end;
-            }
-            _ => return None,
-        }
-        words += 1;
-        i = run(v, i, WSP);
-    };
-    let after = run(v, span_end, WSP);
-    let next = match v.get(after) {
-        None => after,
-        Some(b',') => after + 1,
-        Some(_) => return None,
-    };
-    let address = String::from_utf8(v[addr].to_vec()).ok()?;
-    Some((
-        Mailbox {
-            address,
-            span: start..span_end,
-        },
-        next,
-    ))
-}
-
-/// `dot-atom "@" dot-atom` starting at `i` with nothing odd in it; returns
-/// its end.
-fn simple_addr(v: &[u8], i: usize) -> Option<usize> {
-    let at = simple_dot_atom(v, i)?;
-    (v.get(at) == Some(&b'@')).then_some(())?;
-    simple_dot_atom(v, at + 1)
-}
-
-/// A dot-atom at `i` (no leading, trailing or double dot, no `=?` of an
-/// encoded word), checked while it is scanned; returns its end.
-fn simple_dot_atom(v: &[u8], i: usize) -> Option<usize> {
-    let mut prev = b'.';
-    let mut end = i;
-    for &b in v.get(i..)? {
-        if class(b) != ATOM {
-            break;
-        }
-        if (b == b'.' && prev == b'.') || (b == b'?' && prev == b'=') {
-            return None;
-        }
-        prev = b;
-        end += 1;
-    }
-    (prev != b'.').then_some(end)
-}
-
-/// Lexical classes of RFC 5322 3.2 (whitespace and folding are skipped).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// A run of atext and dots (obs-phrase and dot-atom alike).
-    Atom,
-    /// `"..."` with quoted-pairs.
-    Quoted,
-    /// `(...)`, nested, with quoted-pairs.
-    Comment,
-    /// `[...]`.
-    DomainLiteral,
-    /// One of `< > @ , ; :`.
-    Special(u8),
-    /// Bytes that have no place in an address list.
-    Bad,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Token {
-    kind: Kind,
-    start: usize,
-    end: usize,
-}
-
-/// Single-pass lexer. Once a quoted string or comment is found unterminated,
-/// every later opener would be too, so they are flagged instead of rescanned:
-/// this keeps the lexer linear on hostile input like `(((((`.
-#[derive(Debug, Clone, Copy, Default)]
-struct Lexer {
-    pos: usize,
-    quote_broken: bool,
-    comment_broken: bool,
-}
-
-/// Byte classes for the lexer, one table lookup per byte (the hot loop on
-/// a 1,494-address list).
-const WSP: u8 = 1;
-const ATOM: u8 = 2;
-const BAD: u8 = 3;
-const OPEN: u8 = 4;
-
-static CLASS: [u8; 256] = {
-    let mut t = [ATOM; 256];
-    let mut b = 0;
-    while b < 256 {
-        // Controls other than folding whitespace, and the closers and
-        // backslash that only make sense inside a quoted string or comment.
-        if b < 32 || b == 127 {
-            t[b] = BAD;
-        }
-        b += 1;
-    }
-    t[b' ' as usize] = WSP;
-    t[b'\t' as usize] = WSP;
-    t[b'\r' as usize] = WSP;
-    t[b'\n' as usize] = WSP;
-    t[b')' as usize] = BAD;
-    t[b']' as usize] = BAD;
-    t[b'\\' as usize] = BAD;
-    // Openers and specials end an atom (RFC 5322 3.2.3); "." does not, so
-    // dot-atoms and obs-phrase dots stay in one token. Bytes >= 0x80 are
-    // atext (UTF-8, RFC 6532 3.2).
-    let mut i = 0;
-    let opens = b"\"([<>@,;:";
-    while i < opens.len() {
-        t[opens[i] as usize] = OPEN;
-        i += 1;
-    }
-    t
-};
-
-fn class(b: u8) -> u8 {
-    CLASS[usize::from(b)]
-}
-
-impl Lexer {
-    fn next(&mut self, v: &[u8]) -> Option<Token> {
-        let start = run(v, self.pos, WSP);
-        let &b = v.get(start)?;
-        let (kind, end) = match (class(b), b) {
-            (_, b'"') => self.quoted(v, start),
-            (_, b'(') => self.comment(v, start),
-            (_, b'[') => domain_literal(v, start),
-            (OPEN, _) => (Kind::Special(b), start + 1),
-            (BAD, _) => (Kind::Bad, run(v, start, BAD)),
-            _ => (Kind::Atom, run(v, start, ATOM)),
-        };
-        self.pos = end;
-        Some(Token { kind, start, end })
-    }
-
-    fn quoted(&mut self, v: &[u8], start: usize) -> (Kind, usize) {
-        if !self.quote_broken {
-            let mut i = start + 1;
-            while let Some(&b) = v.get(i) {
-                match b {
-                    b'\\' => i += 2,
-                    b'"' => return (Kind::Quoted, i + 1),
-                    _ => i += 1,
-                }
-            }
-            self.quote_broken = true;
-        }
-        (Kind::Bad, start + 1)
-    }
-
-    fn comment(&mut self, v: &[u8], start: usize) -> (Kind, usize) {
-        if !self.comment_broken {
-            let (mut i, mut depth) = (start + 1, 1usize);
-            while let Some(&b) = v.get(i) {
-                match b {
-                    b'\\' => i += 1,
-                    b'(' => depth += 1,
-                    b')' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return (Kind::Comment, i + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            self.comment_broken = true;
-        }
-        (Kind::Bad, start + 1)
-    }
-}
-
-/// `[dtext]`; no quoted-pairs, so a failed scan stops at the next `[` or `\`
-/// and no byte is scanned more than twice.
-fn domain_literal(v: &[u8], start: usize) -> (Kind, usize) {
-    for (i, &b) in v.iter().enumerate().skip(start + 1) {
-        match b {
-            b']' => return (Kind::DomainLiteral, i + 1),
-            b'[' | b'\\' => break,
-            _ => {}
-        }
-    }
-    (Kind::Bad, start + 1)
-}
-
-/// End of the run of bytes of class `c` starting at `start`.
-fn run(v: &[u8], start: usize, c: u8) -> usize {
-    let rest = v.get(start..).unwrap_or_default();
-    rest.iter()
-        .position(|&b| class(b) != c)
-        .map_or(v.len(), |n| start + n)
 }
 
 /// What ended a run of element tokens.

@@ -174,7 +174,7 @@ fn header_from(msg: &[u8], headers: &Headers) -> Option<String> {
             Element::Group { members, .. } => members.into_iter().next(),
             Element::Invalid { .. } => None,
         })?;
-    count::normalize_address(&first.address)
+    count::normalize_owned(first.address).ok()
 }
 
 /// Signed or encrypted at the top level (RFC 1847 multipart/signed and

@@ -84,6 +84,12 @@ fn hide_table() {
             "X: 1\r\nTo: undisclosed-recipients:;\r\n",
         ),
         ("X: 1", U, "X: 1\r\nTo: undisclosed-recipients:;\r\n"),
+        // A fallback cannot smuggle in a header of its own.
+        (
+            "To: x@ext.de\r\n\r\n",
+            "a@b\r\nBcc: c@d",
+            "To: a@bBcc: c@d\r\n\r\n",
+        ),
     ];
     let failures: Vec<String> = cases
         .iter()
