@@ -3,7 +3,13 @@
 //! visible, re-emitted from the original bytes of the kept address-list
 //! elements; every other header and the body stay byte-identical.
 
-use crate::message::headers::Headers;
+use crate::message::address::{Element, for_each};
+use crate::message::headers::{Field, FieldKind, Headers};
+use crate::policy::count::normalize_owned;
+
+/// Lines are folded before they pass this (RFC 5322 2.1.1 SHOULD); the hard
+/// limit of 998 is then never reached by what the rewriter adds.
+const FOLD_AT: usize = 78;
 
 /// A message ready to send: a new header section followed by the untouched
 /// remainder of the original (from the end of its header section).
@@ -26,8 +32,19 @@ pub trait Keep {
 /// Removes Bcc and Resent-Bcc only (the pass path). `None` when there is
 /// nothing to remove, so the message can be sent as it is.
 pub fn strip_bcc(msg: &[u8], headers: &Headers) -> Option<Rewritten> {
-    let _ = (msg, headers);
-    todo!()
+    let mut bcc = headers.fields.iter().filter(|f| is_bcc(f)).peekable();
+    bcc.peek()?;
+    let mut head = Vec::with_capacity(headers.end);
+    let mut cursor = 0;
+    for f in bcc {
+        head.extend_from_slice(bytes(msg, cursor..f.span.start));
+        cursor = f.span.end;
+    }
+    head.extend_from_slice(bytes(msg, cursor..headers.end));
+    Some(Rewritten {
+        head,
+        rest: headers.end,
+    })
 }
 
 /// Removes Bcc/Resent-Bcc and every To/Cc element that `keep` rejects
@@ -36,6 +53,142 @@ pub fn strip_bcc(msg: &[u8], headers: &Headers) -> Option<Rewritten> {
 /// the header section). `fallback` is a complete field value such as
 /// `alice@example.org` or `undisclosed-recipients:;`.
 pub fn hide(msg: &[u8], headers: &Headers, keep: &dyn Keep, fallback: &str) -> Rewritten {
-    let _ = (msg, headers, keep, fallback);
-    todo!()
+    let end = headers.end;
+    let mut head = Vec::with_capacity(end + fallback.len() + 8);
+    let mut cursor = 0;
+    let mut first_to = None;
+    let mut to_kept = false;
+    for f in &headers.fields {
+        if !(is_bcc(f) || matches!(f.kind, FieldKind::To | FieldKind::Cc)) {
+            continue;
+        }
+        head.extend_from_slice(bytes(msg, cursor..f.span.start));
+        cursor = f.span.end;
+        match f.kind {
+            FieldKind::To => {
+                first_to.get_or_insert(head.len());
+                to_kept |= rebuild(msg, f, keep, &mut head);
+            }
+            FieldKind::Cc => {
+                rebuild(msg, f, keep, &mut head);
+            }
+            _ => {}
+        }
+    }
+    head.extend_from_slice(bytes(msg, cursor..end));
+    // Some providers (GMX, WEB.DE) and list servers refuse mail without To
+    // (RFC 5322 3.6.3 allows it, they do not).
+    if !to_kept {
+        let at = first_to.unwrap_or_else(|| {
+            if !head.is_empty() && !head.ends_with(b"\r\n") {
+                head.extend_from_slice(b"\r\n");
+            }
+            head.len()
+        });
+        // The fallback comes from the sender's own addresses; a CR or LF in
+        // it would start a header of the sender's choosing, so none passes.
+        let value = fallback.bytes().filter(|&b| b != b'\r' && b != b'\n');
+        let field: Vec<u8> = b"To: "
+            .iter()
+            .copied()
+            .chain(value)
+            .chain(*b"\r\n")
+            .collect();
+        head.splice(at..at, field);
+    }
+    Rewritten { head, rest: end }
 }
+
+fn is_bcc(f: &Field) -> bool {
+    matches!(f.kind, FieldKind::Bcc | FieldKind::ResentBcc)
+}
+
+/// `msg[range]`, or nothing if `headers` do not belong to `msg`.
+fn bytes(msg: &[u8], range: std::ops::Range<usize>) -> &[u8] {
+    msg.get(range).unwrap_or_default()
+}
+
+fn keeps(keep: &dyn Keep, address: String) -> bool {
+    normalize_owned(address).is_ok_and(|n| keep.keep(&n))
+}
+
+/// Appends the To/Cc field `f` with only the kept elements, each from its
+/// original bytes; appends nothing when nothing is kept. Returns whether an
+/// address was kept.
+fn rebuild(msg: &[u8], f: &Field, keep: &dyn Keep, head: &mut Vec<u8>) -> bool {
+    let start = head.len();
+    // The name as written (`CC:`, `Cc :`): only the list changes.
+    let name = bytes(msg, f.span.start..f.value.start);
+    let value = bytes(msg, f.value.clone());
+    head.extend_from_slice(name);
+    let mut w = Folder {
+        out: head,
+        line: name.len(),
+    };
+    let mut kept = false;
+    for_each(value, |element| match element {
+        Element::Mailbox(m) => {
+            if keeps(keep, m.address) {
+                w.item(bytes(value, m.span), if kept { b", " } else { b" " });
+                kept = true;
+            }
+        }
+        Element::Group { name, members, .. } => {
+            let mut kept_spans = members
+                .into_iter()
+                .filter_map(|m| keeps(keep, m.address).then_some(m.span));
+            // No member left: the group, name included, goes.
+            if let Some(span) = kept_spans.next() {
+                w.item(bytes(value, name), if kept { b", " } else { b" " });
+                w.item(bytes(value, span), b" ");
+                for span in kept_spans {
+                    w.item(bytes(value, span), b", ");
+                }
+                w.out.push(b';');
+                w.line += 1;
+                kept = true;
+            }
+        }
+        Element::Invalid { .. } => {}
+    });
+    if kept {
+        w.out.extend_from_slice(b"\r\n");
+    } else {
+        w.out.truncate(start);
+    }
+    kept
+}
+
+/// Writes list items, folding before one that would push the line past
+/// [`FOLD_AT`] (the separator's space becomes CRLF SP, RFC 5322 2.2.3).
+struct Folder<'a> {
+    out: &'a mut Vec<u8>,
+    /// Length of the current (last) line so far.
+    line: usize,
+}
+
+impl Folder<'_> {
+    fn item(&mut self, text: &[u8], sep: &[u8]) {
+        let first_line = memchr::memchr(b'\r', text).unwrap_or(text.len());
+        // +1: room for the `,` or `;` that may follow.
+        let fold = self.line > 1 && self.line + sep.len() + first_line + 1 > FOLD_AT;
+        if fold {
+            self.out
+                .extend_from_slice(sep.strip_suffix(b" ").unwrap_or(sep));
+            self.out.extend_from_slice(b"\r\n ");
+            self.line = 1;
+        } else {
+            self.out.extend_from_slice(sep);
+            self.line += sep.len();
+        }
+        self.out.extend_from_slice(text);
+        // An element folded in the original keeps its folding.
+        self.line = match memchr::memrchr(b'\n', text) {
+            Some(lf) => text.len() - lf - 1,
+            None => self.line + text.len(),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -4,30 +4,215 @@
 //! form: IDNA (UTS #46) ASCII, lowercase, no trailing dot, so `müller.de` and
 //! `xn--mller-kva.de` are the same domain.
 
+use std::borrow::Cow;
+
 /// A set of internal domains.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DomainSet {
+    /// Normalised names, sorted and deduplicated (binary search).
     exact: Vec<String>,
+    /// Normalised wildcard bases with their leading dot (`.example.org`).
     suffixes: Vec<String>,
 }
 
 /// Brings a domain into the normal form; `None` if it is not a valid name.
 pub fn normalize(domain: &str) -> Option<String> {
-    let _ = domain;
-    todo!()
+    normalize_cow(domain).map(Cow::into_owned)
+}
+
+/// [`normalize`] without allocating when the name is already normal, which
+/// is the common case on the hot path (the counter normalises every address
+/// first, so [`DomainSet::contains`] mostly sees normal names).
+pub(crate) fn normalize_cow(domain: &str) -> Option<Cow<'_, str>> {
+    // An absolute name (`example.org.`) is the same domain.
+    let d = domain.strip_suffix('.').unwrap_or(domain);
+    match plain(d.as_bytes()) {
+        Plain::Normal => Some(Cow::Borrowed(d)),
+        Plain::Upper => Some(Cow::Owned(d.to_ascii_lowercase())),
+        Plain::Invalid => None,
+        Plain::No => {
+            // UTS #46 maps case, width and compatibility forms and turns
+            // U-labels into punycode, so `MÜLLER.de` == `xn--mller-kva.de`.
+            let ascii = idna::domain_to_ascii(d).ok()?;
+            is_hostname(&ascii).then_some(Cow::Owned(ascii))
+        }
+    }
+}
+
+/// What a single pass over an ASCII name found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plain {
+    /// Already in normal form.
+    Normal,
+    /// Normal form up to ASCII case.
+    Upper,
+    /// Letters, digits, `-`, `_` only, but an empty label: no host name.
+    Invalid,
+    /// Something idna must look at (non-ASCII, other bytes, `xn--`).
+    No,
+}
+
+/// Letters, digits, `-`, `_`, `.` and no punycode label: UTS #46 would
+/// return such a name unchanged up to ASCII case, so idna is skipped (a
+/// proptest checks the two agree).
+fn plain(b: &[u8]) -> Plain {
+    let (mut label, mut upper, mut empty) = (0usize, false, b.is_empty());
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'.' => {
+                empty |= label == 0;
+                label = 0;
+                continue;
+            }
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
+            b'A'..=b'Z' => upper = true,
+            _ => return Plain::No,
+        }
+        label += 1;
+        // A punycode label must be decoded and checked by idna.
+        if label == 4 && i >= 3 && b[i - 3..=i].eq_ignore_ascii_case(b"xn--") {
+            return Plain::No;
+        }
+    }
+    match (empty || label == 0, upper) {
+        (true, _) => Plain::Invalid,
+        (false, true) => Plain::Upper,
+        (false, false) => Plain::Normal,
+    }
+}
+
+/// The ASCII result is a host name: non-empty labels of lowercase letters,
+/// digits, `-` and `_`. idna with an empty deny list lets `!`, `*`, `%` and
+/// friends through; no mail domain has them.
+fn is_hostname(d: &str) -> bool {
+    plain(d.as_bytes()) == Plain::Normal || (d.contains("xn--") && punycode_hostname(d))
+}
+
+/// [`is_hostname`] for a name with punycode labels (already checked by
+/// idna, so only the character set and empty labels remain).
+fn punycode_hostname(d: &str) -> bool {
+    d.split('.').all(|l| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_'))
+    })
 }
 
 impl DomainSet {
     /// Builds the set; an entry that is not a valid domain is returned as
     /// the error (the config names its key).
     pub fn new<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
-        let _ = entries;
-        todo!()
+        let mut set = DomainSet::default();
+        for entry in entries {
+            let e = entry.trim();
+            let (list, name, prefix) = match e.strip_prefix("*.") {
+                Some(base) => (&mut set.suffixes, base, "."),
+                None => (&mut set.exact, e, ""),
+            };
+            let n = normalize_cow(name).ok_or_else(|| entry.to_string())?;
+            list.push(format!("{prefix}{n}"));
+        }
+        for list in [&mut set.exact, &mut set.suffixes] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        Ok(set)
     }
 
     /// Is `domain` (any form) internal?
     pub fn contains(&self, domain: &str) -> bool {
-        let _ = (domain, &self.exact, &self.suffixes);
-        todo!()
+        normalize_cow(domain).is_some_and(|d| self.contains_normal(&d))
+    }
+
+    /// [`DomainSet::contains`] for a name already in normal form.
+    pub(crate) fn contains_normal(&self, d: &str) -> bool {
+        self.exact.binary_search_by(|e| e.as_str().cmp(d)).is_ok()
+            || self.suffixes.iter().any(|s| d.ends_with(s.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn normalize_table() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("example.org", Some("example.org")),
+            ("Example.ORG", Some("example.org")),
+            ("example.org.", Some("example.org")),
+            ("example.org..", None),
+            ("müller.de", Some("xn--mller-kva.de")),
+            ("MÜLLER.de", Some("xn--mller-kva.de")),
+            ("xn--mller-kva.de", Some("xn--mller-kva.de")),
+            ("XN--MLLER-KVA.DE", Some("xn--mller-kva.de")),
+            ("ｅｘａｍｐｌｅ.org", Some("example.org")),
+            ("xn--zz-.de", None),
+            ("", None),
+            (".", None),
+            (".a", None),
+            ("a..b", None),
+            ("a b.de", None),
+            ("a!b.de", None),
+            ("[192.0.2.1]", None),
+            ("mail_host.example", Some("mail_host.example")),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalize(input).as_deref(), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn set_table() {
+        let set = DomainSet::new([
+            "example.org",
+            "*.corp.example",
+            "xn--mller-kva.de",
+            "*.BÜRO.de",
+        ])
+        .expect("valid");
+        let cases: &[(&str, bool)] = &[
+            ("example.org", true),
+            ("EXAMPLE.org.", true),
+            ("sub.example.org", false),
+            ("corp.example", false),
+            ("a.corp.example", true),
+            ("a.b.c.corp.example", true),
+            ("acorp.example", false),
+            ("müller.de", true),
+            ("xn--mller-kva.de", true),
+            ("x.büro.de", true),
+            ("x.xn--bro-hoa.de", true),
+            ("büro.de", false),
+            ("evil.org", false),
+            ("", false),
+        ];
+        for (d, want) in cases {
+            assert_eq!(set.contains(d), *want, "domain {d:?}");
+        }
+        let reverse = DomainSet::new(["müller.de"]).expect("valid");
+        assert!(reverse.contains("xn--mller-kva.de"));
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        assert_eq!(
+            DomainSet::new(["ok.org", "bad domain"]),
+            Err("bad domain".into())
+        );
+        assert_eq!(DomainSet::new(["*."]), Err("*.".into()));
+        assert_eq!(DomainSet::new([""]), Err("".into()));
+    }
+
+    proptest! {
+        /// The fast path agrees with idna wherever it is taken.
+        #[test]
+        fn fast_path_matches_idna(d in "[a-zA-Z0-9._-]{0,20}") {
+            let slow = idna::domain_to_ascii(d.strip_suffix('.').unwrap_or(&d))
+                .ok()
+                .filter(|s| is_hostname(s));
+            prop_assert_eq!(normalize(&d), slow);
+        }
     }
 }

@@ -16,7 +16,8 @@ pub use count::Visible;
 pub use domains::DomainSet;
 pub use rules::{Glob, Rule};
 
-use crate::message::headers::{HeaderError, Headers};
+use crate::message::address::{Element, parse_list};
+use crate::message::headers::{FieldKind, HeaderError, Headers, scan};
 
 /// What to do with a message whose visible external recipients exceed the
 /// threshold.
@@ -140,6 +141,60 @@ pub fn decide(
     envelope: Envelope<'_>,
     msg: &[u8],
 ) -> Result<Decision, HeaderError> {
-    let _ = (policy, envelope, msg);
-    todo!()
+    let headers = scan(msg, policy.max_header_size)?;
+    let header_from = header_from(msg, &headers);
+    let visible = count::count(msg, &headers, &policy.internal_domains);
+    let rule = policy
+        .rules
+        .iter()
+        .find(|r| r.matches(envelope.mail_from, header_from.as_deref()));
+    let threshold = rule
+        .and_then(|r| r.max_external_recipients)
+        .unwrap_or(policy.max_external_recipients);
+    let action = rule.and_then(|r| r.action).unwrap_or(policy.action);
+    Ok(Decision {
+        // Exactly `threshold` external addresses pass; one more triggers.
+        action: (visible.external.len() > threshold).then_some(action),
+        rule: rule.map(|r| r.name.clone()),
+        threshold,
+        visible,
+        header_from,
+        signed: is_signed(msg, &headers),
+        headers,
+    })
 }
+
+/// The first mailbox of the first From field, normalised.
+fn header_from(msg: &[u8], headers: &Headers) -> Option<String> {
+    let field = headers.of_kind(FieldKind::From).next()?;
+    let first = parse_list(msg.get(field.value.clone())?)
+        .into_iter()
+        .find_map(|e| match e {
+            Element::Mailbox(m) => Some(m),
+            Element::Group { members, .. } => members.into_iter().next(),
+            Element::Invalid { .. } => None,
+        })?;
+    count::normalize_owned(first.address).ok()
+}
+
+/// Signed or encrypted at the top level (RFC 1847 multipart/signed and
+/// multipart/encrypted, RFC 8551 application/pkcs7-mime): rewriting its
+/// headers could break the signature or the protected headers inside.
+/// Any Content-Type field counts, so a second one cannot hide the first.
+fn is_signed(msg: &[u8], headers: &Headers) -> bool {
+    const SIGNED: [&[u8]; 4] = [
+        b"multipart/signed",
+        b"multipart/encrypted",
+        b"application/pkcs7-mime",
+        b"application/x-pkcs7-mime",
+    ];
+    headers.of_kind(FieldKind::ContentType).any(|f| {
+        let value = msg.get(f.value.clone()).unwrap_or_default();
+        let media = value.split(|&b| b == b';').next().unwrap_or_default();
+        let media = media.trim_ascii();
+        SIGNED.iter().any(|s| s.eq_ignore_ascii_case(media))
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,124 @@
+//! Micro-benchmarks of the per-message hot path: the strict DATA reader,
+//! the decision (header scan + count + rules) and the Bcc rewrite, for the
+//! 1,494-address cancellation mail and growing sizes.
+//!
+//! `cargo bench --bench core`; figures are in the README.
+
+use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
+
+use bccguard::message::headers;
+use bccguard::policy::{self, Action, DomainSet, EmptyTo, Envelope, Policy};
+use bccguard::rewrite::{self, Keep};
+use bccguard::smtp::data::{DataLimits, DataReader, write_stuffed};
+
+fn policy() -> Policy {
+    Policy {
+        internal_domains: DomainSet::new(["example.org", "*.example.org"]).expect("domains"),
+        max_external_recipients: 10,
+        action: Action::Bcc,
+        rules: Vec::new(),
+        keep_internal_visible: true,
+        empty_to: EmptyTo::Sender,
+        max_header_size: 16 << 20,
+    }
+}
+
+/// A message with `n` external addresses in one folded To header and a body
+/// of `body` bytes.
+fn mail(n: usize, body: usize) -> Vec<u8> {
+    let mut m = String::from("From: Impfzentrum <termine@example.org>\r\nTo: ");
+    for i in 0..n {
+        if i > 0 {
+            m.push_str(",\r\n ");
+        }
+        m.push_str(&format!("\"Patient {i}\" <patient{i}@mail{}.test>", i % 37));
+    }
+    m.push_str("\r\nSubject: Terminabsage\r\nMessage-ID: <absage@example.org>\r\n\r\n");
+    let line = "Ihr Termin im Impfzentrum muss leider abgesagt werden. Bitte buchen Sie neu.\r\n";
+    while m.len() < body {
+        m.push_str(line);
+    }
+    m.into_bytes()
+}
+
+struct Internal<'a>(&'a DomainSet);
+
+impl Keep for Internal<'_> {
+    fn keep(&self, addr: &str) -> bool {
+        self.0
+            .contains(addr.rsplit_once('@').map_or("", |(_, d)| d))
+    }
+}
+
+fn decide(c: &mut Criterion) {
+    let p = policy();
+    let mut g = c.benchmark_group("decide");
+    for n in [10usize, 100, 1494, 10_000] {
+        let msg = mail(n, 4096);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &msg, |b, msg| {
+            b.iter(|| {
+                policy::decide(
+                    &p,
+                    Envelope {
+                        mail_from: "termine@example.org",
+                        rcpt_to: &[],
+                    },
+                    black_box(msg),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+fn bcc_rewrite(c: &mut Criterion) {
+    let p = policy();
+    let mut g = c.benchmark_group("bcc_rewrite");
+    for n in [10usize, 100, 1494, 10_000] {
+        let msg = mail(n, 4096);
+        let h = headers::scan(&msg, 16 << 20).expect("headers");
+        let keep = Internal(&p.internal_domains);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &msg, |b, msg| {
+            b.iter(|| rewrite::hide(black_box(msg), &h, &keep, "termine@example.org"))
+        });
+    }
+    g.finish();
+}
+
+fn data_reader(c: &mut Criterion) {
+    let mut g = c.benchmark_group("data_reader");
+    for size in [10_000usize, 1_000_000, 50_000_000] {
+        let msg = mail(8, size);
+        let mut wire = Vec::new();
+        write_stuffed(&[&msg], &mut wire);
+        g.throughput(Throughput::Bytes(wire.len() as u64));
+        if size >= 50_000_000 {
+            g.sample_size(10);
+        }
+        g.bench_with_input(BenchmarkId::from_parameter(size), &wire, |b, wire| {
+            let mut out = Vec::with_capacity(wire.len());
+            b.iter(|| {
+                out.clear();
+                let mut r = DataReader::new(DataLimits {
+                    max_message_size: 64 << 20,
+                    max_line_length: 998,
+                });
+                let fed = r.feed(black_box(wire), &mut out);
+                assert!(fed.done && r.error().is_none());
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("stuff", size), &msg, |b, msg| {
+            let mut out = Vec::with_capacity(msg.len() + 1024);
+            b.iter(|| {
+                out.clear();
+                write_stuffed(&[black_box(msg)], &mut out);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decide, bcc_rewrite, data_reader);
+criterion_main!(benches);

@@ -1,0 +1,193 @@
+//! Counting table (the cases of the research note "Counting the recipients
+//! a reader will see") and mail-parser as an independent oracle.
+
+use super::*;
+use crate::message::headers::scan;
+use proptest::prelude::*;
+
+fn visible(head: &str, internal: &[&str]) -> Visible {
+    let msg = format!("{head}\r\nbody\r\n");
+    let headers = scan(msg.as_bytes(), 1 << 20).expect("fits");
+    count(
+        msg.as_bytes(),
+        &headers,
+        &DomainSet::new(internal.iter().copied()).expect("valid"),
+    )
+}
+
+#[test]
+fn normalize_address_table() {
+    let cases: &[(&str, Option<&str>)] = &[
+        ("A.B@Example.ORG", Some("a.b@example.org")),
+        ("a@müller.de", Some("a@xn--mller-kva.de")),
+        ("Ärger@MÜLLER.de.", Some("ärger@xn--mller-kva.de")),
+        ("\"a@b\"@x.org", Some("\"a@b\"@x.org")),
+        ("no-at", None),
+        ("@x.org", None),
+        ("a@", None),
+        ("a@[192.0.2.1]", None),
+        ("a@bad domain", None),
+    ];
+    for (input, want) in cases {
+        assert_eq!(
+            normalize_address(input).as_deref(),
+            *want,
+            "input {input:?}"
+        );
+    }
+}
+
+#[test]
+fn counting_table() {
+    const INT: &[&str] = &["example.org", "*.corp.example"];
+    // (header section, internal domains, external count, internal count)
+    let cases: &[(&str, &[&str], usize, usize)] = &[
+        ("To: a@x.com\r\n", INT, 1, 0),
+        ("Subject: no recipients\r\n", INT, 0, 0),
+        ("To: Team: a@x.com, b@y.com;\r\n", INT, 2, 0),
+        ("To: undisclosed-recipients:;\r\n", INT, 0, 0),
+        ("To: a@x.com\r\nTo: b@y.com\r\nCc: c@z.com\r\n", INT, 3, 0),
+        ("Cc : a@x.com\r\nCC\t: b@y.com\r\n", INT, 2, 0),
+        (
+            "Bcc: a@x.com\r\nResent-Bcc: b@y.com\r\nReply-To: c@z.com\r\n",
+            INT,
+            0,
+            0,
+        ),
+        ("To: a@x.com,,b@y.com, ,\r\n", INT, 2, 0),
+        ("To: <@r1.net,@r2.net:a@x.com>\r\n", INT, 1, 0),
+        ("To: c@z.com (d@w.com)\r\n", INT, 1, 0),
+        ("To: =?utf-8?q?a@x.com?= <c@z.com>\r\n", INT, 1, 0),
+        ("To: =?utf-8?q?a?=@example.org\r\n", INT, 1, 0),
+        ("To: \"a@x.com, b@y.com\" <c@z.com>\r\n", INT, 1, 0),
+        (
+            "To: A@X.com, a@x.COM, <a@x.com>\r\nCc: \"A\" <A@x.com>\r\n",
+            INT,
+            1,
+            0,
+        ),
+        ("To: a@example.org, b@EXAMPLE.ORG, c@x.com\r\n", INT, 1, 2),
+        (
+            "To: a@corp.example, b@eu.corp.example, c@a.b.corp.example\r\n",
+            INT,
+            1,
+            2,
+        ),
+        ("To: a@müller.de\r\n", &["xn--mller-kva.de"], 0, 1),
+        ("To: a@xn--mller-kva.de\r\n", &["müller.de"], 0, 1),
+        (
+            "To: a@müller.de, a@XN--MLLER-KVA.de\r\n",
+            &["müller.de"],
+            0,
+            1,
+        ),
+        ("To: foo, foo , FOO, bar\r\n", INT, 2, 0),
+        ("To: a@example.org, <broken@example.org\r\n", INT, 1, 1),
+        ("To: Team: a@example.org, junk;\r\n", INT, 1, 1),
+        ("To: a@[192.0.2.1]\r\n", INT, 1, 0),
+        ("junk\r\nTo: a@x.com\r\n", INT, 1, 0),
+    ];
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|&(head, int, ext, inn)| {
+            let v = visible(head, int);
+            (v.external.len() != ext || v.internal.len() != inn)
+                .then(|| format!("{head:?}: got {v:?}, want {ext} external, {inn} internal"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn folded_over_twenty_lines() {
+    let lines: Vec<String> = (0..20).map(|i| format!("user{i}@x{i}.com")).collect();
+    let head = format!("To: {}\r\n", lines.join(",\r\n "));
+    let v = visible(&head, &[]);
+    assert_eq!(v.external.len(), 20);
+    assert_eq!(v.external_domains, 20);
+    assert_eq!(v.external[0], "user0@x0.com");
+    assert_eq!(v.external[19], "user19@x19.com");
+}
+
+#[test]
+fn order_and_domains() {
+    let v = visible(
+        "To: B@y.com, a@x.com, c@y.com, b@y.com, garbage, a@example.org\r\n",
+        &["example.org"],
+    );
+    assert_eq!(v.external, ["b@y.com", "a@x.com", "c@y.com", "garbage"]);
+    assert_eq!(v.internal, ["a@example.org"]);
+    assert_eq!(v.external_domains, 3);
+}
+
+/// One To/Cc element as a mail client might write it.
+fn element() -> impl Strategy<Value = String> {
+    let addr = (0..12u8, 0..4u8, any::<bool>()).prop_map(|(u, d, upper)| {
+        let a = format!("user{u}@dom{d}.example");
+        if upper { a.to_uppercase() } else { a }
+    });
+    let mailbox = (addr, 0..10u8).prop_map(|(a, form)| match form {
+        0 => a,
+        1 => format!("Some Name <{a}>"),
+        2 => format!("\"Last, First\" <{a}>"),
+        3 => format!("\"x@evil.example, y@evil.example\" <{a}>"),
+        4 => format!("{a} (comment)"),
+        5 => format!("=?utf-8?q?M=C3=BCller?= <{a}>"),
+        // Malformed, as broken clients write them.
+        // (No unterminated `<` either: mail-parser then returns variants
+        // like `a@x;` for one mailbox; the table tests cover that form.)
+        6 => format!("Name <{a}> (c), {a}"),
+        // (No unterminated quote here: two of them in one field pair up
+        // into one valid quoted string, which hides what it encloses.)
+        7 => format!("Name <{a}> trailing, \"{a}\""),
+        8 => format!("{a}; {a}"),
+        _ => format!("<@route.example:{a}>"),
+    });
+    prop_oneof![
+        4 => mailbox.clone(),
+        1 => proptest::collection::vec(mailbox, 0..4)
+            .prop_map(|m| format!("Team: {};", m.join(", "))),
+    ]
+}
+
+proptest! {
+    /// mail-parser reads the same headers independently: we never see fewer
+    /// distinct addresses than it does.
+    #[test]
+    fn at_least_as_many_as_mail_parser(
+        fields in proptest::collection::vec(
+            (any::<bool>(), proptest::collection::vec(element(), 1..6), any::<bool>()),
+            1..4,
+        )
+    ) {
+        let mut head = String::from("From: s@example.org\r\n");
+        for (is_to, elements, fold) in &fields {
+            let sep = if *fold { ",\r\n " } else { ", " };
+            head += &format!("{}: {}\r\n", if *is_to { "To" } else { "Cc" }, elements.join(sep));
+        }
+        let msg = format!("{head}Subject: t\r\n\r\nbody\r\n");
+        let parsed = mail_parser::MessageParser::default()
+            .parse(msg.as_bytes())
+            .expect("mail-parser reads it");
+        let mut theirs: Vec<String> = parsed
+            .header_values(mail_parser::HeaderName::To)
+            .chain(parsed.header_values(mail_parser::HeaderName::Cc))
+            .filter_map(|h| h.as_address())
+            .flat_map(|a| a.iter())
+            .filter_map(|a| a.address.as_deref())
+            // mail-parser keeps an obs-route in the address
+            // (`@r.example:a@x`); RFC 5322 4.4 says to ignore it.
+            .map(|a| match a.strip_prefix('@').and_then(|r| r.rsplit_once(':')) {
+                Some((_, addr)) => addr.to_lowercase(),
+                None => a.to_lowercase(),
+            })
+            .collect();
+        theirs.sort();
+        theirs.dedup();
+        let v = visible(&head, &[]);
+        prop_assert!(
+            v.external.len() >= theirs.len(),
+            "ours {:?} < theirs {:?} for {}", v.external, theirs, head
+        );
+    }
+}
