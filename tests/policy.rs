@@ -277,6 +277,67 @@ async fn cancellation_mail_passes_unchanged_in_monitor_mode() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_copies_keep_internal_addresses_and_hide_bcc_recipients() {
+    let up = Upstream::start().await;
+    let guard = Guard::with_upstream(&up, &policy_with("split")).await;
+    let msg = "From: praxis@example.org\r\n\
+               To: boss@example.org, p1@ext1.test, p2@ext2.test\r\n\
+               Cc: p3@ext3.test, p4@ext4.test\r\n\
+               Bcc: hidden@ext5.test\r\n\
+               Subject: Split\r\n\
+               \r\n\
+               Body.\r\n";
+    let rcpts = [
+        "boss@example.org",
+        "p1@ext1.test",
+        "p2@ext2.test",
+        "p3@ext3.test",
+        "p4@ext4.test",
+        "hidden@ext5.test",
+    ];
+    let mut c = Client::connect(guard.smtp).await;
+    let r = c.mail(FROM, &rcpts, msg).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(r.text.contains("6 separate copies"), "{}", r.text);
+    let got = up.messages();
+    assert_eq!(got.len(), 6);
+    // (recipient, expected To elements, expected Cc elements)
+    let expected: [(&str, &[&str], &[&str]); 6] = [
+        ("boss@example.org", &["boss@example.org"], &[]),
+        ("p1@ext1.test", &["boss@example.org", "p1@ext1.test"], &[]),
+        ("p2@ext2.test", &["boss@example.org", "p2@ext2.test"], &[]),
+        ("p3@ext3.test", &["boss@example.org"], &["p3@ext3.test"]),
+        ("p4@ext4.test", &["boss@example.org"], &["p4@ext4.test"]),
+        ("hidden@ext5.test", &["boss@example.org"], &[]),
+    ];
+    let orig = Parsed::new(msg.as_bytes());
+    for (rcpt, to, cc) in expected {
+        let d = got
+            .iter()
+            .find(|d| d.rcpt_tos == [rcpt])
+            .unwrap_or_else(|| panic!("no copy for {rcpt}"));
+        let data = without_received(&d.data);
+        let out = Parsed::new(data);
+        let to_values = out.values("to");
+        assert_eq!(to_values.len(), 1, "{rcpt}: {to_values:?}");
+        assert_eq!(
+            elements(&to_values[0]),
+            strs(to),
+            "To of the copy for {rcpt}"
+        );
+        let cc_values: Vec<String> = out.values("cc").iter().flat_map(|v| elements(v)).collect();
+        assert_eq!(cc_values, strs(cc), "Cc of the copy for {rcpt}");
+        assert!(out.values("bcc").is_empty(), "{rcpt}: Bcc left in");
+        assert!(!String::from_utf8_lossy(data).contains("hidden@"), "{rcpt}");
+        assert_eq!(
+            out.fields_except(&["to", "cc"]),
+            orig.fields_except(&["to", "cc", "bcc"])
+        );
+        assert_eq!(out.body, orig.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bcc_rewrite_keeps_internal_addresses_and_every_other_byte() {
     let up = Upstream::start().await;
     let guard = Guard::with_upstream(&up, &policy_with("bcc")).await;
@@ -357,6 +418,22 @@ async fn bcc_rewrite_keeps_internal_addresses_and_every_other_byte() {
     );
     assert_eq!(out.body, orig.body);
     assert_eq!(guard.incidents().len(), 2);
+
+    // No header From: the emptied To shows the envelope sender.
+    let msg = format!(
+        "To: {cc_only}\r\nSubject: Ohne Absender\r\nMessage-ID: <nofrom@example.org>\r\n\r\nBody.\r\n"
+    );
+    let r = c.mail("termine@example.org", &rcpts, &msg).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let got = up.messages();
+    assert_eq!(got.len(), 3);
+    let data = without_received(&got[2].data);
+    let out = Parsed::new(data);
+    let orig = Parsed::new(msg.as_bytes());
+    assert_eq!(out.values("to"), strs(&["termine@example.org"]));
+    assert!(!head_has_external(data));
+    assert_eq!(out.fields_except(&["to"]), orig.fields_except(&["to"]));
+    assert_eq!(out.body, orig.body);
     c.cmd("QUIT", 221).await;
 
     // empty_to: undisclosed.
@@ -367,8 +444,8 @@ async fn bcc_rewrite_keeps_internal_addresses_and_every_other_byte() {
     let r = c.mail(FROM, &rcpts, &msg).await;
     assert_eq!(r.code, 250, "{}", r.text);
     let got = up.messages();
-    assert_eq!(got.len(), 3);
-    let data = without_received(&got[2].data);
+    assert_eq!(got.len(), 4);
+    let data = without_received(&got[3].data);
     let out = Parsed::new(data);
     let orig = Parsed::new(msg.as_bytes());
     assert_eq!(out.values("to"), strs(&["undisclosed-recipients:;"]));
@@ -725,6 +802,31 @@ async fn groups_display_names_and_comments_are_counted_as_a_reader_sees_them() {
     )
     .await;
     assert_eq!(counts(i), (4, 0), "repeated To/Cc fields");
+
+    // Field names in any case, and whitespace before the colon (RFC 5322
+    // 4.5 obsolete syntax) still name To and Cc.
+    let i = count_of(
+        &guard,
+        &up,
+        "p1@ext1.test\r\nCC : p2@ext2.test\r\nto: p3@ext3.test",
+        None,
+    )
+    .await;
+    assert_eq!(counts(i), (3, 0), "case and obsolete whitespace in names");
+
+    // Obsolete list syntax: empty elements and a route-addr.
+    let i = count_of(
+        &guard,
+        &up,
+        "p1@ext1.test,, <@relay.test:p2@ext2.test>,",
+        None,
+    )
+    .await;
+    assert_eq!(counts(i), (2, 0), "empty elements, route-addr");
+
+    // What cannot be parsed counts as one external address (fail closed).
+    let i = count_of(&guard, &up, "Jemand <kaputt>, p1@ext1.test", None).await;
+    assert_eq!(counts(i), (2, 0), "unparseable element");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
