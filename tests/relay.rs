@@ -330,20 +330,13 @@ async fn smuggling_sequences_never_produce_a_second_message() {
         );
         c.send(&data).await;
         let r = c.reply().await.expect("a reply to the data");
-        let code = r.code;
-        if code == 550 {
-            assert!(
-                r.text.contains("5.6.0") && r.text.contains("bare"),
-                "{:?}: {}",
-                seq,
-                r.text
-            );
-        } else {
-            panic!(
-                "sequence {seq:?}: expected 550 for bare CR/LF, got {}",
-                r.text
-            );
-        }
+        let why = if seq.contains(&0) { "NUL" } else { "bare" };
+        assert_eq!(r.code, 550, "sequence {seq:?}: {}", r.text);
+        assert!(
+            r.text.contains("5.6.0") && r.text.contains(why),
+            "{seq:?}: {}",
+            r.text
+        );
         c.cmd("QUIT", 221).await;
     }
     assert_eq!(up.count(), 0, "upstream received a message");
@@ -400,8 +393,8 @@ async fn forty_clients_twenty_messages_each_every_message_arrives_exactly_once()
 async fn oversized_and_overlong_input_is_refused_and_the_session_survives() {
     let up = Upstream::start().await;
     let yaml = yaml(Some(up.addr), POLICY).replace(
-        "metrics:",
-        "  limits:\n    max_message_size: 2000\nmetrics:",
+        "trusted_networks: [\"127.0.0.0/8\"]\n",
+        "trusted_networks: [\"127.0.0.0/8\"]\n  limits:\n    max_message_size: 2000\n",
     );
     let guard = Guard::start(&yaml).await;
     let mut c = Client::connect(guard.smtp).await;

@@ -332,7 +332,7 @@ impl Client {
             self.cmd(&format!("RCPT TO:<{r}>"), 250).await;
         }
         self.cmd("DATA", 354).await;
-        self.send(message.as_bytes()).await;
+        self.send(stuff(message)).await;
         self.send(b".\r\n").await;
         self.reply().await.expect("final reply")
     }
@@ -345,6 +345,19 @@ impl Client {
             Ok(Ok(0)) | Ok(Err(_))
         )
     }
+}
+
+/// Dot-stuffs a CRLF message for the wire (RFC 5321 4.5.2), the way a
+/// client does; written here independently of the guard's own code.
+pub fn stuff(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 16);
+    for line in message.split_inclusive("\r\n") {
+        if line.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 /// A message with the given To and Cc values (CRLF line ends).

@@ -58,7 +58,7 @@ class Recorder:
         if any(l.startswith("data-tempfail") for l in locals_):
             return "452 4.3.1 Insufficient system storage"
         if any(l.startswith("data-drop") for l in locals_):
-            session.transport.abort()
+            server.transport.abort()
             return None
         if any(l.startswith("data-slow") for l in locals_):
             await asyncio.sleep(self.slow)
