@@ -125,9 +125,7 @@ async fn cancellation(action: &str) -> (Upstream, Guard, Vec<String>, String, Re
     let addrs = externals(1494);
     let msg = cancellation_mail(&addrs, "\r\n");
     let mut c = Client::connect(guard.smtp).await;
-    let r = c
-        .mail_within(FROM, &addrs, &dot_stuff(&msg), LONG_WAIT)
-        .await;
+    let r = c.mail_within(FROM, &addrs, &msg, LONG_WAIT).await;
     c.cmd("QUIT", 221).await;
     (up, guard, addrs, msg, r)
 }

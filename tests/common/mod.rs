@@ -426,7 +426,8 @@ impl Client {
         }
     }
 
-    /// Like [`Client::mail`], but the final reply may take up to `wait`.
+    /// Like [`Client::mail`] (dot-stuffs the message), but the final reply
+    /// may take up to `wait`.
     pub async fn mail_within(
         &mut self,
         from: &str,
@@ -440,7 +441,7 @@ impl Client {
             self.cmd(&format!("RCPT TO:<{r}>"), 250).await;
         }
         self.cmd("DATA", 354).await;
-        self.send(message.as_bytes()).await;
+        self.send(stuff(message)).await;
         self.send(b".\r\n").await;
         self.reply_within(wait).await.expect("final reply")
     }
@@ -574,19 +575,6 @@ pub fn cancellation_mail(addrs: &[String], eol: &str) -> String {
     let mut m = lines.join(eol);
     m.push_str(eol);
     m
-}
-
-/// Dot-stuffs a message for the wire (RFC 5321 4.5.2): a line that starts
-/// with `.` gets another one. Lines end in CRLF.
-pub fn dot_stuff(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len() + 16);
-    for line in msg.split_inclusive("\r\n") {
-        if line.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(line);
-    }
-    out
 }
 
 /// Polls `check` until it returns true or `WAIT` passes (for state that
