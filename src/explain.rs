@@ -6,22 +6,7 @@ use std::fmt::Write as _;
 use crate::config::Config;
 use crate::message::headers::FieldKind;
 use crate::policy::{self, Action, Envelope};
-use crate::rewrite::{self, Keep};
-
-struct KeepInternal<'a> {
-    policy: &'a policy::Policy,
-    also: Option<String>,
-}
-
-impl Keep for KeepInternal<'_> {
-    fn keep(&self, normalized: &str) -> bool {
-        if self.also.as_deref() == Some(normalized) {
-            return true;
-        }
-        let domain = normalized.rsplit_once('@').map_or("", |(_, d)| d);
-        self.policy.keep_internal_visible && self.policy.internal_domains.contains(domain)
-    }
-}
+use crate::rewrite::{self, KeepVisible};
 
 /// Files on disk often have bare LF line ends; SMTP has CRLF. Bring the
 /// message into wire form the way a mail client would before sending it.
@@ -150,12 +135,7 @@ pub fn explain(
         Some(Action::Split) => format!("split: {} separate copies, each showing only its own address, incident recorded", rcpt_to.len()),
     };
     let _ = writeln!(out, "action:    {verdict}");
-    let fallback = match policy.empty_to {
-        policy::EmptyTo::Sender if !mail_from.is_empty() => {
-            d.header_from.clone().unwrap_or(mail_from.clone())
-        }
-        _ => "undisclosed-recipients:;".to_string(),
-    };
+    let fallback = d.empty_to_value(policy.empty_to, &mail_from);
     let also = match d.action {
         Some(Action::Split) if !d.signed => rcpt_to
             .first()
@@ -163,7 +143,7 @@ pub fn explain(
         Some(Action::Bcc) if !d.signed => None,
         _ => return out,
     };
-    let keep = KeepInternal { policy, also };
+    let keep = KeepVisible::new(policy, also);
     let rw = rewrite::hide(&msg, &d.headers, &keep, &fallback);
     let title = if d.action == Some(Action::Split) {
         "header section of the first copy"

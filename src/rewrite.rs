@@ -6,6 +6,7 @@
 use crate::message::address::{Element, for_each};
 use crate::message::headers::{Field, FieldKind, Headers};
 use crate::policy::count::normalize_owned;
+use crate::policy::{DomainSet, Policy};
 
 /// Lines are folded before they pass this (RFC 5322 2.1.1 SHOULD); the hard
 /// limit of 998 is then never reached by what the rewriter adds.
@@ -27,6 +28,37 @@ pub struct Rewritten {
 pub trait Keep {
     /// Keep this normalised address visible?
     fn keep(&self, normalized: &str) -> bool;
+}
+
+/// The visibility rule of a policy rewrite: internal addresses stay when
+/// the policy keeps them (`keep_internal_visible`), plus at most one named
+/// address (a split copy's own recipient).
+#[derive(Debug, Clone)]
+pub struct KeepVisible<'a> {
+    /// Internal domains to keep visible, if the policy keeps them.
+    pub internal: Option<&'a DomainSet>,
+    /// One more normalised address to keep.
+    pub also: Option<String>,
+}
+
+impl<'a> KeepVisible<'a> {
+    /// What a Bcc rewrite (`also` = None) or a split copy for `also` keeps.
+    pub fn new(policy: &'a Policy, also: Option<String>) -> Self {
+        let internal = policy
+            .keep_internal_visible
+            .then_some(&policy.internal_domains);
+        Self { internal, also }
+    }
+}
+
+impl Keep for KeepVisible<'_> {
+    fn keep(&self, normalized: &str) -> bool {
+        if self.also.as_deref() == Some(normalized) {
+            return true;
+        }
+        let domain = normalized.rsplit_once('@').map_or("", |(_, d)| d);
+        self.internal.is_some_and(|set| set.contains(domain))
+    }
 }
 
 /// Removes Bcc and Resent-Bcc only (the pass path). `None` when there is

@@ -132,6 +132,20 @@ impl Decision {
     pub fn label(&self) -> &'static str {
         self.action.map(Action::as_str).unwrap_or("pass")
     }
+
+    /// What a rewrite puts in To when it would otherwise be empty: the
+    /// sender's own address (header From, else MAIL FROM) or
+    /// `undisclosed-recipients:;` (also when there is no sender at all).
+    pub fn empty_to_value(&self, empty_to: EmptyTo, mail_from: &str) -> String {
+        let sender = self
+            .header_from
+            .clone()
+            .or_else(|| (!mail_from.is_empty()).then(|| mail_from.to_string()));
+        match (empty_to, sender) {
+            (EmptyTo::Sender, Some(sender)) => sender,
+            _ => "undisclosed-recipients:;".into(),
+        }
+    }
 }
 
 /// Decides on one message. Errors only when the header section cannot be

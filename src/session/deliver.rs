@@ -18,28 +18,12 @@ use std::sync::Arc;
 use crate::id::new_id;
 use crate::incident::{Record, now_rfc3339};
 use crate::message::headers::{FieldKind, HeaderError, Headers};
-use crate::policy::{self, Action, Decision, DomainSet, EmptyTo, Envelope};
-use crate::rewrite::{self, Keep};
+use crate::policy::{self, Action, Decision, Envelope};
+use crate::rewrite::{self, KeepVisible};
 use crate::smtp::reply::{self, Reply};
 use crate::upstream::UpstreamError;
 
 use super::{Session, Transaction};
-
-/// Keeps internal addresses (if configured) and one named address.
-struct KeepVisible<'a> {
-    internal: Option<&'a DomainSet>,
-    also: Option<String>,
-}
-
-impl Keep for KeepVisible<'_> {
-    fn keep(&self, normalized: &str) -> bool {
-        if self.also.as_deref() == Some(normalized) {
-            return true;
-        }
-        let domain = normalized.rsplit_once('@').map_or("", |(_, d)| d);
-        self.internal.is_some_and(|set| set.contains(domain))
-    }
-}
 
 impl Session {
     /// Decides on and delivers one complete message; queues the final reply.
@@ -98,13 +82,8 @@ impl Session {
                 )
             }
             Some(Action::Bcc) => {
-                let fallback = fallback_to(policy.empty_to, &decision, &tx.mail_from);
-                let keep = KeepVisible {
-                    internal: policy
-                        .keep_internal_visible
-                        .then_some(&policy.internal_domains),
-                    also: None,
-                };
+                let fallback = decision.empty_to_value(policy.empty_to, &tx.mail_from);
+                let keep = KeepVisible::new(policy, None);
                 let rw = rewrite::hide(&msg, &decision.headers, &keep, &fallback);
                 let r = self
                     .relay_parts(&[received.as_bytes(), &rw.head, &msg[rw.rest..]])
@@ -171,7 +150,7 @@ impl Session {
         queue_id: &str,
     ) -> Reply {
         let policy = self.cfg.policy.clone();
-        let fallback = fallback_to(policy.empty_to, decision, &tx.mail_from);
+        let fallback = decision.empty_to_value(policy.empty_to, &tx.mail_from);
         let total = tx.rcpts.len();
         if let Some(up) = self.upstream.as_mut()
             && let Err(e) = up.rset().await
@@ -179,12 +158,7 @@ impl Session {
             return self.upstream_result(Err(e));
         }
         for (i, (rcpt, rcpt_params)) in tx.rcpts.iter().enumerate() {
-            let keep = KeepVisible {
-                internal: policy
-                    .keep_internal_visible
-                    .then_some(&policy.internal_domains),
-                also: policy::count::normalize_address(rcpt),
-            };
+            let keep = KeepVisible::new(&policy, policy::count::normalize_address(rcpt));
             let rw = rewrite::hide(msg, &decision.headers, &keep, &fallback);
             let parts = [received.as_bytes(), &rw.head[..], &msg[rw.rest..]];
             let result = match self.upstream.as_mut() {
@@ -292,18 +266,6 @@ impl Session {
             self.shared.metrics.incident_write_error();
             tracing::error!(incident = %queue_id, "incident record could not be written to {}", self.shared.incidents.path().display());
         }
-    }
-}
-
-/// What an emptied To shows.
-fn fallback_to(empty_to: EmptyTo, decision: &Decision, mail_from: &str) -> String {
-    match empty_to {
-        EmptyTo::Sender => decision
-            .header_from
-            .clone()
-            .or_else(|| (!mail_from.is_empty()).then(|| mail_from.to_string()))
-            .unwrap_or_else(|| "undisclosed-recipients:;".into()),
-        EmptyTo::Undisclosed => "undisclosed-recipients:;".into(),
     }
 }
 
