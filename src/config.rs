@@ -52,6 +52,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_DATA_TIMEOUT: Duration = Duration::from_secs(600);
 /// Errors before the session is closed (Postfix's `smtpd_hard_error_limit`).
 pub const DEFAULT_MAX_ERRORS: usize = 20;
+/// Failed AUTH attempts before the session is closed.
+pub const DEFAULT_MAX_AUTH_FAILURES: usize = 3;
+/// Delay per failed AUTH attempt so far.
+pub const DEFAULT_AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
 /// Upstream TCP connect (Postfix's `smtp_connect_timeout`).
 pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Upstream reply to one command (Postfix's `smtp_mail_timeout`).
@@ -90,6 +94,66 @@ pub struct ServerConfig {
     pub trusted_networks: Vec<IpNet>,
     /// `server.limits.*`.
     pub limits: Limits,
+    /// `server.tls.cert` / `server.tls.key`: enables STARTTLS.
+    pub tls: Option<ServerTls>,
+    /// `server.tls_listen`: implicit-TLS listeners (RFC 8314, port 465 style).
+    pub tls_listen: Vec<SocketAddr>,
+    /// `server.require_tls`: no AUTH, no MAIL before TLS (default: on
+    /// whenever a certificate is configured).
+    pub require_tls: bool,
+    /// `server.require_sender_match`: an authenticated user may only use the
+    /// sender addresses mapped to it.
+    pub require_sender_match: bool,
+    /// `server.sender_map`: login -> sender address patterns it may use.
+    /// A login without an entry may use only itself as the address.
+    pub sender_map: Vec<(String, Vec<Glob>)>,
+}
+
+/// `server.tls.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `upstream.tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamTls {
+    /// Plain SMTP (trusted networks, or loopback).
+    None,
+    /// STARTTLS, required: no silent downgrade (RFC 3207).
+    StartTls,
+    /// TLS from the first byte (RFC 8314).
+    Tls,
+}
+
+/// A secret that never appears in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `upstream.auth`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAuth {
+    /// The guard does not authenticate upstream (upstream trusts its IP).
+    None,
+    /// The client's own credentials are forwarded on that client's upstream
+    /// session; upstream decides.
+    Passthrough,
+    /// A service account the guard logs in with.
+    Account {
+        /// Login name.
+        username: String,
+        /// Password, read from `password_file`.
+        password: Secret,
+    },
 }
 
 /// `server.limits.*`: every limit the session enforces.
@@ -115,6 +179,11 @@ pub struct Limits {
     pub data_timeout: Duration,
     /// `max_errors` before disconnect.
     pub max_errors: usize,
+    /// `max_auth_failures` before the session is closed.
+    pub max_auth_failures: usize,
+    /// `auth_failure_delay`: each failed AUTH waits this long times the
+    /// number of failures so far before answering (slows guessing).
+    pub auth_failure_delay: Duration,
 }
 
 impl Default for Limits {
@@ -130,6 +199,8 @@ impl Default for Limits {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             data_timeout: DEFAULT_DATA_TIMEOUT,
             max_errors: DEFAULT_MAX_ERRORS,
+            max_auth_failures: DEFAULT_MAX_AUTH_FAILURES,
+            auth_failure_delay: DEFAULT_AUTH_FAILURE_DELAY,
         }
     }
 }
@@ -156,6 +227,16 @@ pub struct UpstreamConfig {
     pub command_timeout: Duration,
     /// `data_timeout`: send the message and wait for the final reply.
     pub data_timeout: Duration,
+    /// `tls`: none, starttls or tls.
+    pub tls: UpstreamTls,
+    /// `ca`: PEM trust anchors instead of the system store.
+    pub ca: Option<PathBuf>,
+    /// `tls_verify`: verify upstream's certificate (default true).
+    pub tls_verify: bool,
+    /// `tls_name`: name to verify (default: the host of `address`).
+    pub tls_name: Option<String>,
+    /// `auth`.
+    pub auth: UpstreamAuth,
 }
 
 /// `metrics.*`.
@@ -232,6 +313,28 @@ struct RawServer {
     hostname: Option<String>,
     trusted_networks: Option<Vec<String>>,
     limits: RawLimits,
+    tls: Option<RawServerTls>,
+    tls_listen: Option<Vec<String>>,
+    require_tls: Option<String>,
+    require_sender_match: Option<String>,
+    sender_map: Option<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawServerTls {
+    cert: Option<String>,
+    key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawAuth {
+    Mode(String),
+    Account {
+        username: Option<String>,
+        password_file: Option<String>,
+    },
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -247,6 +350,8 @@ struct RawLimits {
     idle_timeout: Option<String>,
     data_timeout: Option<String>,
     max_errors: Option<String>,
+    max_auth_failures: Option<String>,
+    auth_failure_delay: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -255,6 +360,10 @@ struct RawUpstream {
     address: Option<String>,
     maildir: Option<String>,
     tls: Option<String>,
+    ca: Option<String>,
+    tls_verify: Option<String>,
+    tls_name: Option<String>,
+    auth: Option<RawAuth>,
     helo: Option<String>,
     connect_timeout: Option<String>,
     command_timeout: Option<String>,
@@ -434,11 +543,91 @@ impl Validator {
             .filter_map(|(i, s)| self.network(&format!("server.trusted_networks[{i}]"), s))
             .collect();
         let limits = self.limits(raw.limits);
+        let tls = self.server_tls(raw.tls);
+        let tls_listen: Vec<SocketAddr> = raw
+            .tls_listen
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.socket_addr(&format!("server.tls_listen[{i}]"), s))
+            .collect();
+        if !tls_listen.is_empty() && tls.is_none() {
+            self.bad(
+                "server.tls_listen",
+                "needs server.tls.cert and server.tls.key",
+            );
+        }
+        let require_tls = self.flag("server.require_tls", raw.require_tls, tls.is_some());
+        if require_tls && tls.is_none() {
+            self.bad(
+                "server.require_tls",
+                "true needs server.tls.cert and server.tls.key",
+            );
+        }
+        let require_sender_match = self.flag(
+            "server.require_sender_match",
+            raw.require_sender_match,
+            false,
+        );
+        let sender_map = raw
+            .sender_map
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(login, patterns)| {
+                let globs = patterns.iter().map(|p| Glob::new(p)).collect();
+                (login.to_lowercase(), globs)
+            })
+            .collect();
         ServerConfig {
             listen,
             hostname,
             trusted_networks,
             limits,
+            tls,
+            tls_listen,
+            require_tls,
+            require_sender_match,
+            sender_map,
+        }
+    }
+
+    fn server_tls(&mut self, raw: Option<RawServerTls>) -> Option<ServerTls> {
+        let raw = raw?;
+        match (
+            raw.cert.filter(|c| !c.is_empty()),
+            raw.key.filter(|k| !k.is_empty()),
+        ) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let tls = ServerTls {
+                    cert: cert.into(),
+                    key: key.into(),
+                };
+                if let Err(e) = crate::tls::load_certified_key(&tls.cert, &tls.key) {
+                    self.bad("server.tls", e.to_string());
+                }
+                Some(tls)
+            }
+            (Some(_), None) => {
+                self.bad("server.tls.key", "missing (server.tls.cert is set)");
+                None
+            }
+            (None, Some(_)) => {
+                self.bad("server.tls.cert", "missing (server.tls.key is set)");
+                None
+            }
+        }
+    }
+
+    fn flag(&mut self, key: &str, v: Option<String>, default: bool) -> bool {
+        match v.as_deref() {
+            None => default,
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                self.bad(key, format!("{other:?} is not true or false"));
+                default
+            }
         }
     }
 
@@ -489,6 +678,17 @@ impl Validator {
             idle_timeout: self.duration(&k("idle_timeout"), raw.idle_timeout, d.idle_timeout),
             data_timeout: self.duration(&k("data_timeout"), raw.data_timeout, d.data_timeout),
             max_errors: self.count(&k("max_errors"), raw.max_errors, d.max_errors, 1),
+            max_auth_failures: self.count(
+                &k("max_auth_failures"),
+                raw.max_auth_failures,
+                d.max_auth_failures,
+                1,
+            ),
+            auth_failure_delay: self.duration(
+                &k("auth_failure_delay"),
+                raw.auth_failure_delay,
+                d.auth_failure_delay,
+            ),
         }
     }
 
@@ -524,13 +724,26 @@ impl Validator {
                 None
             }
         };
-        match raw.tls.as_deref().unwrap_or("none") {
-            "none" => {}
-            other => self.bad(
-                "upstream.tls",
-                format!("unknown value {other:?}, expected \"none\" (TLS towards upstream is not available in this version)"),
-            ),
+        let tls = match raw.tls.as_deref().unwrap_or("none") {
+            "none" => UpstreamTls::None,
+            "starttls" => UpstreamTls::StartTls,
+            "tls" => UpstreamTls::Tls,
+            other => {
+                self.bad(
+                    "upstream.tls",
+                    format!("unknown value {other:?}, expected one of none, starttls, tls"),
+                );
+                UpstreamTls::None
+            }
+        };
+        let tls_verify = self.flag("upstream.tls_verify", raw.tls_verify, true);
+        let ca = raw.ca.filter(|c| !c.is_empty()).map(PathBuf::from);
+        if tls != UpstreamTls::None
+            && let Err(e) = crate::tls::connector(ca.as_deref(), tls_verify)
+        {
+            self.bad("upstream.ca", e.to_string());
         }
+        let auth = self.upstream_auth(raw.auth, &target);
         let helo = raw.helo.unwrap_or_else(|| hostname.to_string());
         let d = |s: &mut Self, name: &str, v: Option<String>, def| {
             s.duration(&format!("upstream.{name}"), v, def)
@@ -559,7 +772,66 @@ impl Validator {
             connect_timeout,
             command_timeout,
             data_timeout,
+            tls,
+            ca,
+            tls_verify,
+            tls_name: raw.tls_name.filter(|n| !n.is_empty()),
+            auth,
         })
+    }
+
+    fn upstream_auth(
+        &mut self,
+        raw: Option<RawAuth>,
+        target: &Option<UpstreamTarget>,
+    ) -> UpstreamAuth {
+        let auth = match raw {
+            None => UpstreamAuth::None,
+            Some(RawAuth::Mode(m)) => match m.as_str() {
+                "none" | "" => UpstreamAuth::None,
+                "passthrough" => UpstreamAuth::Passthrough,
+                other => {
+                    self.bad(
+                        "upstream.auth",
+                        format!("unknown value {other:?}, expected none, passthrough, or {{username, password_file}}"),
+                    );
+                    UpstreamAuth::None
+                }
+            },
+            Some(RawAuth::Account {
+                username,
+                password_file,
+            }) => {
+                let Some(username) = username.filter(|u| !u.is_empty()) else {
+                    self.bad("upstream.auth.username", "missing");
+                    return UpstreamAuth::None;
+                };
+                let Some(file) = password_file.filter(|f| !f.is_empty()) else {
+                    self.bad("upstream.auth.password_file", "missing");
+                    return UpstreamAuth::None;
+                };
+                match std::fs::read_to_string(&file) {
+                    Ok(p) => UpstreamAuth::Account {
+                        username,
+                        password: Secret(p.trim_end_matches(['\r', '\n']).to_string()),
+                    },
+                    Err(e) => {
+                        self.bad(
+                            "upstream.auth.password_file",
+                            format!("cannot read {file:?}: {e}"),
+                        );
+                        UpstreamAuth::None
+                    }
+                }
+            }
+        };
+        if auth != UpstreamAuth::None && matches!(target, Some(UpstreamTarget::Maildir(_))) {
+            self.bad(
+                "upstream.auth",
+                "needs upstream.address: a Maildir cannot check credentials",
+            );
+        }
+        auth
     }
 
     fn metrics(&mut self, raw: RawMetrics) -> MetricsConfig {
@@ -862,8 +1134,24 @@ mod tests {
                 "upstream.address: \"mail.example.org\" is not host:port",
             ),
             (
-                "upstream:\n  tls: starttls\n",
-                "upstream.tls: unknown value \"starttls\"",
+                "upstream:\n  maildir: ./o\n  tls: ssl\n",
+                "upstream.tls: unknown value \"ssl\", expected one of none, starttls, tls",
+            ),
+            (
+                "server:\n  require_tls: true\n",
+                "server.require_tls: true needs server.tls.cert and server.tls.key",
+            ),
+            (
+                "server:\n  tls:\n    cert: /nonexistent.pem\n    key: /nonexistent.key\n",
+                "server.tls: /nonexistent.pem",
+            ),
+            (
+                "upstream:\n  maildir: ./o\n  auth: passthrough\n",
+                "upstream.auth: needs upstream.address",
+            ),
+            (
+                "upstream:\n  address: \"a:25\"\n  auth: {username: svc}\n",
+                "upstream.auth.password_file: missing",
             ),
         ];
         for (body, expected) in table {

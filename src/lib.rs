@@ -35,4 +35,5 @@ pub mod rewrite;
 pub mod server;
 pub mod session;
 pub mod smtp;
+pub mod tls;
 pub mod upstream;

@@ -27,12 +27,16 @@ pub const MESSAGE_ACTIONS: [&str; 6] = ["pass", "reject", "bcc", "split", "monit
 /// `action` label values of `bccguard_incidents_total`.
 pub const INCIDENT_ACTIONS: [&str; 4] = ["reject", "bcc", "split", "monitor"];
 /// `kind` label values of `bccguard_upstream_errors_total`.
-pub const UPSTREAM_ERROR_KINDS: [&str; 7] = [
-    "connect", "timeout", "closed", "protocol", "refused", "tempfail", "maildir",
+pub const UPSTREAM_ERROR_KINDS: [&str; 8] = [
+    "connect", "timeout", "closed", "protocol", "refused", "tls", "tempfail", "maildir",
 ];
 /// `reason` label values of `bccguard_refused_total` (input the guard refused).
-pub const REFUSAL_REASONS: [&str; 9] = [
+pub const REFUSAL_REASONS: [&str; 13] = [
     "relay_denied",
+    "tls_required",
+    "auth_failed",
+    "too_many_auth_failures",
+    "sender_mismatch",
     "too_big",
     "header_too_big",
     "line_too_long",

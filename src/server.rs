@@ -19,14 +19,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use crate::config::{Config, UpstreamTls};
 use crate::incident::IncidentLog;
 use crate::metrics::{self, Metrics};
 use crate::session::Session;
 use crate::smtp::reply;
+use crate::tls::{self, ReloadingCert, Stream, TlsSetupError};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// State every session can reach.
-#[derive(Debug)]
 pub struct Shared {
     config: ArcSwap<Config>,
     /// The process's metrics.
@@ -35,6 +36,10 @@ pub struct Shared {
     pub incidents: Arc<IncidentLog>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     active: AtomicUsize,
+    /// STARTTLS / implicit TLS towards clients, if a certificate is set.
+    pub tls_acceptor: Option<TlsAcceptor>,
+    /// TLS towards upstream, if `upstream.tls` is not `none`.
+    pub upstream_tls: Option<TlsConnector>,
 }
 
 impl Shared {
@@ -42,12 +47,15 @@ impl Shared {
     /// is a start-up error, not a surprise at the first incident).
     pub fn new(config: Config) -> std::io::Result<Self> {
         let incidents = IncidentLog::open(&config.incidents.path)?;
+        let (tls_acceptor, upstream_tls) = tls_setup(&config).map_err(std::io::Error::other)?;
         Ok(Self {
             config: ArcSwap::from_pointee(config),
             metrics: Arc::new(Metrics::new()),
             incidents: Arc::new(incidents),
             per_ip: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
+            tls_acceptor,
+            upstream_tls,
         })
     }
 
@@ -77,6 +85,31 @@ impl Shared {
     }
 }
 
+/// Builds the TLS acceptor (clients) and connector (upstream) once.
+fn tls_setup(
+    config: &Config,
+) -> Result<(Option<TlsAcceptor>, Option<TlsConnector>), TlsSetupError> {
+    let acceptor = match &config.server.tls {
+        Some(t) => Some(tls::acceptor(Arc::new(ReloadingCert::new(
+            &t.cert, &t.key,
+        )?))?),
+        None => None,
+    };
+    let upstream = &config.upstream;
+    let connector = match upstream.tls {
+        UpstreamTls::None => None,
+        UpstreamTls::StartTls | UpstreamTls::Tls => {
+            if !upstream.tls_verify {
+                tracing::warn!(
+                    "upstream.tls_verify is false: upstream's certificate is NOT checked (labs only)"
+                );
+            }
+            Some(tls::connector(upstream.ca.as_deref(), upstream.tls_verify)?)
+        }
+    };
+    Ok((acceptor, connector))
+}
+
 /// A held per-IP connection slot, released on drop.
 struct Slot {
     shared: Arc<Shared>,
@@ -99,8 +132,10 @@ impl Drop for Slot {
 /// Bound sockets for [`run`].
 #[derive(Debug)]
 pub struct Listeners {
-    /// SMTP listeners.
+    /// SMTP listeners (plaintext, STARTTLS if configured).
     pub smtp: Vec<TcpListener>,
+    /// Implicit-TLS listeners (`server.tls_listen`).
+    pub smtps: Vec<TcpListener>,
     /// The `/metrics` listener, if enabled.
     pub metrics: Option<TcpListener>,
 }
@@ -112,11 +147,19 @@ impl Listeners {
         for addr in &config.server.listen {
             smtp.push(bind(*addr).await?);
         }
+        let mut smtps = Vec::new();
+        for addr in &config.server.tls_listen {
+            smtps.push(bind(*addr).await?);
+        }
         let metrics = match config.metrics.listen {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        Ok(Self { smtp, metrics })
+        Ok(Self {
+            smtp,
+            smtps,
+            metrics,
+        })
     }
 }
 
@@ -148,7 +191,15 @@ pub async fn run(
         });
     }
     for listener in listeners.smtp {
-        tasks.spawn(accept_loop(listener, shared.clone(), stop_rx.clone()));
+        tasks.spawn(accept_loop(
+            listener,
+            false,
+            shared.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    for listener in listeners.smtps {
+        tasks.spawn(accept_loop(listener, true, shared.clone(), stop_rx.clone()));
     }
     shutdown.await;
     tracing::info!("shutting down: no new connections, finishing open sessions");
@@ -157,7 +208,12 @@ pub async fn run(
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    implicit_tls: bool,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut sessions = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -177,9 +233,18 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         let ip = peer.ip().to_canonical();
         match shared.admit(ip) {
             Some(slot) => {
-                let session = Session::new(stream, peer, shared.clone(), stop.clone());
+                let (shared, stop) = (shared.clone(), stop.clone());
                 sessions.spawn(async move {
-                    session.run().await;
+                    let _ = stream.set_nodelay(true);
+                    let stream = if implicit_tls {
+                        match implicit_handshake(stream, &shared).await {
+                            Some(s) => s,
+                            None => return,
+                        }
+                    } else {
+                        Stream::Plain(stream)
+                    };
+                    Session::new(stream, peer, shared, stop).run().await;
                     drop(slot);
                 });
             }
@@ -191,6 +256,20 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         }
     }
     while sessions.join_next().await.is_some() {}
+}
+
+/// RFC 8314: TLS from the first byte, before the greeting.
+async fn implicit_handshake(stream: TcpStream, shared: &Shared) -> Option<Stream> {
+    let acceptor = shared.tls_acceptor.clone()?;
+    let limit = shared.config().server.limits.idle_timeout;
+    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(Stream::Server(Box::new(tls))),
+        Ok(Err(e)) => {
+            tracing::info!("implicit TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 async fn refuse(mut stream: TcpStream, hostname: String) {

@@ -49,6 +49,14 @@ impl Session {
         self.shared
             .metrics
             .message(decision.label(), decision.visible.external.len());
+        if let Some(from) = decision.header_from.as_deref()
+            && !self.sender_allowed(from)
+        {
+            self.shared.metrics.refused("sender_mismatch");
+            self.abort_upstream().await;
+            self.queue(reply::sender_not_owned(from));
+            return;
+        }
         let received = self.received_header(&tx, &queue_id);
         let visible = decision.visible.external.len();
         let (reply, incident) = match decision.action {
@@ -100,6 +108,7 @@ impl Session {
         };
         tracing::info!(
             client = %self.peer,
+            user = self.auth_user.as_deref().unwrap_or("-"),
             queue_id = %queue_id,
             action = decision.label(),
             rule = decision.rule.as_deref().unwrap_or("default"),
@@ -192,18 +201,34 @@ impl Session {
             std::net::IpAddr::V4(v4) => format!("[{v4}]"),
             std::net::IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
         };
-        // RFC 6531 3.7.3: UTF8SMTP when the transaction used SMTPUTF8.
-        let with = match (esmtp, tx.smtputf8) {
+        // RFC 6531 3.7.3: UTF8SMTP when the transaction used SMTPUTF8;
+        // RFC 3848: S for TLS, A for an authenticated client.
+        let base = match (esmtp, tx.smtputf8) {
             (_, true) => "UTF8SMTP",
             (true, false) => "ESMTP",
             (false, false) => "SMTP",
         };
+        let suffix = match (
+            esmtp && self.stream.is_tls(),
+            esmtp && self.auth_user.is_some(),
+        ) {
+            (true, true) => "SA",
+            (true, false) => "S",
+            (false, true) => "A",
+            (false, false) => "",
+        };
+        let with = format!("{base}{suffix}");
+        let tls = self
+            .stream
+            .tls_description()
+            .map(|t| format!("\r\n\t(using {t})"))
+            .unwrap_or_default();
         let date = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc2822)
             .unwrap_or_default();
         let helo: String = helo.chars().filter(|c| !c.is_control()).take(255).collect();
         format!(
-            "Received: from {helo} ({ip})\r\n\tby {} (bccguard) with {with} id {queue_id};\r\n\t{date}\r\n",
+            "Received: from {helo} ({ip})\r\n\tby {} (bccguard) with {with} id {queue_id}{tls};\r\n\t{date}\r\n",
             self.cfg.server.hostname
         )
     }
@@ -233,7 +258,7 @@ impl Session {
             action: action.to_string(),
             rule: decision.rule.clone().unwrap_or_else(|| "default".into()),
             client_ip: self.peer.ip().to_string(),
-            auth_user: None,
+            auth_user: self.auth_user.clone(),
             mail_from: tx.mail_from.clone(),
             header_from: decision.header_from.clone(),
             message_id,

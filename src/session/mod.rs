@@ -7,16 +7,18 @@
 //! `354` the strict DATA reader takes the bytes; what happens to the complete
 //! message is in [`deliver`].
 //!
-//! State: greeting -> (HELO/EHLO) -> transaction (MAIL, RCPT...) -> DATA ->
-//! back to no transaction. HELO/EHLO and RSET abort a transaction.
+//! State: greeting -> (HELO/EHLO) -> [STARTTLS -> EHLO] -> [AUTH] ->
+//! transaction (MAIL, RCPT...) -> DATA -> back to no transaction. HELO/EHLO
+//! and RSET abort a transaction; STARTTLS starts the session over
+//! (RFC 3207 4.2). STARTTLS and AUTH live in [`auth`].
 
+mod auth;
 mod deliver;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
 
@@ -25,6 +27,7 @@ use crate::server::Shared;
 use crate::smtp::command::{self, Command, CommandError};
 use crate::smtp::data::{DataError, DataLimits, DataReader};
 use crate::smtp::reply::{self, Reply};
+use crate::tls::Stream;
 use crate::upstream::{self, Upstream};
 
 /// Bytes read from the socket at a time.
@@ -69,7 +72,7 @@ enum Stop {
 
 /// A client session, from greeting to close.
 pub struct Session {
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     cfg: Arc<Config>,
@@ -81,13 +84,18 @@ pub struct Session {
     upstream: Option<Upstream>,
     errors: usize,
     trusted: bool,
+    /// Login name once AUTH succeeded (passed through to upstream).
+    auth_user: Option<String>,
+    auth_failures: usize,
+    /// An AUTH exchange waiting for the client's next line.
+    sasl: Option<auth::SaslStep>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Session {
     /// A session for an accepted connection.
     pub fn new(
-        stream: TcpStream,
+        stream: Stream,
         peer: SocketAddr,
         shared: Arc<Shared>,
         shutdown: watch::Receiver<bool>,
@@ -95,7 +103,6 @@ impl Session {
         let cfg = shared.config();
         let ip = canonical_ip(peer.ip());
         let trusted = cfg.server.trusted_networks.iter().any(|n| n.contains(&ip));
-        let _ = stream.set_nodelay(true);
         Self {
             stream,
             peer: SocketAddr::new(ip, peer.port()),
@@ -109,6 +116,9 @@ impl Session {
             upstream: None,
             errors: 0,
             trusted,
+            auth_user: None,
+            auth_failures: 0,
+            sasl: None,
             shutdown,
         }
     }
@@ -140,6 +150,10 @@ impl Session {
                     continue;
                 }
                 let line = self.inbuf[start..self.pos].to_vec();
+                if self.sasl.is_some() {
+                    self.sasl_line(&line).await?;
+                    continue;
+                }
                 match self.command(&line).await? {
                     Flow::Continue => {}
                     Flow::Close => return Err(Stop::Close),
@@ -212,7 +226,13 @@ impl Session {
             return Ok(());
         }
         let deadline = Instant::now() + self.cfg.server.limits.idle_timeout;
-        let written = timeout_at(deadline, self.stream.write_all(&self.out)).await;
+        let (stream, out) = (&mut self.stream, &self.out);
+        let write = async move {
+            stream.write_all(out).await?;
+            // A TLS stream holds records until flushed.
+            stream.flush().await
+        };
+        let written = timeout_at(deadline, write).await;
         self.out.clear();
         match written {
             Ok(Ok(())) => Ok(()),
@@ -235,11 +255,12 @@ impl Session {
             }
             Command::Ehlo { host: name } => {
                 self.abort_transaction().await;
-                self.queue(reply::ehlo(
-                    &host,
-                    &name,
-                    self.cfg.server.limits.max_message_size,
-                ));
+                let offers = reply::Offers {
+                    max_size: self.cfg.server.limits.max_message_size,
+                    starttls: self.starttls_offered(),
+                    auth: self.auth_offered(),
+                };
+                self.queue(reply::ehlo(&host, &name, offers));
                 self.greeting = Some(Greeting { name, esmtp: true });
             }
             Command::Helo { host: name } => {
@@ -261,9 +282,10 @@ impl Session {
             }
             Command::Help => self.queue(reply::help()),
             Command::Vrfy => self.queue(reply::cannot_verify()),
-            // Not advertised: BDAT without CHUNKING, STARTTLS and AUTH (not
-            // offered on this listener).
-            Command::Bdat | Command::StartTls | Command::Auth | Command::NotImplemented => {
+            Command::StartTls => self.starttls().await?,
+            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial).await?,
+            // Not advertised: BDAT without CHUNKING.
+            Command::Bdat | Command::NotImplemented => {
                 self.error_reply(reply::not_implemented())?;
             }
         }
@@ -277,12 +299,20 @@ impl Session {
         if self.tx.is_some() {
             return self.error_reply(reply::bad_sequence("nested MAIL command"));
         }
-        if !self.trusted {
+        if self.cfg.server.require_tls && !self.stream.is_tls() {
+            self.shared.metrics.refused("tls_required");
+            return self.error_reply(reply::tls_required());
+        }
+        if !self.trusted && self.auth_user.is_none() {
             // No upstream connection is opened for a client that may not
             // relay: the upstream trusts the guard, so this is the open-relay
             // line (RFC 5321 3.6.2, 7.1).
             self.shared.metrics.refused("relay_denied");
             return self.error_reply(reply::relay_denied());
+        }
+        if !self.sender_allowed(&address) {
+            self.shared.metrics.refused("sender_mismatch");
+            return self.error_reply(reply::sender_not_owned(&address));
         }
         let size_hint = mail_size_param(&params);
         let max = self.cfg.server.limits.max_message_size;
@@ -406,7 +436,8 @@ impl Session {
     /// The upstream channel, opened on first use (the first MAIL).
     async fn upstream_mut(&mut self) -> Result<&mut Upstream, upstream::UpstreamError> {
         if self.upstream.is_none() {
-            self.upstream = Some(upstream::connect(&self.cfg.upstream).await?);
+            let tls = self.shared.upstream_tls.as_ref();
+            self.upstream = Some(upstream::connect(&self.cfg.upstream, tls).await?);
         }
         // Just set above when it was missing.
         self.upstream

@@ -57,8 +57,13 @@ pub enum Command {
     Vrfy,
     /// `STARTTLS` (not offered yet).
     StartTls,
-    /// `AUTH ...` (not offered yet).
-    Auth,
+    /// `AUTH mechanism [initial-response]` (RFC 4954).
+    Auth {
+        /// SASL mechanism, uppercased (`PLAIN`, `LOGIN`).
+        mechanism: String,
+        /// Initial response (RFC 4954 4), still base64; `=` means empty.
+        initial: Option<String>,
+    },
     /// A verb the guard does not implement (ETRN, ATRN, BURL, LHLO ...).
     NotImplemented,
 }
@@ -109,6 +114,17 @@ fn check_line(line: &[u8]) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// `AUTH mechanism [initial-response]` from the raw line: the mechanism
+/// name is kept even when smtp-proto does not know it, so the session can
+/// answer 504 for it (RFC 4954 4).
+fn auth(line: &[u8]) -> Command {
+    let text = String::from_utf8_lossy(line);
+    let mut words = text.split_ascii_whitespace().skip(1);
+    let mechanism = words.next().unwrap_or_default().to_ascii_uppercase();
+    let initial = words.next().map(str::to_string);
+    Command::Auth { mechanism, initial }
+}
+
 fn from_request(request: Request<Cow<'_, str>>, line: &[u8]) -> Result<Command, CommandError> {
     Ok(match request {
         Request::Ehlo { host } => Command::Ehlo {
@@ -127,7 +143,7 @@ fn from_request(request: Request<Cow<'_, str>>, line: &[u8]) -> Result<Command, 
         Request::Help { .. } => Command::Help,
         Request::Vrfy { .. } | Request::Expn { .. } => Command::Vrfy,
         Request::StartTls => Command::StartTls,
-        Request::Auth { .. } => Command::Auth,
+        Request::Auth { .. } => auth(line),
         Request::Lhlo { .. }
         | Request::Etrn { .. }
         | Request::Atrn { .. }
@@ -326,8 +342,20 @@ mod tests {
             ("EXPN staff\r\n", Ok(Vrfy)),
             ("STARTTLS\r\n", Ok(StartTls)),
             ("starttls\r\n", Ok(StartTls)),
-            ("AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", Ok(Auth)),
-            ("AUTH LOGIN\r\n", Ok(Auth)),
+            (
+                "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n",
+                Ok(Auth {
+                    mechanism: "PLAIN".into(),
+                    initial: Some("AGFsaWNlAHNlY3JldA==".into()),
+                }),
+            ),
+            (
+                "auth login\r\n",
+                Ok(Auth {
+                    mechanism: "LOGIN".into(),
+                    initial: None,
+                }),
+            ),
             ("ETRN example.org\r\n", Ok(NotImplemented)),
             ("ATRN example.org\r\n", Ok(NotImplemented)),
             ("BURL imap://x LAST\r\n", Ok(NotImplemented)),

@@ -6,3 +6,4 @@
 pub mod command;
 pub mod data;
 pub mod reply;
+pub mod sasl;

@@ -87,19 +87,92 @@ pub fn helo(hostname: &str) -> Reply {
     Reply::new(250, hostname.to_string())
 }
 
+/// What an EHLO reply advertises beyond the fixed extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offers {
+    /// SIZE (RFC 1870).
+    pub max_size: usize,
+    /// STARTTLS (RFC 3207): a certificate is configured and TLS not active.
+    pub starttls: bool,
+    /// AUTH PLAIN LOGIN (RFC 4954): passthrough, and TLS active or not
+    /// required.
+    pub auth: bool,
+}
+
 /// 250 to EHLO with the extensions the guard offers (RFC 5321 4.1.1.1).
-pub fn ehlo(hostname: &str, client: &str, max_size: usize) -> Reply {
-    Reply {
-        code: 250,
-        lines: vec![
-            format!("{hostname} greets {client}"),
-            "PIPELINING".into(),
-            format!("SIZE {max_size}"),
-            "8BITMIME".into(),
-            "SMTPUTF8".into(),
-            "ENHANCEDSTATUSCODES".into(),
-        ],
+pub fn ehlo(hostname: &str, client: &str, offers: Offers) -> Reply {
+    let mut lines = vec![
+        format!("{hostname} greets {client}"),
+        "PIPELINING".into(),
+        format!("SIZE {}", offers.max_size),
+        "8BITMIME".into(),
+        "SMTPUTF8".into(),
+        "ENHANCEDSTATUSCODES".into(),
+    ];
+    if offers.starttls {
+        lines.push("STARTTLS".into());
     }
+    if offers.auth {
+        lines.push("AUTH PLAIN LOGIN".into());
+    }
+    Reply { code: 250, lines }
+}
+
+/// 220 to STARTTLS.
+pub fn ready_to_start_tls() -> Reply {
+    Reply::new(220, "2.0.0 Ready to start TLS")
+}
+
+/// 530 5.7.0: MAIL before STARTTLS where TLS is required (RFC 3207 4).
+pub fn tls_required() -> Reply {
+    Reply::new(530, "5.7.0 Must issue a STARTTLS command first")
+}
+
+/// 538 5.7.11: AUTH before TLS where TLS is required (RFC 4954 6).
+pub fn encryption_required() -> Reply {
+    Reply::new(
+        538,
+        "5.7.11 Encryption required for requested authentication mechanism",
+    )
+}
+
+/// 504 5.5.4: unknown SASL mechanism.
+pub fn auth_mechanism_unsupported() -> Reply {
+    Reply::new(
+        504,
+        "5.5.4 Unrecognized authentication type; use PLAIN or LOGIN",
+    )
+}
+
+/// 334 challenge (base64 text; empty for PLAIN without initial response).
+pub fn auth_challenge(text: &str) -> Reply {
+    Reply::new(334, text.to_string())
+}
+
+/// 501 5.0.0: the client cancelled the exchange with `*`.
+pub fn auth_cancelled() -> Reply {
+    Reply::new(501, "5.0.0 Authentication cancelled")
+}
+
+/// 501 5.5.2: the response could not be decoded.
+pub fn auth_malformed() -> Reply {
+    Reply::new(501, "5.5.2 Cannot decode the authentication response")
+}
+
+/// 421 4.7.0: too many failed logins.
+pub fn too_many_auth_failures(hostname: &str) -> Reply {
+    Reply::new(
+        421,
+        format!("4.7.0 {hostname} Error: too many failed authentication attempts"),
+    )
+}
+
+/// 553 5.7.1: the authenticated user may not use this sender address.
+pub fn sender_not_owned(address: &str) -> Reply {
+    Reply::new(
+        553,
+        format!("5.7.1 <{address}>: Sender address not owned by the logged-in user"),
+    )
 }
 
 /// Plain 250 OK (RSET, NOOP).
@@ -286,6 +359,23 @@ pub fn upstream_lost() -> Reply {
     Reply::new(
         451,
         "4.4.2 Connection to upstream mail server lost, try again later",
+    )
+}
+
+/// 451 4.7.0: TLS towards upstream failed or was not offered (no
+/// silent downgrade to plaintext).
+pub fn upstream_tls_failed() -> Reply {
+    Reply::new(
+        451,
+        "4.7.0 Secure connection to the upstream mail server failed, try again later",
+    )
+}
+
+/// 454 4.7.0: authentication cannot be checked right now.
+pub fn auth_unavailable() -> Reply {
+    Reply::new(
+        454,
+        "4.7.0 Temporary authentication failure, try again later",
     )
 }
 

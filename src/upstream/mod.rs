@@ -49,6 +49,9 @@ pub enum UpstreamError {
     /// Upstream refused the session itself (greeting or EHLO not 2xx).
     #[error("session refused: {}", .0.summary())]
     Refused(Reply),
+    /// TLS towards upstream failed or was not offered when required.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The local Maildir could not be written.
     #[error("maildir: {0}")]
     Maildir(io::Error),
@@ -63,6 +66,7 @@ impl UpstreamError {
             UpstreamError::Closed(_) => "closed",
             UpstreamError::Protocol(_) => "protocol",
             UpstreamError::Refused(_) => "refused",
+            UpstreamError::Tls(_) => "tls",
             UpstreamError::Maildir(_) => "maildir",
         }
     }
@@ -81,6 +85,7 @@ impl UpstreamError {
             UpstreamError::Timeout(..) | UpstreamError::Closed(_) | UpstreamError::Protocol(_) => {
                 reply::upstream_lost()
             }
+            UpstreamError::Tls(_) => reply::upstream_tls_failed(),
             UpstreamError::Maildir(_) => reply::local_error(),
         }
     }
@@ -96,14 +101,31 @@ pub enum Upstream {
 }
 
 /// Opens a delivery channel as configured.
-pub async fn connect(cfg: &UpstreamConfig) -> Result<Upstream, UpstreamError> {
+pub async fn connect(
+    cfg: &UpstreamConfig,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Result<Upstream, UpstreamError> {
     match &cfg.target {
-        UpstreamTarget::Smtp(addr) => Ok(Upstream::Smtp(smtp::Client::connect(addr, cfg).await?)),
+        UpstreamTarget::Smtp(addr) => {
+            Ok(Upstream::Smtp(smtp::Client::connect(addr, cfg, tls).await?))
+        }
         UpstreamTarget::Maildir(dir) => Ok(Upstream::Maildir(maildir::Maildir::open(dir).await?)),
     }
 }
 
 impl Upstream {
+    /// Passes the client's credentials upstream (`upstream.auth:
+    /// passthrough`); upstream's reply decides.
+    pub async fn auth(
+        &mut self,
+        creds: &crate::smtp::sasl::Credentials,
+    ) -> Result<Reply, UpstreamError> {
+        match self {
+            Upstream::Smtp(c) => c.auth(creds).await,
+            Upstream::Maildir(_) => Ok(reply::auth_unavailable()),
+        }
+    }
+
     /// Forwards MAIL FROM with the client's parameters.
     pub async fn mail(&mut self, from: &str, params: &str) -> Result<Reply, UpstreamError> {
         match self {

@@ -8,14 +8,18 @@
 
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
 
 use super::{Parts, UpstreamError};
-use crate::config::UpstreamConfig;
+use crate::config::{UpstreamAuth, UpstreamConfig, UpstreamTls};
 use crate::smtp::data::Stuffer;
 use crate::smtp::reply::Reply;
+use crate::smtp::sasl::{self, Credentials};
+use crate::tls::Stream;
 
 /// Longest reply line accepted from upstream (RFC 5321 4.5.3.1.5 says 512;
 /// real servers send longer texts).
@@ -39,6 +43,12 @@ pub struct Capabilities {
     pub eightbitmime: bool,
     /// RFC 6531.
     pub smtputf8: bool,
+    /// RFC 3207.
+    pub starttls: bool,
+    /// RFC 4954 with PLAIN.
+    pub auth_plain: bool,
+    /// RFC 4954 with LOGIN.
+    pub auth_login: bool,
 }
 
 impl Capabilities {
@@ -51,6 +61,16 @@ impl Capabilities {
                 "PIPELINING" => caps.pipelining = true,
                 "8BITMIME" => caps.eightbitmime = true,
                 "SMTPUTF8" => caps.smtputf8 = true,
+                "STARTTLS" => caps.starttls = true,
+                "AUTH" => {
+                    for mech in words.by_ref() {
+                        match mech.to_ascii_uppercase().as_str() {
+                            "PLAIN" => caps.auth_plain = true,
+                            "LOGIN" => caps.auth_login = true,
+                            _ => {}
+                        }
+                    }
+                }
                 "SIZE" => caps.size = words.next().and_then(|w| w.parse().ok()).filter(|&n| n > 0),
                 _ => {}
             }
@@ -62,7 +82,7 @@ impl Capabilities {
 /// An open upstream SMTP session.
 #[derive(Debug)]
 pub struct Client {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Stream>,
     caps: Capabilities,
     command_timeout: Duration,
     data_timeout: Duration,
@@ -70,8 +90,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects, reads the greeting and says EHLO (HELO if EHLO is refused).
-    pub async fn connect(addr: &str, cfg: &UpstreamConfig) -> Result<Self, UpstreamError> {
+    /// Connects, reads the greeting, says EHLO (HELO if EHLO is refused),
+    /// secures the session as `upstream.tls` demands and logs in with the
+    /// service account if one is configured.
+    pub async fn connect(
+        addr: &str,
+        cfg: &UpstreamConfig,
+        tls: Option<&TlsConnector>,
+    ) -> Result<Self, UpstreamError> {
         let connect_err = |source| UpstreamError::Connect {
             addr: addr.to_string(),
             source,
@@ -83,8 +109,12 @@ impl Client {
         // Replies are small and latency-bound; Nagle would add 40 ms stalls
         // to pipelined batches.
         let _ = tcp.set_nodelay(true);
+        let stream = match cfg.tls {
+            UpstreamTls::Tls => handshake(tcp, addr, cfg, tls).await?,
+            UpstreamTls::None | UpstreamTls::StartTls => Stream::Plain(tcp),
+        };
         let mut client = Client {
-            stream: BufReader::with_capacity(16 * 1024, tcp),
+            stream: BufReader::with_capacity(16 * 1024, stream),
             caps: Capabilities::default(),
             command_timeout: cfg.command_timeout,
             data_timeout: cfg.data_timeout,
@@ -96,20 +126,93 @@ impl Client {
         if greeting.code != 220 {
             return Err(UpstreamError::Refused(greeting));
         }
-        let ehlo = client
-            .command(format!("EHLO {}\r\n", cfg.helo), "EHLO")
-            .await?;
-        if ehlo.is_positive() {
-            client.caps = Capabilities::from_ehlo(&ehlo);
-        } else {
-            let helo = client
-                .command(format!("HELO {}\r\n", cfg.helo), "HELO")
-                .await?;
-            if !helo.is_positive() {
-                return Err(UpstreamError::Refused(helo));
+        client.hello(&cfg.helo).await?;
+        if cfg.tls == UpstreamTls::StartTls {
+            client.starttls(addr, cfg, tls).await?;
+        }
+        if let UpstreamAuth::Account { username, password } = &cfg.auth {
+            let creds = Credentials {
+                username: username.clone(),
+                password: password.0.clone(),
+            };
+            let reply = client.auth(&creds).await?;
+            if !reply.is_positive() {
+                return Err(UpstreamError::Refused(reply));
             }
         }
         Ok(client)
+    }
+
+    async fn hello(&mut self, name: &str) -> Result<(), UpstreamError> {
+        let ehlo = self.command(format!("EHLO {name}\r\n"), "EHLO").await?;
+        if ehlo.is_positive() {
+            self.caps = Capabilities::from_ehlo(&ehlo);
+            return Ok(());
+        }
+        let helo = self.command(format!("HELO {name}\r\n"), "HELO").await?;
+        if !helo.is_positive() {
+            return Err(UpstreamError::Refused(helo));
+        }
+        self.caps = Capabilities::default();
+        Ok(())
+    }
+
+    /// RFC 3207. Required when configured: an upstream that stops offering
+    /// STARTTLS (or a man in the middle stripping it) is an error, never a
+    /// silent fall-back to plaintext.
+    async fn starttls(
+        &mut self,
+        addr: &str,
+        cfg: &UpstreamConfig,
+        tls: Option<&TlsConnector>,
+    ) -> Result<(), UpstreamError> {
+        if !self.caps.starttls {
+            return Err(UpstreamError::Tls(
+                "upstream does not offer STARTTLS".into(),
+            ));
+        }
+        let reply = self.command("STARTTLS\r\n".into(), "STARTTLS").await?;
+        if reply.code != 220 {
+            return Err(UpstreamError::Tls(format!(
+                "STARTTLS refused: {}",
+                reply.summary()
+            )));
+        }
+        // Taking the socket out of the BufReader drops whatever upstream
+        // sent after its 220: bytes injected before the handshake must
+        // never be read as replies (CVE-2011-0411 in reverse).
+        let placeholder = BufReader::new(Stream::Closed);
+        let plain = std::mem::replace(&mut self.stream, placeholder).into_inner();
+        let Stream::Plain(tcp) = plain else {
+            return Err(UpstreamError::Tls(
+                "STARTTLS on an encrypted session".into(),
+            ));
+        };
+        let secured = handshake(tcp, addr, cfg, tls).await?;
+        self.stream = BufReader::with_capacity(16 * 1024, secured);
+        // RFC 3207 4.2: forget what was learned before TLS and ask again.
+        self.hello(&cfg.helo).await
+    }
+
+    /// Logs in upstream (RFC 4954) with PLAIN, or LOGIN if that is all
+    /// upstream offers; returns upstream's final reply (235, 535, ...).
+    pub async fn auth(&mut self, creds: &Credentials) -> Result<Reply, UpstreamError> {
+        if self.caps.auth_plain || !self.caps.auth_login {
+            let line = format!("AUTH PLAIN {}\r\n", sasl::encode_plain(creds));
+            return self.command(line, "AUTH").await;
+        }
+        let first = self.command("AUTH LOGIN\r\n".into(), "AUTH").await?;
+        if first.code != 334 {
+            return Ok(first);
+        }
+        let user = self
+            .command(format!("{}\r\n", sasl::encode(&creds.username)), "AUTH")
+            .await?;
+        if user.code != 334 {
+            return Ok(user);
+        }
+        self.command(format!("{}\r\n", sasl::encode(&creds.password)), "AUTH")
+            .await
     }
 
     /// What upstream offered in its EHLO reply.
@@ -230,25 +333,35 @@ impl Client {
             for chunk in part.chunks(SEND_CHUNK) {
                 stuffer.push(chunk, &mut self.out);
                 if self.out.len() >= SEND_CHUNK {
-                    self.flush_until(deadline, "message transfer").await?;
+                    self.flush_until(deadline, self.data_timeout, "message transfer")
+                        .await?;
                 }
             }
         }
         stuffer.finish(&mut self.out);
-        self.flush_until(deadline, "message transfer").await?;
+        self.flush_until(deadline, self.data_timeout, "message transfer")
+            .await?;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         self.read_reply(left, "end of DATA").await
     }
 
+    /// Writes and flushes the output buffer (a TLS stream holds records
+    /// until flushed) by `deadline`; `limit` is what a timeout reports.
     async fn flush_until(
         &mut self,
         deadline: tokio::time::Instant,
+        limit: Duration,
         what: &'static str,
     ) -> Result<(), UpstreamError> {
         let stream = self.stream.get_mut();
-        tokio::time::timeout_at(deadline, stream.write_all(&self.out))
+        let out = &self.out;
+        let write = async move {
+            stream.write_all(out).await?;
+            stream.flush().await
+        };
+        tokio::time::timeout_at(deadline, write)
             .await
-            .map_err(|_| UpstreamError::Timeout(self.data_timeout, what))?
+            .map_err(|_| UpstreamError::Timeout(limit, what))?
             .map_err(UpstreamError::Closed)?;
         self.out.clear();
         Ok(())
@@ -266,13 +379,8 @@ impl Client {
         limit: Duration,
         what: &'static str,
     ) -> Result<(), UpstreamError> {
-        let stream = self.stream.get_mut();
-        timeout(limit, stream.write_all(&self.out))
-            .await
-            .map_err(|_| UpstreamError::Timeout(limit, what))?
-            .map_err(UpstreamError::Closed)?;
-        self.out.clear();
-        Ok(())
+        let deadline = tokio::time::Instant::now() + limit;
+        self.flush_until(deadline, limit, what).await
     }
 
     async fn read_reply(
@@ -286,6 +394,34 @@ impl Client {
     }
 }
 
+/// TLS handshake towards upstream, verifying its name (`upstream.tls_name`
+/// or the host of `upstream.address`).
+async fn handshake(
+    tcp: TcpStream,
+    addr: &str,
+    cfg: &UpstreamConfig,
+    tls: Option<&TlsConnector>,
+) -> Result<Stream, UpstreamError> {
+    let connector = tls.ok_or_else(|| UpstreamError::Tls("no TLS client configuration".into()))?;
+    let host = cfg
+        .tls_name
+        .clone()
+        .unwrap_or_else(|| host_of(addr).to_string());
+    let name = ServerName::try_from(host.clone())
+        .map_err(|_| UpstreamError::Tls(format!("{host:?} is not a valid TLS server name")))?;
+    let stream = timeout(cfg.command_timeout, connector.connect(name, tcp))
+        .await
+        .map_err(|_| UpstreamError::Timeout(cfg.command_timeout, "TLS handshake"))?
+        .map_err(|e| UpstreamError::Tls(format!("handshake with {host}: {e}")))?;
+    Ok(Stream::Client(Box::new(stream)))
+}
+
+/// `host:port`, `[v6]:port` -> host.
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 fn envelope_line(verb: &str, addr: &str, params: &str) -> String {
     if params.is_empty() {
         format!("{verb}:<{addr}>\r\n")
@@ -295,7 +431,7 @@ fn envelope_line(verb: &str, addr: &str, params: &str) -> String {
 }
 
 /// Reads one (multi-line) reply.
-async fn read_reply(stream: &mut BufReader<TcpStream>) -> Result<Reply, UpstreamError> {
+async fn read_reply(stream: &mut BufReader<Stream>) -> Result<Reply, UpstreamError> {
     let mut lines = Vec::new();
     let mut buf = Vec::with_capacity(128);
     loop {
@@ -403,6 +539,8 @@ mod tests {
                 "SIZE 1000".into(),
                 "8BITMIME".into(),
                 "smtputf8".into(),
+                "STARTTLS".into(),
+                "AUTH LOGIN CRAM-MD5".into(),
             ],
         };
         let caps = Capabilities::from_ehlo(&ehlo);
@@ -412,7 +550,10 @@ mod tests {
                 pipelining: true,
                 size: Some(1000),
                 eightbitmime: true,
-                smtputf8: true
+                smtputf8: true,
+                starttls: true,
+                auth_plain: false,
+                auth_login: true,
             }
         );
     }
