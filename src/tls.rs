@@ -103,12 +103,20 @@ impl ReloadingCert {
         Some(c.max(k))
     }
 
-    /// Re-reads the files if they changed since the last look.
+    /// Re-reads the files if they changed since the last look, at most
+    /// every [`CERT_RECHECK_INTERVAL`].
     pub fn refresh(&self) {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.0.elapsed() < CERT_RECHECK_INTERVAL {
-            return;
+        let due = {
+            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.0.elapsed() >= CERT_RECHECK_INTERVAL
+        };
+        if due {
+            self.reload_if_changed();
         }
+    }
+
+    fn reload_if_changed(&self) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.0 = Instant::now();
         let stamp = Self::stamp(&self.cert, &self.key);
         if stamp == seen.1 {
@@ -319,5 +327,58 @@ impl AsyncWrite for Stream {
             Stream::Client(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_cert(dir: &Path, name: &str, stamp: SystemTime) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        for p in [&c, &k] {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(stamp)
+                .unwrap();
+        }
+        (c, k)
+    }
+
+    #[test]
+    fn a_renewed_certificate_is_served_and_a_broken_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = SystemTime::now() - Duration::from_secs(100);
+        let (cert, key) = write_cert(dir.path(), "first", t0);
+        let reloading = ReloadingCert::new(&cert, &key).unwrap();
+        let first = reloading.current.load_full();
+        // Unchanged files: the same key stays.
+        reloading.reload_if_changed();
+        assert!(Arc::ptr_eq(&first, &reloading.current.load_full()));
+        // Renewed: the new certificate is served without a restart.
+        write_cert(dir.path(), "second", t0 + Duration::from_secs(10));
+        reloading.reload_if_changed();
+        let second = reloading.current.load_full();
+        assert_ne!(first.cert[0], second.cert[0]);
+        // A broken renewal keeps the working certificate.
+        std::fs::write(&cert, "not a certificate").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&cert)
+            .unwrap()
+            .set_modified(t0 + Duration::from_secs(20))
+            .unwrap();
+        reloading.reload_if_changed();
+        assert_eq!(reloading.current.load_full().cert[0], second.cert[0]);
     }
 }

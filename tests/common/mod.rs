@@ -29,6 +29,10 @@ pub struct Delivered {
     pub rcpt_tos: Vec<String>,
     pub rcpt_options: Vec<Vec<String>>,
     pub data: Vec<u8>,
+    /// The guard's session to upstream was encrypted.
+    pub tls: bool,
+    /// The login the guard's upstream session authenticated as.
+    pub auth: Option<String>,
 }
 
 impl Delivered {
@@ -55,6 +59,12 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
+        Upstream::start_with(&[]).await
+    }
+
+    /// With extra peer options (`--starttls`, `--implicit`, `--tls-cert`,
+    /// `--tls-key`, `--auth user:pass`).
+    pub async fn start_with(options: &[&str]) -> Upstream {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/upstream.py");
         let mut child = Command::new("python3")
@@ -62,6 +72,7 @@ impl Upstream {
             .arg(dir.path())
             .arg("--slow")
             .arg("3")
+            .args(options)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -118,6 +129,8 @@ impl Upstream {
                         .map(|a| a.iter().map(strings).collect())
                         .unwrap_or_default(),
                     data,
+                    tls: meta["tls"].as_bool().unwrap_or(false),
+                    auth: meta["auth"].as_str().map(String::from),
                 }
             })
             .collect()
@@ -131,6 +144,8 @@ impl Upstream {
 /// The guard, running in this process on port 0; shut down when dropped.
 pub struct Guard {
     pub smtp: SocketAddr,
+    /// The first implicit-TLS listener, if `server.tls_listen` is set.
+    pub smtps: Option<SocketAddr>,
     pub metrics: SocketAddr,
     pub shared: Arc<Shared>,
     pub dir: tempfile::TempDir,
@@ -166,6 +181,7 @@ impl Guard {
         let config = Config::from_yaml(&text, "test").unwrap_or_else(|e| panic!("{e}"));
         let listeners = Listeners::bind(&config).await.expect("bind");
         let smtp = listeners.smtp[0].local_addr().unwrap();
+        let smtps = listeners.smtps.first().map(|l| l.local_addr().unwrap());
         let metrics = listeners.metrics.as_ref().unwrap().local_addr().unwrap();
         let shared = Arc::new(Shared::new(config).expect("shared"));
         let (stop, stopped) = oneshot::channel();
@@ -177,6 +193,7 @@ impl Guard {
         });
         Guard {
             smtp,
+            smtps,
             metrics,
             shared,
             dir,
@@ -286,6 +303,15 @@ impl Client {
 
     pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
         self.writer.write_all(bytes.as_ref()).await.expect("send");
+    }
+
+    /// The socket again, e.g. to start TLS on it after `220` to STARTTLS.
+    pub fn into_tcp(self) -> TcpStream {
+        assert!(self.reader.buffer().is_empty(), "unread bytes before TLS");
+        self.reader
+            .into_inner()
+            .reunite(self.writer)
+            .expect("same socket")
     }
 
     /// Reads one reply; `None` if the connection closed.

@@ -15,21 +15,29 @@ Failures are chosen by the addresses, so one server serves every test:
   RCPT TO:<data-tempfail...@...>  -> 452 4.3.1 after the final dot
   RCPT TO:<data-drop...@...>      -> connection dropped after the final dot
   RCPT TO:<data-slow...@...>      -> final reply delayed by --slow seconds
+
+TLS and AUTH, for the TLS tests:
+  --tls-cert C --tls-key K --starttls   offer (and require) STARTTLS
+  --tls-cert C --tls-key K --implicit   TLS from the first byte (RFC 8314)
+  --auth USER:PASSWORD                  require AUTH (PLAIN/LOGIN) with these
 """
 import argparse
 import asyncio
 import json
 import os
+import ssl
 import sys
 
-from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword
 
 
 class Recorder:
-    def __init__(self, directory, slow):
+    def __init__(self, directory, slow, implicit=False):
         self.directory = directory
         self.slow = slow
+        self.implicit = implicit
         self.count = 0
+        self.logins = {}
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         local = address.split("@")[0].lower()
@@ -72,6 +80,8 @@ class Recorder:
             "rcpt_tos": envelope.rcpt_tos,
             "rcpt_options": envelope.rcpt_options,
             "helo": session.host_name,
+            "tls": session.ssl is not None or self.implicit,
+            "auth": self.logins.get(id(session)),
         }
         with open(base + ".json.tmp", "w") as f:
             json.dump(meta, f)
@@ -81,24 +91,59 @@ class Recorder:
         return "250 2.0.0 Ok: queued as UP%06d" % self.count
 
 
+def authenticator_for(handler, expected):
+    user, _, password = expected.partition(":")
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == user
+            and auth_data.password.decode() == password
+        )
+        if ok:
+            handler.logins[id(session)] = user
+        return AuthResult(success=ok, handled=False)
+
+    return authenticate
+
+
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("directory")
     parser.add_argument("--slow", type=float, default=5.0)
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--starttls", action="store_true")
+    parser.add_argument("--implicit", action="store_true")
+    parser.add_argument("--auth")
     args = parser.parse_args()
-    handler = Recorder(args.directory, args.slow)
+    handler = Recorder(args.directory, args.slow, implicit=args.implicit)
+    context = None
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    options = dict(
+        decode_data=False,
+        enable_SMTPUTF8=True,
+        data_size_limit=None,
+        hostname="upstream.test",
+        ident="test upstream",
+    )
+    if args.starttls:
+        options.update(tls_context=context, require_starttls=True)
+    if args.auth:
+        options.update(
+            authenticator=authenticator_for(handler, args.auth),
+            auth_required=True,
+            # With implicit TLS aiosmtpd cannot see the encryption itself.
+            auth_require_tls=not args.implicit,
+        )
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(
-            handler,
-            decode_data=False,
-            enable_SMTPUTF8=True,
-            data_size_limit=None,
-            hostname="upstream.test",
-            ident="test upstream",
-        ),
+        lambda: SMTP(handler, **options),
         "127.0.0.1",
         0,
+        ssl=context if args.implicit else None,
     )
     port = server.sockets[0].getsockname()[1]
     print("PORT %d" % port, flush=True)

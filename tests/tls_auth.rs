@@ -1,0 +1,545 @@
+//! Black-box: TLS on both hops and AUTH passed through, with a test CA
+//! generated here, a real TLS+AUTH upstream (aiosmtpd) and a real client
+//! library (lettre over rustls). Also the attacks: plaintext AUTH, STARTTLS
+//! command injection, a wrong upstream certificate, an upstream that stops
+//! offering STARTTLS.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::*;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+/// A throw-away CA and certificates signed by it, as PEM files.
+struct Pki {
+    dir: tempfile::TempDir,
+    issuer: Issuer<'static, KeyPair>,
+    ca_pem: String,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.distinguished_name.push(DnType::CommonName, name);
+        let ca_pem = params.self_signed(&key).unwrap().pem();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
+        Pki {
+            dir,
+            issuer: Issuer::new(params, key),
+            ca_pem,
+        }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A server certificate for `localhost`; returns (cert, key) paths.
+    fn leaf(&self, file: &str) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (c, k) = (
+            self.dir.path().join(format!("{file}.pem")),
+            self.dir.path().join(format!("{file}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+}
+
+/// Guard config: TLS towards clients (require_tls default), upstream
+/// STARTTLS verified against `ca`, AUTH passthrough.
+fn guard_yaml(
+    up: &Upstream,
+    pki: &Pki,
+    upstream_ca: &std::path::Path,
+    extra_server: &str,
+    upstream_tls: &str,
+) -> String {
+    let (cert, key) = pki.leaf("guard");
+    format!(
+        "server:\n  listen: [\"127.0.0.1:0\"]\n  tls_listen: [\"127.0.0.1:0\"]\n  hostname: guard.test\n  trusted_networks: [\"10.99.0.0/16\"]\n  tls:\n    cert: {}\n    key: {}\n{extra_server}\
+         upstream:\n  address: \"{}\"\n  tls: {upstream_tls}\n  ca: {}\n  tls_name: localhost\n  auth: passthrough\n  connect_timeout: 5s\n  command_timeout: 10s\n  data_timeout: 10s\n\
+         metrics:\n  listen: \"127.0.0.1:0\"\nincidents:\n  path: INCIDENTS\n{POLICY}",
+        cert.display(),
+        key.display(),
+        up.addr,
+        upstream_ca.display()
+    )
+}
+
+async fn tls_upstream(pki: &Pki, mode: &str) -> Upstream {
+    tls_upstream_with(pki, mode, &["--auth", "alice@example.org:secret"]).await
+}
+
+async fn tls_upstream_with(pki: &Pki, mode: &str, extra: &[&str]) -> Upstream {
+    let (cert, key) = pki.leaf("upstream");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let mut args = vec!["--tls-cert", &cert, "--tls-key", &key, mode];
+    args.extend_from_slice(extra);
+    Upstream::start_with(&args).await
+}
+
+fn transport(
+    guard: &Guard,
+    pki: &Pki,
+    user: &str,
+    password: &str,
+) -> AsyncSmtpTransport<Tokio1Executor> {
+    let params = TlsParameters::builder("localhost".into())
+        .add_root_certificate(Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .build_rustls()
+        .unwrap();
+    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(guard.smtp.port())
+        .tls(Tls::Required(params))
+        .credentials(Credentials::new(user.into(), password.into()))
+        .authentication(vec![Mechanism::Plain])
+        .build()
+}
+
+fn email(from: &str, to: &str) -> Message {
+    Message::builder()
+        .from(from.parse().unwrap())
+        .to(to.parse().unwrap())
+        .subject("Befund")
+        .body(String::from("Guten Tag\r\n"))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_on_both_hops_and_auth_passthrough_deliver() {
+    let pki = Pki::new("test CA");
+    let up = tls_upstream(&pki, "--starttls").await;
+    let guard = Guard::start(&guard_yaml(&up, &pki, &pki.ca(), "", "starttls")).await;
+    let client = transport(&guard, &pki, "alice@example.org", "secret");
+    let resp = client
+        .send(email("alice@example.org", "bob@partner.test"))
+        .await
+        .expect("send over TLS with AUTH");
+    assert_eq!(resp.code().to_string(), "250");
+    let got = up.messages();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].tls, "the guard's upstream session was not encrypted");
+    assert_eq!(
+        got[0].auth.as_deref(),
+        Some("alice@example.org"),
+        "upstream saw the client's own login"
+    );
+    let head = got[0].head();
+    assert!(head.contains("with ESMTPSA id "), "{head}");
+    assert!(head.contains("(using version=TLSv1.3"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_gets_upstreams_refusal_and_repeated_failures_close_the_session() {
+    let pki = Pki::new("test CA");
+    let up = tls_upstream(&pki, "--starttls").await;
+    let extra = "  limits:\n    max_auth_failures: 2\n    auth_failure_delay: 10ms\n";
+    let guard = Guard::start(&guard_yaml(&up, &pki, &pki.ca(), extra, "starttls")).await;
+    let err = transport(&guard, &pki, "alice@example.org", "wrong")
+        .send(email("alice@example.org", "bob@partner.test"))
+        .await
+        .expect_err("wrong password must fail");
+    assert!(err.is_permanent(), "{err}");
+    assert!(err.to_string().contains("535"), "{err}");
+    assert_eq!(up.count(), 0);
+    assert_eq!(
+        guard
+            .metric("bccguard_refused_total{reason=\"auth_failed\"}")
+            .await,
+        1.0
+    );
+
+    // Raw session: two failures in a row end it with 421.
+    let mut c = tls_client(&guard, &pki, guard.smtp, true).await;
+    c.cmd("EHLO client.test", 250).await;
+    let bad = base64_plain("alice@example.org", "nope");
+    c.cmd(&format!("AUTH PLAIN {bad}"), 535).await;
+    c.send(format!("AUTH PLAIN {bad}\r\n")).await;
+    c.expect(535).await;
+    c.expect(421).await;
+    assert!(c.closed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_auth_and_mail_are_refused_when_tls_is_required() {
+    let pki = Pki::new("test CA");
+    let up = tls_upstream(&pki, "--starttls").await;
+    let guard = Guard::start(&guard_yaml(&up, &pki, &pki.ca(), "", "starttls")).await;
+    let mut c = Client::connect(guard.smtp).await;
+    let ehlo = c.cmd("EHLO client.test", 250).await;
+    assert!(ehlo.contains("STARTTLS"), "{ehlo}");
+    assert!(
+        !ehlo.contains("AUTH"),
+        "AUTH must not be offered in plaintext: {ehlo}"
+    );
+    let text = c
+        .cmd(
+            &format!("AUTH PLAIN {}", base64_plain("alice@example.org", "secret")),
+            538,
+        )
+        .await;
+    assert!(text.contains("5.7.11"), "{text}");
+    assert!(
+        c.cmd("MAIL FROM:<alice@example.org>", 530)
+            .await
+            .contains("5.7.0")
+    );
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_pipelined_after_starttls_is_discarded_and_the_session_starts_over() {
+    let pki = Pki::new("test CA");
+    // An upstream that trusts the guard without AUTH.
+    let up = tls_upstream_with(&pki, "--starttls", &[]).await;
+    // Without require_tls, so MAIL may come before STARTTLS.
+    let guard = Guard::start(
+        &guard_yaml(
+            &up,
+            &pki,
+            &pki.ca(),
+            "  require_tls: false\n  trusted_networks: [\"127.0.0.0/8\"]\n",
+            "starttls",
+        )
+        .replace("  trusted_networks: [\"10.99.0.0/16\"]\n", ""),
+    )
+    .await;
+    let mut c = Client::connect(guard.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
+    // The injection: RSET rides in the same segment as STARTTLS.
+    c.send("STARTTLS\r\nRSET\r\n").await;
+    c.expect(220).await;
+    let mut t = c.into_tls(&pki.ca_pem).await;
+    // The first reply after the handshake answers our EHLO, not the RSET.
+    let ehlo = t.cmd("EHLO client.test", 250).await;
+    assert!(ehlo.contains("guard.test greets client.test"), "{ehlo}");
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    // The transaction from before the handshake is forgotten.
+    t.cmd("RCPT TO:<bob@partner.test>", 503).await;
+    // And a STARTTLS over TLS is a sequence error.
+    t.cmd("STARTTLS", 503).await;
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_upstream_certificate_is_a_4xx_and_nothing_goes_out_in_plaintext() {
+    let pki = Pki::new("test CA");
+    let other = Pki::new("someone else's CA");
+    let up = tls_upstream(&pki, "--starttls").await;
+    // The guard trusts only `other`, so upstream's certificate is wrong.
+    let guard = Guard::start(&guard_yaml(&up, &pki, &other.ca(), "", "starttls")).await;
+    let mut c = tls_client(&guard, &pki, guard.smtp, true).await;
+    c.cmd("EHLO client.test", 250).await;
+    let text = c
+        .cmd(
+            &format!("AUTH PLAIN {}", base64_plain("alice@example.org", "secret")),
+            451,
+        )
+        .await;
+    assert!(text.contains("4.7.0"), "{text}");
+    assert_eq!(up.count(), 0);
+    assert_eq!(
+        guard
+            .metric("bccguard_upstream_errors_total{kind=\"tls\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_without_starttls_is_never_used_in_plaintext() {
+    let pki = Pki::new("test CA");
+    // A plain upstream that offers no STARTTLS at all (a downgrade).
+    let up = Upstream::start().await;
+    let yaml = guard_yaml(
+        &up,
+        &pki,
+        &pki.ca(),
+        "  trusted_networks: [\"127.0.0.0/8\"]\n",
+        "starttls",
+    )
+    .replace("  trusted_networks: [\"10.99.0.0/16\"]\n", "");
+    let guard = Guard::start(&yaml).await;
+    let mut c = tls_client(&guard, &pki, guard.smtp, true).await;
+    c.cmd("EHLO client.test", 250).await;
+    assert!(
+        c.cmd("MAIL FROM:<alice@example.org>", 451)
+            .await
+            .contains("4.7.0")
+    );
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_on_both_sides() {
+    let pki = Pki::new("test CA");
+    let up = tls_upstream(&pki, "--implicit").await;
+    let guard = Guard::start(&guard_yaml(&up, &pki, &pki.ca(), "", "tls")).await;
+    let smtps = guard.smtps.expect("tls_listen bound");
+    let mut c = tls_client(&guard, &pki, smtps, false).await;
+    c.expect(220).await;
+    let ehlo = c.cmd("EHLO client.test", 250).await;
+    assert!(
+        ehlo.contains("AUTH PLAIN LOGIN") && !ehlo.contains("STARTTLS"),
+        "{ehlo}"
+    );
+    // AUTH LOGIN, step by step.
+    c.cmd("AUTH LOGIN", 334).await;
+    c.cmd(&b64("alice@example.org"), 334).await;
+    c.cmd(&b64("secret"), 235).await;
+    let r = c
+        .mail(
+            "alice@example.org",
+            &["bob@partner.test"],
+            &message("alice@example.org", "bob@partner.test", None, "hi\r\n"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let got = up.messages();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].tls);
+    assert_eq!(got[0].auth.as_deref(), Some("alice@example.org"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticated_user_may_only_send_as_itself_when_sender_match_is_required() {
+    let pki = Pki::new("test CA");
+    let up = tls_upstream(&pki, "--starttls").await;
+    let guard = Guard::start(&guard_yaml(
+        &up,
+        &pki,
+        &pki.ca(),
+        "  require_sender_match: true\n",
+        "starttls",
+    ))
+    .await;
+    let mut c = tls_client(&guard, &pki, guard.smtp, true).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.cmd(
+        &format!("AUTH PLAIN {}", base64_plain("alice@example.org", "secret")),
+        235,
+    )
+    .await;
+    assert!(
+        c.cmd("MAIL FROM:<chef@example.org>", 553)
+            .await
+            .contains("5.7.1")
+    );
+    // Right envelope, someone else's header From: refused at the end.
+    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
+    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
+    c.cmd("DATA", 354).await;
+    c.send(
+        stuff(&message(
+            "chef@example.org",
+            "bob@partner.test",
+            None,
+            "x\r\n",
+        )) + ".\r\n",
+    )
+    .await;
+    assert!(c.expect(553).await.contains("chef@example.org"));
+    let r = c
+        .mail(
+            "alice@example.org",
+            &["bob@partner.test"],
+            &message(
+                "Alice <ALICE@example.org>",
+                "bob@partner.test",
+                None,
+                "x\r\n",
+            ),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_account_logs_in_upstream_for_trusted_clients() {
+    let pki = Pki::new("test CA");
+    let up = tls_upstream(&pki, "--starttls").await;
+    let secret = pki.dir.path().join("password");
+    std::fs::write(&secret, "secret\n").unwrap();
+    let yaml = guard_yaml(
+        &up,
+        &pki,
+        &pki.ca(),
+        "  require_tls: false\n  trusted_networks: [\"127.0.0.0/8\"]\n",
+        "starttls",
+    )
+    .replace("  trusted_networks: [\"10.99.0.0/16\"]\n", "")
+    .replace(
+        "  auth: passthrough\n",
+        &format!(
+            "  auth:\n    username: alice@example.org\n    password_file: {}\n",
+            secret.display()
+        ),
+    );
+    let guard = Guard::start(&yaml).await;
+    let mut c = Client::connect(guard.smtp).await;
+    let ehlo = c.cmd("EHLO scanner.test", 250).await;
+    assert!(
+        !ehlo.contains("AUTH"),
+        "clients do not log in with a service account: {ehlo}"
+    );
+    let r = c
+        .mail(
+            "scanner@example.org",
+            &["bob@partner.test"],
+            &message("scanner@example.org", "bob@partner.test", None, "scan\r\n"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let got = up.messages();
+    assert_eq!(got[0].auth.as_deref(), Some("alice@example.org"));
+    assert!(got[0].tls);
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn base64_plain(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
+}
+
+/// A raw client on TLS: after EHLO + STARTTLS (`starttls`), or from the
+/// first byte (implicit TLS; the greeting is then still unread).
+async fn tls_client(_guard: &Guard, pki: &Pki, addr: SocketAddr, starttls: bool) -> TlsClient {
+    if starttls {
+        let mut c = Client::connect(addr).await;
+        c.cmd("EHLO client.test", 250).await;
+        c.cmd("STARTTLS", 220).await;
+        c.into_tls(&pki.ca_pem).await
+    } else {
+        TlsClient::connect(
+            tokio::net::TcpStream::connect(addr).await.unwrap(),
+            &pki.ca_pem,
+        )
+        .await
+    }
+}
+
+/// Keeps the helpers of this file in one place for the raw TLS client.
+pub use tls_client_impl::TlsClient;
+
+mod tls_client_impl {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio_rustls::TlsConnector;
+    use tokio_rustls::client::TlsStream;
+
+    pub struct TlsClient {
+        inner: BufReader<TlsStream<tokio::net::TcpStream>>,
+    }
+
+    impl TlsClient {
+        pub async fn connect(tcp: tokio::net::TcpStream, ca_pem: &str) -> TlsClient {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+                .unwrap();
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let tls = TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .expect("TLS handshake with the guard");
+            TlsClient {
+                inner: BufReader::new(tls),
+            }
+        }
+
+        pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
+            let s = self.inner.get_mut();
+            s.write_all(bytes.as_ref()).await.unwrap();
+            s.flush().await.unwrap();
+        }
+
+        pub async fn expect(&mut self, code: u16) -> String {
+            let mut text = String::new();
+            loop {
+                let mut line = String::new();
+                let n = tokio::time::timeout(WAIT, self.inner.read_line(&mut line))
+                    .await
+                    .expect("reply timeout")
+                    .unwrap_or(0);
+                assert!(
+                    n > 0,
+                    "connection closed, expected {code}; got so far {text:?}"
+                );
+                text.push_str(&line);
+                if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                    assert_eq!(&line[..3], code.to_string(), "expected {code}, got {text}");
+                    return text;
+                }
+            }
+        }
+
+        pub async fn cmd(&mut self, line: &str, code: u16) -> String {
+            self.send(format!("{line}\r\n")).await;
+            self.expect(code).await
+        }
+
+        pub async fn mail(&mut self, from: &str, rcpts: &[&str], message: &str) -> Reply {
+            self.cmd(&format!("MAIL FROM:<{from}>"), 250).await;
+            for r in rcpts {
+                self.cmd(&format!("RCPT TO:<{r}>"), 250).await;
+            }
+            self.cmd("DATA", 354).await;
+            self.send(stuff(message) + ".\r\n").await;
+            let mut line = String::new();
+            tokio::time::timeout(WAIT, self.inner.read_line(&mut line))
+                .await
+                .unwrap()
+                .unwrap();
+            Reply {
+                code: line[..3].parse().unwrap(),
+                text: line,
+            }
+        }
+
+        pub async fn closed(&mut self) -> bool {
+            let mut buf = [0u8; 1];
+            matches!(
+                tokio::time::timeout(WAIT, self.inner.read(&mut buf)).await,
+                Ok(Ok(0)) | Ok(Err(_))
+            )
+        }
+    }
+
+    impl Client {
+        /// Hands the raw connection to TLS after a `220` to STARTTLS.
+        pub async fn into_tls(self, ca_pem: &str) -> TlsClient {
+            TlsClient::connect(self.into_tcp(), ca_pem).await
+        }
+    }
+}
