@@ -424,6 +424,38 @@ impl Config {
         Self::load_layered(yaml, source_name, None)
     }
 
+    /// Settings that are valid but risky, for `check` and the start-up log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let up = &self.upstream;
+        let loopback_upstream = match &up.target {
+            UpstreamTarget::Smtp(addr) => {
+                let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            UpstreamTarget::Maildir(_) => true,
+        };
+        if up.auth != UpstreamAuth::None && up.tls == UpstreamTls::None && !loopback_upstream {
+            w.push(
+                "upstream.auth: credentials go to upstream without TLS; set upstream.tls".into(),
+            );
+        }
+        if up.tls != UpstreamTls::None && !up.tls_verify {
+            w.push(
+                "upstream.tls_verify: false: upstream's certificate is not checked (labs only)"
+                    .into(),
+            );
+        }
+        if up.auth == UpstreamAuth::Passthrough && self.server.tls.is_none() {
+            w.push("upstream.auth: passthrough without server.tls: clients would send passwords in plaintext".into());
+        }
+        w
+    }
+
     /// The embedded default policy.
     pub fn embedded_default() -> Result<Config, ConfigError> {
         Self::load(DEFAULT_POLICY_YAML, "embedded default policy.yaml")

@@ -122,6 +122,9 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
         config.policy.action,
         config.policy.rules.len()
     );
+    for warning in config.warnings() {
+        println!("warning: {warning}");
+    }
     Ok(())
 }
 
@@ -147,6 +150,9 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
+        }
         let listeners = Listeners::bind(&config).await?;
         let shared = Arc::new(Shared::new(config.clone()).with_context(|| {
             format!(
@@ -156,6 +162,9 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
         })?);
         for l in &listeners.smtp {
             tracing::info!("SMTP on {}", l.local_addr()?);
+        }
+        for l in &listeners.smtps {
+            tracing::info!("SMTP with implicit TLS on {}", l.local_addr()?);
         }
         if let Some(m) = &listeners.metrics {
             tracing::info!("metrics on http://{}/metrics", m.local_addr()?);
