@@ -81,7 +81,29 @@ pub struct Config {
     pub incidents: IncidentsConfig,
     /// `policy.*`: the decision.
     pub policy: Policy,
+    /// `spool.*`: where split copies wait for retry.
+    pub spool: SpoolConfig,
 }
+
+/// `spool.*`.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// `path`: the spool directory.
+    pub path: PathBuf,
+    /// `retry_min`, `retry_max`, `max_age`, `scan_interval`.
+    pub retry: crate::spool::RetryPolicy,
+}
+
+/// Default spool directory.
+pub const DEFAULT_SPOOL_PATH: &str = "./spool";
+/// First retry of a spooled copy.
+pub const DEFAULT_SPOOL_RETRY_MIN: Duration = Duration::from_secs(60);
+/// Longest wait between retries.
+pub const DEFAULT_SPOOL_RETRY_MAX: Duration = Duration::from_secs(3600);
+/// Give up after this long (Postfix's `maximal_queue_lifetime`).
+pub const DEFAULT_SPOOL_MAX_AGE: Duration = Duration::from_secs(5 * 86400);
+/// How often the spool is scanned.
+pub const DEFAULT_SPOOL_SCAN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// `server.*`.
 #[derive(Debug, Clone)]
@@ -299,11 +321,22 @@ impl fmt::Display for ConfigError {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
+    spool: RawSpool,
     server: RawServer,
     upstream: RawUpstream,
     metrics: RawMetrics,
     incidents: RawIncidents,
     policy: RawPolicy,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawSpool {
+    path: Option<String>,
+    retry_min: Option<String>,
+    retry_max: Option<String>,
+    max_age: Option<String>,
+    scan_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -534,13 +567,39 @@ impl Validator {
             self.bad("incidents.path", "must not be empty");
         }
         let policy = self.policy(raw.policy, server.limits.max_header_size);
+        let spool = self.spool(raw.spool);
         Some(Config {
             server,
             upstream: upstream?,
             metrics,
             incidents,
             policy: policy?,
+            spool,
         })
+    }
+
+    fn spool(&mut self, raw: RawSpool) -> SpoolConfig {
+        let path = PathBuf::from(raw.path.unwrap_or_else(|| DEFAULT_SPOOL_PATH.into()));
+        if path.as_os_str().is_empty() {
+            self.bad("spool.path", "must not be empty");
+        }
+        let retry = crate::spool::RetryPolicy {
+            retry_min: self.duration("spool.retry_min", raw.retry_min, DEFAULT_SPOOL_RETRY_MIN),
+            retry_max: self.duration("spool.retry_max", raw.retry_max, DEFAULT_SPOOL_RETRY_MAX),
+            max_age: self.duration("spool.max_age", raw.max_age, DEFAULT_SPOOL_MAX_AGE),
+            scan_interval: self.duration(
+                "spool.scan_interval",
+                raw.scan_interval,
+                DEFAULT_SPOOL_SCAN_INTERVAL,
+            ),
+        };
+        if retry.retry_max < retry.retry_min {
+            self.bad(
+                "spool.retry_max",
+                "must not be shorter than spool.retry_min",
+            );
+        }
+        SpoolConfig { path, retry }
     }
 
     fn server(&mut self, raw: RawServer) -> ServerConfig {

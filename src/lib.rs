@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod dsn;
 pub mod explain;
 pub mod id;
 pub mod incident;
@@ -35,5 +36,6 @@ pub mod rewrite;
 pub mod server;
 pub mod session;
 pub mod smtp;
+pub mod spool;
 pub mod tls;
 pub mod upstream;

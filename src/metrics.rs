@@ -75,7 +75,17 @@ pub struct Metrics {
     refused: Family<ReasonLabel, Counter>,
     relay_duration: Histogram,
     incident_write_errors: Counter,
+    spool_messages: Gauge,
+    spool_deliveries: Family<ResultLabel, Counter>,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// `result` label values of `bccguard_spool_deliveries_total`.
+pub const SPOOL_RESULTS: [&str; 3] = ["delivered", "retry", "bounced"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -102,6 +112,11 @@ impl Metrics {
             60.0,
         ]);
         let incident_write_errors = Counter::default();
+        let spool_messages = Gauge::default();
+        let spool_deliveries = Family::<ResultLabel, Counter>::default();
+        for result in SPOOL_RESULTS {
+            let _ = spool_deliveries.get_or_create(&ResultLabel { result });
+        }
         for action in MESSAGE_ACTIONS {
             let _ = messages.get_or_create(&ActionLabel { action });
         }
@@ -159,6 +174,16 @@ impl Metrics {
             "Incident records that could not be written",
             incident_write_errors.clone(),
         );
+        registry.register(
+            "bccguard_spool_messages",
+            "Split copies the guard holds for retry (accepted with 250, not yet delivered)",
+            spool_messages.clone(),
+        );
+        registry.register(
+            "bccguard_spool_deliveries",
+            "Delivery attempts of spooled copies, by result",
+            spool_deliveries.clone(),
+        );
         Self {
             registry,
             messages,
@@ -170,7 +195,21 @@ impl Metrics {
             refused,
             relay_duration,
             incident_write_errors,
+            spool_messages,
+            spool_deliveries,
         }
+    }
+
+    /// Entries in the spool after a scan.
+    pub fn spool_size(&self, n: usize) {
+        self.spool_messages.set(n as i64);
+    }
+
+    /// One spool delivery attempt (`result` from [`SPOOL_RESULTS`]).
+    pub fn spool_delivery(&self, result: &'static str) {
+        self.spool_deliveries
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     /// One decided message (`action` from [`MESSAGE_ACTIONS`]).

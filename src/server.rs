@@ -24,6 +24,7 @@ use crate::incident::IncidentLog;
 use crate::metrics::{self, Metrics};
 use crate::session::Session;
 use crate::smtp::reply;
+use crate::spool::{self, Spool};
 use crate::tls::{self, ReloadingCert, Stream, TlsSetupError};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -40,6 +41,8 @@ pub struct Shared {
     pub tls_acceptor: Option<TlsAcceptor>,
     /// TLS towards upstream, if `upstream.tls` is not `none`.
     pub upstream_tls: Option<TlsConnector>,
+    /// Split copies the guard owns (see [`crate::spool`]).
+    pub spool: Arc<Spool>,
 }
 
 impl Shared {
@@ -48,6 +51,12 @@ impl Shared {
     pub fn new(config: Config) -> std::io::Result<Self> {
         let incidents = IncidentLog::open(&config.incidents.path)?;
         let (tls_acceptor, upstream_tls) = tls_setup(&config).map_err(std::io::Error::other)?;
+        let spool = Arc::new(Spool::open(&config.spool.path).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("spool {}: {e}", config.spool.path.display()),
+            )
+        })?);
         Ok(Self {
             config: ArcSwap::from_pointee(config),
             metrics: Arc::new(Metrics::new()),
@@ -56,6 +65,7 @@ impl Shared {
             active: AtomicUsize::new(0),
             tls_acceptor,
             upstream_tls,
+            spool,
         })
     }
 
@@ -190,6 +200,12 @@ pub async fn run(
             }
         });
     }
+    tasks.spawn(spool::run(
+        shared.clone(),
+        shared.spool.clone(),
+        shared.config().spool.retry,
+        stop_rx.clone(),
+    ));
     for listener in listeners.smtp {
         tasks.spawn(accept_loop(
             listener,

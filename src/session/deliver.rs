@@ -8,10 +8,9 @@
 //!   per recipient follows, each copy showing only its own address plus the
 //!   internal ones.
 //!
-//! The client hears 250 only after upstream said 250 for every copy. If a
-//! split fails part-way, the client gets the failure's class with a text
-//! saying how many copies went out (see README, "Split and partial
-//! failure"): never a 250 for an undelivered copy.
+//! The client hears 250 only after upstream said 250 for every copy, or,
+//! when a split fails part-way, after the remaining copies are durably in
+//! the spool ([`crate::spool`]; README, "Split and partial failure").
 
 use std::sync::Arc;
 
@@ -24,6 +23,54 @@ use crate::smtp::reply::{self, Reply};
 use crate::upstream::UpstreamError;
 
 use super::{Session, Transaction};
+
+/// The copies of a split from `from` on, to be written to the spool.
+struct SpoolJob {
+    spool: Arc<crate::spool::Spool>,
+    policy: policy::Policy,
+    headers: crate::message::headers::Headers,
+    msg: Vec<u8>,
+    received: String,
+    fallback: String,
+    tx: Transaction,
+    queue_id: String,
+    from: usize,
+    failure: Reply,
+}
+
+impl SpoolJob {
+    /// Writes each remaining copy (built one at a time: memory stays at one
+    /// copy); returns how many. Blocking.
+    fn store(self) -> std::io::Result<usize> {
+        let now = crate::spool::now();
+        let mut stored = 0;
+        for (j, (rcpt, rcpt_params)) in self.tx.rcpts.iter().enumerate().skip(self.from) {
+            let keep = KeepVisible::new(&self.policy, policy::count::normalize_address(rcpt));
+            let rw = rewrite::hide(&self.msg, &self.headers, &keep, &self.fallback);
+            let first = j == self.from;
+            let entry = crate::spool::Entry {
+                queue_id: self.queue_id.clone(),
+                mail_from: self.tx.mail_from.clone(),
+                mail_params: self.tx.mail_params.clone(),
+                rcpt: rcpt.clone(),
+                rcpt_params: rcpt_params.clone(),
+                created: now,
+                attempts: u32::from(first),
+                next_attempt: now,
+                last_error: first.then(|| self.failure.summary()),
+                // Upstream refused this copy for good: notify, don't retry.
+                failed: first && self.failure.is_permanent(),
+                dsn: false,
+            };
+            self.spool.store(
+                &entry,
+                &[self.received.as_bytes(), &rw.head, &self.msg[rw.rest..]],
+            )?;
+            stored += 1;
+        }
+        Ok(stored)
+    }
+}
 
 impl Session {
     /// Decides on and delivers one complete message; queues the final reply.
@@ -180,13 +227,46 @@ impl Session {
                 )),
             };
             let reply = self.upstream_result(result);
-            if !reply.is_positive() {
-                return if i == 0 {
-                    reply
-                } else {
-                    reply::split_partial(i, total, &reply)
-                };
+            if reply.is_positive() {
+                continue;
             }
+            if i == 0 {
+                // Nothing went out: the client keeps the whole message.
+                return reply;
+            }
+            // Copies went out and this one did not: take responsibility for
+            // the rest (durably, before answering 250) rather than make the
+            // client send every copy again. With AUTH passthrough the guard
+            // could not log in for the user later, so it does not.
+            if self.cfg.upstream.auth == crate::config::UpstreamAuth::Passthrough {
+                return reply::split_partial(i, total, &reply);
+            }
+            let job = SpoolJob {
+                spool: self.shared.spool.clone(),
+                policy: policy.clone(),
+                headers: decision.headers.clone(),
+                msg: msg.to_vec(),
+                received: received.to_string(),
+                fallback: fallback.clone(),
+                tx: tx.clone(),
+                queue_id: queue_id.to_string(),
+                from: i,
+                failure: reply.clone(),
+            };
+            return match tokio::task::spawn_blocking(move || job.store()).await {
+                Ok(Ok(spooled)) => {
+                    tracing::warn!(queue_id, delivered = i, spooled, upstream = %reply.summary(), "split partly delivered; rest spooled");
+                    reply::accepted_spooled(i, spooled, queue_id)
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(queue_id, "cannot spool the remaining copies: {e}");
+                    reply::split_partial(i, total, &reply)
+                }
+                Err(e) => {
+                    tracing::error!(queue_id, "spool task failed: {e}");
+                    reply::split_partial(i, total, &reply)
+                }
+            };
         }
         reply::accepted(total, queue_id)
     }

@@ -197,6 +197,16 @@ pub fn accepted(copies: usize, queue_id: &str) -> Reply {
     }
 }
 
+/// 250 after a split whose remaining copies the guard has spooled.
+pub fn accepted_spooled(delivered: usize, spooled: usize, queue_id: &str) -> Reply {
+    Reply::new(
+        250,
+        format!(
+            "2.0.0 Ok: {delivered} separate copies delivered, {spooled} queued for retry, id {queue_id}"
+        ),
+    )
+}
+
 /// 550 5.7.1: the open-distribution-list refusal, worded for a clerk.
 pub fn rejected_open_list(visible_external: usize, limit: usize, incident_id: &str) -> Reply {
     Reply {

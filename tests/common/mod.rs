@@ -172,12 +172,17 @@ pub const POLICY: &str = "policy:\n  internal_domains: [\"example.org\", \"*.exa
 impl Guard {
     pub async fn start(yaml_text: &str) -> Guard {
         let dir = tempfile::tempdir().expect("tempdir");
-        let text = yaml_text
+        let mut text = yaml_text
             .replace(
                 "INCIDENTS",
                 &dir.path().join("incidents.jsonl").display().to_string(),
             )
             .replace("MAILDIR", &dir.path().join("outbox").display().to_string());
+        if !text.contains("\nspool:") {
+            // Never the default ./spool in the source tree.
+            let spool = dir.path().join("spool");
+            text.push_str(&format!("spool:\n  path: {}\n", spool.display()));
+        }
         let config = Config::from_yaml(&text, "test").unwrap_or_else(|e| panic!("{e}"));
         let listeners = Listeners::bind(&config).await.expect("bind");
         let smtp = listeners.smtp[0].local_addr().unwrap();
