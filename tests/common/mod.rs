@@ -321,22 +321,7 @@ impl Client {
 
     /// Reads one reply; `None` if the connection closed.
     pub async fn reply(&mut self) -> Option<Reply> {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(WAIT, self.reader.read_line(&mut line))
-                .await
-                .expect("reply timeout")
-                .ok()?;
-            if n == 0 {
-                return None;
-            }
-            text.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                let code = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-                return Some(Reply { code, text });
-            }
-        }
+        self.reply_within(WAIT).await
     }
 
     /// Reads one reply and asserts its code; returns its text.
