@@ -317,7 +317,10 @@ impl Config {
             .with_list_parse_key("server.trusted_networks")
             .with_list_parse_key("server.proxy_trusted_networks")
             .with_list_parse_key("policy.internal_domains")
-            .try_parsing(false);
+            // The `config` crate splits lists only when it also parses
+            // values; numbers and booleans come back as their text, since
+            // every raw field is a string or a list of strings.
+            .try_parsing(true);
         Self::load_layered(yaml, source_name, Some(env))
     }
 
