@@ -114,6 +114,14 @@ pub struct ServerConfig {
     pub hostname: String,
     /// `server.trusted_networks`: clients allowed to relay without AUTH.
     pub trusted_networks: Vec<IpNet>,
+    /// `server.proxy_protocol`: every SMTP connection starts with a PROXY
+    /// protocol v1/v2 header naming the real client (behind a TCP load
+    /// balancer); one without a valid header is dropped.
+    pub proxy_protocol: bool,
+    /// `server.proxy_trusted_networks`: the load balancers allowed to send
+    /// that header; with `proxy_protocol`, connections from anywhere else
+    /// are dropped.
+    pub proxy_trusted_networks: Vec<IpNet>,
     /// `server.limits.*`.
     pub limits: Limits,
     /// `server.tls.cert` / `server.tls.key`: enables STARTTLS.
@@ -345,6 +353,8 @@ struct RawServer {
     listen: Option<Vec<String>>,
     hostname: Option<String>,
     trusted_networks: Option<Vec<String>>,
+    proxy_protocol: Option<String>,
+    proxy_trusted_networks: Option<Vec<String>>,
     limits: RawLimits,
     tls: Option<RawServerTls>,
     tls_listen: Option<Vec<String>>,
@@ -447,8 +457,12 @@ impl Config {
             .list_separator(",")
             .with_list_parse_key("server.listen")
             .with_list_parse_key("server.trusted_networks")
+            .with_list_parse_key("server.proxy_trusted_networks")
             .with_list_parse_key("policy.internal_domains")
-            .try_parsing(false);
+            // The `config` crate splits lists only when it also parses
+            // values; numbers and booleans come back as their text, since
+            // every raw field is a string or a list of strings.
+            .try_parsing(true);
         Self::load_layered(yaml, source_name, Some(env))
     }
 
@@ -633,6 +647,8 @@ impl Validator {
             .enumerate()
             .filter_map(|(i, s)| self.network(&format!("server.trusted_networks[{i}]"), s))
             .collect();
+        let (proxy_protocol, proxy_trusted_networks) =
+            self.proxy(raw.proxy_protocol, raw.proxy_trusted_networks);
         let limits = self.limits(raw.limits);
         let tls = self.server_tls(raw.tls);
         let tls_listen: Vec<SocketAddr> = raw
@@ -673,6 +689,8 @@ impl Validator {
             listen,
             hostname,
             trusted_networks,
+            proxy_protocol,
+            proxy_trusted_networks,
             limits,
             tls,
             tls_listen,
@@ -720,6 +738,27 @@ impl Validator {
                 default
             }
         }
+    }
+
+    /// `server.proxy_protocol` and `server.proxy_trusted_networks`. Turning
+    /// the protocol on without naming the proxies is an error rather than
+    /// "trust everyone": anyone who may send the header can claim any
+    /// address, including one inside `trusted_networks` (spec section 5).
+    fn proxy(&mut self, on: Option<String>, nets: Option<Vec<String>>) -> (bool, Vec<IpNet>) {
+        let on = self.boolean("server.proxy_protocol", on, false);
+        let nets: Vec<IpNet> = nets
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.network(&format!("server.proxy_trusted_networks[{i}]"), s))
+            .collect();
+        if on && nets.is_empty() {
+            self.bad(
+                "server.proxy_trusted_networks",
+                "must list the load balancers' networks when server.proxy_protocol is true (e.g. [\"10.0.0.0/8\"])",
+            );
+        }
+        (on, nets)
     }
 
     fn limits(&mut self, raw: RawLimits) -> Limits {
@@ -1073,6 +1112,18 @@ impl Validator {
         }
     }
 
+    fn boolean(&mut self, key: &str, v: Option<String>, default: bool) -> bool {
+        match v.as_deref().map(str::trim) {
+            None => default,
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                self.bad(key, format!("{other:?} is not true or false"));
+                default
+            }
+        }
+    }
+
     fn count(&mut self, key: &str, v: Option<String>, default: usize, min: usize) -> usize {
         let Some(s) = v else { return default };
         match s.trim().replace('_', "").parse::<usize>() {
@@ -1244,6 +1295,18 @@ mod tests {
                 "upstream:\n  address: \"a:25\"\n  auth: {username: svc}\n",
                 "upstream.auth.password_file: missing",
             ),
+            (
+                "server:\n  proxy_protocol: yes\n  proxy_trusted_networks: [\"10.0.0.0/8\"]\n",
+                "server.proxy_protocol: \"yes\" is not true or false",
+            ),
+            (
+                "server:\n  proxy_protocol: true\n",
+                "server.proxy_trusted_networks: must list the load balancers' networks",
+            ),
+            (
+                "server:\n  proxy_trusted_networks: [\"lb.internal\"]\n",
+                "server.proxy_trusted_networks[0]: \"lb.internal\" is not a network",
+            ),
         ];
         for (body, expected) in table {
             let yaml = if body.starts_with("upstream:") {
@@ -1297,5 +1360,27 @@ mod tests {
         );
         let both = problems("upstream:\n  address: \"a:25\"\n  maildir: ./o\n");
         assert!(both.iter().any(|p| p.contains("not both")), "{both:?}");
+    }
+
+    #[test]
+    fn proxy_protocol_is_off_by_default_and_names_its_proxies_when_on() {
+        let c = Config::from_yaml(MINIMAL, "t").unwrap();
+        assert!(!c.server.proxy_protocol);
+        assert!(c.server.proxy_trusted_networks.is_empty());
+        let c = Config::from_yaml(
+            &format!(
+                "{MINIMAL}server:\n  proxy_protocol: true\n  proxy_trusted_networks: [\"10.0.0.0/8\", \"fd00::1\"]\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        assert!(c.server.proxy_protocol);
+        assert_eq!(
+            c.server.proxy_trusted_networks,
+            vec![
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "fd00::1/128".parse::<IpNet>().unwrap()
+            ]
+        );
     }
 }

@@ -18,6 +18,8 @@
 //! | [`upstream`] | delivery: SMTP client towards the real server (lockstep) or a local Maildir |
 //! | [`incident`] | the incident record (JSON lines, fsynced) |
 //! | [`metrics`] | Prometheus registry and the `/metrics` endpoint |
+//! | [`proxy_protocol`] | the I/O-free PROXY protocol v1/v2 header parser and its exact reader |
+//! | [`health`] | `/healthz` and `/readyz`: liveness, readiness (upstream reachable, not draining) |
 //! | [`server`] | accept loop, shared state, graceful shutdown |
 //!
 //! The library entry point is [`server::run`]: tests hand in their own
@@ -27,11 +29,13 @@
 pub mod config;
 pub mod dsn;
 pub mod explain;
+pub mod health;
 pub mod id;
 pub mod incident;
 pub mod message;
 pub mod metrics;
 pub mod policy;
+pub mod proxy_protocol;
 pub mod rewrite;
 pub mod server;
 pub mod session;

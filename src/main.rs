@@ -1,4 +1,4 @@
-//! The `bccguard` command line: `serve`, `check`, `explain`.
+//! The `bccguard` command line: `serve`, `check`, `explain`, `health`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -61,6 +61,16 @@ enum Cmd {
         #[arg(long = "from")]
         from: Option<String>,
     },
+    /// Ask a running guard's /healthz (or /readyz) on metrics.listen; exits
+    /// 0 on HTTP 200. For container health checks in images without a shell.
+    Health {
+        /// policy.yaml of the running guard (for metrics.listen).
+        #[arg(long, short, env = "BCCGUARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Ask /readyz (can it take mail now?) instead of /healthz.
+        #[arg(long)]
+        ready: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +85,7 @@ fn main() -> ExitCode {
             rcpt,
             from,
         } => load(config.as_ref()).and_then(|c| explain(&c, &message, &rcpt, from.as_deref())),
+        Cmd::Health { config, ready } => health(config, ready),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,6 +155,24 @@ fn explain(
     Ok(())
 }
 
+fn health(path: Option<PathBuf>, ready: bool) -> anyhow::Result<()> {
+    let config = load(path.as_ref())?;
+    let addr = config
+        .metrics
+        .listen
+        .context("metrics.listen is empty: the guard serves no health endpoint")?;
+    let endpoint = if ready { "/readyz" } else { "/healthz" };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let code = runtime
+        .block_on(bccguard::health::probe(addr, endpoint))
+        .with_context(|| format!("GET {endpoint} on {addr}"))?;
+    anyhow::ensure!(code == 200, "GET {endpoint} on {addr}: HTTP {code}");
+    println!("GET {endpoint} on {addr}: HTTP 200");
+    Ok(())
+}
+
 fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = load(path.as_ref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -175,9 +204,28 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
             action = %config.policy.action,
             "bccguard ready"
         );
+        #[cfg(unix)]
+        tokio::spawn(ignore_sighup());
         server::run(shared, listeners, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// SIGHUP would end the process by default, and `systemctl reload` (the
+/// unit's `ExecReload`) sends it. Until reloading policy.yaml in place
+/// exists (the hardening issue), the guard survives it and says that a
+/// restart is needed.
+#[cfg(unix)]
+async fn ignore_sighup() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::warn!(
+            "SIGHUP: reloading policy.yaml in place is not available in this version; restart the guard to apply a changed policy"
+        );
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,4 +1,5 @@
-//! The Prometheus registry and the HTTP endpoint that serves it.
+//! The Prometheus registry and the HTTP listener that serves it, together
+//! with the probes `/healthz` and `/readyz` ([`crate::health`]).
 //!
 //! Metric names and labels are a public interface (dashboards and alerts
 //! depend on them): `bccguard_messages_total{action}`,
@@ -22,6 +23,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::server::Shared;
+
 /// `action` label values of `bccguard_messages_total`.
 pub const MESSAGE_ACTIONS: [&str; 6] = ["pass", "reject", "bcc", "split", "monitor", "allow"];
 /// `action` label values of `bccguard_incidents_total`.
@@ -31,7 +34,7 @@ pub const UPSTREAM_ERROR_KINDS: [&str; 8] = [
     "connect", "timeout", "closed", "protocol", "refused", "tls", "tempfail", "maildir",
 ];
 /// `reason` label values of `bccguard_refused_total` (input the guard refused).
-pub const REFUSAL_REASONS: [&str; 13] = [
+pub const REFUSAL_REASONS: [&str; 15] = [
     "relay_denied",
     "tls_required",
     "auth_failed",
@@ -45,6 +48,8 @@ pub const REFUSAL_REASONS: [&str; 13] = [
     "too_many_recipients",
     "too_many_connections",
     "too_many_errors",
+    "proxy_untrusted",
+    "proxy_header",
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -271,29 +276,45 @@ impl Drop for SessionGauge {
     }
 }
 
-/// Serves `GET /metrics` until `shutdown` resolves.
+/// Serves `GET /metrics`, `/healthz` and `/readyz` until `shutdown`
+/// resolves.
 pub async fn serve(
     listener: TcpListener,
-    metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(render))
-        .with_state(metrics);
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(shared);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
 
-async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn render(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        metrics.render(),
+        shared.metrics.render(),
     )
+}
+
+const TEXT: [(header::HeaderName, &str); 1] = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, TEXT, "ok\n")
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    match crate::health::readiness(&shared.config(), shared.is_draining()).await {
+        Ok(report) => (StatusCode::OK, TEXT, report),
+        Err(report) => (StatusCode::SERVICE_UNAVAILABLE, TEXT, report),
+    }
 }
 
 #[cfg(test)]

@@ -5,12 +5,19 @@
 //! limits are checked before a session starts: over `max_connections` or
 //! `max_connections_per_ip` the client gets `421 4.7.0` and is closed.
 //! On shutdown, listeners stop, idle sessions get `421 4.3.2`, and sessions
-//! in the middle of a message finish it.
+//! in the middle of a message finish it; the metrics listener keeps serving
+//! until they are done (`/readyz` says 503 "draining" meanwhile).
+//!
+//! With `server.proxy_protocol`, a connection is admitted only from
+//! `server.proxy_trusted_networks` and only after a valid PROXY header
+//! ([`crate::proxy_protocol`]); the session, the connection limits, the
+//! `Received` header and incident records then see the client the header
+//! names, not the load balancer.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -22,6 +29,7 @@ use tokio::task::JoinSet;
 use crate::config::{Config, UpstreamTls};
 use crate::incident::IncidentLog;
 use crate::metrics::{self, Metrics};
+use crate::proxy_protocol::{self, ReadError};
 use crate::session::Session;
 use crate::smtp::reply;
 use crate::spool::{self, Spool};
@@ -43,6 +51,7 @@ pub struct Shared {
     pub upstream_tls: Option<TlsConnector>,
     /// Split copies the guard owns (see [`crate::spool`]).
     pub spool: Arc<Spool>,
+    draining: AtomicBool,
 }
 
 impl Shared {
@@ -66,7 +75,13 @@ impl Shared {
             tls_acceptor,
             upstream_tls,
             spool,
+            draining: AtomicBool::new(false),
         })
+    }
+
+    /// True once shutdown has begun (`/readyz` answers 503).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// The configuration in force now (a session keeps the snapshot it
@@ -187,19 +202,21 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    if let Some(listener) = listeners.metrics {
-        let metrics = shared.metrics.clone();
-        let mut rx = stop_rx.clone();
-        tasks.spawn(async move {
+    // The metrics listener outlives the SMTP side: during the drain the
+    // last sessions still count, and probes still get an answer.
+    let (metrics_stop_tx, mut metrics_stop_rx) = watch::channel(false);
+    let metrics_task = listeners.metrics.map(|listener| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
             let stopped = async move {
-                let _ = rx.wait_for(|s| *s).await;
+                let _ = metrics_stop_rx.wait_for(|s| *s).await;
             };
-            if let Err(e) = metrics::serve(listener, metrics, stopped).await {
+            if let Err(e) = metrics::serve(listener, shared, stopped).await {
                 tracing::error!("metrics endpoint failed: {e}");
             }
-        });
-    }
+        })
+    });
+    let mut tasks = JoinSet::new();
     tasks.spawn(spool::run(
         shared.clone(),
         shared.spool.clone(),
@@ -219,8 +236,13 @@ pub async fn run(
     }
     shutdown.await;
     tracing::info!("shutting down: no new connections, finishing open sessions");
+    shared.draining.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    let _ = metrics_stop_tx.send(true);
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     Ok(())
 }
 
@@ -246,21 +268,22 @@ async fn accept_loop(
                 continue;
             }
         };
+        if shared.config().server.proxy_protocol {
+            sessions.spawn(proxied(
+                stream,
+                peer,
+                implicit_tls,
+                shared.clone(),
+                stop.clone(),
+            ));
+            continue;
+        }
         let ip = peer.ip().to_canonical();
         match shared.admit(ip) {
             Some(slot) => {
                 let (shared, stop) = (shared.clone(), stop.clone());
                 sessions.spawn(async move {
-                    let _ = stream.set_nodelay(true);
-                    let stream = if implicit_tls {
-                        match implicit_handshake(stream, &shared).await {
-                            Some(s) => s,
-                            None => return,
-                        }
-                    } else {
-                        Stream::Plain(stream)
-                    };
-                    Session::new(stream, peer, shared, stop).run().await;
+                    start_session(stream, peer, implicit_tls, shared, stop).await;
                     drop(slot);
                 });
             }
@@ -285,6 +308,89 @@ async fn implicit_handshake(stream: TcpStream, shared: &Shared) -> Option<Stream
             None
         }
         Err(_) => None,
+    }
+}
+
+/// Runs one admitted client connection: TLS first on an implicit-TLS
+/// listener, then the session. `client` is the real client (the PROXY
+/// header's, or the peer's).
+async fn start_session(
+    stream: TcpStream,
+    client: SocketAddr,
+    implicit_tls: bool,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let stream = if implicit_tls {
+        match implicit_handshake(stream, &shared).await {
+            Some(s) => s,
+            None => return,
+        }
+    } else {
+        Stream::Plain(stream)
+    };
+    Session::new(stream, client, shared, stop).run().await;
+}
+
+/// A connection on a PROXY protocol listener: the peer must be a trusted
+/// proxy and must send a valid header before anything else happens (spec
+/// section 2: "The receiver MUST NOT start processing the connection before
+/// it receives a complete and valid PROXY protocol header", which for SMTP
+/// means no greeting before it). Any failure drops the connection without
+/// a word: the peer is a load balancer, not a mail client.
+async fn proxied(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    implicit_tls: bool,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let cfg = shared.config();
+    let lb = peer.ip().to_canonical();
+    // Spec section 5: "accepting the header only from a number of known
+    // sources"; anyone else could claim any client address.
+    if !cfg
+        .server
+        .proxy_trusted_networks
+        .iter()
+        .any(|n| n.contains(&lb))
+    {
+        shared.metrics.refused("proxy_untrusted");
+        tracing::warn!(peer = %peer, "connection dropped: not in server.proxy_trusted_networks");
+        return;
+    }
+    let header = tokio::select! {
+        h = proxy_protocol::read_header(&mut stream, proxy_protocol::HEADER_TIMEOUT) => h,
+        _ = stop.wait_for(|s| *s) => return,
+    };
+    let header = match header {
+        Ok(h) => h,
+        // Port probes (kubelet tcpSocket, LB TCP checks) connect and close.
+        Err(ReadError::Closed { received: 0 }) => {
+            tracing::debug!(peer = %peer, "connection closed before a PROXY header");
+            return;
+        }
+        Err(e) => {
+            shared.metrics.refused("proxy_header");
+            tracing::warn!(peer = %peer, error = %e, "connection dropped: no valid PROXY header");
+            return;
+        }
+    };
+    let client = header.client(peer);
+    tracing::debug!(peer = %peer, client = %client, version = header.version.as_str(), "PROXY header");
+    let ip = client.ip().to_canonical();
+    match shared.admit(ip) {
+        Some(slot) => {
+            // PROXY header first, then (on an implicit-TLS listener) TLS:
+            // the balancer passes the TLS bytes through untouched.
+            start_session(stream, client, implicit_tls, shared.clone(), stop).await;
+            drop(slot);
+        }
+        None => {
+            shared.metrics.refused("too_many_connections");
+            refuse(stream, cfg.server.hostname.clone()).await;
+        }
     }
 }
 
