@@ -52,6 +52,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_DATA_TIMEOUT: Duration = Duration::from_secs(600);
 /// Errors before the session is closed (Postfix's `smtpd_hard_error_limit`).
 pub const DEFAULT_MAX_ERRORS: usize = 20;
+/// How long a shutdown waits for sessions in the middle of a transaction.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Failed AUTH attempts before the session is closed.
 pub const DEFAULT_MAX_AUTH_FAILURES: usize = 3;
 /// Delay per failed AUTH attempt so far.
@@ -134,6 +136,9 @@ pub struct ServerConfig {
     /// `server.require_sender_match`: an authenticated user may only use the
     /// sender addresses mapped to it.
     pub require_sender_match: bool,
+    /// `server.shutdown_grace`: on SIGTERM, sessions in a transaction may
+    /// finish within this; idle ones get `421` at once.
+    pub shutdown_grace: Duration,
     /// `server.sender_map`: login -> sender address patterns it may use.
     /// A login without an entry may use only itself as the address.
     pub sender_map: Vec<(String, Vec<Glob>)>,
@@ -360,6 +365,7 @@ struct RawServer {
     tls_listen: Option<Vec<String>>,
     require_tls: Option<String>,
     require_sender_match: Option<String>,
+    shutdown_grace: Option<String>,
     sender_map: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
@@ -671,6 +677,11 @@ impl Validator {
                 "true needs server.tls.cert and server.tls.key",
             );
         }
+        let shutdown_grace = self.duration(
+            "server.shutdown_grace",
+            raw.shutdown_grace,
+            DEFAULT_SHUTDOWN_GRACE,
+        );
         let require_sender_match = self.flag(
             "server.require_sender_match",
             raw.require_sender_match,
@@ -696,6 +707,7 @@ impl Validator {
             tls_listen,
             require_tls,
             require_sender_match,
+            shutdown_grace,
             sender_map,
         }
     }

@@ -10,17 +10,23 @@
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | `policy.yaml` (+ `BCCGUARD__...` env) -> validated [`config::Config`]; errors name the key |
-//! | [`smtp`] | the I/O-free protocol: commands, every reply text, the strict DATA reader, dot-stuffing |
+//! | [`smtp`] | the I/O-free protocol: commands, every reply text, the strict DATA reader, dot-stuffing, SASL |
 //! | [`message`] | the I/O-free message view: header fields with byte offsets, RFC 5322 address lists |
 //! | [`policy`] | the pure decision: count visible recipients, match rules, pick an action |
 //! | [`rewrite`] | Bcc rewrite and per-recipient copies, by header byte offsets |
-//! | [`session`] | one client session: the only state machine |
-//! | [`upstream`] | delivery: SMTP client towards the real server (lockstep) or a local Maildir |
+//! | [`session`] | one client session: the only state machine (incl. STARTTLS, AUTH) |
+//! | [`upstream`] | delivery: SMTP client towards the real server (lockstep, TLS, AUTH) or a local Maildir |
+//! | [`spool`] | split copies the guard owns after a partial failure: durable, retried |
+//! | [`dsn`] | delivery status notifications (RFC 3464) for copies that finally fail |
 //! | [`incident`] | the incident record (JSON lines, fsynced) |
 //! | [`metrics`] | Prometheus registry and the `/metrics` endpoint |
-//! | [`proxy_protocol`] | the I/O-free PROXY protocol v1/v2 header parser and its exact reader |
-//! | [`health`] | `/healthz` and `/readyz`: liveness, readiness (upstream reachable, not draining) |
-//! | [`server`] | accept loop, shared state, graceful shutdown |
+//! | [`health`] | `/healthz`, `/readyz` and the `bccguard health` probe |
+//! | [`tls`] | rustls set-up on both hops, certificate reload, the plain-or-TLS [`tls::Stream`] |
+//! | [`proxy_protocol`] | PROXY v1/v2 headers from trusted load balancers |
+//! | [`reload`] | re-reading `policy.yaml` on SIGHUP and on change |
+//! | [`server`] | accept loop, connection limits, shared state, drain |
+//! | [`explain`] | `bccguard explain`: the decision for a saved message, sending nothing |
+//! | [`id`] | transaction and incident ids |
 //!
 //! The library entry point is [`server::run`]: tests hand in their own
 //! listeners (port 0) and their own shutdown signal.
@@ -36,6 +42,7 @@ pub mod message;
 pub mod metrics;
 pub mod policy;
 pub mod proxy_protocol;
+pub mod reload;
 pub mod rewrite;
 pub mod server;
 pub mod session;

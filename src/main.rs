@@ -205,26 +205,47 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
             "bccguard ready"
         );
         #[cfg(unix)]
-        tokio::spawn(ignore_sighup());
+        spawn_reload(shared.clone(), path.clone());
         server::run(shared, listeners, shutdown_signal()).await?;
         Ok(())
     })
 }
 
-/// SIGHUP would end the process by default, and `systemctl reload` (the
-/// unit's `ExecReload`) sends it. Until reloading policy.yaml in place
-/// exists (the hardening issue), the guard survives it and says that a
-/// restart is needed.
+/// SIGHUP (`systemctl reload`, `kill -HUP`) asks for a reload of
+/// policy.yaml; the watcher also reloads when the file changes. Without a
+/// file (the embedded default) there is nothing to reload, and SIGHUP only
+/// says so: by default it would end the process.
 #[cfg(unix)]
-async fn ignore_sighup() {
+fn spawn_reload(shared: Arc<Shared>, path: Option<PathBuf>) {
     use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install a SIGHUP handler: reload only when the file changes");
+        if let Some(path) = path {
+            tokio::spawn(async move {
+                let _keep = tx;
+                bccguard::reload::watch(shared, path, rx, bccguard::reload::POLL_INTERVAL).await;
+            });
+        }
         return;
     };
-    while hup.recv().await.is_some() {
-        tracing::warn!(
-            "SIGHUP: reloading policy.yaml in place is not available in this version; restart the guard to apply a changed policy"
-        );
+    let has_file = path.is_some();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            if !has_file {
+                tracing::warn!("SIGHUP: running on the embedded default policy; nothing to reload");
+            } else if tx.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    if let Some(path) = path {
+        tokio::spawn(bccguard::reload::watch(
+            shared,
+            path,
+            rx,
+            bccguard::reload::POLL_INTERVAL,
+        ));
     }
 }
 

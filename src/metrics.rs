@@ -81,6 +81,8 @@ pub struct Metrics {
     relay_duration: Histogram,
     incident_write_errors: Counter,
     spool_messages: Gauge,
+    config_reloads: Counter,
+    config_reload_failures: Counter,
     spool_deliveries: Family<ResultLabel, Counter>,
 }
 
@@ -118,6 +120,18 @@ impl Metrics {
         ]);
         let incident_write_errors = Counter::default();
         let spool_messages = Gauge::default();
+        let config_reloads = Counter::default();
+        let config_reload_failures = Counter::default();
+        registry.register(
+            "bccguard_config_reloads",
+            "policy.yaml reloads put in force",
+            config_reloads.clone(),
+        );
+        registry.register(
+            "bccguard_config_reload_failures",
+            "policy.yaml reloads refused (the running policy stayed in force)",
+            config_reload_failures.clone(),
+        );
         let spool_deliveries = Family::<ResultLabel, Counter>::default();
         for result in SPOOL_RESULTS {
             let _ = spool_deliveries.get_or_create(&ResultLabel { result });
@@ -202,6 +216,17 @@ impl Metrics {
             incident_write_errors,
             spool_messages,
             spool_deliveries,
+            config_reloads,
+            config_reload_failures,
+        }
+    }
+
+    /// One reload attempt of policy.yaml.
+    pub fn config_reloaded(&self, ok: bool) {
+        if ok {
+            self.config_reloads.inc();
+        } else {
+            self.config_reload_failures.inc();
         }
     }
 

@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -46,9 +46,9 @@ pub struct Shared {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     active: AtomicUsize,
     /// STARTTLS / implicit TLS towards clients, if a certificate is set.
-    pub tls_acceptor: Option<TlsAcceptor>,
+    tls_acceptor: ArcSwapOption<TlsAcceptor>,
     /// TLS towards upstream, if `upstream.tls` is not `none`.
-    pub upstream_tls: Option<TlsConnector>,
+    upstream_tls: ArcSwapOption<TlsConnector>,
     /// Split copies the guard owns (see [`crate::spool`]).
     pub spool: Arc<Spool>,
     draining: AtomicBool,
@@ -72,8 +72,8 @@ impl Shared {
             incidents: Arc::new(incidents),
             per_ip: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
-            tls_acceptor,
-            upstream_tls,
+            tls_acceptor: ArcSwapOption::from(tls_acceptor.map(Arc::new)),
+            upstream_tls: ArcSwapOption::from(upstream_tls.map(Arc::new)),
             spool,
             draining: AtomicBool::new(false),
         })
@@ -84,10 +84,60 @@ impl Shared {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// The configuration in force now (a session keeps the snapshot it
-    /// started with).
+    /// The configuration in force now (a session takes a new snapshot at
+    /// each transaction).
     pub fn config(&self) -> Arc<Config> {
         self.config.load_full()
+    }
+
+    /// TLS towards clients, if a certificate is configured.
+    pub fn tls_acceptor(&self) -> Option<Arc<TlsAcceptor>> {
+        self.tls_acceptor.load_full()
+    }
+
+    /// TLS towards upstream, if `upstream.tls` asks for it.
+    pub fn upstream_tls(&self) -> Option<Arc<TlsConnector>> {
+        self.upstream_tls.load_full()
+    }
+
+    /// Puts a new configuration in force, atomically, or keeps the old one
+    /// and says why. Keys that need a restart (listeners, the incident log,
+    /// the spool directory) keep their running values, with a warning.
+    /// Sessions pick the new policy up at their next transaction.
+    pub fn reload(&self, new: Config) -> Result<Vec<String>, TlsSetupError> {
+        let old = self.config();
+        let mut new = new;
+        let mut notes = Vec::new();
+        let mut keep = |name: &str, changed: bool| {
+            if changed {
+                notes.push(format!("{name} changed: takes effect after a restart"));
+            }
+        };
+        keep("server.listen", new.server.listen != old.server.listen);
+        keep(
+            "server.tls_listen",
+            new.server.tls_listen != old.server.tls_listen,
+        );
+        keep(
+            "server.proxy_protocol",
+            new.server.proxy_protocol != old.server.proxy_protocol,
+        );
+        keep("metrics.listen", new.metrics.listen != old.metrics.listen);
+        keep("incidents.path", new.incidents.path != old.incidents.path);
+        keep("spool.path", new.spool.path != old.spool.path);
+        new.server.listen = old.server.listen.clone();
+        new.server.tls_listen = old.server.tls_listen.clone();
+        new.server.proxy_protocol = old.server.proxy_protocol;
+        new.metrics = old.metrics.clone();
+        new.incidents = old.incidents.clone();
+        new.spool.path = old.spool.path.clone();
+        // TLS material first: a certificate that does not load fails the
+        // whole reload, and nothing changes.
+        let (acceptor, connector) = tls_setup(&new)?;
+        self.tls_acceptor.store(acceptor.map(Arc::new));
+        self.upstream_tls.store(connector.map(Arc::new));
+        self.config.store(Arc::new(new));
+        Ok(notes)
     }
 
     /// Takes a connection slot for `ip`, or says why not.
@@ -238,7 +288,13 @@ pub async fn run(
     tracing::info!("shutting down: no new connections, finishing open sessions");
     shared.draining.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
+    let grace = shared.config().server.shutdown_grace;
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(grace = ?grace, "shutdown grace period over: closing the sessions still open");
+        tasks.shutdown().await;
+    }
     let _ = metrics_stop_tx.send(true);
     if let Some(task) = metrics_task {
         let _ = task.await;
@@ -299,7 +355,7 @@ async fn accept_loop(
 
 /// RFC 8314: TLS from the first byte, before the greeting.
 async fn implicit_handshake(stream: TcpStream, shared: &Shared) -> Option<Stream> {
-    let acceptor = shared.tls_acceptor.clone()?;
+    let acceptor = shared.tls_acceptor()?;
     let limit = shared.config().server.limits.idle_timeout;
     match tokio::time::timeout(limit, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => Some(Stream::Server(Box::new(tls))),

@@ -263,7 +263,7 @@ async fn attempt(shared: &Shared, spool: &Spool, name: &str, entry: &Entry) -> A
     };
     let cfg = shared.config();
     let result: Result<Reply, UpstreamError> = async {
-        let mut up = upstream::connect(&cfg.upstream, shared.upstream_tls.as_ref()).await?;
+        let mut up = upstream::connect(&cfg.upstream, shared.upstream_tls().as_deref()).await?;
         let r = up
             .send_copy(
                 &entry.mail_from,

@@ -34,7 +34,7 @@ pub(super) enum SaslStep {
 impl Session {
     /// STARTTLS is offered: a certificate is configured, TLS not yet active.
     pub(super) fn starttls_offered(&self) -> bool {
-        self.shared.tls_acceptor.is_some() && !self.stream.is_tls()
+        self.shared.tls_acceptor().is_some() && !self.stream.is_tls()
     }
 
     /// AUTH is offered: credentials can be checked upstream, and the link is
@@ -46,7 +46,7 @@ impl Session {
     }
 
     pub(super) async fn starttls(&mut self) -> Result<(), Stop> {
-        let Some(acceptor) = self.shared.tls_acceptor.clone() else {
+        let Some(acceptor) = self.shared.tls_acceptor() else {
             return self.error_reply(reply::not_implemented());
         };
         if self.stream.is_tls() {

@@ -5,12 +5,12 @@
 //! when no further complete command is buffered (RFC 2920 3.1). MAIL and
 //! RCPT are forwarded upstream in lockstep ([`crate::upstream`]). After
 //! `354` the strict DATA reader takes the bytes; what happens to the complete
-//! message is in [`deliver`].
+//! message is in `deliver`.
 //!
-//! State: greeting -> (HELO/EHLO) -> [STARTTLS -> EHLO] -> [AUTH] ->
+//! State: greeting -> (HELO/EHLO) -> (STARTTLS -> EHLO)? -> (AUTH)? ->
 //! transaction (MAIL, RCPT...) -> DATA -> back to no transaction. HELO/EHLO
 //! and RSET abort a transaction; STARTTLS starts the session over
-//! (RFC 3207 4.2). STARTTLS and AUTH live in [`auth`].
+//! (RFC 3207 4.2). STARTTLS and AUTH live in `auth`.
 
 mod auth;
 mod deliver;
@@ -172,13 +172,16 @@ impl Session {
             }
             self.flush().await?;
             let deadline = Instant::now() + self.cfg.server.limits.idle_timeout;
-            self.read_more(deadline).await?;
+            self.read_more(deadline, self.tx.is_none()).await?;
         }
     }
 
     /// Reads more bytes into the input buffer, with a deadline, watching
     /// for shutdown.
-    async fn read_more(&mut self, deadline: Instant) -> Result<(), Stop> {
+    /// `interruptible`: a shutdown ends the wait with `421` (an idle
+    /// session); otherwise the session finishes its transaction first and
+    /// the server's `shutdown_grace` bounds how long that may take.
+    async fn read_more(&mut self, deadline: Instant, interruptible: bool) -> Result<(), Stop> {
         if self.pos > 0 {
             self.inbuf.drain(..self.pos);
             self.pos = 0;
@@ -186,11 +189,12 @@ impl Session {
         let len = self.inbuf.len();
         self.inbuf.reserve(READ_CHUNK);
         let read = tokio::select! {
-            r = timeout_at(deadline, self.stream.read_buf(&mut self.inbuf)) => r,
-            _ = self.shutdown.changed() => {
-                self.queue(reply::shutting_down(&self.cfg.server.hostname));
-                return Err(Stop::Close);
-            }
+            r = timeout_at(deadline, self.stream.read_buf(&mut self.inbuf)) => Some(r),
+            _ = self.shutdown.wait_for(|stop| *stop), if interruptible => None,
+        };
+        let Some(read) = read else {
+            self.queue(reply::shutting_down(&self.cfg.server.hostname));
+            return Err(Stop::Close);
         };
         match read {
             Err(_) => {
@@ -299,6 +303,16 @@ impl Session {
         if self.tx.is_some() {
             return self.error_reply(reply::bad_sequence("nested MAIL command"));
         }
+        // A reloaded policy applies from the next transaction on, also in
+        // long-lived sessions (scanners, scripts).
+        self.cfg = self.shared.config();
+        let ip = self.peer.ip();
+        self.trusted = self
+            .cfg
+            .server
+            .trusted_networks
+            .iter()
+            .any(|n| n.contains(&ip));
         if self.cfg.server.require_tls && !self.stream.is_tls() {
             self.shared.metrics.refused("tls_required");
             return self.error_reply(reply::tls_required());
@@ -400,7 +414,7 @@ impl Session {
                 break;
             }
             let idle = Instant::now() + self.cfg.server.limits.idle_timeout;
-            if let Err(stop) = self.read_more(idle.min(deadline)).await {
+            if let Err(stop) = self.read_more(idle.min(deadline), false).await {
                 self.abort_transaction().await;
                 return Err(stop);
             }
@@ -436,8 +450,8 @@ impl Session {
     /// The upstream channel, opened on first use (the first MAIL).
     async fn upstream_mut(&mut self) -> Result<&mut Upstream, upstream::UpstreamError> {
         if self.upstream.is_none() {
-            let tls = self.shared.upstream_tls.as_ref();
-            self.upstream = Some(upstream::connect(&self.cfg.upstream, tls).await?);
+            let tls = self.shared.upstream_tls();
+            self.upstream = Some(upstream::connect(&self.cfg.upstream, tls.as_deref()).await?);
         }
         // Just set above when it was missing.
         self.upstream
