@@ -37,6 +37,10 @@ enum Script {
     /// A normal server that closes each connection after one delivered
     /// transaction (a restart, or an idle-connection reaper).
     CloseAfterOne,
+    /// A normal server that, after one delivered transaction, says `421`
+    /// and closes (Postfix does this when its `smtpd_timeout` expires on an
+    /// idle connection).
+    Close421AfterOne,
     /// A normal server that, in DATA, stops reading after `PAUSE_AT` bytes
     /// until [`Fake::resume`] (so the guard blocks writing the message).
     PauseInData,
@@ -174,6 +178,12 @@ impl Conn {
                         self.seen.lock().unwrap().delivered += 1;
                         if self.script == Script::CloseAfterOne {
                             let _ = w.write_all(b"250 2.0.0 queued\r\n").await;
+                            break;
+                        }
+                        if self.script == Script::Close421AfterOne {
+                            let _ = w
+                                .write_all(b"250 2.0.0 queued\r\n421 4.4.2 fake.test Error: timeout exceeded\r\n")
+                                .await;
                             break;
                         }
                         b"250 2.0.0 queued\r\n"
@@ -504,6 +514,51 @@ async fn an_upstream_that_closes_after_each_transaction_never_gets_a_false_250()
     let answered = finals.iter().filter(|&&code| code == 250).count();
     assert_eq!(answered, fake.delivered(), "replies {finals:?}");
     assert_eq!(answered, 3, "replies {finals:?}");
+}
+
+/// Upstream said `421` and closed while the client session was idle
+/// between two messages. A `421` means "closing the channel" (RFC 5321
+/// 3.8): the guard may not pass it on and then keep the client's session
+/// open as if nothing happened (it did, before this test). The client gets
+/// `451 4.4.1` with upstream's words, and its retry is delivered over a
+/// fresh upstream connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_421_on_an_idle_connection_is_not_relayed_as_a_live_421() {
+    let fake = Fake::start(Script::Close421AfterOne).await;
+    let guard = guard_for(fake.addr, SHORT).await;
+    let mut c = Client::connect(guard.smtp).await;
+    let r = c
+        .mail(
+            "alice@example.org",
+            &["bob@partner.test"],
+            &simple("bob@partner.test"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    // Upstream wrote its 421 together with its 250 and reads nothing more
+    // on that connection: whatever the guard sends next, the 421 is the
+    // only answer it can get there.
+    c.send("MAIL FROM:<alice@example.org>\r\n").await;
+    let r = c.reply().await.expect("reply to MAIL");
+    assert_eq!(r.code, 451, "{}", r.text);
+    assert!(
+        r.text.contains("4.4.1") && r.text.contains("upstream said: 421 4.4.2"),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        guard
+            .metric("bccguard_upstream_errors_total{kind=\"refused\"}")
+            .await,
+        1.0
+    );
+    // The client's session is alive, and its retry gets a fresh upstream.
+    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
+    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
+    c.cmd("DATA", 354).await;
+    c.send(stuff(&simple("bob@partner.test")) + ".\r\n").await;
+    c.expect(250).await;
+    assert_eq!(fake.delivered(), 2);
 }
 
 // ---- the guard killed mid-message --------------------------------------------
