@@ -265,6 +265,51 @@ async fn the_command_length_limit_is_exact() {
     c.expect(250).await;
 }
 
+// ---- max_message_size ------------------------------------------------------
+
+/// RFC 1870: a SIZE= over the limit is refused at MAIL (`552 5.3.4`); a
+/// message that grows past it without SIZE= is read to its end without
+/// being kept (drained), refused with `552 5.3.4`, and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_drained_and_refused_with_552() {
+    let up = Upstream::start().await;
+    let guard = guard_with_limits(&up, "    max_message_size: 100000\n").await;
+    let mut c = Client::connect(guard.smtp).await;
+    let ehlo = c.cmd("EHLO client.test", 250).await;
+    assert!(ehlo.contains("SIZE 100000"), "{ehlo}");
+    c.send("MAIL FROM:<alice@example.org> SIZE=100001\r\n")
+        .await;
+    expect_status(&mut c, 552, "5.3.4").await;
+    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
+    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
+    c.cmd("DATA", 354).await;
+    // 8 MB, 80 times the limit, in 64 KB writes.
+    c.send("From: alice@example.org\r\nTo: bob@partner.test\r\n\r\n")
+        .await;
+    let line = format!("{}\r\n", "z".repeat(78));
+    let chunk = line.repeat(64 * 1024 / line.len());
+    for _ in 0..128 {
+        c.send(&chunk).await;
+    }
+    c.send(".\r\n").await;
+    expect_status(&mut c, 552, "5.3.4").await;
+    let r = c
+        .mail(
+            "alice@example.org",
+            &["bob@partner.test"],
+            &simple("bob@partner.test", "small\r\n"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert_eq!(up.count(), 1);
+    assert_eq!(
+        guard
+            .metric("bccguard_refused_total{reason=\"too_big\"}")
+            .await,
+        2.0
+    );
+}
+
 // ---- max_header_size ----------------------------------------------------------
 
 /// Fail closed: a header section the guard cannot read in full is refused
