@@ -924,3 +924,26 @@ async fn lettre_sees_the_refusal_as_a_permanent_550_with_its_text() {
     assert_eq!(got[0].rcpt_tos, strs(&["p1@ext1.test"]));
     assert!(got[0].text().contains("Subject: Kurze Frage"));
 }
+
+/// Found by fuzzing (fuzz/decide_hide): a `[` that starts no domain literal
+/// used to swallow the list up to the next `]`, so `x [, a, b, c, d ]`
+/// counted as one unparseable element where a mail client shows four
+/// addresses; with a threshold of 3 it passed. Now only the bracketed
+/// ends are unparseable (each counts, fail closed) and the addresses
+/// between them count one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stray_bracket_does_not_hide_the_addresses_after_it() {
+    let up = Upstream::start().await;
+    let guard = Guard::with_upstream(&up, COUNT_EVERYTHING).await;
+    let i = count_of(
+        &guard,
+        &up,
+        "x [, p1@ext1.test, p2@ext2.test, p3@ext3.test, p4@ext4.test, ]",
+        None,
+    )
+    .await;
+    assert_eq!(counts(i), (6, 0), "four addresses and two broken ends");
+    // A real domain literal is still one address.
+    let i = count_of(&guard, &up, "p1@[192.0.2.1], p2@[IPv6:2001:db8::1]", None).await;
+    assert_eq!(counts(i), (2, 0), "domain literals");
+}

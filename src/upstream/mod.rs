@@ -46,7 +46,8 @@ pub enum UpstreamError {
     /// Upstream spoke something that is not SMTP.
     #[error("protocol error: {0}")]
     Protocol(String),
-    /// Upstream refused the session itself (greeting or EHLO not 2xx).
+    /// Upstream refused the session itself (greeting or EHLO not 2xx), or
+    /// closed it with `421` at any point.
     #[error("session refused: {}", .0.summary())]
     Refused(Reply),
     /// TLS towards upstream failed or was not offered when required.

@@ -383,14 +383,23 @@ impl Client {
         self.flush_until(deadline, limit, what).await
     }
 
+    /// Reads one reply. A `421` (RFC 5321 3.8: the server is closing the
+    /// channel, e.g. Postfix after its idle timeout) ends the upstream
+    /// session whatever command it answers: passed on unchanged it would
+    /// tell the client that the *guard* closes, while its session stays
+    /// open.
     async fn read_reply(
         &mut self,
         limit: Duration,
         what: &'static str,
     ) -> Result<Reply, UpstreamError> {
-        timeout(limit, read_reply(&mut self.stream))
+        let reply = timeout(limit, read_reply(&mut self.stream))
             .await
-            .map_err(|_| UpstreamError::Timeout(limit, what))?
+            .map_err(|_| UpstreamError::Timeout(limit, what))??;
+        if reply.code == 421 {
+            return Err(UpstreamError::Refused(reply));
+        }
+        Ok(reply)
     }
 }
 

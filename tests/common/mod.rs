@@ -653,3 +653,97 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .to_string();
     (code, body)
 }
+
+// ---- Helpers added for the limit and fault tests ----
+
+impl Upstream {
+    /// Kills this peer and starts a fresh one on the same port and the same
+    /// directory (its numbering continues): the organisation's server
+    /// restarted between two transactions of one client session.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill().await;
+        let port = self.addr.port().to_string();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/upstream.py");
+        // The old listener's port is free once the child is gone; binding
+        // can still race the kernel briefly, so a failed start is retried
+        // (bounded).
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let mut child = Command::new("python3")
+                .arg(&script)
+                .arg(self.dir.path())
+                .args(["--slow", "3", "--port", &port])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("python3 with aiosmtpd");
+            let stdout = child.stdout.take().expect("stdout");
+            let mut line = String::new();
+            let _ = tokio::time::timeout(WAIT, BufReader::new(stdout).read_line(&mut line)).await;
+            if line.trim() == format!("PORT {port}") {
+                self.child = child;
+                return;
+            }
+            let _ = child.kill().await;
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "upstream peer could not take over port {port}: {line:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Client {
+    /// Connects from a chosen local address (e.g. `127.0.0.2`, still
+    /// loopback) without reading the greeting.
+    pub async fn connect_raw_from(local: std::net::IpAddr, addr: SocketAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(local, 0)).expect("bind source");
+        let s = socket.connect(addr).await.expect("connect");
+        let (r, w) = s.into_split();
+        Client {
+            reader: BufReader::new(r),
+            writer: w,
+        }
+    }
+
+    /// Sends `bytes` one byte every `every` until the server answers or
+    /// closes (a slow-drip sender); returns that reply, `None` if it closed
+    /// without one. Waits at most `WAIT` for the server.
+    pub async fn drip(&mut self, bytes: &[u8], every: Duration) -> Option<Reply> {
+        let mut tick = tokio::time::interval(every);
+        let mut next = bytes.iter();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            tokio::select! {
+                // fill_buf is cancel-safe: nothing read is lost.
+                got = self.reader.fill_buf() => {
+                    return match got {
+                        Ok([]) | Err(_) => None,
+                        Ok(_) => self.reply().await,
+                    };
+                }
+                _ = tick.tick() => {
+                    if let Some(b) = next.next() {
+                        // A write error means the server closed: read on.
+                        let _ = self.writer.write_all(std::slice::from_ref(b)).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => panic!("no reply to a slow drip within {WAIT:?}"),
+            }
+        }
+    }
+}
+
+/// Reads replies until the connection closes (bounded by `WAIT` each);
+/// returns their codes in order.
+pub async fn codes_until_closed(c: &mut Client) -> Vec<u16> {
+    let mut codes = Vec::new();
+    while let Some(r) = c.reply().await {
+        codes.push(r.code);
+    }
+    codes
+}

@@ -16,6 +16,18 @@ Failures are chosen by the addresses, so one server serves every test:
   RCPT TO:<data-drop...@...>      -> connection dropped after the final dot
   RCPT TO:<data-slow...@...>      -> final reply delayed by --slow seconds
 
+Restarts and load, for the fault tests and scripts/reconcile:
+  --port N          listen on port N instead of 0 (a restarted peer takes
+                    over the port of the one it replaces); numbering of
+                    stored messages continues after the files already in DIR
+  --chaos SEED      fail at random (seeded), independently of the address,
+                    at MAIL, RCPT and after the final dot: 4xx, 5xx,
+                    "421 and close", a dropped connection, or a delay. A
+                    message is stored only when 250 is about to be sent, so
+                    "stored" and "answered 250" stay the same set (the
+                    reconciliation checks the guard keeps them the same).
+  --chaos-rate P    probability of a fault at each of those points (0.05)
+
 TLS and AUTH, for the TLS tests:
   --tls-cert C --tls-key K --starttls   offer (and require) STARTTLS
   --tls-cert C --tls-key K --implicit   TLS from the first byte (RFC 8314)
@@ -23,23 +35,66 @@ TLS and AUTH, for the TLS tests:
 """
 import argparse
 import asyncio
+import glob
 import json
 import os
+import random
 import ssl
 import sys
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword
 
 
+class Chaos:
+    """Seeded random faults for the reconciliation run (scripts/reconcile).
+
+    Each stage rolls once; a fault is one of: transient refusal, permanent
+    refusal, 421 + close, connection dropped without a reply, or a delay
+    (after which the stage succeeds)."""
+
+    def __init__(self, seed, rate):
+        self.rng = random.Random(seed)
+        self.rate = rate
+
+    async def roll(self, server, stage):
+        """None to go on, or the reply to send (after closing, if needed)."""
+        if self.rng.random() >= self.rate:
+            return None
+        kind = self.rng.choice(["4xx", "5xx", "421", "drop", "delay"])
+        if kind == "delay":
+            await asyncio.sleep(self.rng.uniform(0.05, 0.5))
+            return None
+        if kind == "4xx":
+            return "451 4.3.0 chaos: %s temporarily refused" % stage
+        if kind == "5xx":
+            return "554 5.7.1 chaos: %s refused" % stage
+        if kind == "421":
+            server.transport.write(b"421 4.3.2 chaos: shutting down\r\n")
+        server.transport.abort()
+        return CLOSED
+
+
+# Returned by a handler after the connection was aborted: nothing to send.
+CLOSED = object()
+
+
 class Recorder:
-    def __init__(self, directory, slow, implicit=False):
+    def __init__(self, directory, slow, implicit=False, chaos=None):
         self.directory = directory
         self.slow = slow
         self.implicit = implicit
-        self.count = 0
+        self.chaos = chaos
+        # Continue after what a previous peer on this directory stored.
+        self.count = len(glob.glob(os.path.join(directory, "*.json")))
         self.logins = {}
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.chaos is not None:
+            reply = await self.chaos.roll(server, "MAIL")
+            if reply is CLOSED:
+                return None
+            if reply:
+                return reply
         local = address.split("@")[0].lower()
         if local == "tempfail-mail":
             return "451 4.3.0 Sender temporarily refused"
@@ -50,6 +105,12 @@ class Recorder:
         return "250 2.1.0 Sender ok"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.chaos is not None:
+            reply = await self.chaos.roll(server, "RCPT")
+            if reply is CLOSED:
+                return None
+            if reply:
+                return reply
         local = address.split("@")[0].lower()
         if local.startswith("reject-"):
             return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
@@ -70,6 +131,14 @@ class Recorder:
             return None
         if any(l.startswith("data-slow") for l in locals_):
             await asyncio.sleep(self.slow)
+        if self.chaos is not None:
+            # After the final dot, before storing: a drop here loses the
+            # message upstream, so the guard must not answer 250 for it.
+            reply = await self.chaos.roll(server, "end of DATA")
+            if reply is CLOSED:
+                return None
+            if reply:
+                return reply
         self.count += 1
         base = os.path.join(self.directory, "%06d" % self.count)
         with open(base + ".eml.tmp", "wb") as f:
@@ -116,8 +185,12 @@ async def main():
     parser.add_argument("--starttls", action="store_true")
     parser.add_argument("--implicit", action="store_true")
     parser.add_argument("--auth")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--chaos", type=int)
+    parser.add_argument("--chaos-rate", type=float, default=0.05)
     args = parser.parse_args()
-    handler = Recorder(args.directory, args.slow, implicit=args.implicit)
+    chaos = Chaos(args.chaos, args.chaos_rate) if args.chaos is not None else None
+    handler = Recorder(args.directory, args.slow, implicit=args.implicit, chaos=chaos)
     context = None
     if args.tls_cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -142,7 +215,8 @@ async def main():
     server = await loop.create_server(
         lambda: SMTP(handler, **options),
         "127.0.0.1",
-        0,
+        args.port,
+        reuse_address=True,
         ssl=context if args.implicit else None,
     )
     port = server.sockets[0].getsockname()[1]

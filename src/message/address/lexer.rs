@@ -142,9 +142,21 @@ impl Lexer {
 
 /// `[dtext]`; no quoted-pairs, so a failed scan stops at the next `[` or `\`
 /// and no byte is scanned more than twice.
+///
+/// The scan also stops at the list and address delimiters `, ; < > @ "`:
+/// dtext may carry them (RFC 5322 3.4.1), but no real domain literal does
+/// (`[192.0.2.1]`, `[IPv6:2001:db8::1]`), and a mail client splits the list
+/// at them. Reading `x [, a@e1, b@e2 ]` as one literal would count one
+/// address where a reader sees three (found by the fuzzer): fail closed.
 fn domain_literal(v: &[u8], start: usize) -> (Kind, usize) {
     let rest = v.get(start + 1..).unwrap_or_default();
-    match rest.iter().position(|&b| matches!(b, b']' | b'[' | b'\\')) {
+    let stop = |b: &u8| {
+        matches!(
+            b,
+            b']' | b'[' | b'\\' | b',' | b';' | b'<' | b'>' | b'@' | b'"'
+        )
+    };
+    match rest.iter().position(stop) {
         Some(n) if rest[n] == b']' => (Kind::DomainLiteral, start + n + 2),
         _ => (Kind::Bad, start + 1),
     }

@@ -106,6 +106,9 @@ fn table() {
         ("(a@x, b@y", &["!(a@x", "b@y"]),
         ("((a) b@y, c@z", &["!((a) b@y", "c@z"]),
         ("a@[1.2, b@y", &["!a@[1.2", "b@y"]),
+        // A `[` that is no domain literal does not swallow the list.
+        ("x [, b@y, c@z ]", &["!x [", "b@y", "!c@z ]"]),
+        ("a[, b@y, ]@x", &["!a[", "b@y", "!]@x"]),
     ];
     let failures: Vec<String> = cases
         .iter()

@@ -1,0 +1,723 @@
+//! Black-box: upstream faults and a guard killed mid-message. Never lose,
+//! never invent (RFC 5321 6.1): whatever upstream does (refuse its greeting,
+//! close at once, stall, drop after the final dot, restart between two
+//! transactions), the client gets a 4xx or upstream's own reply, and never
+//! a 250 for a message upstream did not take. A guard killed with SIGKILL
+//! while a client is in DATA has sent upstream no final dot.
+//!
+//! Besides the aiosmtpd peer, the tests use [`Fake`], a scripted upstream
+//! written here: a few lines of SMTP whose misbehaviour is chosen per test
+//! and which records every byte it was sent.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// How the scripted upstream misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    /// Greets with this reply line and closes.
+    Greeting(&'static str),
+    /// Accepts the connection and closes it without a byte.
+    CloseAtOnce,
+    /// Accepts the connection and never says anything.
+    Silent,
+    /// Answers everything, but never replies to the final dot.
+    StallAfterDot,
+    /// Answers everything, but closes without a reply when it gets DATA
+    /// (between the RCPTs and the message).
+    CloseAtData,
+    /// A normal server that closes each connection after one delivered
+    /// transaction (a restart, or an idle-connection reaper).
+    CloseAfterOne,
+    /// A normal server that, after one delivered transaction, says `421`
+    /// and closes (Postfix does this when its `smtpd_timeout` expires on an
+    /// idle connection).
+    Close421AfterOne,
+    /// A normal server that, in DATA, stops reading after `PAUSE_AT` bytes
+    /// until [`Fake::resume`] (so the guard blocks writing the message).
+    PauseInData,
+}
+
+/// Bytes of message the [`Script::PauseInData`] upstream reads before it
+/// pauses.
+const PAUSE_AT: usize = 1 << 20;
+
+/// What the scripted upstream saw.
+#[derive(Debug, Default)]
+struct Seen {
+    connections: usize,
+    /// Connections that ended (EOF or error on read).
+    closed: usize,
+    /// Messages answered 250 after the final dot.
+    delivered: usize,
+    /// Every byte received, per connection.
+    bytes: Vec<Vec<u8>>,
+}
+
+/// The scripted upstream, on 127.0.0.1 port 0.
+struct Fake {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+    paused: Arc<Notify>,
+    resume: Arc<Notify>,
+}
+
+impl Fake {
+    async fn start(script: Script) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let paused = Arc::new(Notify::new());
+        let resume = Arc::new(Notify::new());
+        let (s, p, r) = (seen.clone(), paused.clone(), resume.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let index = {
+                    let mut seen = s.lock().unwrap();
+                    seen.connections += 1;
+                    seen.bytes.push(Vec::new());
+                    seen.bytes.len() - 1
+                };
+                let conn = Conn {
+                    script,
+                    seen: s.clone(),
+                    index,
+                    paused: p.clone(),
+                    resume: r.clone(),
+                };
+                tokio::spawn(conn.serve(stream));
+            }
+        });
+        Fake {
+            addr,
+            seen,
+            paused,
+            resume,
+        }
+    }
+
+    fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
+        f(&self.seen.lock().unwrap())
+    }
+
+    fn delivered(&self) -> usize {
+        self.seen(|s| s.delivered)
+    }
+
+    fn resume(&self) {
+        self.resume.notify_one();
+    }
+}
+
+/// One connection of the scripted upstream.
+struct Conn {
+    script: Script,
+    seen: Arc<Mutex<Seen>>,
+    index: usize,
+    paused: Arc<Notify>,
+    resume: Arc<Notify>,
+}
+
+impl Conn {
+    fn record(&self, bytes: &[u8]) {
+        self.seen.lock().unwrap().bytes[self.index].extend_from_slice(bytes);
+    }
+
+    async fn serve(self, stream: TcpStream) {
+        let (r, mut w) = stream.into_split();
+        let mut r = BufReader::new(r);
+        match self.script {
+            Script::Greeting(line) => {
+                let _ = w.write_all(format!("{line}\r\n").as_bytes()).await;
+                self.drain(&mut r).await;
+                return;
+            }
+            Script::CloseAtOnce => {
+                drop(w);
+                self.drain(&mut r).await;
+                return;
+            }
+            Script::Silent => {
+                self.drain(&mut r).await;
+                return;
+            }
+            _ => {}
+        }
+        let _ = w.write_all(b"220 fake.test ESMTP\r\n").await;
+        loop {
+            let mut line = Vec::new();
+            match r.read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => self.record(&line),
+            }
+            let verb = String::from_utf8_lossy(&line).to_ascii_uppercase();
+            let reply: &[u8] = if verb.starts_with("EHLO") {
+                b"250-fake.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+            } else if verb.starts_with("DATA") {
+                if self.script == Script::CloseAtData {
+                    break;
+                }
+                let _ = w.write_all(b"354 go ahead\r\n").await;
+                if !self.message(&mut r).await {
+                    break;
+                }
+                match self.script {
+                    Script::StallAfterDot => {
+                        self.drain(&mut r).await;
+                        return;
+                    }
+                    _ => {
+                        self.seen.lock().unwrap().delivered += 1;
+                        if self.script == Script::CloseAfterOne {
+                            let _ = w.write_all(b"250 2.0.0 queued\r\n").await;
+                            break;
+                        }
+                        if self.script == Script::Close421AfterOne {
+                            let _ = w
+                                .write_all(b"250 2.0.0 queued\r\n421 4.4.2 fake.test Error: timeout exceeded\r\n")
+                                .await;
+                            break;
+                        }
+                        b"250 2.0.0 queued\r\n"
+                    }
+                }
+            } else if verb.starts_with("QUIT") {
+                let _ = w.write_all(b"221 bye\r\n").await;
+                break;
+            } else {
+                b"250 2.0.0 ok\r\n"
+            };
+            if w.write_all(reply).await.is_err() {
+                break;
+            }
+        }
+        drop(w);
+        self.drain(&mut r).await;
+    }
+
+    /// Reads a message up to `<CR><LF>.<CR><LF>`; false if the connection
+    /// ended first.
+    async fn message(&self, r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> bool {
+        let mut data = b"\r\n".to_vec();
+        let mut paused = self.script != Script::PauseInData;
+        loop {
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = match r.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => n,
+            };
+            self.record(&buf[..n]);
+            data.extend_from_slice(&buf[..n]);
+            if data.ends_with(b"\r\n.\r\n") {
+                return true;
+            }
+            if !paused && data.len() >= PAUSE_AT {
+                paused = true;
+                self.paused.notify_one();
+                self.resume.notified().await;
+            }
+        }
+    }
+
+    /// Reads (and records) until the peer closes.
+    async fn drain(&self, r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = r.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            self.record(&buf[..n]);
+        }
+        self.seen.lock().unwrap().closed += 1;
+    }
+}
+
+/// A guard in front of `upstream` whose upstream waits are short.
+async fn guard_for(upstream: SocketAddr, timeouts: &str) -> Guard {
+    let yaml = yaml(Some(upstream), POLICY).replace(
+        "  connect_timeout: 5s\n  command_timeout: 10s\n  data_timeout: 10s\n",
+        timeouts,
+    );
+    assert!(yaml.contains(timeouts), "yaml() changed shape");
+    Guard::start(&yaml).await
+}
+
+const SHORT: &str = "  connect_timeout: 2s\n  command_timeout: 500ms\n  data_timeout: 1s\n";
+
+fn simple(to: &str) -> String {
+    message("alice@example.org", to, None, "x\r\n")
+}
+
+/// Asserts a transient reply with this enhanced code.
+fn assert_transient(r: &Reply, status: &str) {
+    assert!(
+        (400..500).contains(&r.code) && r.text.contains(status),
+        "expected 4xx {status}, got: {}",
+        r.text
+    );
+}
+
+// ---- upstream refuses or vanishes before the transaction -------------------
+
+/// Upstream's `554` greeting (RFC 5321 3.1: "no SMTP service here") is a
+/// problem of the path, not of the message: the client must keep the mail,
+/// so it hears `451 4.4.1` with upstream's words, never a 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_refuses_its_greeting_gives_451_with_its_reason() {
+    let fake = Fake::start(Script::Greeting("554 5.3.2 fake.test no service for you")).await;
+    let guard = guard_for(fake.addr, SHORT).await;
+    let mut c = Client::connect(guard.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.send("MAIL FROM:<alice@example.org>\r\n").await;
+    let r = c.reply().await.expect("reply");
+    assert_eq!(r.code, 451, "{}", r.text);
+    assert!(
+        r.text.contains("4.4.1") && r.text.contains("no service for you"),
+        "{}",
+        r.text
+    );
+    c.cmd("RCPT TO:<bob@partner.test>", 503).await;
+    assert_eq!(
+        guard
+            .metric("bccguard_upstream_errors_total{kind=\"refused\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_closes_at_once_gives_4xx() {
+    let fake = Fake::start(Script::CloseAtOnce).await;
+    let guard = guard_for(fake.addr, SHORT).await;
+    let mut c = Client::connect(guard.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.send("MAIL FROM:<alice@example.org>\r\n").await;
+    let r = c.reply().await.expect("reply");
+    assert_transient(&r, "4.4.");
+    c.cmd("RCPT TO:<bob@partner.test>", 503).await;
+    // The session is not poisoned: the next MAIL tries again (and fails
+    // again the same way, as upstream still closes).
+    c.send("MAIL FROM:<alice@example.org>\r\n").await;
+    assert_transient(&c.reply().await.expect("reply"), "4.4.");
+    assert_eq!(fake.seen(|s| s.connections), 2);
+}
+
+/// `upstream.command_timeout`: an upstream that accepts TCP and never
+/// speaks costs the client one timeout, answered `451 4.4.2`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_upstream_times_out_with_451() {
+    let fake = Fake::start(Script::Silent).await;
+    let guard = guard_for(fake.addr, SHORT).await;
+    let mut c = Client::connect(guard.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.send("MAIL FROM:<alice@example.org>\r\n").await;
+    let r = c.reply().await.expect("reply");
+    assert_eq!(r.code, 451, "{}", r.text);
+    assert!(r.text.contains("4.4.2"), "{}", r.text);
+    assert_eq!(
+        guard
+            .metric("bccguard_upstream_errors_total{kind=\"timeout\"}")
+            .await,
+        1.0
+    );
+    // The guard gave up on that connection: upstream sees it close.
+    eventually(
+        "the guard to close the stalled upstream connection",
+        || async { fake.seen(|s| s.closed) == 1 },
+    )
+    .await;
+}
+
+// ---- upstream fails after the client's final dot ----------------------------
+
+/// `upstream.data_timeout`: upstream took the message but never answered
+/// the final dot. Its fate is unknown, so the client hears `451 4.4.2` and
+/// keeps it (RFC 5321 4.5.4.1 / RFC 1047: a duplicate is better than a loss).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_stalls_after_the_final_dot_gives_451_never_250() {
+    let fake = Fake::start(Script::StallAfterDot).await;
+    let guard = guard_for(fake.addr, SHORT).await;
+    let mut c = Client::connect(guard.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
+    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
+    c.cmd("DATA", 354).await;
+    c.send(stuff(&simple("bob@partner.test")) + ".\r\n").await;
+    let r = c.reply().await.expect("final reply");
+    assert_eq!(r.code, 451, "{}", r.text);
+    assert!(r.text.contains("4.4.2"), "{}", r.text);
+    assert_eq!(fake.delivered(), 0);
+    // The session goes on, on a fresh upstream connection.
+    c.send("MAIL FROM:<alice@example.org>\r\n").await;
+    c.expect(250).await;
+    assert_eq!(fake.seen(|s| s.connections), 2);
+}
+
+/// Upstream closes when it gets DATA (after MAIL and RCPT were accepted):
+/// the client, which already heard 354 from the guard, gets `451 4.4.2`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_closes_at_data_gives_451_never_250() {
+    let fake = Fake::start(Script::CloseAtData).await;
+    let guard = guard_for(fake.addr, SHORT).await;
+    let mut c = Client::connect(guard.smtp).await;
+    let r = c
+        .mail(
+            "alice@example.org",
+            &["bob@partner.test"],
+            &simple("bob@partner.test"),
+        )
+        .await;
+    assert_eq!(r.code, 451, "{}", r.text);
+    assert!(r.text.contains("4.4.2"), "{}", r.text);
+    assert_eq!(fake.delivered(), 0);
+}
+
+/// The aiosmtpd peer aborts the connection after the final dot, before
+/// storing (`data-drop`): in bcc mode too (a rewritten message is no less
+/// the client's), the client gets `451 4.4.2`, never 250.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_after_the_final_dot_of_a_rewritten_message_gives_451() {
+    let up = Upstream::start().await;
+    let policy = POLICY.replace("action: reject", "action: bcc");
+    let guard = Guard::with_upstream(&up, &policy).await;
+    let mut c = Client::connect(guard.smtp).await;
+    let mut rcpts = externals(5);
+    rcpts.push("data-drop@partner.test".into());
+    let to = rcpts.join(", ");
+    let refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    let r = c.mail("alice@example.org", &refs, &simple(&to)).await;
+    assert_eq!(r.code, 451, "{}", r.text);
+    assert!(r.text.contains("4.4.2"), "{}", r.text);
+    assert_eq!(up.count(), 0);
+    let incident = guard
+        .incidents()
+        .pop()
+        .expect("an incident for the bcc rewrite");
+    assert!(
+        incident["outcome"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("not delivered"),
+        "{incident}"
+    );
+}
+
+// ---- upstream restarts between two transactions -----------------------------
+
+/// The organisation's server restarts while a client session is idle
+/// between two messages (the guard's upstream connection is then dead).
+/// The next MAIL either opens a fresh connection (250) or is answered 4xx;
+/// a retry then succeeds, and every 250 stands for a stored message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_restarted_between_two_transactions_loses_nothing() {
+    let mut up = Upstream::start().await;
+    let guard = Guard::with_upstream(&up, POLICY).await;
+    let mut c = Client::connect(guard.smtp).await;
+    let r = c
+        .mail(
+            "alice@example.org",
+            &["bob@partner.test"],
+            &simple("bob@partner.test"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    up.restart().await;
+    let mut answered_250 = 1;
+    for attempt in 0..2 {
+        c.send("MAIL FROM:<alice@example.org>\r\n").await;
+        let r = c.reply().await.expect("reply to MAIL");
+        if r.code == 250 {
+            c.cmd("RCPT TO:<carol@partner.test>", 250).await;
+            c.cmd("DATA", 354).await;
+            c.send(stuff(&simple("carol@partner.test")) + ".\r\n").await;
+            let fin = c.reply().await.expect("final reply");
+            assert_eq!(fin.code, 250, "{}", fin.text);
+            answered_250 += 1;
+            break;
+        }
+        assert_transient(&r, "4.4.");
+        assert_eq!(attempt, 0, "a retried MAIL must get a fresh connection");
+    }
+    assert_eq!(answered_250, 2);
+    let got = up.messages();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].rcpt_tos, ["carol@partner.test"]);
+}
+
+/// The same with the restart while the client is in DATA: the guard's
+/// upstream connection dies between the client's RCPT and its final dot.
+/// The message was never sent, so the client must not hear 250.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_restarted_during_data_gives_4xx_never_250() {
+    let mut up = Upstream::start().await;
+    let guard = Guard::with_upstream(&up, POLICY).await;
+    let mut c = Client::connect(guard.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
+    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
+    c.cmd("DATA", 354).await;
+    c.send("From: alice@example.org\r\nTo: bob@partner.test\r\n\r\nfirst half\r\n")
+        .await;
+    up.restart().await;
+    c.send("second half\r\n.\r\n").await;
+    let r = c.reply().await.expect("final reply");
+    assert_transient(&r, "4.4.2");
+    assert_eq!(up.count(), 0);
+    // The client's retry goes through the restarted server.
+    let r = c
+        .mail(
+            "alice@example.org",
+            &["bob@partner.test"],
+            &simple("bob@partner.test"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert_eq!(up.count(), 1);
+}
+
+/// A scripted upstream that closes each connection after one transaction:
+/// the second message of the session is never answered 250 unless it was
+/// delivered, and the client's retry succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_closes_after_each_transaction_never_gets_a_false_250() {
+    let fake = Fake::start(Script::CloseAfterOne).await;
+    let guard = guard_for(fake.addr, SHORT).await;
+    let mut c = Client::connect(guard.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    let mut finals = Vec::new();
+    for n in 0..3 {
+        // A client that retries a MAIL refused with 4xx, at most twice.
+        let mut opened = false;
+        for _ in 0..2 {
+            c.send("MAIL FROM:<alice@example.org>\r\n").await;
+            let r = c.reply().await.expect("reply to MAIL");
+            if r.code == 250 {
+                opened = true;
+                break;
+            }
+            assert_transient(&r, "4.4.");
+        }
+        assert!(opened, "message {n}: MAIL never succeeded");
+        c.cmd("RCPT TO:<bob@partner.test>", 250).await;
+        c.cmd("DATA", 354).await;
+        c.send(stuff(&simple("bob@partner.test")) + ".\r\n").await;
+        finals.push(c.reply().await.expect("final reply").code);
+    }
+    let answered = finals.iter().filter(|&&code| code == 250).count();
+    assert_eq!(answered, fake.delivered(), "replies {finals:?}");
+    assert_eq!(answered, 3, "replies {finals:?}");
+}
+
+/// Upstream said `421` and closed while the client session was idle
+/// between two messages. A `421` means "closing the channel" (RFC 5321
+/// 3.8): the guard may not pass it on and then keep the client's session
+/// open as if nothing happened (it did, before this test). The client gets
+/// `451 4.4.1` with upstream's words, and its retry is delivered over a
+/// fresh upstream connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_421_on_an_idle_connection_is_not_relayed_as_a_live_421() {
+    let fake = Fake::start(Script::Close421AfterOne).await;
+    let guard = guard_for(fake.addr, SHORT).await;
+    let mut c = Client::connect(guard.smtp).await;
+    let r = c
+        .mail(
+            "alice@example.org",
+            &["bob@partner.test"],
+            &simple("bob@partner.test"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    // Upstream wrote its 421 together with its 250 and reads nothing more
+    // on that connection: whatever the guard sends next, the 421 is the
+    // only answer it can get there.
+    c.send("MAIL FROM:<alice@example.org>\r\n").await;
+    let r = c.reply().await.expect("reply to MAIL");
+    assert_eq!(r.code, 451, "{}", r.text);
+    assert!(
+        r.text.contains("4.4.1") && r.text.contains("upstream said: 421 4.4.2"),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        guard
+            .metric("bccguard_upstream_errors_total{kind=\"refused\"}")
+            .await,
+        1.0
+    );
+    // The client's session is alive, and its retry gets a fresh upstream.
+    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
+    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
+    c.cmd("DATA", 354).await;
+    c.send(stuff(&simple("bob@partner.test")) + ".\r\n").await;
+    c.expect(250).await;
+    assert_eq!(fake.delivered(), 2);
+}
+
+// ---- the guard killed mid-message --------------------------------------------
+
+/// The `bccguard serve` process with its log in a file; killed on drop.
+struct Served {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    /// Starts `serve` relaying to `upstream`, listening on port 0; returns
+    /// it with the address it logged.
+    async fn start(upstream: SocketAddr, limits: &str) -> (Served, SocketAddr) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("policy.yaml");
+        let text = yaml_with_limits(Some(upstream), POLICY, limits)
+            .replace("listen: \"127.0.0.1:0\"", "listen: \"\"")
+            .replace(
+                "INCIDENTS",
+                &dir.path().join("incidents.jsonl").display().to_string(),
+            );
+        std::fs::write(&config, text).expect("write config");
+        let log = dir.path().join("guard.log");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bccguard"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("BCCGUARD") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
+            .current_dir(dir.path())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn bccguard serve");
+        let served = Served {
+            child,
+            log,
+            _dir: dir,
+        };
+        let mut addr = None;
+        eventually("serve to log its SMTP address", || {
+            let text = std::fs::read_to_string(&served.log).unwrap_or_default();
+            addr = text.lines().find_map(|l| {
+                let at = l.find("SMTP on ")? + "SMTP on ".len();
+                l[at..].split_whitespace().next()?.parse().ok()
+            });
+            async move { addr.is_some() }
+        })
+        .await;
+        (served, addr.expect("logged address"))
+    }
+
+    fn kill9(&mut self) {
+        let pid = self.child.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .expect("kill -9");
+        assert!(status.success());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True if the bytes an upstream connection got contain a DATA command
+/// followed by an end-of-data, i.e. a message upstream would deliver.
+fn has_final_dot(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    text.find("DATA\r\n")
+        .is_some_and(|at| text[at..].contains("\r\n.\r\n"))
+}
+
+/// SIGKILL while the client is in the middle of DATA: upstream got MAIL
+/// and RCPT but never a DATA command, let alone a final dot, so it cannot
+/// deliver a truncated message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_killed_mid_data_never_gives_upstream_a_final_dot() {
+    let fake = Fake::start(Script::StallAfterDot).await;
+    let (mut served, smtp) = Served::start(fake.addr, "    idle_timeout: 60s\n").await;
+    let mut c = Client::connect(smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
+    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
+    c.cmd("DATA", 354).await;
+    // Half a message, ending in what would be a line start.
+    c.send("From: alice@example.org\r\nTo: bob@partner.test\r\n\r\nline 1\r\n")
+        .await;
+    kill_mid_message(&mut served, &mut c).await;
+    // The kernel closed the guard's upstream socket: upstream sees EOF.
+    eventually("upstream to see the guard's connection close", || async {
+        fake.seen(|s| s.closed) == 1
+    })
+    .await;
+    let bytes = fake.seen(|s| s.bytes[0].clone());
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("RCPT TO:<bob@partner.test>"), "{text}");
+    assert!(!text.contains("DATA"), "upstream saw DATA: {text}");
+    assert_eq!(fake.delivered(), 0);
+}
+
+/// SIGKILL while the guard is streaming the message upstream (upstream has
+/// the DATA command and a megabyte of message, then stops reading, so the
+/// guard blocks): what upstream got ends without `<CR><LF>.<CR><LF>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_killed_while_relaying_never_gives_upstream_a_final_dot() {
+    let fake = Fake::start(Script::PauseInData).await;
+    let (mut served, smtp) = Served::start(
+        fake.addr,
+        "    idle_timeout: 60s\n    max_message_size: 40M\n",
+    )
+    .await;
+    let mut c = Client::connect(smtp).await;
+    // 24 MB: far more than loopback socket buffers hold, so the guard
+    // cannot have written the final dot when upstream pauses.
+    let body = format!("{}\r\n", "0123456789abcdef".repeat(60)).repeat(24 * 1024);
+    let msg = simple("bob@partner.test").replace("x\r\n", &body);
+    c.cmd("EHLO client.test", 250).await;
+    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
+    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
+    c.cmd("DATA", 354).await;
+    c.send(stuff(&msg) + ".\r\n").await;
+    tokio::time::timeout(WAIT, fake.paused.notified())
+        .await
+        .expect("upstream never got a megabyte of the message");
+    served.kill9();
+    fake.resume();
+    eventually("upstream to see the guard's connection close", || async {
+        fake.seen(|s| s.closed) == 1
+    })
+    .await;
+    let bytes = fake.seen(|s| s.bytes[0].clone());
+    assert!(
+        bytes.len() >= PAUSE_AT,
+        "upstream got {} bytes",
+        bytes.len()
+    );
+    assert!(!has_final_dot(&bytes), "upstream got a complete message");
+    assert_eq!(fake.delivered(), 0);
+    assert!(
+        c.closed().await,
+        "the client's connection died with the guard"
+    );
+}
+
+/// Kills the guard (SIGKILL) and checks the client's connection died with
+/// it, without any reply to the unfinished message.
+async fn kill_mid_message(served: &mut Served, c: &mut Client) {
+    served.kill9();
+    assert!(c.reply().await.is_none(), "a reply from a dead guard");
+}
