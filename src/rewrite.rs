@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use crate::message::address::{ElementRef, MailboxRef, for_each};
 use crate::message::headers::{Field, FieldKind, Headers};
-use crate::policy::count::normalize_cow_address;
+use crate::policy::count::{domain_of, normalize_cow_address};
 use crate::policy::{DomainSet, Policy};
 
 /// Lines are folded before they pass this (RFC 5322 2.1.1 SHOULD); the hard
@@ -59,9 +59,9 @@ impl Keep for KeepVisible<'_> {
         if self.also.as_deref() == Some(normalized) {
             return true;
         }
-        let domain = normalized.rsplit_once('@').map_or("", |(_, d)| d);
         // Normalised already: no second IDNA pass for the domain.
-        self.internal.is_some_and(|set| set.contains_normal(domain))
+        self.internal
+            .is_some_and(|set| set.contains_normal(domain_of(normalized)))
     }
 }
 
@@ -89,14 +89,15 @@ pub fn strip_bcc(msg: &[u8], headers: &Headers) -> Option<Rewritten> {
 /// the header section). `fallback` is a complete field value such as
 /// `alice@example.org` or `undisclosed-recipients:;`.
 pub fn hide(msg: &[u8], headers: &Headers, keep: &dyn Keep, fallback: &str) -> Rewritten {
-    Prepared::new(msg, headers).hide(keep, fallback)
+    Prepared::new(msg, headers, keep).hide(None, fallback)
 }
 
-/// The fields a rewrite changes (To, Cc, Bcc, Resent-Bcc), parsed once with
-/// every address normalised, for rewriting the same message many times: a
-/// split sends one copy per recipient, and parsing a 1,494-address list for
-/// each copy would cost as much as deciding on the message 1,494 times.
-/// [`Prepared::hide`] then only walks the prepared elements.
+/// The fields a rewrite changes (To, Cc, Bcc, Resent-Bcc), parsed once,
+/// every address normalised and asked once whether it stays, for rewriting
+/// the same message many times: a split sends one copy per recipient, and
+/// parsing a 1,494-address list for each copy would cost as much as deciding
+/// on the message 1,494 times. [`Prepared::hide`] then only walks the
+/// prepared elements, adding at most one more address to keep.
 #[derive(Debug, Clone)]
 pub struct Prepared<'m> {
     msg: &'m [u8],
@@ -119,9 +120,23 @@ struct PreparedField<'m> {
     elements: Vec<Item<'m>>,
 }
 
-/// A mailbox's normalised address (`None`: cannot be normalised, never
-/// kept) and its span in the field value.
-type Entry<'m> = (Option<Cow<'m, str>>, Range<usize>);
+/// One mailbox of a prepared field.
+#[derive(Debug, Clone)]
+struct Entry<'m> {
+    /// The normalised address (`None`: cannot be normalised, never kept).
+    key: Option<Cow<'m, str>>,
+    /// Kept by the rule the message was prepared with.
+    kept: bool,
+    /// Its bytes in the field value.
+    span: Range<usize>,
+}
+
+impl Entry<'_> {
+    /// Stays visible: kept by the prepared rule, or the one extra address.
+    fn stays(&self, also: Option<&str>) -> bool {
+        self.kept || also.is_some_and(|a| self.key.as_deref() == Some(a))
+    }
+}
 
 /// One valid element of a To/Cc field.
 #[derive(Debug, Clone)]
@@ -135,15 +150,21 @@ enum Item<'m> {
 }
 
 impl<'m> Prepared<'m> {
-    /// Parses the changing fields of `msg` (scanned as `headers`).
-    pub fn new(msg: &'m [u8], headers: &Headers) -> Self {
+    /// Parses the changing fields of `msg` (scanned as `headers`) and asks
+    /// `keep` about every address once.
+    pub fn new(msg: &'m [u8], headers: &Headers, keep: &dyn Keep) -> Self {
         let entry = |m: MailboxRef<'m>| {
             let key = if m.normal {
                 Some(m.address)
             } else {
                 normalize_cow_address(m.address).ok()
             };
-            (key, m.span)
+            let kept = key.as_deref().is_some_and(|k| keep.keep(k));
+            Entry {
+                key,
+                kept,
+                span: m.span,
+            }
         };
         let fields = headers
             .fields
@@ -178,8 +199,10 @@ impl<'m> Prepared<'m> {
         }
     }
 
-    /// [`hide`] of the prepared message.
-    pub fn hide(&self, keep: &dyn Keep, fallback: &str) -> Rewritten {
+    /// [`hide`] of the prepared message, keeping what the prepared rule
+    /// keeps plus every element whose normalised address is `also` (a split
+    /// copy's own recipient).
+    pub fn hide(&self, also: Option<&str>, fallback: &str) -> Rewritten {
         let (msg, end) = (self.msg, self.end);
         let mut head = Vec::with_capacity(self.kept_size_hint() + fallback.len() + 8);
         let mut cursor = 0;
@@ -191,10 +214,10 @@ impl<'m> Prepared<'m> {
             match f.kind {
                 FieldKind::To => {
                     first_to.get_or_insert(head.len());
-                    to_kept |= rebuild(msg, f, keep, &mut head);
+                    to_kept |= rebuild(msg, f, also, &mut head);
                 }
                 FieldKind::Cc => {
-                    rebuild(msg, f, keep, &mut head);
+                    rebuild(msg, f, also, &mut head);
                 }
                 _ => {}
             }
@@ -240,14 +263,10 @@ fn bytes(msg: &[u8], range: Range<usize>) -> &[u8] {
     msg.get(range).unwrap_or_default()
 }
 
-fn keeps(keep: &dyn Keep, key: &Option<Cow<'_, str>>) -> bool {
-    key.as_deref().is_some_and(|n| keep.keep(n))
-}
-
 /// Appends the To/Cc field `f` with only the kept elements, each from its
 /// original bytes; appends nothing when nothing is kept. Returns whether an
 /// address was kept.
-fn rebuild(msg: &[u8], f: &PreparedField<'_>, keep: &dyn Keep, head: &mut Vec<u8>) -> bool {
+fn rebuild(msg: &[u8], f: &PreparedField<'_>, also: Option<&str>, head: &mut Vec<u8>) -> bool {
     let start = head.len();
     // The name as written (`CC:`, `Cc :`): only the list changes.
     let name = bytes(msg, f.span.start..f.value_start);
@@ -260,17 +279,20 @@ fn rebuild(msg: &[u8], f: &PreparedField<'_>, keep: &dyn Keep, head: &mut Vec<u8
     let mut kept = false;
     for element in &f.elements {
         match element {
-            Item::Mailbox((key, span)) => {
-                if keeps(keep, key) {
-                    w.item(bytes(value, span.clone()), if kept { b", " } else { b" " });
+            Item::Mailbox(m) => {
+                if m.stays(also) {
+                    w.item(
+                        bytes(value, m.span.clone()),
+                        if kept { b", " } else { b" " },
+                    );
                     kept = true;
                 }
             }
             Item::Group { name, members } => {
                 let mut kept_spans = members
                     .iter()
-                    .filter(|(key, _)| keeps(keep, key))
-                    .map(|(_, span)| span.clone());
+                    .filter(|m| m.stays(also))
+                    .map(|m| m.span.clone());
                 // No member left: the group, name included, goes.
                 if let Some(span) = kept_spans.next() {
                     w.item(bytes(value, name.clone()), if kept { b", " } else { b" " });

@@ -278,7 +278,7 @@ impl<'a> Tally<'a> {
 }
 
 /// The domain of a normalised address.
-fn domain_of(addr: &str) -> &str {
+pub(crate) fn domain_of(addr: &str) -> &str {
     last_at(addr).map_or(addr, |at| &addr[at + 1..])
 }
 

@@ -19,9 +19,9 @@ use crate::id::new_id;
 use crate::incident::{Record, now_rfc3339};
 use crate::message::headers::{FieldKind, HeaderError, Headers};
 use crate::policy::{self, Action, Decision, Envelope};
-use crate::rewrite::{self, KeepVisible};
+use crate::rewrite::{self, KeepVisible, Prepared};
 use crate::smtp::reply::{self, Reply};
-use crate::upstream::UpstreamError;
+use crate::upstream::{Copies, UpstreamError};
 
 use super::{Session, Transaction};
 
@@ -157,29 +157,44 @@ impl Session {
         {
             return self.upstream_result(Err(e));
         }
-        for (i, (rcpt, rcpt_params)) in tx.rcpts.iter().enumerate() {
-            let keep = KeepVisible::new(&policy, policy::count::normalize_address(rcpt));
-            let rw = rewrite::hide(msg, &decision.headers, &keep, &fallback);
-            let parts = [received.as_bytes(), &rw.head[..], &msg[rw.rest..]];
-            let result = match self.upstream.as_mut() {
-                Some(up) => {
-                    up.send_copy(&tx.mail_from, &tx.mail_params, rcpt, rcpt_params, &parts)
-                        .await
-                }
-                None => Err(UpstreamError::Closed(
+        // The list is parsed once; each copy only walks it.
+        let prepared = Prepared::new(msg, &decision.headers, &KeepVisible::new(&policy, None));
+        let tail = msg.get(decision.headers.end..).unwrap_or_default();
+        let head_of = |i: usize| {
+            let own = tx
+                .rcpts
+                .get(i)
+                .and_then(|(rcpt, _)| policy::count::normalize_address(rcpt));
+            prepared.hide(own.as_deref(), &fallback).head
+        };
+        let copies = match self.upstream.as_mut() {
+            Some(up) => {
+                let (from, params) = (&tx.mail_from, &tx.mail_params);
+                up.send_copies(from, params, &tx.rcpts, received.as_bytes(), tail, head_of)
+                    .await
+            }
+            None => Copies {
+                delivered: 0,
+                failure: Some(Err(UpstreamError::Closed(
                     std::io::ErrorKind::NotConnected.into(),
-                )),
-            };
-            let reply = self.upstream_result(result);
-            if !reply.is_positive() {
-                return if i == 0 {
-                    reply
-                } else {
-                    reply::split_partial(i, total, &reply)
-                };
+                ))),
+            },
+        };
+        if self.upstream.as_ref().is_some_and(|up| !up.is_open()) {
+            // Left in a DATA section without a dot: the next transaction
+            // gets a fresh upstream session.
+            self.upstream = None;
+        }
+        match copies.failure {
+            None => reply::accepted(total, queue_id),
+            Some(failure) => {
+                let reply = self.upstream_result(failure);
+                match copies.delivered {
+                    0 => reply,
+                    sent => reply::split_partial(sent, total, &reply),
+                }
             }
         }
-        reply::accepted(total, queue_id)
     }
 
     /// `Received:` trace header (RFC 5321 4.4), prepended to every copy.

@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::{Parts, UpstreamError};
+use super::{Copies, Parts, UpstreamError};
 use crate::config::UpstreamConfig;
 use crate::smtp::data::Stuffer;
 use crate::smtp::reply::Reply;
@@ -67,6 +67,9 @@ pub struct Client {
     command_timeout: Duration,
     data_timeout: Duration,
     out: Vec<u8>,
+    /// False once the connection was given up in the middle of a DATA
+    /// section: it must not be used again (see [`Client::send_copies`]).
+    open: bool,
 }
 
 impl Client {
@@ -89,6 +92,7 @@ impl Client {
             command_timeout: cfg.command_timeout,
             data_timeout: cfg.data_timeout,
             out: Vec::with_capacity(1024),
+            open: true,
         };
         let greeting = client
             .read_reply(client.command_timeout, "greeting")
@@ -115,6 +119,12 @@ impl Client {
     /// What upstream offered in its EHLO reply.
     pub fn capabilities(&self) -> &Capabilities {
         &self.caps
+    }
+
+    /// Can this session take another transaction? False after
+    /// [`Client::send_copies`] had to leave a DATA section without a dot.
+    pub fn is_open(&self) -> bool {
+        self.open
     }
 
     /// `MAIL FROM:<from> params`.
@@ -209,6 +219,145 @@ impl Client {
         }
         self.rset().await?;
         Ok(data)
+    }
+
+    /// One copy per recipient in `rcpts`, each `prefix`, `head_of(i)`,
+    /// `tail` back to back, stopping at the first copy upstream does not
+    /// accept. With PIPELINING, the next copy's MAIL, RCPT and DATA go out in
+    /// the same write as the previous copy's final dot (RFC 2920 3.1: message
+    /// content may start a group, DATA must end it), so a copy costs one
+    /// round trip instead of two.
+    ///
+    /// If a copy is refused after its dot while the next copy's commands are
+    /// already on their way and upstream answered that DATA with 354, the
+    /// only way out of the DATA section that delivers nothing is to drop the
+    /// connection: [`Client::is_open`] is then false.
+    pub async fn send_copies<F>(
+        &mut self,
+        from: &str,
+        from_params: &str,
+        rcpts: &[(String, String)],
+        prefix: &[u8],
+        tail: &[u8],
+        mut head_of: F,
+    ) -> Copies
+    where
+        F: FnMut(usize) -> Vec<u8>,
+    {
+        if !self.caps.pipelining {
+            for (i, (to, to_params)) in rcpts.iter().enumerate() {
+                let head = head_of(i);
+                let parts = [prefix, &head[..], tail];
+                match self
+                    .send_copy(from, from_params, to, to_params, &parts)
+                    .await
+                {
+                    Ok(r) if r.is_positive() => {}
+                    failure => return Copies::stopped(i, failure),
+                }
+            }
+            return Copies::all(rcpts.len());
+        }
+        let Some((to, to_params)) = rcpts.first() else {
+            return Copies::all(0);
+        };
+        self.out.clear();
+        self.push_envelope(from, from_params, to, to_params);
+        if let Err(e) = self.flush_out(self.command_timeout, "MAIL/RCPT/DATA").await {
+            return Copies::stopped(0, Err(e));
+        }
+        for i in 0..rcpts.len() {
+            let head = head_of(i);
+            let next = rcpts.get(i + 1);
+            match self
+                .pipelined_copy(from, from_params, [prefix, &head[..], tail], next)
+                .await
+            {
+                Ok(r) if r.is_positive() => {}
+                failure => return Copies::stopped(i, failure),
+            }
+        }
+        Copies::all(rcpts.len())
+    }
+
+    /// One pipelined copy whose MAIL/RCPT/DATA were sent already: reads
+    /// their replies, sends the message with `next`'s commands behind its
+    /// dot, returns the final reply (or the first refusal).
+    async fn pipelined_copy(
+        &mut self,
+        from: &str,
+        from_params: &str,
+        parts: [&[u8]; 3],
+        next: Option<&(String, String)>,
+    ) -> Result<Reply, UpstreamError> {
+        if let Some(refused) = self.envelope_replies().await? {
+            return Ok(refused);
+        }
+        let deadline = tokio::time::Instant::now() + self.data_timeout;
+        let mut stuffer = Stuffer::new();
+        self.out.clear();
+        for part in parts {
+            for chunk in part.chunks(SEND_CHUNK) {
+                stuffer.push(chunk, &mut self.out);
+                if self.out.len() >= SEND_CHUNK {
+                    self.flush_until(deadline, "message transfer").await?;
+                }
+            }
+        }
+        stuffer.finish(&mut self.out);
+        if let Some((to, to_params)) = next {
+            self.push_envelope(from, from_params, to, to_params);
+        }
+        self.flush_until(deadline, "message transfer").await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let fin = self.read_reply(left, "end of DATA").await?;
+        if !fin.is_positive() && next.is_some() {
+            // The next copy's commands are out; answer them without ever
+            // sending it a dot.
+            let data = self.envelope_replies().await?;
+            if data.is_none() {
+                self.open = false;
+            }
+        }
+        Ok(fin)
+    }
+
+    /// Reads the replies to a pipelined MAIL, RCPT, DATA. `None`: all
+    /// positive, upstream waits for the message. Otherwise the refusal to
+    /// report, with upstream's transaction closed again.
+    async fn envelope_replies(&mut self) -> Result<Option<Reply>, UpstreamError> {
+        let mail = self.read_reply(self.command_timeout, "MAIL").await?;
+        let rcpt = self.read_reply(self.command_timeout, "RCPT").await?;
+        let data = self.read_reply(self.command_timeout, "DATA").await?;
+        if data.code == 354 {
+            if mail.is_positive() && rcpt.is_positive() {
+                return Ok(None);
+            }
+            // Upstream broke RFC 2920 by accepting DATA without a valid
+            // transaction: end it empty (no recipient, nothing delivered).
+            self.out.clear();
+            self.out.extend_from_slice(b".\r\n");
+            self.flush_out(self.command_timeout, "end of empty DATA")
+                .await?;
+            self.read_reply(self.data_timeout, "end of DATA").await?;
+            return Ok(Some(if mail.is_positive() { rcpt } else { mail }));
+        }
+        // Whatever of the transaction upstream kept, drop it.
+        self.rset().await?;
+        Ok(Some(
+            [mail, rcpt]
+                .into_iter()
+                .find(|r| !r.is_positive())
+                .unwrap_or(data),
+        ))
+    }
+
+    fn push_envelope(&mut self, from: &str, from_params: &str, to: &str, to_params: &str) {
+        self.out
+            .extend_from_slice(envelope_line("MAIL FROM", from, from_params).as_bytes());
+        self.out
+            .extend_from_slice(envelope_line("RCPT TO", to, to_params).as_bytes());
+        self.out.extend_from_slice(b"DATA\r\n");
     }
 
     /// Says QUIT and waits briefly for the answer.

@@ -55,6 +55,15 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
+        Upstream::start_with(&[]).await
+    }
+
+    /// An upstream that offers PIPELINING (RFC 2920) in its EHLO reply.
+    pub async fn start_pipelining() -> Upstream {
+        Upstream::start_with(&["--pipelining"]).await
+    }
+
+    async fn start_with(args: &[&str]) -> Upstream {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/upstream.py");
         let mut child = Command::new("python3")
@@ -62,6 +71,7 @@ impl Upstream {
             .arg(dir.path())
             .arg("--slow")
             .arg("3")
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -15,6 +15,9 @@ Failures are chosen by the addresses, so one server serves every test:
   RCPT TO:<data-tempfail...@...>  -> 452 4.3.1 after the final dot
   RCPT TO:<data-drop...@...>      -> connection dropped after the final dot
   RCPT TO:<data-slow...@...>      -> final reply delayed by --slow seconds
+
+With --pipelining it also advertises PIPELINING (RFC 2920) in its EHLO
+reply; aiosmtpd reads commands from a stream, so pipelined batches work.
 """
 import argparse
 import asyncio
@@ -81,12 +84,22 @@ class Recorder:
         return "250 2.0.0 Ok: queued as UP%06d" % self.count
 
 
+class PipeliningRecorder(Recorder):
+    """A Recorder whose EHLO reply offers PIPELINING."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return responses[:-1] + ["250-PIPELINING", responses[-1]]
+
+
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("directory")
     parser.add_argument("--slow", type=float, default=5.0)
+    parser.add_argument("--pipelining", action="store_true")
     args = parser.parse_args()
-    handler = Recorder(args.directory, args.slow)
+    kind = PipeliningRecorder if args.pipelining else Recorder
+    handler = kind(args.directory, args.slow)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(
