@@ -24,6 +24,7 @@ use crate::incident::IncidentLog;
 use crate::metrics::{self, Metrics};
 use crate::session::Session;
 use crate::smtp::reply;
+use crate::upstream;
 
 /// State every session can reach.
 #[derive(Debug)]
@@ -33,6 +34,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The incident log.
     pub incidents: Arc<IncidentLog>,
+    /// Idle upstream sessions, reused by the next client session.
+    pub upstream_pool: upstream::pool::Pool,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     active: AtomicUsize,
 }
@@ -46,6 +49,7 @@ impl Shared {
             config: ArcSwap::from_pointee(config),
             metrics: Arc::new(Metrics::new()),
             incidents: Arc::new(incidents),
+            upstream_pool: upstream::pool::Pool::default(),
             per_ip: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
         })

@@ -120,7 +120,15 @@ impl Session {
         let _ = self.serve().await;
         let _ = self.flush().await;
         if let Some(up) = self.upstream.take() {
-            up.quit().await;
+            // Between transactions it can serve the next client session.
+            let keep = self.tx.is_none();
+            let left = match keep {
+                true => self.shared.upstream_pool.put(&self.cfg.upstream, up),
+                false => Some(up),
+            };
+            if let Some(up) = left {
+                up.quit().await;
+            }
         }
     }
 
@@ -293,10 +301,7 @@ impl Session {
         let smtputf8 = params
             .split_ascii_whitespace()
             .any(|p| p.eq_ignore_ascii_case("SMTPUTF8"));
-        let result = match self.upstream_mut().await {
-            Ok(up) => up.mail(&address, &params).await,
-            Err(e) => Err(e),
-        };
+        let result = self.upstream_mail(&address, &params).await;
         let reply = self.upstream_result(result);
         if reply.is_positive() {
             self.tx = Some(Transaction {
@@ -401,6 +406,25 @@ impl Session {
         self.shared.metrics.refused(reason);
         self.abort_transaction().await;
         self.queue(reply);
+    }
+
+    /// Forwards MAIL, on this session's upstream channel, an idle one from
+    /// the pool, or a new one. A pooled channel that fails at MAIL was
+    /// closed by upstream while idle; nothing was accepted on it, so MAIL is
+    /// tried once more on a new connection.
+    async fn upstream_mail(
+        &mut self,
+        address: &str,
+        params: &str,
+    ) -> Result<Reply, upstream::UpstreamError> {
+        if self.upstream.is_none()
+            && let Some(mut pooled) = self.shared.upstream_pool.take(&self.cfg.upstream)
+            && let Ok(reply) = pooled.mail(address, params).await
+        {
+            self.upstream = Some(pooled);
+            return Ok(reply);
+        }
+        self.upstream_mut().await?.mail(address, params).await
     }
 
     /// The upstream channel, opened on first use (the first MAIL).

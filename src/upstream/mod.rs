@@ -13,6 +13,7 @@
 //! label ops see.
 
 pub mod maildir;
+pub mod pool;
 pub mod smtp;
 
 use std::io;
@@ -220,6 +221,15 @@ impl Upstream {
                 }
                 Copies::all(rcpts.len())
             }
+        }
+    }
+
+    /// Ready for a new transaction with nothing pending, so it may wait in
+    /// the [`pool`] for the next client session.
+    pub fn is_idle(&self) -> bool {
+        match self {
+            Upstream::Smtp(c) => c.is_idle(),
+            Upstream::Maildir(_) => false,
         }
     }
 

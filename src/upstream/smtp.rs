@@ -121,6 +121,20 @@ impl Client {
         &self.caps
     }
 
+    /// Connected, between transactions, nothing unread: what the pool may
+    /// keep. Upstream having closed the connection (or sent a 421) shows as
+    /// something to read.
+    pub fn is_idle(&self) -> bool {
+        if !self.open || !self.stream.buffer().is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(
+            self.stream.get_ref().try_read(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+
     /// Can this session take another transaction? False after
     /// [`Client::send_copies`] had to leave a DATA section without a dot.
     pub fn is_open(&self) -> bool {
@@ -140,9 +154,12 @@ impl Client {
     }
 
     /// `DATA`, then the message dot-stuffed, then upstream's final reply.
+    /// A refused DATA leaves upstream's MAIL and RCPTs open, so they are
+    /// reset: the next transaction must not meet a "nested MAIL".
     pub async fn data(&mut self, parts: &Parts<'_>) -> Result<Reply, UpstreamError> {
         let go = self.command("DATA\r\n".into(), "DATA").await?;
         if go.code != 354 {
+            self.rset().await?;
             return Ok(go);
         }
         self.send_message(parts).await
