@@ -106,7 +106,9 @@ async fn refused_after_the_dot(pipelining: bool) {
     let got = up.messages();
     assert_eq!(got.len(), 3);
     assert_eq!(got[2].rcpt_tos, ["bob@partner.test"]);
-    let outcome = &guard.incidents()[0]["outcome"];
+    let incident = &guard.incidents()[0];
+    assert_eq!(incident["subject"], "Termin abgesagt");
+    let outcome = &incident["outcome"];
     assert!(
         outcome
             .as_str()
