@@ -27,8 +27,11 @@ use crate::smtp::data::{DataError, DataLimits, DataReader};
 use crate::smtp::reply::{self, Reply};
 use crate::upstream::{self, Upstream};
 
-/// Bytes read from the socket at a time.
+/// Bytes read from the socket at a time inside DATA.
 const READ_CHUNK: usize = 64 * 1024;
+/// Room for commands between messages: what an idle session keeps, so
+/// 1,000 idle sessions do not each hold a DATA-sized buffer.
+const COMMAND_CHUNK: usize = 4 * 1024;
 /// First allocation for a message whose size the client did not announce.
 const INITIAL_MESSAGE_CAPACITY: usize = 64 * 1024;
 
@@ -119,16 +122,10 @@ impl Session {
         self.queue(reply::greeting(&self.cfg.server.hostname));
         let _ = self.serve().await;
         let _ = self.flush().await;
+        // Between transactions it can serve the next client session.
+        self.park_upstream();
         if let Some(up) = self.upstream.take() {
-            // Between transactions it can serve the next client session.
-            let keep = self.tx.is_none();
-            let left = match keep {
-                true => self.shared.upstream_pool.put(&self.cfg.upstream, up),
-                false => Some(up),
-            };
-            if let Some(up) = left {
-                up.quit().await;
-            }
+            up.quit().await;
         }
     }
 
@@ -166,19 +163,19 @@ impl Session {
             }
             self.flush().await?;
             let deadline = Instant::now() + self.cfg.server.limits.idle_timeout;
-            self.read_more(deadline).await?;
+            self.read_more(deadline, COMMAND_CHUNK).await?;
         }
     }
 
-    /// Reads more bytes into the input buffer, with a deadline, watching
-    /// for shutdown.
-    async fn read_more(&mut self, deadline: Instant) -> Result<(), Stop> {
+    /// Reads up to `chunk` more bytes into the input buffer, with a
+    /// deadline, watching for shutdown.
+    async fn read_more(&mut self, deadline: Instant, chunk: usize) -> Result<(), Stop> {
         if self.pos > 0 {
             self.inbuf.drain(..self.pos);
             self.pos = 0;
         }
         let len = self.inbuf.len();
-        self.inbuf.reserve(READ_CHUNK);
+        self.inbuf.reserve(chunk);
         let read = tokio::select! {
             r = timeout_at(deadline, self.stream.read_buf(&mut self.inbuf)) => r,
             _ = self.shutdown.changed() => {
@@ -375,7 +372,7 @@ impl Session {
                 break;
             }
             let idle = Instant::now() + self.cfg.server.limits.idle_timeout;
-            if let Err(stop) = self.read_more(idle.min(deadline)).await {
+            if let Err(stop) = self.read_more(idle.min(deadline), READ_CHUNK).await {
                 self.abort_transaction().await;
                 return Err(stop);
             }
@@ -389,7 +386,25 @@ impl Session {
                 self.shared.metrics.relay_duration(elapsed);
             }
         }
+        // Between transactions an idle client holds neither a DATA-sized
+        // input buffer nor an upstream session.
+        self.inbuf.shrink_to(COMMAND_CHUNK);
+        self.park_upstream();
         Ok(())
+    }
+
+    /// Hands an upstream SMTP session with no transaction open to the pool
+    /// (the next MAIL, of this client or another, takes it back). One the
+    /// pool does not keep is closed without delaying the client's reply.
+    fn park_upstream(&mut self) {
+        if self.tx.is_some() || !matches!(self.upstream, Some(Upstream::Smtp(_))) {
+            return;
+        }
+        if let Some(up) = self.upstream.take()
+            && let Some(up) = self.shared.upstream_pool.put(&self.cfg.upstream, up)
+        {
+            tokio::spawn(up.quit());
+        }
     }
 
     async fn refuse_data(&mut self, e: DataError) {
@@ -409,7 +424,8 @@ impl Session {
     }
 
     /// Forwards MAIL, on this session's upstream channel, an idle one from
-    /// the pool, or a new one. A pooled channel that fails at MAIL was
+    /// the pool (where this session's own waits between its messages), or a
+    /// new one. A pooled channel that fails at MAIL was
     /// closed by upstream while idle; nothing was accepted on it, so MAIL is
     /// tried once more on a new connection.
     async fn upstream_mail(

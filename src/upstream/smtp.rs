@@ -25,6 +25,10 @@ const MAX_REPLY_LINES: usize = 128;
 /// Bytes of message handed to the socket at a time: large enough for few
 /// syscalls, small enough that a 50 MB message is not copied whole.
 const SEND_CHUNK: usize = 256 * 1024;
+/// The output buffer kept between transactions; one grown to
+/// [`SEND_CHUNK`] by a message is given back (idle sessions wait in the
+/// pool).
+const IDLE_OUT_CAPACITY: usize = 4 * 1024;
 /// How long QUIT may take before the connection is simply dropped.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -326,6 +330,7 @@ impl Client {
             self.push_envelope(from, from_params, to, to_params);
         }
         self.flush_until(deadline, "message transfer").await?;
+        self.out.shrink_to(IDLE_OUT_CAPACITY);
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let fin = self.read_reply(left, "end of DATA").await?;
         if !fin.is_positive() && next.is_some() {
@@ -402,6 +407,7 @@ impl Client {
         }
         stuffer.finish(&mut self.out);
         self.flush_until(deadline, "message transfer").await?;
+        self.out.shrink_to(IDLE_OUT_CAPACITY);
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         self.read_reply(left, "end of DATA").await
     }
