@@ -24,12 +24,15 @@ use tokio::time::Instant;
 use super::Upstream;
 use crate::config::{UpstreamConfig, UpstreamTarget};
 
-/// Most idle sessions kept; one per concurrently active client is plenty.
-pub const MAX_IDLE: usize = 64;
-/// An idle session older than this is closed instead of reused: well below
+/// Most idle sessions kept: enough for the clients finishing a message at
+/// the same moment, few next to what an upstream serves at once (Postfix
+/// runs one smtpd process per connection, `default_process_limit` 100).
+pub const MAX_IDLE: usize = 32;
+/// An idle session older than this is closed instead of reused: far below
 /// the idle timeouts of real servers (Postfix `smtpd_timeout` 300 s,
-/// RFC 5321 4.5.3.2.7 says at least 5 minutes).
-pub const MAX_IDLE_AGE: Duration = Duration::from_secs(30);
+/// RFC 5321 4.5.3.2.7 says at least 5 minutes), so upstream rarely closes
+/// one first.
+pub const MAX_IDLE_AGE: Duration = Duration::from_secs(10);
 
 /// The pool (one per process, in [`crate::server::Shared`]).
 #[derive(Debug, Default)]
@@ -69,14 +72,19 @@ impl Pool {
     pub fn take(&self, cfg: &UpstreamConfig) -> Option<Upstream> {
         let key = Key::of(cfg)?;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|i| i.since.elapsed() < MAX_IDLE_AGE);
+        let expired = expire(&mut idle);
+        let mut found = None;
         while let Some(at) = idle.iter().rposition(|i| i.key == key) {
-            let candidate = idle.swap_remove(at).upstream;
+            // `remove`, not `swap_remove`: the rest stay oldest first.
+            let candidate = idle.remove(at).upstream;
             if candidate.is_idle() {
-                return Some(candidate);
+                found = Some(candidate);
+                break;
             }
         }
-        None
+        drop(idle);
+        say_goodbye(expired);
+        found
     }
 
     /// Keeps `upstream` for the next client session, or gives it back when
@@ -89,15 +97,36 @@ impl Pool {
             return Some(upstream);
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|i| i.since.elapsed() < MAX_IDLE_AGE);
-        if idle.len() >= MAX_IDLE {
-            return Some(upstream);
-        }
-        idle.push(Idle {
-            key,
-            since: Instant::now(),
-            upstream,
-        });
-        None
+        let expired = expire(&mut idle);
+        let refused = if idle.len() >= MAX_IDLE {
+            Some(upstream)
+        } else {
+            idle.push(Idle {
+                key,
+                since: Instant::now(),
+                upstream,
+            });
+            None
+        };
+        drop(idle);
+        say_goodbye(expired);
+        refused
+    }
+}
+
+/// Takes the sessions idle for longer than [`MAX_IDLE_AGE`] out of the pool
+/// (they are kept oldest first).
+fn expire(idle: &mut Vec<Idle>) -> Vec<Upstream> {
+    let fresh = idle
+        .iter()
+        .position(|i| i.since.elapsed() < MAX_IDLE_AGE)
+        .unwrap_or(idle.len());
+    idle.drain(..fresh).map(|i| i.upstream).collect()
+}
+
+/// QUIT for sessions leaving the pool, in the background: nobody waits.
+fn say_goodbye(sessions: Vec<Upstream>) {
+    for up in sessions {
+        tokio::spawn(up.quit());
     }
 }
