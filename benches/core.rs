@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the per-message hot path: the strict DATA reader,
-//! the decision (header scan + count + rules) and the Bcc rewrite, for the
-//! 1,494-address cancellation mail and growing sizes.
+//! the decision (header scan + count + rules), the Bcc rewrite and one
+//! split copy's rewrite, for the 1,494-address cancellation mail and
+//! growing sizes.
 //!
 //! `cargo bench --bench core`; figures are in the README.
 
@@ -8,7 +9,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, 
 
 use bccguard::message::headers;
 use bccguard::policy::{self, Action, DomainSet, EmptyTo, Envelope, Policy};
-use bccguard::rewrite::{self, Keep};
+use bccguard::rewrite::{self, Keep, KeepVisible, Prepared};
 use bccguard::smtp::data::{DataLimits, DataReader, write_stuffed};
 
 fn policy() -> Policy {
@@ -53,7 +54,7 @@ impl Keep for Internal<'_> {
 fn decide(c: &mut Criterion) {
     let p = policy();
     let mut g = c.benchmark_group("decide");
-    for n in [10usize, 100, 1494, 10_000] {
+    for n in [10usize, 100, 1000, 1494, 10_000] {
         let msg = mail(n, 4096);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &msg, |b, msg| {
@@ -75,13 +76,30 @@ fn decide(c: &mut Criterion) {
 fn bcc_rewrite(c: &mut Criterion) {
     let p = policy();
     let mut g = c.benchmark_group("bcc_rewrite");
-    for n in [10usize, 100, 1494, 10_000] {
+    for n in [10usize, 100, 1000, 1494, 10_000] {
         let msg = mail(n, 4096);
         let h = headers::scan(&msg, 16 << 20).expect("headers");
         let keep = Internal(&p.internal_domains);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &msg, |b, msg| {
             b.iter(|| rewrite::hide(black_box(msg), &h, &keep, "termine@example.org"))
+        });
+    }
+    g.finish();
+}
+
+/// One copy of a split: the message prepared once (as the session does),
+/// then the rewrite that shows one recipient its own address.
+fn split_copy(c: &mut Criterion) {
+    let p = policy();
+    let mut g = c.benchmark_group("split_copy");
+    for n in [100usize, 1000, 1494, 10_000] {
+        let msg = mail(n, 4096);
+        let h = headers::scan(&msg, 16 << 20).expect("headers");
+        let prepared = Prepared::new(&msg, &h, &KeepVisible::new(&p, None));
+        let own = format!("patient{}@mail{}.test", n / 2, (n / 2) % 37);
+        g.bench_with_input(BenchmarkId::from_parameter(n), &own, |b, own| {
+            b.iter(|| prepared.hide(Some(black_box(own)), "termine@example.org"))
         });
     }
     g.finish();
@@ -120,5 +138,5 @@ fn data_reader(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decide, bcc_rewrite, data_reader);
+criterion_group!(benches, decide, bcc_rewrite, split_copy, data_reader);
 criterion_main!(benches);

@@ -71,7 +71,7 @@ pub fn explain(
             .external
             .iter()
             .chain(probe.visible.internal.iter())
-            .cloned()
+            .map(str::to_string)
             .collect()
     } else {
         rcpts.to_vec()

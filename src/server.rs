@@ -34,6 +34,7 @@ use crate::session::Session;
 use crate::smtp::reply;
 use crate::spool::{self, Spool};
 use crate::tls::{self, ReloadingCert, Stream, TlsSetupError};
+use crate::upstream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// State every session can reach.
@@ -43,6 +44,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The incident log.
     pub incidents: Arc<IncidentLog>,
+    /// Idle upstream sessions, reused by the next client session.
+    pub upstream_pool: upstream::pool::Pool,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     active: AtomicUsize,
     /// STARTTLS / implicit TLS towards clients, if a certificate is set.
@@ -70,6 +73,7 @@ impl Shared {
             config: ArcSwap::from_pointee(config),
             metrics: Arc::new(Metrics::new()),
             incidents: Arc::new(incidents),
+            upstream_pool: upstream::pool::Pool::default(),
             per_ip: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
             tls_acceptor: ArcSwapOption::from(tls_acceptor.map(Arc::new)),

@@ -259,6 +259,18 @@ impl Stream {
         matches!(self, Stream::Server(_) | Stream::Client(_))
     }
 
+    /// Non-blocking read on the TCP socket underneath. Only for telling
+    /// whether the peer sent anything (a close, a 421): any byte it
+    /// returns, even of a TLS record, means the connection is not reused.
+    pub fn try_read_raw(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.try_read(buf),
+            Stream::Server(s) => s.get_ref().0.try_read(buf),
+            Stream::Client(s) => s.get_ref().0.try_read(buf),
+            Stream::Closed => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
     /// The negotiated protocol and cipher, for the Received header.
     pub fn tls_description(&self) -> Option<String> {
         let conn: &rustls::CommonState = match self {

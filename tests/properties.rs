@@ -89,7 +89,10 @@ fn soup_message() -> impl Strategy<Value = String> {
     })
 }
 
-/// Distinct lowercase addresses mail-parser finds in To and Cc.
+/// Distinct addresses mail-parser finds in To and Cc, in the guard's normal
+/// form for the comparison: lowercase, and without the root dot of a fully
+/// qualified domain (`a@example.org.` is the mailbox `a@example.org`; a
+/// reader sees one person twice, not two people).
 fn mail_parser_addresses(msg: &str) -> Vec<String> {
     let Some(parsed) = mail_parser::MessageParser::default().parse(msg.as_bytes()) else {
         return Vec::new();
@@ -101,7 +104,7 @@ fn mail_parser_addresses(msg: &str) -> Vec<String> {
         .flat_map(|a| a.iter())
         .filter_map(|a| a.address.as_deref())
         .filter(|a| a.contains('@'))
-        .map(str::to_lowercase)
+        .map(|a| a.to_lowercase().trim_end_matches('.').to_string())
         .collect();
     theirs.sort();
     theirs.dedup();

@@ -543,3 +543,59 @@ mod tls_client_impl {
         }
     }
 }
+
+/// An upstream session logged in with one client's credentials must never
+/// serve another client: the guard pools idle upstream sessions, but not
+/// those that carry a user's login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticated_upstream_session_is_never_handed_to_another_client() {
+    let pki = Pki::new("test CA");
+    let up = tls_upstream(&pki, "--starttls").await;
+    let yaml = guard_yaml(
+        &up,
+        &pki,
+        &pki.ca(),
+        "  trusted_networks: [\"127.0.0.0/8\"]\n",
+        "starttls",
+    )
+    .replace("  trusted_networks: [\"10.99.0.0/16\"]\n", "");
+    let guard = Guard::start(&yaml).await;
+    // Alice logs in and sends; her upstream session is logged in as her.
+    let mut alice = tls_client(&guard, &pki, guard.smtp, true).await;
+    alice.cmd("EHLO alice.test", 250).await;
+    alice
+        .cmd(
+            &format!("AUTH PLAIN {}", base64_plain("alice@example.org", "secret")),
+            235,
+        )
+        .await;
+    let r = alice
+        .mail(
+            "alice@example.org",
+            &["bob@partner.test"],
+            &message("alice@example.org", "bob@partner.test", None, "1\r\n"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    // A trusted client without a login: upstream must see an anonymous
+    // session and refuse it, never Alice's.
+    let mut scanner = tls_client(&guard, &pki, guard.smtp, true).await;
+    scanner.cmd("EHLO scanner.test", 250).await;
+    let refused = scanner.cmd("MAIL FROM:<scanner@example.org>", 530).await;
+    assert!(refused.contains("5.7.0"), "{refused}");
+    // Alice's own next message still goes out as her.
+    let r = alice
+        .mail(
+            "alice@example.org",
+            &["carol@partner.test"],
+            &message("alice@example.org", "carol@partner.test", None, "2\r\n"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let got = up.messages();
+    assert_eq!(got.len(), 2);
+    assert!(
+        got.iter()
+            .all(|m| m.auth.as_deref() == Some("alice@example.org"))
+    );
+}

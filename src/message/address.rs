@@ -11,6 +11,7 @@
 mod fast;
 mod lexer;
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use lexer::{Kind, Lexer, Token};
@@ -50,6 +51,69 @@ pub enum Element {
     },
 }
 
+/// A [`Mailbox`] as the parser first produces it: the addr-spec borrowed
+/// from the value when it is written in one piece (the fast path: nearly
+/// every element of a real list), owned when comments or folding had to be
+/// removed. The counter and the rewriter consume these, so reading a
+/// 1,494-address list allocates nothing per address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MailboxRef<'a> {
+    /// As [`Mailbox::address`].
+    pub(crate) address: Cow<'a, str>,
+    /// Known to be in the counter's normal form already (lowercase ASCII,
+    /// a plain host name without `-`): what
+    /// [`crate::policy::count::normalize_address`] would return unchanged.
+    /// `false` only means "not known"; the counter then checks.
+    pub(crate) normal: bool,
+    /// As [`Mailbox::span`].
+    pub(crate) span: Range<usize>,
+}
+
+impl MailboxRef<'_> {
+    fn into_owned(self) -> Mailbox {
+        Mailbox {
+            address: self.address.into_owned(),
+            span: self.span,
+        }
+    }
+}
+
+/// An [`Element`] with borrowed addresses ([`MailboxRef`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ElementRef<'a> {
+    /// As [`Element::Mailbox`].
+    Mailbox(MailboxRef<'a>),
+    /// As [`Element::Group`].
+    Group {
+        name: Range<usize>,
+        members: Vec<MailboxRef<'a>>,
+        invalid: Vec<Range<usize>>,
+        span: Range<usize>,
+    },
+    /// As [`Element::Invalid`].
+    Invalid { span: Range<usize> },
+}
+
+impl ElementRef<'_> {
+    fn into_owned(self) -> Element {
+        match self {
+            ElementRef::Mailbox(m) => Element::Mailbox(m.into_owned()),
+            ElementRef::Group {
+                name,
+                members,
+                invalid,
+                span,
+            } => Element::Group {
+                name,
+                members: members.into_iter().map(MailboxRef::into_owned).collect(),
+                invalid,
+                span,
+            },
+            ElementRef::Invalid { span } => Element::Invalid { span },
+        }
+    }
+}
+
 /// Parses a header value (bytes after the colon, folding included).
 /// Empty elements are skipped. Never panics, whatever the input.
 ///
@@ -65,8 +129,9 @@ pub fn parse_list(value: &[u8]) -> Vec<Element> {
 
 /// [`parse_list`] handing each element to `emit` as it is read, for callers
 /// that consume elements one by one (the counter, the rewriter): no list of
-/// 1,494 elements is built just to be taken apart again.
-pub(crate) fn for_each(value: &[u8], mut emit: impl FnMut(Element)) {
+/// 1,494 elements is built just to be taken apart again, and addresses are
+/// borrowed from `value` where they can be.
+pub(crate) fn for_each<'a>(value: &'a [u8], mut emit: impl FnMut(ElementRef<'a>)) {
     parse_into(value, true, &mut emit);
 }
 
@@ -77,11 +142,14 @@ fn parse(value: &[u8], fast: bool) -> Vec<Element> {
     // cannot make us reserve megabytes up front.
     let guess = memchr::memchr_iter(b',', value).count() + 1;
     let mut out = Vec::with_capacity(guess.min(4096));
-    parse_into(value, fast, &mut |e| out.push(e));
+    parse_into(value, fast, &mut |e| out.push(e.into_owned()));
     out
 }
 
-fn parse_into(value: &[u8], fast: bool, emit: &mut impl FnMut(Element)) {
+fn parse_into<'a>(value: &'a [u8], fast: bool, emit: &mut impl FnMut(ElementRef<'a>)) {
+    // Checked once for the whole field, so the fast path can borrow each
+    // address as a str without validating it again.
+    let text = std::str::from_utf8(value).ok();
     let mut p = Parser {
         v: value,
         lex: Lexer::default(),
@@ -90,9 +158,9 @@ fn parse_into(value: &[u8], fast: bool, emit: &mut impl FnMut(Element)) {
     loop {
         if fast
             && !p.lex.quote_broken
-            && let Some((m, next)) = fast::simple(value, p.lex.pos)
+            && let Some((m, next)) = fast::simple(value, text, p.lex.pos)
         {
-            emit(Element::Mailbox(m));
+            emit(ElementRef::Mailbox(m));
             p.lex.pos = next;
             if next >= value.len() {
                 return;
@@ -127,7 +195,7 @@ struct Parser<'a> {
     buf: Vec<Token>,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     /// Reads the tokens of one element into `buf`, up to the separator at
     /// this level. Returns the separator and whether the element is already
     /// known to be broken (stray bytes, nested or unbalanced angles).
@@ -189,25 +257,29 @@ impl Parser<'_> {
 
     /// Turns the collected tokens into an element; `None` when there is
     /// nothing but comments (an empty list element, RFC 5322 4.4).
-    fn classify(&self, broken: bool) -> Option<Element> {
+    fn classify(&self, broken: bool) -> Option<ElementRef<'a>> {
         if self.buf.iter().all(|t| t.kind == Kind::Comment) {
             return None;
         }
         let span = self.buf.first()?.start..self.buf.last()?.end;
         if !broken && let Some(address) = mailbox(self.v, &self.buf) {
-            return Some(Element::Mailbox(Mailbox { address, span }));
+            return Some(ElementRef::Mailbox(MailboxRef {
+                address: Cow::Owned(address),
+                normal: false,
+                span,
+            }));
         }
-        Some(Element::Invalid { span })
+        Some(ElementRef::Invalid { span })
     }
 
     /// `display-name ":" [group-list] ";"` (RFC 5322 3.4); `buf` holds the
     /// name, the colon has been read.
-    fn group(&mut self, emit: &mut impl FnMut(Element), broken: bool) {
+    fn group(&mut self, emit: &mut impl FnMut(ElementRef<'a>), broken: bool) {
         let colon_end = self.lex.pos;
         let name_start = self.buf.first().map_or(colon_end - 1, |t| t.start);
         let phrase = !broken && is_phrase(&self.buf);
         if !phrase && !self.buf.is_empty() {
-            emit(Element::Invalid {
+            emit(ElementRef::Invalid {
                 span: name_start..colon_end - 1,
             });
         }
@@ -220,8 +292,8 @@ impl Parser<'_> {
             }
             match self.classify(broken) {
                 Some(e) if !phrase => emit(e),
-                Some(Element::Mailbox(m)) => members.push(m),
-                Some(Element::Invalid { span }) => invalid.push(span),
+                Some(ElementRef::Mailbox(m)) => members.push(m),
+                Some(ElementRef::Invalid { span }) => invalid.push(span),
                 _ => {}
             }
             match term {
@@ -232,7 +304,7 @@ impl Parser<'_> {
             break;
         }
         if phrase {
-            emit(Element::Group {
+            emit(ElementRef::Group {
                 name: name_start..colon_end,
                 members,
                 invalid,

@@ -39,6 +39,12 @@ pub(crate) fn normalize_cow(domain: &str) -> Option<Cow<'_, str>> {
     }
 }
 
+/// Is `domain` already in normal form ([`normalize`] would return it
+/// unchanged)? The counter's check before it borrows an address as it is.
+pub(crate) fn is_normal_domain(domain: &str) -> bool {
+    plain(domain.as_bytes()) == Plain::Normal
+}
+
 /// What a single pass over an ASCII name found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Plain {
@@ -52,29 +58,57 @@ enum Plain {
     No,
 }
 
+/// Byte classes of [`plain`], one table lookup per byte (the check runs
+/// for every address of a 1,494-address list).
+const LOWER: u8 = 1;
+const UPPER: u8 = 2;
+const DOT: u8 = 3;
+const OTHER: u8 = 0;
+
+static CLASS: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => LOWER,
+            b'A'..=b'Z' => UPPER,
+            b'.' => DOT,
+            _ => OTHER,
+        };
+        b += 1;
+    }
+    t
+};
+
 /// Letters, digits, `-`, `_`, `.` and no punycode label: UTS #46 would
 /// return such a name unchanged up to ASCII case, so idna is skipped (a
 /// proptest checks the two agree).
 fn plain(b: &[u8]) -> Plain {
-    let (mut label, mut upper, mut empty) = (0usize, false, b.is_empty());
+    let (mut upper, mut empty) = (false, b.is_empty());
+    // At the start of a label (the name's start, or after a dot).
+    let mut label_start = true;
     for (i, &c) in b.iter().enumerate() {
-        match c {
-            b'.' => {
-                empty |= label == 0;
-                label = 0;
+        match CLASS[usize::from(c)] {
+            DOT => {
+                empty |= label_start;
+                label_start = true;
                 continue;
             }
-            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
-            b'A'..=b'Z' => upper = true,
+            LOWER => {}
+            UPPER => upper = true,
             _ => return Plain::No,
         }
-        label += 1;
         // A punycode label must be decoded and checked by idna.
-        if label == 4 && i >= 3 && b[i - 3..=i].eq_ignore_ascii_case(b"xn--") {
+        if label_start
+            && b.get(i..i + 4)
+                .is_some_and(|l| l.eq_ignore_ascii_case(b"xn--"))
+        {
             return Plain::No;
         }
+        label_start = false;
     }
-    match (empty || label == 0, upper) {
+    match (empty || label_start, upper) {
         (true, _) => Plain::Invalid,
         (false, true) => Plain::Upper,
         (false, false) => Plain::Normal,

@@ -207,8 +207,8 @@ proptest! {
         prop_assert_eq!(after_headers.end, r.head.len());
         let after = count(&out, &after_headers, &internal().0);
         prop_assert!(after.external.is_empty(), "left visible: {:?}", after.external);
-        let mut want = before.internal.clone();
-        let mut got = after.internal.clone();
+        let mut want = before.internal.to_vec();
+        let mut got = after.internal.to_vec();
         want.sort();
         got.sort();
         prop_assert_eq!(got, want);

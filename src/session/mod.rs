@@ -30,8 +30,11 @@ use crate::smtp::reply::{self, Reply};
 use crate::tls::Stream;
 use crate::upstream::{self, Upstream};
 
-/// Bytes read from the socket at a time.
+/// Bytes read from the socket at a time inside DATA.
 const READ_CHUNK: usize = 64 * 1024;
+/// Room for commands between messages: what an idle session keeps, so
+/// 1,000 idle sessions do not each hold a DATA-sized buffer.
+const COMMAND_CHUNK: usize = 4 * 1024;
 /// First allocation for a message whose size the client did not announce.
 const INITIAL_MESSAGE_CAPACITY: usize = 64 * 1024;
 
@@ -129,6 +132,8 @@ impl Session {
         self.queue(reply::greeting(&self.cfg.server.hostname));
         let _ = self.serve().await;
         let _ = self.flush().await;
+        // Between transactions it can serve the next client session.
+        self.park_upstream();
         if let Some(up) = self.upstream.take() {
             up.quit().await;
         }
@@ -172,22 +177,27 @@ impl Session {
             }
             self.flush().await?;
             let deadline = Instant::now() + self.cfg.server.limits.idle_timeout;
-            self.read_more(deadline, self.tx.is_none()).await?;
+            self.read_more(deadline, COMMAND_CHUNK, self.tx.is_none())
+                .await?;
         }
     }
 
-    /// Reads more bytes into the input buffer, with a deadline, watching
-    /// for shutdown.
-    /// `interruptible`: a shutdown ends the wait with `421` (an idle
-    /// session); otherwise the session finishes its transaction first and
-    /// the server's `shutdown_grace` bounds how long that may take.
-    async fn read_more(&mut self, deadline: Instant, interruptible: bool) -> Result<(), Stop> {
+    /// Reads up to `chunk` more bytes into the input buffer, with a
+    /// deadline. `interruptible`: a shutdown ends the wait with `421` (an
+    /// idle session); otherwise the session finishes its transaction first
+    /// and the server's `shutdown_grace` bounds how long that may take.
+    async fn read_more(
+        &mut self,
+        deadline: Instant,
+        chunk: usize,
+        interruptible: bool,
+    ) -> Result<(), Stop> {
         if self.pos > 0 {
             self.inbuf.drain(..self.pos);
             self.pos = 0;
         }
         let len = self.inbuf.len();
-        self.inbuf.reserve(READ_CHUNK);
+        self.inbuf.reserve(chunk);
         let read = tokio::select! {
             r = timeout_at(deadline, self.stream.read_buf(&mut self.inbuf)) => Some(r),
             _ = self.shutdown.wait_for(|stop| *stop), if interruptible => None,
@@ -337,10 +347,7 @@ impl Session {
         let smtputf8 = params
             .split_ascii_whitespace()
             .any(|p| p.eq_ignore_ascii_case("SMTPUTF8"));
-        let result = match self.upstream_mut().await {
-            Ok(up) => up.mail(&address, &params).await,
-            Err(e) => Err(e),
-        };
+        let result = self.upstream_mail(&address, &params).await;
         let reply = self.upstream_result(result);
         if reply.is_positive() {
             self.tx = Some(Transaction {
@@ -414,7 +421,7 @@ impl Session {
                 break;
             }
             let idle = Instant::now() + self.cfg.server.limits.idle_timeout;
-            if let Err(stop) = self.read_more(idle.min(deadline), false).await {
+            if let Err(stop) = self.read_more(idle.min(deadline), READ_CHUNK, false).await {
                 self.abort_transaction().await;
                 return Err(stop);
             }
@@ -428,7 +435,32 @@ impl Session {
                 self.shared.metrics.relay_duration(elapsed);
             }
         }
+        // Between transactions an idle client holds neither a DATA-sized
+        // input buffer nor an upstream session.
+        self.inbuf.shrink_to(COMMAND_CHUNK);
+        self.park_upstream();
         Ok(())
+    }
+
+    /// Hands an upstream SMTP session with no transaction open to the pool
+    /// (the next MAIL, of this client or another, takes it back). One the
+    /// pool does not keep is closed without delaying the client's reply.
+    ///
+    /// An upstream session that carries this client's own login (AUTH
+    /// passthrough) is never pooled: whoever took it next would send as
+    /// that user.
+    fn park_upstream(&mut self) {
+        if self.tx.is_some()
+            || self.auth_user.is_some()
+            || !matches!(self.upstream, Some(Upstream::Smtp(_)))
+        {
+            return;
+        }
+        if let Some(up) = self.upstream.take()
+            && let Some(up) = self.shared.upstream_pool.put(&self.cfg.upstream, up)
+        {
+            tokio::spawn(up.quit());
+        }
     }
 
     async fn refuse_data(&mut self, e: DataError) {
@@ -445,6 +477,29 @@ impl Session {
         self.shared.metrics.refused(reason);
         self.abort_transaction().await;
         self.queue(reply);
+    }
+
+    /// Forwards MAIL, on this session's upstream channel, an idle one from
+    /// the pool (where this session's own waits between its messages), or a
+    /// new one. A pooled channel that fails at MAIL was
+    /// closed by upstream while idle; nothing was accepted on it, so MAIL is
+    /// tried once more on a new connection.
+    async fn upstream_mail(
+        &mut self,
+        address: &str,
+        params: &str,
+    ) -> Result<Reply, upstream::UpstreamError> {
+        // A logged-in client keeps its own (logged-in) upstream session;
+        // pooled ones are anonymous or the service account's.
+        if self.upstream.is_none()
+            && self.auth_user.is_none()
+            && let Some(mut pooled) = self.shared.upstream_pool.take(&self.cfg.upstream)
+            && let Ok(reply) = pooled.mail(address, params).await
+        {
+            self.upstream = Some(pooled);
+            return Ok(reply);
+        }
+        self.upstream_mut().await?.mail(address, params).await
     }
 
     /// The upstream channel, opened on first use (the first MAIL).

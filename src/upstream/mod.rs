@@ -13,6 +13,7 @@
 //! label ops see.
 
 pub mod maildir;
+pub mod pool;
 pub mod smtp;
 
 use std::io;
@@ -24,6 +25,32 @@ use crate::smtp::reply::{self, Reply};
 /// A message on its way out: parts sent back to back (e.g. the Received
 /// header, a rewritten header section, the untouched rest of the original).
 pub type Parts<'a> = [&'a [u8]];
+
+/// What became of the copies of a split ([`Upstream::send_copies`]).
+#[derive(Debug)]
+pub struct Copies {
+    /// Copies upstream accepted with 250 after their dot, in order.
+    pub delivered: usize,
+    /// Why copy number `delivered` (0-based) was not: upstream's own reply,
+    /// or a transport failure. `None` when every copy was delivered.
+    pub failure: Option<Result<Reply, UpstreamError>>,
+}
+
+impl Copies {
+    fn all(n: usize) -> Self {
+        Self {
+            delivered: n,
+            failure: None,
+        }
+    }
+
+    fn stopped(delivered: usize, failure: Result<Reply, UpstreamError>) -> Self {
+        Self {
+            delivered,
+            failure: Some(failure),
+        }
+    }
+}
 
 /// Why delivery could not proceed (as opposed to an upstream reply, which is
 /// passed on to the client as it is).
@@ -180,6 +207,61 @@ impl Upstream {
                 m.rcpt(to);
                 m.deliver(parts).await
             }
+        }
+    }
+
+    /// One copy per recipient (`prefix`, `head_of(i)`, `tail` back to back),
+    /// each its own transaction, stopping at the first one not accepted.
+    /// Over SMTP with PIPELINING a copy costs one round trip
+    /// ([`smtp::Client::send_copies`]).
+    pub async fn send_copies<F>(
+        &mut self,
+        from: &str,
+        from_params: &str,
+        rcpts: &[(String, String)],
+        prefix: &[u8],
+        tail: &[u8],
+        mut head_of: F,
+    ) -> Copies
+    where
+        F: FnMut(usize) -> Vec<u8>,
+    {
+        match self {
+            Upstream::Smtp(c) => {
+                c.send_copies(from, from_params, rcpts, prefix, tail, head_of)
+                    .await
+            }
+            Upstream::Maildir(m) => {
+                for (i, (to, _)) in rcpts.iter().enumerate() {
+                    let head = head_of(i);
+                    m.reset();
+                    m.mail(from);
+                    m.rcpt(to);
+                    match m.deliver(&[prefix, &head[..], tail]).await {
+                        Ok(r) if r.is_positive() => {}
+                        failure => return Copies::stopped(i, failure),
+                    }
+                }
+                Copies::all(rcpts.len())
+            }
+        }
+    }
+
+    /// Ready for a new transaction with nothing pending, so it may wait in
+    /// the [`pool`] for the next client session.
+    pub fn is_idle(&self) -> bool {
+        match self {
+            Upstream::Smtp(c) => c.is_idle(),
+            Upstream::Maildir(_) => false,
+        }
+    }
+
+    /// Can this channel take another transaction? (An SMTP session that had
+    /// to be left in the middle of a DATA section cannot.)
+    pub fn is_open(&self) -> bool {
+        match self {
+            Upstream::Smtp(c) => c.is_open(),
+            Upstream::Maildir(_) => true,
         }
     }
 

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
-use super::{Parts, UpstreamError};
+use super::{Copies, Parts, UpstreamError};
 use crate::config::{UpstreamAuth, UpstreamConfig, UpstreamTls};
 use crate::smtp::data::Stuffer;
 use crate::smtp::reply::Reply;
@@ -29,6 +29,10 @@ const MAX_REPLY_LINES: usize = 128;
 /// Bytes of message handed to the socket at a time: large enough for few
 /// syscalls, small enough that a 50 MB message is not copied whole.
 const SEND_CHUNK: usize = 256 * 1024;
+/// The output buffer kept between transactions; one grown to
+/// [`SEND_CHUNK`] by a message is given back (idle sessions wait in the
+/// pool).
+const IDLE_OUT_CAPACITY: usize = 4 * 1024;
 /// How long QUIT may take before the connection is simply dropped.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -87,6 +91,9 @@ pub struct Client {
     command_timeout: Duration,
     data_timeout: Duration,
     out: Vec<u8>,
+    /// False once the connection was given up in the middle of a DATA
+    /// section: it must not be used again (see [`Client::send_copies`]).
+    open: bool,
 }
 
 impl Client {
@@ -119,6 +126,7 @@ impl Client {
             command_timeout: cfg.command_timeout,
             data_timeout: cfg.data_timeout,
             out: Vec::with_capacity(1024),
+            open: true,
         };
         let greeting = client
             .read_reply(client.command_timeout, "greeting")
@@ -220,6 +228,26 @@ impl Client {
         &self.caps
     }
 
+    /// Connected, between transactions, nothing unread: what the pool may
+    /// keep. Upstream having closed the connection (or sent a 421) shows as
+    /// something to read.
+    pub fn is_idle(&self) -> bool {
+        if !self.open || !self.stream.buffer().is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(
+            self.stream.get_ref().try_read_raw(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+
+    /// Can this session take another transaction? False after
+    /// [`Client::send_copies`] had to leave a DATA section without a dot.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
     /// `MAIL FROM:<from> params`.
     pub async fn mail(&mut self, from: &str, params: &str) -> Result<Reply, UpstreamError> {
         self.command(envelope_line("MAIL FROM", from, params), "MAIL")
@@ -233,9 +261,12 @@ impl Client {
     }
 
     /// `DATA`, then the message dot-stuffed, then upstream's final reply.
+    /// A refused DATA leaves upstream's MAIL and RCPTs open, so they are
+    /// reset: the next transaction must not meet a "nested MAIL".
     pub async fn data(&mut self, parts: &Parts<'_>) -> Result<Reply, UpstreamError> {
         let go = self.command("DATA\r\n".into(), "DATA").await?;
         if go.code != 354 {
+            self.rset().await?;
             return Ok(go);
         }
         self.send_message(parts).await
@@ -314,6 +345,148 @@ impl Client {
         Ok(data)
     }
 
+    /// One copy per recipient in `rcpts`, each `prefix`, `head_of(i)`,
+    /// `tail` back to back, stopping at the first copy upstream does not
+    /// accept. With PIPELINING, the next copy's MAIL, RCPT and DATA go out in
+    /// the same write as the previous copy's final dot (RFC 2920 3.1: message
+    /// content may start a group, DATA must end it), so a copy costs one
+    /// round trip instead of two.
+    ///
+    /// If a copy is refused after its dot while the next copy's commands are
+    /// already on their way and upstream answered that DATA with 354, the
+    /// only way out of the DATA section that delivers nothing is to drop the
+    /// connection: [`Client::is_open`] is then false.
+    pub async fn send_copies<F>(
+        &mut self,
+        from: &str,
+        from_params: &str,
+        rcpts: &[(String, String)],
+        prefix: &[u8],
+        tail: &[u8],
+        mut head_of: F,
+    ) -> Copies
+    where
+        F: FnMut(usize) -> Vec<u8>,
+    {
+        if !self.caps.pipelining {
+            for (i, (to, to_params)) in rcpts.iter().enumerate() {
+                let head = head_of(i);
+                let parts = [prefix, &head[..], tail];
+                match self
+                    .send_copy(from, from_params, to, to_params, &parts)
+                    .await
+                {
+                    Ok(r) if r.is_positive() => {}
+                    failure => return Copies::stopped(i, failure),
+                }
+            }
+            return Copies::all(rcpts.len());
+        }
+        let Some((to, to_params)) = rcpts.first() else {
+            return Copies::all(0);
+        };
+        self.out.clear();
+        self.push_envelope(from, from_params, to, to_params);
+        if let Err(e) = self.flush_out(self.command_timeout, "MAIL/RCPT/DATA").await {
+            return Copies::stopped(0, Err(e));
+        }
+        for i in 0..rcpts.len() {
+            let head = head_of(i);
+            let next = rcpts.get(i + 1);
+            match self
+                .pipelined_copy(from, from_params, [prefix, &head[..], tail], next)
+                .await
+            {
+                Ok(r) if r.is_positive() => {}
+                failure => return Copies::stopped(i, failure),
+            }
+        }
+        Copies::all(rcpts.len())
+    }
+
+    /// One pipelined copy whose MAIL/RCPT/DATA were sent already: reads
+    /// their replies, sends the message with `next`'s commands behind its
+    /// dot, returns the final reply (or the first refusal).
+    async fn pipelined_copy(
+        &mut self,
+        from: &str,
+        from_params: &str,
+        parts: [&[u8]; 3],
+        next: Option<&(String, String)>,
+    ) -> Result<Reply, UpstreamError> {
+        if let Some(refused) = self.envelope_replies().await? {
+            return Ok(refused);
+        }
+        let deadline = tokio::time::Instant::now() + self.data_timeout;
+        let mut stuffer = Stuffer::new();
+        self.out.clear();
+        for part in parts {
+            for chunk in part.chunks(SEND_CHUNK) {
+                stuffer.push(chunk, &mut self.out);
+                if self.out.len() >= SEND_CHUNK {
+                    self.flush_until(deadline, self.data_timeout, "message transfer")
+                        .await?;
+                }
+            }
+        }
+        stuffer.finish(&mut self.out);
+        if let Some((to, to_params)) = next {
+            self.push_envelope(from, from_params, to, to_params);
+        }
+        self.flush_until(deadline, self.data_timeout, "message transfer")
+            .await?;
+        self.out.shrink_to(IDLE_OUT_CAPACITY);
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let fin = self.read_reply(left, "end of DATA").await?;
+        if !fin.is_positive() && next.is_some() {
+            // The next copy's commands are out; answer them without ever
+            // sending it a dot.
+            let data = self.envelope_replies().await?;
+            if data.is_none() {
+                self.open = false;
+            }
+        }
+        Ok(fin)
+    }
+
+    /// Reads the replies to a pipelined MAIL, RCPT, DATA. `None`: all
+    /// positive, upstream waits for the message. Otherwise the refusal to
+    /// report, with upstream's transaction closed again.
+    async fn envelope_replies(&mut self) -> Result<Option<Reply>, UpstreamError> {
+        let mail = self.read_reply(self.command_timeout, "MAIL").await?;
+        let rcpt = self.read_reply(self.command_timeout, "RCPT").await?;
+        let data = self.read_reply(self.command_timeout, "DATA").await?;
+        if data.code == 354 {
+            if mail.is_positive() && rcpt.is_positive() {
+                return Ok(None);
+            }
+            // Upstream broke RFC 2920 by accepting DATA without a valid
+            // transaction: end it empty (no recipient, nothing delivered).
+            self.out.clear();
+            self.out.extend_from_slice(b".\r\n");
+            self.flush_out(self.command_timeout, "end of empty DATA")
+                .await?;
+            self.read_reply(self.data_timeout, "end of DATA").await?;
+            return Ok(Some(if mail.is_positive() { rcpt } else { mail }));
+        }
+        // Whatever of the transaction upstream kept, drop it.
+        self.rset().await?;
+        Ok(Some(
+            [mail, rcpt]
+                .into_iter()
+                .find(|r| !r.is_positive())
+                .unwrap_or(data),
+        ))
+    }
+
+    fn push_envelope(&mut self, from: &str, from_params: &str, to: &str, to_params: &str) {
+        self.out
+            .extend_from_slice(envelope_line("MAIL FROM", from, from_params).as_bytes());
+        self.out
+            .extend_from_slice(envelope_line("RCPT TO", to, to_params).as_bytes());
+        self.out.extend_from_slice(b"DATA\r\n");
+    }
+
     /// Says QUIT and waits briefly for the answer.
     pub async fn quit(mut self) {
         let _ = timeout(QUIT_TIMEOUT, async {
@@ -341,6 +514,7 @@ impl Client {
         stuffer.finish(&mut self.out);
         self.flush_until(deadline, self.data_timeout, "message transfer")
             .await?;
+        self.out.shrink_to(IDLE_OUT_CAPACITY);
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         self.read_reply(left, "end of DATA").await
     }

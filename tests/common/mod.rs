@@ -62,6 +62,11 @@ impl Upstream {
         Upstream::start_with(&[]).await
     }
 
+    /// An upstream that offers PIPELINING (RFC 2920) in its EHLO reply.
+    pub async fn start_pipelining() -> Upstream {
+        Upstream::start_with(&["--pipelining"]).await
+    }
+
     /// With extra peer options (`--starttls`, `--implicit`, `--tls-cert`,
     /// `--tls-key`, `--auth user:pass`).
     pub async fn start_with(options: &[&str]) -> Upstream {

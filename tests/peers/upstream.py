@@ -32,6 +32,9 @@ TLS and AUTH, for the TLS tests:
   --tls-cert C --tls-key K --starttls   offer (and require) STARTTLS
   --tls-cert C --tls-key K --implicit   TLS from the first byte (RFC 8314)
   --auth USER:PASSWORD                  require AUTH (PLAIN/LOGIN) with these
+
+With --pipelining it also advertises PIPELINING (RFC 2920) in its EHLO
+reply; aiosmtpd reads commands from a stream, so pipelined batches work.
 """
 import argparse
 import asyncio
@@ -176,6 +179,14 @@ def authenticator_for(handler, expected):
     return authenticate
 
 
+class PipeliningRecorder(Recorder):
+    """A Recorder whose EHLO reply offers PIPELINING."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return responses[:-1] + ["250-PIPELINING", responses[-1]]
+
+
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("directory")
@@ -188,9 +199,11 @@ async def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--chaos", type=int)
     parser.add_argument("--chaos-rate", type=float, default=0.05)
+    parser.add_argument("--pipelining", action="store_true")
     args = parser.parse_args()
     chaos = Chaos(args.chaos, args.chaos_rate) if args.chaos is not None else None
-    handler = Recorder(args.directory, args.slow, implicit=args.implicit, chaos=chaos)
+    kind = PipeliningRecorder if args.pipelining else Recorder
+    handler = kind(args.directory, args.slow, implicit=args.implicit, chaos=chaos)
     context = None
     if args.tls_cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -81,8 +81,8 @@ static CLASS: [u8; 256] = {
     t
 };
 
-pub(super) fn class(b: u8) -> u8 {
-    CLASS[usize::from(b)]
+pub(super) const fn class(b: u8) -> u8 {
+    CLASS[b as usize]
 }
 
 impl Lexer {
