@@ -1,0 +1,324 @@
+//! The incident-workflow keys of `policy.yaml`: `incidents.*` (the log, who
+//! is notified and how, the controller and the competent authority for the
+//! Art. 33 draft), `store.*` (the register and quarantine database) and
+//! `quarantine.*`. Validated like the rest of the file: every problem names
+//! its key path and value.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{DEFAULT_INCIDENTS_PATH, UpstreamTls, Validator};
+use crate::notify::webhook::Url;
+use crate::notify::{Lang, Templates};
+use crate::policy::Action;
+use crate::report::{self, Authority};
+
+/// Default database of the incident register, the quarantine and the
+/// outbox of notices.
+pub const DEFAULT_STORE_PATH: &str = "./bccguard.db";
+/// How long a held message waits for a decision before it is dropped and
+/// the sender told.
+pub const DEFAULT_QUARANTINE_RETENTION: Duration = Duration::from_secs(7 * 86400);
+/// Incident mails to the DPO per hour before the rest of that hour goes
+/// out as one digest a minute (a burst must not bury the DPO's inbox).
+pub const DEFAULT_DIGEST_AFTER: usize = 10;
+
+/// `incidents.*`.
+#[derive(Debug, Clone)]
+pub struct IncidentsConfig {
+    /// `path` of the JSON-lines incident log (for log shippers).
+    pub path: PathBuf,
+    /// `notify`: addresses of the DPO / admins; one mail per incident.
+    pub notify: Vec<String>,
+    /// `from`: sender of the guard's own mails (default
+    /// `bccguard@<server.hostname>`); notices to senders use the null
+    /// sender on the envelope.
+    pub from: String,
+    /// `digest_after`: incident mails per hour before digests.
+    pub digest_after: usize,
+    /// `sender_notice`: actions whose sender is told (`hold`, `bcc`,
+    /// `split`).
+    pub sender_notice: Vec<Action>,
+    /// `languages`: the notices' languages, in order.
+    pub languages: Vec<Lang>,
+    /// `templates`: a directory of overriding templates, loaded.
+    pub templates: Templates,
+    /// `webhook`: JSON POST target for ticketing systems.
+    pub webhook: Option<Url>,
+    /// `smtp`: own SMTP settings for notices (default: the upstream).
+    pub smtp: Option<NoticeSmtp>,
+    /// `controller`: who is responsible, for the Art. 33 draft.
+    pub controller: Controller,
+    /// `authority`: the competent supervisory authority (Länder code).
+    pub authority: Option<&'static Authority>,
+}
+
+/// `incidents.smtp.*`: where the guard sends its own mails when not
+/// through the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeSmtp {
+    /// `address`: `host:port`.
+    pub address: String,
+    /// `tls`: none, starttls, tls.
+    pub tls: UpstreamTls,
+    /// `username` and the password from `password_file`.
+    pub login: Option<(String, super::Secret)>,
+}
+
+/// `incidents.controller.*` (Art. 33(3)(b): name and contact details).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Controller {
+    /// `name` of the organisation.
+    pub name: String,
+    /// `address`: postal address.
+    pub address: String,
+    /// `dpo`: the data protection officer's name and contact details.
+    pub dpo: String,
+    /// `reporting_person`: who files the notification.
+    pub reporting_person: String,
+}
+
+/// `store.*`.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `path`: the SQLite database file.
+    pub path: PathBuf,
+}
+
+/// `quarantine.*`.
+#[derive(Debug, Clone, Copy)]
+pub struct QuarantineConfig {
+    /// `retention`: then a held message is dropped and the sender told.
+    pub retention: Duration,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawIncidents {
+    path: Option<String>,
+    notify: Option<Vec<String>>,
+    from: Option<String>,
+    digest_after: Option<String>,
+    sender_notice: Option<Vec<String>>,
+    languages: Option<Vec<String>>,
+    templates: Option<String>,
+    webhook: Option<String>,
+    smtp: Option<RawNoticeSmtp>,
+    controller: Option<RawController>,
+    authority: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawNoticeSmtp {
+    address: Option<String>,
+    tls: Option<String>,
+    username: Option<String>,
+    password_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawController {
+    name: Option<String>,
+    address: Option<String>,
+    dpo: Option<String>,
+    reporting_person: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawStore {
+    path: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawQuarantine {
+    retention: Option<String>,
+}
+
+impl Validator {
+    pub(super) fn store(&mut self, raw: RawStore) -> StoreConfig {
+        let path = PathBuf::from(raw.path.unwrap_or_else(|| DEFAULT_STORE_PATH.into()));
+        if path.as_os_str().is_empty() {
+            self.bad("store.path", "must not be empty");
+        }
+        StoreConfig { path }
+    }
+
+    pub(super) fn quarantine(&mut self, raw: RawQuarantine) -> QuarantineConfig {
+        QuarantineConfig {
+            retention: self.duration(
+                "quarantine.retention",
+                raw.retention,
+                DEFAULT_QUARANTINE_RETENTION,
+            ),
+        }
+    }
+
+    pub(super) fn incidents(&mut self, raw: RawIncidents, hostname: &str) -> IncidentsConfig {
+        let path = PathBuf::from(raw.path.unwrap_or_else(|| DEFAULT_INCIDENTS_PATH.into()));
+        if path.as_os_str().is_empty() {
+            self.bad("incidents.path", "must not be empty");
+        }
+        let notify = raw.notify.unwrap_or_default();
+        for (i, a) in notify.iter().enumerate() {
+            self.mailbox(&format!("incidents.notify[{i}]"), a);
+        }
+        // The derived default is not checked: a bad server.hostname is
+        // already reported under its own key.
+        let from = match raw.from.filter(|f| !f.is_empty()) {
+            Some(f) => {
+                self.mailbox("incidents.from", &f);
+                f
+            }
+            None => format!("bccguard@{hostname}"),
+        };
+        let digest_after = self.count(
+            "incidents.digest_after",
+            raw.digest_after,
+            DEFAULT_DIGEST_AFTER,
+            1,
+        );
+        let sender_notice = self.sender_notice(raw.sender_notice);
+        let languages = self.languages(raw.languages);
+        let templates = match raw.templates.filter(|t| !t.is_empty()) {
+            None => Templates::default(),
+            Some(dir) => Templates::load(dir.as_ref()).unwrap_or_else(|problems| {
+                for (file, message) in problems {
+                    self.bad("incidents.templates", format!("{file}: {message}"));
+                }
+                Templates::default()
+            }),
+        };
+        let webhook = raw.webhook.filter(|w| !w.is_empty()).and_then(|w| {
+            Url::parse(&w)
+                .map_err(|e| self.bad("incidents.webhook", format!("{w:?}: {e}")))
+                .ok()
+        });
+        let smtp = raw.smtp.and_then(|s| self.notice_smtp(s));
+        let c = raw.controller.unwrap_or_default();
+        let controller = Controller {
+            name: c.name.unwrap_or_default(),
+            address: c.address.unwrap_or_default(),
+            dpo: c.dpo.unwrap_or_default(),
+            reporting_person: c.reporting_person.unwrap_or_default(),
+        };
+        let authority = raw.authority.filter(|a| !a.is_empty()).and_then(|code| {
+            let found = report::authority(&code);
+            if found.is_none() {
+                let codes: Vec<_> = report::AUTHORITIES.iter().map(|a| a.code).collect();
+                self.bad(
+                    "incidents.authority",
+                    format!(
+                        "unknown code {code:?}, expected one of {}",
+                        codes.join(", ")
+                    ),
+                );
+            }
+            found
+        });
+        IncidentsConfig {
+            path,
+            notify,
+            from,
+            digest_after,
+            sender_notice,
+            languages,
+            templates,
+            webhook,
+            smtp,
+            controller,
+            authority,
+        }
+    }
+
+    fn mailbox(&mut self, key: &str, address: &str) {
+        if address.parse::<lettre::Address>().is_err() {
+            self.bad(key, format!("{address:?} is not an e-mail address"));
+        }
+    }
+
+    fn sender_notice(&mut self, raw: Option<Vec<String>>) -> Vec<Action> {
+        let raw = raw.unwrap_or_else(|| vec!["hold".into()]);
+        let mut out = Vec::new();
+        for (i, name) in raw.iter().enumerate() {
+            match Action::parse(name) {
+                Some(a @ (Action::Hold | Action::Bcc | Action::Split)) => out.push(a),
+                _ => self.bad(
+                    format!("incidents.sender_notice[{i}]"),
+                    format!("{name:?}: senders are told only of hold, bcc or split"),
+                ),
+            }
+        }
+        out
+    }
+
+    fn languages(&mut self, raw: Option<Vec<String>>) -> Vec<Lang> {
+        let raw = raw.unwrap_or_else(|| vec!["de".into(), "en".into()]);
+        if raw.is_empty() {
+            self.bad("incidents.languages", "needs at least one of de, en");
+        }
+        raw.iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let lang = Lang::parse(l);
+                if lang.is_none() {
+                    self.bad(
+                        format!("incidents.languages[{i}]"),
+                        format!("unknown language {l:?}, expected de or en"),
+                    );
+                }
+                lang
+            })
+            .collect()
+    }
+
+    fn notice_smtp(&mut self, raw: RawNoticeSmtp) -> Option<NoticeSmtp> {
+        let address = raw.address.filter(|a| !a.is_empty())?;
+        if !super::valid_host_port(&address) {
+            self.bad(
+                "incidents.smtp.address",
+                format!("{address:?} is not host:port"),
+            );
+        }
+        let tls = match raw.tls.as_deref() {
+            None | Some("none") => UpstreamTls::None,
+            Some("starttls") => UpstreamTls::StartTls,
+            Some("tls") => UpstreamTls::Tls,
+            Some(other) => {
+                self.bad(
+                    "incidents.smtp.tls",
+                    format!("unknown value {other:?}, expected one of none, starttls, tls"),
+                );
+                UpstreamTls::None
+            }
+        };
+        let login = match (raw.username, raw.password_file) {
+            (None, None) => None,
+            (Some(user), Some(file)) => match std::fs::read_to_string(&file) {
+                Ok(pw) => Some((user, super::Secret(pw.trim_end().to_string()))),
+                Err(e) => {
+                    self.bad("incidents.smtp.password_file", format!("{file}: {e}"));
+                    None
+                }
+            },
+            (Some(_), None) => {
+                self.bad("incidents.smtp.password_file", "missing (username is set)");
+                None
+            }
+            (None, Some(_)) => {
+                self.bad("incidents.smtp.username", "missing (password_file is set)");
+                None
+            }
+        };
+        Some(NoticeSmtp {
+            address,
+            tls,
+            login,
+        })
+    }
+}
