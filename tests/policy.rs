@@ -499,7 +499,11 @@ async fn rules_override_the_default_and_the_first_match_wins() {
     );
     // Exempt, but the list went out open: a disclosed incident (issue 7).
     let incidents = guard.incidents();
-    assert_eq!(incidents.len(), 1, "an allow rule over the threshold is an incident");
+    assert_eq!(
+        incidents.len(),
+        1,
+        "an allow rule over the threshold is an incident"
+    );
     assert_eq!(incidents[0]["action"], "allow");
     assert_eq!(incidents[0]["class"], "disclosed");
     assert_eq!(incidents[0]["outcome"], "delivered");
