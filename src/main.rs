@@ -411,13 +411,18 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
         for warning in config.warnings() {
             tracing::warn!("{warning}");
         }
-        let listeners = Listeners::bind(&config).await?;
+        // The state first (opening the store takes a moment), then the
+        // SIGHUP handler, then the listeners: once a probe can connect, a
+        // SIGHUP reloads instead of ending the process.
         let shared = Arc::new(Shared::new(config.clone()).with_context(|| {
             format!(
-                "cannot open incident log {}",
+                "cannot open incident log {}, spool or store",
                 config.incidents.path.display()
             )
         })?);
+        #[cfg(unix)]
+        spawn_reload(shared.clone(), path.clone());
+        let listeners = Listeners::bind(&config).await?;
         for l in &listeners.smtp {
             tracing::info!("SMTP on {}", l.local_addr()?);
         }
@@ -433,8 +438,6 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
             action = %config.policy.action,
             "bccguard ready"
         );
-        #[cfg(unix)]
-        spawn_reload(shared.clone(), path.clone());
         server::run(shared, listeners, shutdown_signal()).await?;
         Ok(())
     })

@@ -451,3 +451,100 @@ async fn send_webhook(shared: &Arc<Shared>, cfg: &Config, n: &Notice) -> Result<
         code => Err(format!("webhook {url}: HTTP {code}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::Record;
+
+    fn incident(class: Class, hold: Option<HoldState>) -> Incident {
+        let record = Record {
+            id: "01ABC".into(),
+            time: "2021-03-01T10:00:00Z".into(),
+            action: if hold.is_some() { "hold" } else { "monitor" }.into(),
+            class: class.as_str().into(),
+            rule: "default".into(),
+            client_ip: "192.0.2.1".into(),
+            auth_user: Some("alice".into()),
+            mail_from: "alice@example.org".into(),
+            header_from: None,
+            message_id: None,
+            subject: None,
+            visible_external: 1494,
+            visible_internal: 0,
+            external_domains: 37,
+            display_names: 0,
+            envelope_recipients: 1494,
+            size: 1,
+            threshold: 10,
+            reason: "over threshold".into(),
+            outcome: "delivered".into(),
+            queue_id: "01ABC".into(),
+        };
+        Incident {
+            record,
+            class,
+            disclosed_at: (class == Class::Disclosed).then_some(1_614_592_800),
+            recorded_at: 1_614_592_800,
+            hold,
+        }
+    }
+
+    fn config() -> Config {
+        Config::from_yaml(
+            "upstream:\n  maildir: ./o\nserver:\n  hostname: guard.test\n",
+            "t",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_next_steps_fit_the_incident() {
+        let cfg = config();
+        let held = vars(
+            &cfg,
+            &incident(Class::Prevented, Some(HoldState::Held)),
+            Lang::En,
+        );
+        assert!(
+            held["next_steps"].contains("bccguard quarantine release 01ABC --as bcc"),
+            "{}",
+            held["next_steps"]
+        );
+        assert!(
+            held["next_steps"].contains("until 2021-03-08T10:00:00Z"),
+            "retention 7d: {}",
+            held["next_steps"]
+        );
+        let open = vars(&cfg, &incident(Class::Disclosed, None), Lang::De);
+        assert!(
+            open["next_steps"].contains("bis 2021-03-04T10:00:00Z"),
+            "72 h: {}",
+            open["next_steps"]
+        );
+        assert_eq!(open["subject"], "(ohne Betreff)");
+        assert_eq!(open["auth_user"], "(alice)");
+        let done = vars(&cfg, &incident(Class::Prevented, None), Lang::En);
+        assert!(done["next_steps"].starts_with("No personal data was disclosed"));
+    }
+
+    #[test]
+    fn notices_come_in_every_configured_language_in_order() {
+        let cfg = config();
+        let i = incident(Class::Disclosed, None);
+        let (subject, body) = compose(&cfg, "dpo", |lang| vars(&cfg, &i, lang));
+        assert!(
+            subject.starts_with("[bccguard] Vorfall 01ABC: monitor, 1494 externe")
+                && subject.contains(" / [bccguard] Incident 01ABC"),
+            "{subject}"
+        );
+        let (de, en) = body.split_once("\n-----\n\n").expect("two languages");
+        assert!(
+            de.contains("Empfängeradressen werden hier bewusst nicht")
+                && en.contains("deliberately not listed")
+        );
+        let webhook = webhook_body(&i, "incident");
+        assert_eq!(webhook["deadline"], "2021-03-04T10:00:00Z");
+        assert_eq!(webhook["commands"]["release"], serde_json::Value::Null);
+    }
+}

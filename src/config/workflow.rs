@@ -322,3 +322,106 @@ impl Validator {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const MINIMAL: &str = "upstream:\n  maildir: ./outbox\n";
+
+    fn problems(extra: &str) -> Vec<String> {
+        match Config::from_yaml(&format!("{MINIMAL}{extra}"), "t") {
+            Ok(_) => vec![],
+            Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::from_yaml(MINIMAL, "t").unwrap();
+        let i = &c.incidents;
+        assert!(i.notify.is_empty() && i.webhook.is_none() && i.smtp.is_none());
+        assert_eq!(i.digest_after, super::DEFAULT_DIGEST_AFTER);
+        assert_eq!(i.sender_notice, [crate::policy::Action::Hold]);
+        assert_eq!(
+            i.languages,
+            [crate::notify::Lang::De, crate::notify::Lang::En]
+        );
+        assert!(i.from.starts_with("bccguard@"));
+        assert_eq!(
+            c.store.path,
+            std::path::Path::new(super::DEFAULT_STORE_PATH)
+        );
+        assert_eq!(c.quarantine.retention, super::DEFAULT_QUARANTINE_RETENTION);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_value() {
+        let table: &[(&str, &str)] = &[
+            (
+                "incidents:\n  notify: [\"dpo\"]\n",
+                "incidents.notify[0]: \"dpo\" is not an e-mail address",
+            ),
+            (
+                "incidents:\n  from: \"x y\"\n",
+                "incidents.from: \"x y\" is not an e-mail address",
+            ),
+            (
+                "incidents:\n  sender_notice: [reject]\n",
+                "incidents.sender_notice[0]: \"reject\": senders are told only of hold, bcc or split",
+            ),
+            (
+                "incidents:\n  languages: [fr]\n",
+                "incidents.languages[0]: unknown language \"fr\"",
+            ),
+            (
+                "incidents:\n  authority: XY\n",
+                "incidents.authority: unknown code \"XY\", expected one of BW, BY",
+            ),
+            (
+                "incidents:\n  webhook: \"ftp://x\"\n",
+                "incidents.webhook: \"ftp://x\": must start with http:// or https://",
+            ),
+            (
+                "incidents:\n  smtp:\n    address: \"mail\"\n",
+                "incidents.smtp.address: \"mail\" is not host:port",
+            ),
+            (
+                "incidents:\n  smtp:\n    address: \"m:25\"\n    username: u\n",
+                "incidents.smtp.password_file: missing",
+            ),
+            (
+                "incidents:\n  templates: /nonexistent-bccguard\n",
+                "incidents.templates: /nonexistent-bccguard",
+            ),
+            (
+                "incidents:\n  digest_after: 0\n",
+                "incidents.digest_after: 0 is too small",
+            ),
+            (
+                "quarantine:\n  retention: soon\n",
+                "quarantine.retention: \"soon\" is not a duration",
+            ),
+            ("store:\n  path: \"\"\n", "store.path: must not be empty"),
+            ("incidents:\n  notfy: []\n", "notfy"),
+        ];
+        for (yaml, expected) in table {
+            let got = problems(yaml);
+            assert!(
+                got.iter().any(
+                    |p| p.starts_with(expected) || (expected.len() < 8 && p.contains(expected))
+                ),
+                "for {yaml:?} expected {expected:?}, got {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_authority_code_picks_the_directory_entry() {
+        let c = Config::from_yaml(&format!("{MINIMAL}incidents:\n  authority: nw\n"), "t").unwrap();
+        assert_eq!(
+            c.incidents.authority.map(|a| a.email),
+            Some("poststelle@ldi.nrw.de")
+        );
+    }
+}
