@@ -23,8 +23,8 @@ use crate::policy::{Action, DomainSet, EmptyTo, Glob, Policy, Rule};
 mod workflow;
 
 pub use workflow::{
-    Controller, DEFAULT_DIGEST_AFTER, DEFAULT_QUARANTINE_RETENTION, DEFAULT_STORE_PATH,
-    IncidentsConfig, NoticeSmtp, QuarantineConfig, StoreConfig,
+    Controller, DEFAULT_DIGEST_AFTER, DEFAULT_DIGEST_INTERVAL, DEFAULT_QUARANTINE_RETENTION,
+    DEFAULT_STORE_PATH, IncidentsConfig, NoticeSmtp, QuarantineConfig, StoreConfig,
 };
 
 /// The commented default shipped at the repository root and embedded in the

@@ -8,7 +8,8 @@
 //! the event it reports ([`crate::store`]); [`run`] sends what is due,
 //! woken at once by a new incident and otherwise every [`NOTIFY_POLL`]
 //! (which also picks up what the CLI queued: a drop, a release), so the
-//! DPO hears of an incident within seconds, at most a minute in a burst.
+//! DPO hears of an incident within seconds, in a burst within
+//! `incidents.digest_interval` (a minute).
 //! Failures are retried with backoff for [`NOTICE_MAX_AGE`]; each sent or
 //! failed notice is a step on its incident. No notice ever lists the
 //! recipient addresses.
@@ -32,8 +33,6 @@ use crate::store::{self, Class, HoldState, Incident, Notice, NoticeKind, Step};
 /// How often the outbox is looked at without a wake-up (the CLI cannot
 /// wake the guard).
 pub const NOTIFY_POLL: Duration = Duration::from_secs(5);
-/// In a burst, at most one digest per this interval ("within a minute").
-pub const DIGEST_INTERVAL: Duration = Duration::from_secs(60);
 /// The window `incidents.digest_after` counts in.
 pub const DIGEST_WINDOW: Duration = Duration::from_secs(3600);
 /// First retry of a failed notice; doubles per attempt.
@@ -88,8 +87,10 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if let Err(e) = pass(&shared).await {
             tracing::error!("notices: {e}");
         }
+        // A digest waiting for its interval is due before the next poll.
+        let poll = NOTIFY_POLL.min(shared.config().incidents.digest_interval);
         tokio::select! {
-            _ = tokio::time::sleep(NOTIFY_POLL) => {}
+            _ = tokio::time::sleep(poll) => {}
             _ = shared.workflow.notified() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
@@ -126,10 +127,10 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), store::StoreError> {
         let result = send_to_dpo(shared, &cfg, std::slice::from_ref(n)).await;
         settle(shared, std::slice::from_ref(n), result).await?;
     }
-    // A digest waits for a quiet minute after the last mail: one digest a
-    // minute at most, so a burst of hundreds is a handful of mails.
-    let quiet =
-        single.is_empty() && last.is_none_or(|l| now - l >= DIGEST_INTERVAL.as_secs() as i64);
+    // A digest waits for `digest_interval` after the last mail: one digest
+    // a minute at most, so a burst of hundreds is a handful of mails.
+    let interval = cfg.incidents.digest_interval.as_secs() as i64;
+    let quiet = single.is_empty() && last.is_none_or(|l| now - l >= interval);
     if !rest.is_empty() && quiet {
         let result = send_to_dpo(shared, &cfg, rest).await;
         settle(shared, rest, result).await?;

@@ -481,3 +481,133 @@ async fn a_monitor_incident_is_disclosed_and_drafted_for_the_right_authority() {
     );
     guard.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_reaches_the_dpo_as_a_digest() {
+    let up = Upstream::start().await;
+    let dpo_server = Upstream::start().await;
+    let incidents = format!(
+        "  notify: [\"dsb@example.org\"]\n  digest_after: 1\n  digest_interval: 1s\n  languages: [en]\n  smtp:\n    address: \"{}\"\n",
+        dpo_server.addr
+    );
+    let guard = Guard::start(&config(&up, "reject", &incidents)).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let r = send_open_list(&guard).await;
+        assert_eq!(r.code, 550, "{}", r.text);
+        ids.push(incident_id(&r.text));
+    }
+    let covered = |mails: &[Delivered]| {
+        ids.iter()
+            .all(|id| mails.iter().any(|m| readable(m).contains(id.as_str())))
+    };
+    eventually("every incident mailed", || async {
+        covered(&dpo_server.messages())
+    })
+    .await;
+    let mails = dpo_server.messages();
+    assert!(mails.len() < 4, "{} mails for 4 incidents", mails.len());
+    let subjects: Vec<String> = mails
+        .iter()
+        .map(|m| {
+            mail_parser::MessageParser::default()
+                .parse(&m.data)
+                .and_then(|p| p.subject().map(String::from))
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        subjects[0].starts_with(&format!("[bccguard] Incident {}", ids[0])),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects.iter().any(|s| s.ends_with("incidents (digest)")),
+        "{subjects:?}"
+    );
+    for m in &mails {
+        no_recipient_address(&readable(m));
+    }
+    guard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecided_held_mail_expires_and_the_sender_is_told() {
+    let up = Upstream::start().await;
+    let text = config(&up, "hold", "  languages: [en]\n") + "quarantine:\n  retention: 1s\n";
+    let guard = Guard::start(&text).await;
+    let r = send_open_list(&guard).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let id = incident_id(&r.text);
+    let expired = |n: &Delivered| readable(n).contains("nobody released");
+    eventually("the expiry notice", || async {
+        notices(&up).iter().any(expired)
+    })
+    .await;
+    let all = notices(&up);
+    let text = readable(all.iter().find(|n| expired(n)).unwrap());
+    assert!(text.contains(&id) && text.contains("within 1s"), "{text}");
+    no_recipient_address(&text);
+    assert!(up.messages().iter().all(null_sender), "never relayed");
+    let i = guard.shared.store.incident(&id).unwrap();
+    assert_eq!(i.hold, Some(HoldState::Expired));
+    let steps = guard.shared.store.steps(&id).unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.step == "expired" && s.actor == "bccguard"),
+        "{steps:?}"
+    );
+    guard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_as_split_sends_one_copy_each_and_as_original_discloses() {
+    let up = Upstream::start().await;
+    let guard = Guard::start(&config(&up, "hold", "  sender_notice: []\n")).await;
+    let first = incident_id(&send_open_list(&guard).await.text);
+    let second = incident_id(&send_open_list(&guard).await.text);
+    let cfg = guard.shared.config();
+    let store = &guard.shared.store;
+    use bccguard::quarantine::{ReleaseAs, release};
+
+    let done = release(store, &cfg, &first, ReleaseAs::Split, "dpo-carl")
+        .await
+        .unwrap();
+    assert_eq!(done.summary, "6 of 6 separate copies accepted");
+    let copies = up.messages();
+    assert_eq!(copies.len(), 6);
+    for (m, rcpt) in copies.iter().zip(five()) {
+        assert_eq!(m.rcpt_tos, std::slice::from_ref(&rcpt));
+        let head = m.head();
+        assert!(head.contains(&format!("To: {rcpt}")), "{head}");
+        let others = five().into_iter().filter(|a| *a != rcpt);
+        for other in others {
+            assert!(
+                !head.contains(&other),
+                "{other} visible in the copy for {rcpt}"
+            );
+        }
+    }
+    let i = store.incident(&first).unwrap();
+    assert_eq!(
+        (i.class, i.hold),
+        (Class::Prevented, Some(HoldState::Released))
+    );
+
+    release(store, &cfg, &second, ReleaseAs::Original, "dpo-carl")
+        .await
+        .unwrap();
+    let original = up.messages().pop().unwrap();
+    for a in five() {
+        assert!(original.head().contains(&a), "the original shows {a}");
+    }
+    let i = store.incident(&second).unwrap();
+    assert_eq!(
+        i.class,
+        Class::Disclosed,
+        "a released original is a disclosure"
+    );
+    assert!(i.disclosed_at.is_some_and(|t| t >= i.recorded_at));
+    assert!(bccguard::notify::deadline(&i).is_some());
+    guard.stop().await;
+}

@@ -24,6 +24,9 @@ pub const DEFAULT_QUARANTINE_RETENTION: Duration = Duration::from_secs(7 * 86400
 /// Incident mails to the DPO per hour before the rest of that hour goes
 /// out as one digest a minute (a burst must not bury the DPO's inbox).
 pub const DEFAULT_DIGEST_AFTER: usize = 10;
+/// In a burst, at most one digest per this interval: the DPO still hears
+/// of every incident within a minute.
+pub const DEFAULT_DIGEST_INTERVAL: Duration = Duration::from_secs(60);
 
 /// `incidents.*`.
 #[derive(Debug, Clone)]
@@ -38,6 +41,8 @@ pub struct IncidentsConfig {
     pub from: String,
     /// `digest_after`: incident mails per hour before digests.
     pub digest_after: usize,
+    /// `digest_interval`: at most one digest per this interval.
+    pub digest_interval: Duration,
     /// `sender_notice`: actions whose sender is told (`hold`, `bcc`,
     /// `split`).
     pub sender_notice: Vec<Action>,
@@ -101,6 +106,7 @@ pub(super) struct RawIncidents {
     notify: Option<Vec<String>>,
     from: Option<String>,
     digest_after: Option<String>,
+    digest_interval: Option<String>,
     sender_notice: Option<Vec<String>>,
     languages: Option<Vec<String>>,
     templates: Option<String>,
@@ -183,6 +189,11 @@ impl Validator {
             DEFAULT_DIGEST_AFTER,
             1,
         );
+        let digest_interval = self.duration(
+            "incidents.digest_interval",
+            raw.digest_interval,
+            DEFAULT_DIGEST_INTERVAL,
+        );
         let sender_notice = self.sender_notice(raw.sender_notice);
         let languages = self.languages(raw.languages);
         let templates = match raw.templates.filter(|t| !t.is_empty()) {
@@ -226,6 +237,7 @@ impl Validator {
             notify,
             from,
             digest_after,
+            digest_interval,
             sender_notice,
             languages,
             templates,
