@@ -265,8 +265,18 @@ where
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Arc<dyn bccguard::store::Store>> {
-    let store = bccguard::store::SqliteStore::open(&config.store.path)
-        .with_context(|| format!("store.path {}", config.store.path.display()))?;
+    let path = &config.store.path;
+    let store = bccguard::store::SqliteStore::open_existing(path).with_context(|| {
+        format!(
+            "store.path {}: cannot open the guard's database{}",
+            path.display(),
+            if path.is_relative() {
+                " (a relative path: run this in the guard's working directory, e.g. /var/lib/bccguard)"
+            } else {
+                ""
+            }
+        )
+    })?;
     Ok(Arc::new(store))
 }
 
@@ -396,7 +406,11 @@ async fn incident(config: Config, command: IncidentCmd) -> anyhow::Result<()> {
                 "report drafted",
                 format!("Art. 33 draft ({lang:?})"),
             );
-            call(&store, move |s| s.add_step(&id, &step)).await?;
+            // The draft is printed either way; a read-only register only
+            // misses the step.
+            if let Err(e) = call(&store, move |s| s.add_step(&id, &step)).await {
+                eprintln!("warning: the step \"report drafted\" was not recorded: {e}");
+            }
         }
     }
     Ok(())

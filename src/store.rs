@@ -389,12 +389,35 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating) the database and its schema.
+    /// Opens (creating) the database and its schema (the guard). A new
+    /// file is made readable by its owner only: it holds held messages.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
-        let conn = Connection::open(path)?;
+        let new = !path.exists();
+        let store = Self::setup(Connection::open(path)?)?;
+        #[cfg(unix)]
+        if new {
+            use std::os::unix::fs::PermissionsExt;
+            // SQLite gives the -wal and -shm files the main file's mode.
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(store)
+    }
+
+    /// Opens an existing database only (the DPO's commands): a relative
+    /// `store.path` run from the wrong directory must say so, not answer
+    /// from a new, empty register.
+    pub fn open_existing(path: &Path) -> Result<SqliteStore, StoreError> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Self::setup(Connection::open_with_flags(path, flags)?)
+    }
+
+    fn setup(conn: Connection) -> Result<SqliteStore, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL: readers (the CLI) never block the guard's writes; FULL: a
         // commit is fsynced before it returns, so "250 held" means durable.

@@ -164,3 +164,20 @@ fn notices_are_sent_retried_and_counted_per_mail() {
     assert_eq!(s.incidents(0, Some(Class::Prevented)).unwrap().len(), 3);
     assert_eq!(s.incidents(2, None).unwrap().len(), 0);
 }
+
+#[test]
+fn the_cli_never_creates_an_empty_register_and_a_new_file_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bccguard.db");
+    assert!(SqliteStore::open_existing(&path).is_err());
+    assert!(!path.exists(), "nothing created");
+    SqliteStore::open(&path).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "held messages are in it");
+    }
+    let s = SqliteStore::open_existing(&path).unwrap();
+    assert!(s.held().unwrap().is_empty());
+}
