@@ -487,7 +487,7 @@ async fn a_burst_reaches_the_dpo_as_a_digest() {
     let up = Upstream::start().await;
     let dpo_server = Upstream::start().await;
     let incidents = format!(
-        "  notify: [\"dsb@example.org\"]\n  digest_after: 1\n  digest_interval: 1s\n  languages: [en]\n  smtp:\n    address: \"{}\"\n",
+        "  notify: [\"dsb@example.org\"]\n  digest_after: 1\n  digest_interval: 3s\n  languages: [en]\n  smtp:\n    address: \"{}\"\n",
         dpo_server.addr
     );
     let guard = Guard::start(&config(&up, "reject", &incidents)).await;
