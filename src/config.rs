@@ -20,6 +20,13 @@ use serde::Deserialize;
 
 use crate::policy::{Action, DomainSet, EmptyTo, Glob, Policy, Rule};
 
+mod workflow;
+
+pub use workflow::{
+    Controller, DEFAULT_DIGEST_AFTER, DEFAULT_DIGEST_INTERVAL, DEFAULT_QUARANTINE_RETENTION,
+    DEFAULT_STORE_PATH, IncidentsConfig, NoticeSmtp, QuarantineConfig, StoreConfig,
+};
+
 /// The commented default shipped at the repository root and embedded in the
 /// binary, so `bccguard serve` works out of the box.
 pub const DEFAULT_POLICY_YAML: &str = include_str!("../policy.yaml");
@@ -85,6 +92,10 @@ pub struct Config {
     pub policy: Policy,
     /// `spool.*`: where split copies wait for retry.
     pub spool: SpoolConfig,
+    /// `store.*`: the incident register, quarantine and notice outbox.
+    pub store: StoreConfig,
+    /// `quarantine.*`: held messages (`action: hold`).
+    pub quarantine: QuarantineConfig,
 }
 
 /// `spool.*`.
@@ -281,13 +292,6 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
 }
 
-/// `incidents.*`.
-#[derive(Debug, Clone)]
-pub struct IncidentsConfig {
-    /// `path` of the JSON-lines incident log.
-    pub path: PathBuf,
-}
-
 /// One problem found while loading, naming the key it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -338,8 +342,10 @@ struct RawConfig {
     server: RawServer,
     upstream: RawUpstream,
     metrics: RawMetrics,
-    incidents: RawIncidents,
+    incidents: workflow::RawIncidents,
     policy: RawPolicy,
+    store: workflow::RawStore,
+    quarantine: workflow::RawQuarantine,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -427,12 +433,6 @@ struct RawMetrics {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-struct RawIncidents {
-    path: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
 struct RawPolicy {
     internal_domains: Option<Vec<String>>,
     max_external_recipients: Option<String>,
@@ -506,6 +506,9 @@ impl Config {
         if up.auth == UpstreamAuth::Passthrough && self.server.tls.is_none() {
             w.push("upstream.auth: passthrough without server.tls: clients would send passwords in plaintext".into());
         }
+        if up.auth == UpstreamAuth::Passthrough && self.incidents.smtp.is_none() {
+            w.push("incidents.smtp: unset while upstream.auth is passthrough: notices and quarantine releases go upstream without a login of their own; set incidents.smtp (or let upstream accept the guard's address)".into());
+        }
         w
     }
 
@@ -576,16 +579,9 @@ impl Validator {
         let server = self.server(raw.server);
         let upstream = self.upstream(raw.upstream, &server.hostname);
         let metrics = self.metrics(raw.metrics);
-        let incidents = IncidentsConfig {
-            path: PathBuf::from(
-                raw.incidents
-                    .path
-                    .unwrap_or_else(|| DEFAULT_INCIDENTS_PATH.into()),
-            ),
-        };
-        if incidents.path.as_os_str().is_empty() {
-            self.bad("incidents.path", "must not be empty");
-        }
+        let incidents = self.incidents(raw.incidents, &server.hostname);
+        let store = self.store(raw.store);
+        let quarantine = self.quarantine(raw.quarantine);
         let policy = self.policy(raw.policy, server.limits.max_header_size);
         let spool = self.spool(raw.spool);
         Some(Config {
@@ -595,6 +591,8 @@ impl Validator {
             incidents,
             policy: policy?,
             spool,
+            store,
+            quarantine,
         })
     }
 

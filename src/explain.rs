@@ -125,8 +125,9 @@ pub fn explain(
     );
     let verdict = match d.action {
         None => "pass: relayed unchanged (apart from a Received header; Bcc removed)".to_string(),
-        Some(Action::Allow) => "allow: exempt by rule, relayed unchanged".to_string(),
+        Some(Action::Allow) => "allow: exempt by rule, relayed unchanged, incident recorded (class disclosed)".to_string(),
         Some(Action::Monitor) => "monitor: relayed unchanged, incident recorded".to_string(),
+        Some(Action::Hold) => "hold: 250 to the client, kept in the quarantine for review, nothing sent, incident recorded".to_string(),
         Some(Action::Reject) => format!("reject: 550 5.7.1, nothing sent, incident recorded ({} visible, limit {})", d.visible.external.len(), d.threshold),
         Some(Action::Bcc | Action::Split) if d.signed => {
             "reject: signed/encrypted mail cannot be rewritten safely (550 5.7.1), incident recorded".to_string()

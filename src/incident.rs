@@ -1,6 +1,9 @@
-//! The incident record: one JSON line per reject/bcc/split/monitor decision,
-//! appended and fsynced, for the data-protection officer (GDPR Art. 33 asks
-//! what happened, when, how many people, what was done).
+//! The incident record: one JSON line per reject/bcc/split/hold/monitor
+//! decision and per allow rule over the threshold, appended and fsynced,
+//! for log shippers and the data-protection officer (GDPR Art. 33 asks
+//! what happened, when, how many people, what was done). The same record
+//! goes into the incident register ([`crate::store`]), where the workflow
+//! steps on it are kept.
 //!
 //! The record deliberately holds no recipient address: it must not become a
 //! second copy of the leak it documents. It counts addresses and domains.
@@ -10,17 +13,20 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One incident, as written to `incidents.path`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Record {
     /// Incident id (also quoted to the client on reject).
     pub id: String,
     /// RFC 3339 UTC time of the decision.
     pub time: String,
-    /// `reject`, `bcc`, `split` or `monitor`.
+    /// `reject`, `bcc`, `split`, `hold`, `monitor` or `allow`.
     pub action: String,
+    /// `prevented` (no disclosure) or `disclosed` (the 72-hour clock of
+    /// Art. 33 runs), at the time of the decision.
+    pub class: String,
     /// Name of the matching rule, or `default`.
     pub rule: String,
     /// The client's IP address.
@@ -41,6 +47,9 @@ pub struct Record {
     pub visible_internal: usize,
     /// Distinct external domains among them.
     pub external_domains: usize,
+    /// Mailboxes in To/Cc shown with a display name (names are personal
+    /// data too).
+    pub display_names: usize,
     /// Envelope recipients.
     pub envelope_recipients: usize,
     /// Message size in bytes.
@@ -49,7 +58,7 @@ pub struct Record {
     pub threshold: usize,
     /// Why this action (e.g. signed mail that could not be rewritten).
     pub reason: String,
-    /// What became of the message: `refused`, `delivered`, or
+    /// What became of the message: `refused`, `delivered`, `held`, or
     /// `not delivered: <reply>` when upstream failed (the client keeps it).
     pub outcome: String,
     /// Transaction id in the guard's Received header and logs.
@@ -124,6 +133,7 @@ mod tests {
             id: id.into(),
             time: now_rfc3339(),
             action: "reject".into(),
+            class: "prevented".into(),
             rule: "default".into(),
             client_ip: "192.0.2.1".into(),
             auth_user: None,
@@ -134,6 +144,7 @@ mod tests {
             visible_external: 1494,
             visible_internal: 0,
             external_domains: 12,
+            display_names: 0,
             envelope_recipients: 1494,
             size: 50_000,
             threshold: 10,

@@ -19,6 +19,10 @@
 //! | [`spool`] | split copies the guard owns after a partial failure: durable, retried |
 //! | [`dsn`] | delivery status notifications (RFC 3464) for copies that finally fail |
 //! | [`incident`] | the incident record (JSON lines, fsynced) |
+//! | [`store`] | the incident register, the quarantine and the notice outbox (SQLite, behind a trait) |
+//! | [`quarantine`] | held messages (`action: hold`): release, drop, expiry |
+//! | [`notify`] | mails to the DPO and to senders, the webhook; templates in German and English |
+//! | [`report`] | the Art. 33 draft and the directory of German supervisory authorities |
 //! | [`metrics`] | Prometheus registry and the `/metrics` endpoint |
 //! | [`health`] | `/healthz`, `/readyz` and the `bccguard health` probe |
 //! | [`tls`] | rustls set-up on both hops, certificate reload, the plain-or-TLS [`tls::Stream`] |
@@ -40,13 +44,17 @@ pub mod id;
 pub mod incident;
 pub mod message;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod proxy_protocol;
+pub mod quarantine;
 pub mod reload;
+pub mod report;
 pub mod rewrite;
 pub mod server;
 pub mod session;
 pub mod smtp;
 pub mod spool;
+pub mod store;
 pub mod tls;
 pub mod upstream;

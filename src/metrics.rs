@@ -26,9 +26,15 @@ use tokio::net::TcpListener;
 use crate::server::Shared;
 
 /// `action` label values of `bccguard_messages_total`.
-pub const MESSAGE_ACTIONS: [&str; 6] = ["pass", "reject", "bcc", "split", "monitor", "allow"];
-/// `action` label values of `bccguard_incidents_total`.
-pub const INCIDENT_ACTIONS: [&str; 4] = ["reject", "bcc", "split", "monitor"];
+pub const MESSAGE_ACTIONS: [&str; 7] =
+    ["pass", "reject", "bcc", "split", "monitor", "allow", "hold"];
+/// `action` label values of `bccguard_incidents_total` (`allow`: an allow
+/// rule over the threshold, a disclosed incident).
+pub const INCIDENT_ACTIONS: [&str; 6] = ["reject", "bcc", "split", "monitor", "allow", "hold"];
+/// `kind` label values of `bccguard_notices_total`.
+pub const NOTICE_KINDS: [&str; 3] = ["dpo", "sender", "webhook"];
+/// `result` label values of `bccguard_notices_total`.
+pub const NOTICE_RESULTS: [&str; 3] = ["sent", "retry", "failed"];
 /// `kind` label values of `bccguard_upstream_errors_total`.
 pub const UPSTREAM_ERROR_KINDS: [&str; 8] = [
     "connect", "timeout", "closed", "protocol", "refused", "tls", "tempfail", "maildir",
@@ -84,10 +90,17 @@ pub struct Metrics {
     config_reloads: Counter,
     config_reload_failures: Counter,
     spool_deliveries: Family<ResultLabel, Counter>,
+    notices: Family<NoticeLabel, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NoticeLabel {
+    kind: &'static str,
     result: &'static str,
 }
 
@@ -136,6 +149,17 @@ impl Metrics {
         for result in SPOOL_RESULTS {
             let _ = spool_deliveries.get_or_create(&ResultLabel { result });
         }
+        let notices = Family::<NoticeLabel, Counter>::default();
+        for kind in NOTICE_KINDS {
+            for result in NOTICE_RESULTS {
+                let _ = notices.get_or_create(&NoticeLabel { kind, result });
+            }
+        }
+        registry.register(
+            "bccguard_notices",
+            "Notices about incidents (mails to the DPO and senders, webhook posts), by kind and result",
+            notices.clone(),
+        );
         for action in MESSAGE_ACTIONS {
             let _ = messages.get_or_create(&ActionLabel { action });
         }
@@ -218,7 +242,16 @@ impl Metrics {
             spool_deliveries,
             config_reloads,
             config_reload_failures,
+            notices,
         }
+    }
+
+    /// One notice attempt (`kind` from [`NOTICE_KINDS`], `result` from
+    /// [`NOTICE_RESULTS`]).
+    pub fn notice(&self, kind: &'static str, result: &'static str) {
+        self.notices
+            .get_or_create(&NoticeLabel { kind, result })
+            .inc();
     }
 
     /// One reload attempt of policy.yaml.

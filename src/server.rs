@@ -33,6 +33,7 @@ use crate::proxy_protocol::{self, ReadError};
 use crate::session::Session;
 use crate::smtp::reply;
 use crate::spool::{self, Spool};
+use crate::store::{SqliteStore, Store};
 use crate::tls::{self, ReloadingCert, Stream, TlsSetupError};
 use crate::upstream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -54,6 +55,10 @@ pub struct Shared {
     upstream_tls: ArcSwapOption<TlsConnector>,
     /// Split copies the guard owns (see [`crate::spool`]).
     pub spool: Arc<Spool>,
+    /// The incident register, quarantine and notice outbox.
+    pub store: Arc<dyn Store>,
+    /// Wakes the notifier when an incident queued a notice.
+    pub workflow: tokio::sync::Notify,
     draining: AtomicBool,
 }
 
@@ -69,7 +74,12 @@ impl Shared {
                 format!("spool {}: {e}", config.spool.path.display()),
             )
         })?);
+        let store = SqliteStore::open(&config.store.path).map_err(|e| {
+            std::io::Error::other(format!("store.path {}: {e}", config.store.path.display()))
+        })?;
         Ok(Self {
+            store: Arc::new(store),
+            workflow: tokio::sync::Notify::new(),
             config: ArcSwap::from_pointee(config),
             metrics: Arc::new(Metrics::new()),
             incidents: Arc::new(incidents),
@@ -129,12 +139,14 @@ impl Shared {
         keep("metrics.listen", new.metrics.listen != old.metrics.listen);
         keep("incidents.path", new.incidents.path != old.incidents.path);
         keep("spool.path", new.spool.path != old.spool.path);
+        keep("store.path", new.store.path != old.store.path);
         new.server.listen = old.server.listen.clone();
         new.server.tls_listen = old.server.tls_listen.clone();
         new.server.proxy_protocol = old.server.proxy_protocol;
         new.metrics = old.metrics.clone();
         new.incidents = old.incidents.clone();
         new.spool.path = old.spool.path.clone();
+        new.store.path = old.store.path.clone();
         // TLS material first: a certificate that does not load fails the
         // whole reload, and nothing changes.
         let (acceptor, connector) = tls_setup(&new)?;
@@ -277,6 +289,7 @@ pub async fn run(
         shared.config().spool.retry,
         stop_rx.clone(),
     ));
+    tasks.spawn(crate::notify::run(shared.clone(), stop_rx.clone()));
     for listener in listeners.smtp {
         tasks.spawn(accept_loop(
             listener,

@@ -60,7 +60,7 @@ fn check_accepts_the_shipped_policy() {
 fn check_names_an_unknown_action_exactly() {
     let (out, stdout, stderr) = check(&format!("{MINIMAL}policy:\n  action: shred\n"));
     assert!(!out.status.success(), "stdout: {stdout}");
-    let expected = "policy.action: unknown action \"shred\", expected one of reject, bcc, split, monitor, allow";
+    let expected = "policy.action: unknown action \"shred\", expected one of reject, bcc, split, monitor, allow, hold";
     assert!(
         stderr.lines().any(|l| l.trim() == expected),
         "no line {expected:?} in stderr:\n{stderr}"

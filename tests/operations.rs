@@ -178,7 +178,11 @@ async fn the_binary_reloads_on_sighup_and_survives_it() {
             "INCIDENTS",
             &dir.path().join("incidents.jsonl").display().to_string(),
         )
-        + &format!("spool:\n  path: {}\n", dir.path().join("spool").display());
+        + &format!(
+            "spool:\n  path: {}\nstore:\n  path: {}\n",
+            dir.path().join("spool").display(),
+            dir.path().join("bccguard.db").display()
+        );
     let path = dir.path().join("policy.yaml");
     std::fs::write(&path, &text).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_bccguard"))

@@ -497,7 +497,16 @@ async fn rules_override_the_default_and_the_first_match_wins() {
             .await,
         1.0
     );
-    assert!(guard.incidents().is_empty(), "allow records no incident");
+    // Exempt, but the list went out open: a disclosed incident (issue 7).
+    let incidents = guard.incidents();
+    assert_eq!(
+        incidents.len(),
+        1,
+        "an allow rule over the threshold is an incident"
+    );
+    assert_eq!(incidents[0]["action"], "allow");
+    assert_eq!(incidents[0]["class"], "disclosed");
+    assert_eq!(incidents[0]["outcome"], "delivered");
 
     // The strict rule (header From, case-insensitive glob) refuses one.
     let msg = message(
@@ -518,10 +527,11 @@ async fn rules_override_the_default_and_the_first_match_wins() {
     let id = incident_id(&r.text);
     assert_eq!(up.count(), 1);
     let incidents = guard.incidents();
-    assert_eq!(incidents.len(), 1);
-    assert_eq!(incidents[0]["id"], id.as_str());
-    assert_eq!(incidents[0]["rule"], "gesundheit-strict");
-    assert_eq!(incidents[0]["threshold"], 0);
+    assert_eq!(incidents.len(), 2);
+    assert_eq!(incidents[1]["id"], id.as_str());
+    assert_eq!(incidents[1]["rule"], "gesundheit-strict");
+    assert_eq!(incidents[1]["threshold"], 0);
+    assert_eq!(incidents[1]["class"], "prevented");
 
     // First match wins: the envelope sender matches "newsletter" before the
     // header From matches "gesundheit-strict". Four externals: over the
@@ -558,7 +568,11 @@ async fn rules_override_the_default_and_the_first_match_wins() {
             .await,
         3.0
     );
-    assert_eq!(guard.incidents().len(), 1, "allow records no incident");
+    assert_eq!(
+        guard.incidents().len(),
+        4,
+        "each allow over the threshold is a disclosed incident"
+    );
 
     // Under the threshold an allow rule changes nothing: a plain pass.
     let msg = message(
@@ -591,9 +605,9 @@ async fn rules_override_the_default_and_the_first_match_wins() {
         .await;
     assert_eq!(r.code, 550, "{}", r.text);
     let incidents = guard.incidents();
-    assert_eq!(incidents.len(), 2);
-    assert_eq!(incidents[1]["rule"], "default");
-    assert_eq!(incidents[1]["threshold"], 3);
+    assert_eq!(incidents.len(), 5);
+    assert_eq!(incidents[4]["rule"], "default");
+    assert_eq!(incidents[4]["threshold"], 3);
     assert_eq!(up.count(), 4);
 }
 

@@ -31,18 +31,25 @@ pub enum Action {
     Split,
     /// Pass unchanged, record the incident (safe rollout).
     Monitor,
-    /// Exempt (for rules).
+    /// Exempt (for rules). Over the threshold it is still an incident, of
+    /// class `disclosed`: the list went out open.
     Allow,
+    /// Keep the message in the quarantine for review (250 with the
+    /// incident id; nothing relayed until someone releases it).
+    Hold,
 }
 
 impl Action {
-    /// Every action, in the order documented for `policy.action`.
-    pub const ALL: [Action; 5] = [
+    /// Every action, in the order documented for `policy.action` (`hold`
+    /// last: it came last, and error texts listing the others stay as
+    /// they were).
+    pub const ALL: [Action; 6] = [
         Action::Reject,
         Action::Bcc,
         Action::Split,
         Action::Monitor,
         Action::Allow,
+        Action::Hold,
     ];
 
     /// The name used in policy.yaml, metrics and incident records.
@@ -53,6 +60,7 @@ impl Action {
             Action::Split => "split",
             Action::Monitor => "monitor",
             Action::Allow => "allow",
+            Action::Hold => "hold",
         }
     }
 

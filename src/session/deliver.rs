@@ -1,12 +1,19 @@
 //! The end of DATA: decide on the complete message, act, record.
 //!
-//! - pass / allow / monitor: relayed as it is (Bcc headers removed);
+//! - pass / allow / monitor: relayed as it is (Bcc headers removed); allow
+//!   and monitor over the threshold are `disclosed` incidents;
 //! - reject: upstream's transaction is aborted with RSET (it never sees a
 //!   final dot), the client gets 550 5.7.1 with the incident id;
 //! - bcc: external To/Cc addresses are hidden, envelope unchanged;
 //! - split: upstream's envelope transaction is aborted and one transaction
 //!   per recipient follows, each copy showing only its own address plus the
-//!   internal ones.
+//!   internal ones;
+//! - hold: upstream's transaction is aborted; the message goes into the
+//!   quarantine ([`crate::store`]) and the client hears 250 only after that
+//!   commit (451 if it fails: never a 250 for a message nobody holds).
+//!
+//! Every incident goes into the JSON-lines log and the register, with the
+//! notices it asks for ([`crate::notify`]).
 //!
 //! The client hears 250 only after upstream said 250 for every copy, or,
 //! when a split fails part-way, after the remaining copies are durably in
@@ -106,11 +113,38 @@ impl Session {
         }
         let received = self.received_header(&tx, &queue_id);
         let visible = decision.visible.external.len();
-        let (reply, incident) = match decision.action {
-            None | Some(Action::Allow) => (
+        let mut held = None;
+        let (mut reply, incident) = match decision.action {
+            None => (
                 self.relay_whole(&msg, &decision.headers, &received).await,
                 None,
             ),
+            Some(Action::Allow) => {
+                let r = self.relay_whole(&msg, &decision.headers, &received).await;
+                (
+                    r,
+                    Some((
+                        "allow",
+                        "over threshold, exempted by an allow rule: sent unchanged",
+                    )),
+                )
+            }
+            Some(Action::Hold) => {
+                self.abort_upstream().await;
+                held = Some(crate::store::Held {
+                    id: queue_id.clone(),
+                    held_at: crate::spool::now() as i64,
+                    mail_from: tx.mail_from.clone(),
+                    mail_params: tx.mail_params.clone(),
+                    rcpts: tx.rcpts.clone(),
+                    received: received.clone(),
+                    message: msg.clone(),
+                });
+                (
+                    reply::held(visible, &queue_id),
+                    Some(("hold", "over threshold: held for review")),
+                )
+            }
             Some(Action::Monitor) => {
                 let r = self.relay_whole(&msg, &decision.headers, &received).await;
                 (
@@ -153,6 +187,22 @@ impl Session {
                 (r, Some(("split", "over threshold: one copy per recipient")))
             }
         };
+        if let Some((action, reason)) = incident {
+            let stored = self
+                .record_incident(
+                    &tx,
+                    &msg,
+                    &decision,
+                    &queue_id,
+                    (action, reason),
+                    &reply,
+                    held,
+                )
+                .await;
+            if action == "hold" && !stored {
+                reply = reply::hold_failed();
+            }
+        }
         tracing::info!(
             client = %self.peer,
             user = self.auth_user.as_deref().unwrap_or("-"),
@@ -166,10 +216,6 @@ impl Session {
             reply = %reply.summary(),
             "message decided"
         );
-        if let Some((action, reason)) = incident {
-            self.record_incident(&tx, &msg, &decision, &queue_id, action, reason, &reply)
-                .await;
-        }
         self.queue(reply);
     }
 
@@ -327,6 +373,10 @@ impl Session {
         )
     }
 
+    /// Writes the incident to the register (with the held message and the
+    /// notices it asks for, one commit) and to the JSON-lines log. Returns
+    /// whether the register has it: a hold that is not stored must not be
+    /// answered with 250.
     #[allow(clippy::too_many_arguments)]
     async fn record_incident(
         &mut self,
@@ -334,22 +384,29 @@ impl Session {
         msg: &[u8],
         decision: &Decision,
         queue_id: &str,
-        action: &'static str,
-        reason: &str,
+        (action, reason): (&'static str, &str),
         reply: &Reply,
-    ) {
-        let (message_id, subject) = describe(msg, &decision.headers);
-        let outcome = if action == "reject" {
-            "refused".to_string()
-        } else if reply.is_positive() {
-            "delivered".to_string()
-        } else {
-            format!("not delivered: {}", reply.summary())
+        held: Option<crate::store::Held>,
+    ) -> bool {
+        use crate::store::{Class, HoldState, Incident, NewNotice, NoticeKind, Step};
+        let (message_id, subject, display_names) = describe(msg, &decision.headers);
+        let outcome = match action {
+            "reject" => "refused".to_string(),
+            "hold" => "held".to_string(),
+            _ if reply.is_positive() => "delivered".to_string(),
+            _ => format!("not delivered: {}", reply.summary()),
         };
-        let record = Record {
+        // Only a list that went out starts the 72-hour clock (Art. 33(1));
+        // a monitored mail upstream refused disclosed nothing.
+        let class = match action {
+            "monitor" | "allow" if reply.is_positive() => Class::Disclosed,
+            _ => Class::Prevented,
+        };
+        let mut record = Record {
             id: queue_id.to_string(),
             time: now_rfc3339(),
             action: action.to_string(),
+            class: class.as_str().to_string(),
             rule: decision.rule.clone().unwrap_or_else(|| "default".into()),
             client_ip: self.peer.ip().to_string(),
             auth_user: self.auth_user.clone(),
@@ -360,6 +417,7 @@ impl Session {
             visible_external: decision.visible.external.len(),
             visible_internal: decision.visible.internal.len(),
             external_domains: decision.visible.external_domains,
+            display_names,
             envelope_recipients: tx.rcpts.len(),
             size: msg.len(),
             threshold: decision.threshold,
@@ -371,6 +429,7 @@ impl Session {
         tracing::warn!(
             incident = %record.id,
             action,
+            class = class.as_str(),
             rule = %record.rule,
             client = %record.client_ip,
             mail_from = %record.mail_from,
@@ -379,17 +438,108 @@ impl Session {
             outcome = %record.outcome,
             "incident: open distribution list"
         );
-        let log = Arc::clone(&self.shared.incidents);
-        let written = tokio::task::spawn_blocking(move || log.append(&record)).await;
-        if !matches!(written, Ok(Ok(()))) {
-            self.shared.metrics.incident_write_error();
-            tracing::error!(incident = %queue_id, "incident record could not be written to {}", self.shared.incidents.path().display());
+        let cfg = &self.cfg.incidents;
+        let mut notices = Vec::new();
+        if !cfg.notify.is_empty() {
+            notices.push(NewNotice {
+                kind: NoticeKind::Dpo,
+                event: "incident".into(),
+            });
         }
+        let told = Action::parse(action).is_some_and(|a| cfg.sender_notice.contains(&a));
+        if told && (action == "hold" || reply.is_positive()) {
+            notices.push(NewNotice {
+                kind: NoticeKind::Sender,
+                event: action.into(),
+            });
+        }
+        if cfg.webhook.is_some() {
+            notices.push(NewNotice {
+                kind: NoticeKind::Webhook,
+                event: "incident".into(),
+            });
+        }
+        let now = crate::spool::now() as i64;
+        let hold = held.is_some();
+        let steps = vec![Step::now(
+            "bccguard",
+            "recorded",
+            format!("{action}: {reason}; {}", record.outcome),
+        )];
+        let incident = Incident {
+            record: record.clone(),
+            class,
+            disclosed_at: (class == Class::Disclosed).then_some(now),
+            recorded_at: now,
+            hold: hold.then_some(HoldState::Held),
+        };
+        let wake = !notices.is_empty();
+        let (store, log) = (
+            self.shared.store.clone(),
+            Arc::clone(&self.shared.incidents),
+        );
+        let written = tokio::task::spawn_blocking(move || {
+            let stored = store.record(&incident, &steps, held.as_ref(), &notices);
+            if let Err(e) = &stored
+                && hold
+            {
+                record.outcome = format!("not held: {e}; the client was told 451");
+            }
+            (stored, log.append(&record))
+        })
+        .await;
+        let (stored, logged) = match written {
+            Ok((s, l)) => (s.map_err(|e| e.to_string()), l.map_err(|e| e.to_string())),
+            Err(e) => (Err(e.to_string()), Err(e.to_string())),
+        };
+        if let Err(e) = &stored {
+            self.shared.metrics.incident_write_error();
+            tracing::error!(incident = %queue_id, "incident could not be written to the register {}: {e}", self.cfg.store.path.display());
+        } else if wake {
+            self.shared.workflow.notify_one();
+        }
+        if let Err(e) = logged {
+            self.shared.metrics.incident_write_error();
+            tracing::error!(incident = %queue_id, "incident record could not be written to {}: {e}", self.shared.incidents.path().display());
+        }
+        stored.is_ok()
     }
 }
 
-/// Message-ID as written and Subject decoded (RFC 2047), for the record.
-fn describe(msg: &[u8], headers: &Headers) -> (Option<String>, Option<String>) {
+/// To/Cc mailboxes shown with a display name (`Name <a@x>`): for Art. 33,
+/// names were disclosed along with the addresses. The guard's own linear
+/// parser, not mail-parser's full parse (see `describe`).
+fn count_display_names(msg: &[u8], headers: &Headers) -> usize {
+    use crate::message::address::{Element, Mailbox, parse_list};
+    let named = |value: &[u8], m: &Mailbox| {
+        let text = value.get(m.span.clone()).unwrap_or_default();
+        text.iter()
+            .position(|&b| b == b'<')
+            .is_some_and(|lt| text[..lt].iter().any(|b| !b.is_ascii_whitespace()))
+    };
+    headers
+        .fields
+        .iter()
+        .filter(|f| matches!(f.kind, FieldKind::To | FieldKind::Cc))
+        .map(|f| {
+            let value = msg.get(f.value.clone()).unwrap_or_default();
+            parse_list(value)
+                .iter()
+                .map(|e| match e {
+                    Element::Mailbox(m) => usize::from(named(value, m)),
+                    Element::Group { members, .. } => {
+                        members.iter().filter(|m| named(value, m)).count()
+                    }
+                    Element::Invalid { .. } => 0,
+                })
+                .sum::<usize>()
+        })
+        .sum()
+}
+
+/// Message-ID as written, Subject decoded (RFC 2047), and how many To/Cc
+/// mailboxes carry a display name, for the record.
+fn describe(msg: &[u8], headers: &Headers) -> (Option<String>, Option<String>, usize) {
     let message_id = headers.of_kind(FieldKind::MessageId).next().map(|f| {
         String::from_utf8_lossy(&msg[f.value.clone()])
             .split_whitespace()
@@ -407,7 +557,8 @@ fn describe(msg: &[u8], headers: &Headers) -> (Option<String>, Option<String>) {
     let subject = mail_parser::MessageParser::new()
         .parse_headers(&subjects[..])
         .and_then(|m| m.subject().map(str::to_string));
-    (message_id, subject)
+    let display_names = count_display_names(msg, headers);
+    (message_id, subject, display_names)
 }
 
 #[cfg(test)]
@@ -419,10 +570,15 @@ mod tests {
     fn describe_reads_message_id_and_decodes_only_the_subject() {
         let msg = b"To: a@x.test,\r\n b@y.test\r\nSubject: =?utf-8?q?Termin_f=C3=A4llt_aus?=\r\nMessage-ID:\r\n <m@example.org>\r\n\r\nbody\r\n";
         let headers = scan(msg, 1 << 20).expect("fits");
-        let (id, subject) = describe(msg, &headers);
+        let (id, subject, names) = describe(msg, &headers);
+        assert_eq!(names, 0);
         assert_eq!(id.as_deref(), Some("<m@example.org>"));
         assert_eq!(subject.as_deref(), Some("Termin f\u{e4}llt aus"));
         let none = scan(b"To: a@x.test\r\n\r\n", 100).expect("fits");
-        assert_eq!(describe(b"To: a@x.test\r\n\r\n", &none), (None, None));
+        assert_eq!(describe(b"To: a@x.test\r\n\r\n", &none), (None, None, 0));
+        let named =
+            b"To: \"Dr. A\" <a@x.test>, b@y.test, Team: Bea <b@z.test>;\r\nCc: <c@x.test>\r\n\r\n";
+        let h = scan(named, 1 << 20).expect("fits");
+        assert_eq!(describe(named, &h).2, 2);
     }
 }

@@ -225,6 +225,31 @@ pub fn rejected_open_list(visible_external: usize, limit: usize, incident_id: &s
     }
 }
 
+/// 250 2.0.0 for `action: hold`: the message is durably in the
+/// quarantine (the guard owns it now), not sent until someone releases it.
+pub fn held(visible_external: usize, incident_id: &str) -> Reply {
+    Reply {
+        code: 250,
+        lines: vec![
+            format!(
+                "2.0.0 Held for review: {visible_external} external addresses were visible to every recipient in To/Cc."
+            ),
+            format!(
+                "2.0.0 Not sent yet: your data protection officer decides. Incident {incident_id}"
+            ),
+        ],
+    }
+}
+
+/// 451 4.3.0: the quarantine could not store the message; the client
+/// keeps it and retries (never a 250 for a message the guard does not hold).
+pub fn hold_failed() -> Reply {
+    Reply::new(
+        451,
+        "4.3.0 Cannot hold the message for review now (local storage error), try again later",
+    )
+}
+
 /// 530 5.7.0: relaying requires authentication or a trusted network.
 pub fn relay_denied() -> Reply {
     Reply::new(

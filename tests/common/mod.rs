@@ -188,6 +188,11 @@ impl Guard {
             let spool = dir.path().join("spool");
             text.push_str(&format!("spool:\n  path: {}\n", spool.display()));
         }
+        if !text.contains("\nstore:") {
+            // Never the default ./bccguard.db in the source tree.
+            let store = dir.path().join("bccguard.db");
+            text.push_str(&format!("store:\n  path: {}\n", store.display()));
+        }
         let config = Config::from_yaml(&text, "test").unwrap_or_else(|e| panic!("{e}"));
         let listeners = Listeners::bind(&config).await.expect("bind");
         let smtp = listeners.smtp[0].local_addr().unwrap();

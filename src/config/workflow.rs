@@ -1,0 +1,439 @@
+//! The incident-workflow keys of `policy.yaml`: `incidents.*` (the log, who
+//! is notified and how, the controller and the competent authority for the
+//! Art. 33 draft), `store.*` (the register and quarantine database) and
+//! `quarantine.*`. Validated like the rest of the file: every problem names
+//! its key path and value.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{DEFAULT_INCIDENTS_PATH, UpstreamTls, Validator};
+use crate::notify::webhook::Url;
+use crate::notify::{Lang, Templates};
+use crate::policy::Action;
+use crate::report::{self, Authority};
+
+/// Default database of the incident register, the quarantine and the
+/// outbox of notices.
+pub const DEFAULT_STORE_PATH: &str = "./bccguard.db";
+/// How long a held message waits for a decision before it is dropped and
+/// the sender told.
+pub const DEFAULT_QUARANTINE_RETENTION: Duration = Duration::from_secs(7 * 86400);
+/// Incident mails to the DPO per hour before the rest of that hour goes
+/// out as one digest a minute (a burst must not bury the DPO's inbox).
+pub const DEFAULT_DIGEST_AFTER: usize = 10;
+/// In a burst, at most one digest per this interval: the DPO still hears
+/// of every incident within a minute.
+pub const DEFAULT_DIGEST_INTERVAL: Duration = Duration::from_secs(60);
+
+/// `incidents.*`.
+#[derive(Debug, Clone)]
+pub struct IncidentsConfig {
+    /// `path` of the JSON-lines incident log (for log shippers).
+    pub path: PathBuf,
+    /// `notify`: addresses of the DPO / admins; one mail per incident.
+    pub notify: Vec<String>,
+    /// `from`: sender of the guard's own mails (default
+    /// `bccguard@<server.hostname>`); notices to senders use the null
+    /// sender on the envelope.
+    pub from: String,
+    /// `digest_after`: incident mails per hour before digests.
+    pub digest_after: usize,
+    /// `digest_interval`: at most one digest per this interval.
+    pub digest_interval: Duration,
+    /// `sender_notice`: actions whose sender is told (`hold`, `bcc`,
+    /// `split`).
+    pub sender_notice: Vec<Action>,
+    /// `languages`: the notices' languages, in order.
+    pub languages: Vec<Lang>,
+    /// `templates`: a directory of overriding templates, loaded.
+    pub templates: Templates,
+    /// `webhook`: JSON POST target for ticketing systems.
+    pub webhook: Option<Url>,
+    /// `smtp`: own SMTP settings for notices (default: the upstream).
+    pub smtp: Option<NoticeSmtp>,
+    /// `controller`: who is responsible, for the Art. 33 draft.
+    pub controller: Controller,
+    /// `authority`: the competent supervisory authority (Länder code).
+    pub authority: Option<&'static Authority>,
+}
+
+/// `incidents.smtp.*`: where the guard sends its own mails when not
+/// through the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeSmtp {
+    /// `address`: `host:port`.
+    pub address: String,
+    /// `tls`: none, starttls, tls.
+    pub tls: UpstreamTls,
+    /// `username` and the password from `password_file`.
+    pub login: Option<(String, super::Secret)>,
+}
+
+/// `incidents.controller.*` (Art. 33(3)(b): name and contact details).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Controller {
+    /// `name` of the organisation.
+    pub name: String,
+    /// `address`: postal address.
+    pub address: String,
+    /// `dpo`: the data protection officer's name and contact details.
+    pub dpo: String,
+    /// `reporting_person`: who files the notification.
+    pub reporting_person: String,
+}
+
+/// `store.*`.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `path`: the SQLite database file.
+    pub path: PathBuf,
+}
+
+/// `quarantine.*`.
+#[derive(Debug, Clone, Copy)]
+pub struct QuarantineConfig {
+    /// `retention`: then a held message is dropped and the sender told.
+    pub retention: Duration,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawIncidents {
+    path: Option<String>,
+    notify: Option<Vec<String>>,
+    from: Option<String>,
+    digest_after: Option<String>,
+    digest_interval: Option<String>,
+    sender_notice: Option<Vec<String>>,
+    languages: Option<Vec<String>>,
+    templates: Option<String>,
+    webhook: Option<String>,
+    smtp: Option<RawNoticeSmtp>,
+    controller: Option<RawController>,
+    authority: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawNoticeSmtp {
+    address: Option<String>,
+    tls: Option<String>,
+    username: Option<String>,
+    password_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawController {
+    name: Option<String>,
+    address: Option<String>,
+    dpo: Option<String>,
+    reporting_person: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawStore {
+    path: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawQuarantine {
+    retention: Option<String>,
+}
+
+impl Validator {
+    pub(super) fn store(&mut self, raw: RawStore) -> StoreConfig {
+        let path = PathBuf::from(raw.path.unwrap_or_else(|| DEFAULT_STORE_PATH.into()));
+        if path.as_os_str().is_empty() {
+            self.bad("store.path", "must not be empty");
+        }
+        StoreConfig { path }
+    }
+
+    pub(super) fn quarantine(&mut self, raw: RawQuarantine) -> QuarantineConfig {
+        QuarantineConfig {
+            retention: self.duration(
+                "quarantine.retention",
+                raw.retention,
+                DEFAULT_QUARANTINE_RETENTION,
+            ),
+        }
+    }
+
+    pub(super) fn incidents(&mut self, raw: RawIncidents, hostname: &str) -> IncidentsConfig {
+        let path = PathBuf::from(raw.path.unwrap_or_else(|| DEFAULT_INCIDENTS_PATH.into()));
+        if path.as_os_str().is_empty() {
+            self.bad("incidents.path", "must not be empty");
+        }
+        let notify = raw.notify.unwrap_or_default();
+        for (i, a) in notify.iter().enumerate() {
+            self.mailbox(&format!("incidents.notify[{i}]"), a);
+        }
+        // The derived default is not checked: a bad server.hostname is
+        // already reported under its own key.
+        let from = match raw.from.filter(|f| !f.is_empty()) {
+            Some(f) => {
+                self.mailbox("incidents.from", &f);
+                f
+            }
+            None => format!("bccguard@{hostname}"),
+        };
+        let digest_after = self.count(
+            "incidents.digest_after",
+            raw.digest_after,
+            DEFAULT_DIGEST_AFTER,
+            1,
+        );
+        let digest_interval = self.duration(
+            "incidents.digest_interval",
+            raw.digest_interval,
+            DEFAULT_DIGEST_INTERVAL,
+        );
+        let sender_notice = self.sender_notice(raw.sender_notice);
+        let languages = self.languages(raw.languages);
+        let templates = match raw.templates.filter(|t| !t.is_empty()) {
+            None => Templates::default(),
+            Some(dir) => Templates::load(dir.as_ref()).unwrap_or_else(|problems| {
+                for (file, message) in problems {
+                    self.bad("incidents.templates", format!("{file}: {message}"));
+                }
+                Templates::default()
+            }),
+        };
+        let webhook = raw.webhook.filter(|w| !w.is_empty()).and_then(|w| {
+            Url::parse(&w)
+                .map_err(|e| self.bad("incidents.webhook", format!("{w:?}: {e}")))
+                .ok()
+        });
+        let smtp = raw.smtp.and_then(|s| self.notice_smtp(s));
+        let c = raw.controller.unwrap_or_default();
+        let controller = Controller {
+            name: c.name.unwrap_or_default(),
+            address: c.address.unwrap_or_default(),
+            dpo: c.dpo.unwrap_or_default(),
+            reporting_person: c.reporting_person.unwrap_or_default(),
+        };
+        let authority = raw.authority.filter(|a| !a.is_empty()).and_then(|code| {
+            let found = report::authority(&code);
+            if found.is_none() {
+                let codes: Vec<_> = report::AUTHORITIES.iter().map(|a| a.code).collect();
+                self.bad(
+                    "incidents.authority",
+                    format!(
+                        "unknown code {code:?}, expected one of {}",
+                        codes.join(", ")
+                    ),
+                );
+            }
+            found
+        });
+        IncidentsConfig {
+            path,
+            notify,
+            from,
+            digest_after,
+            digest_interval,
+            sender_notice,
+            languages,
+            templates,
+            webhook,
+            smtp,
+            controller,
+            authority,
+        }
+    }
+
+    fn mailbox(&mut self, key: &str, address: &str) {
+        if address.parse::<lettre::Address>().is_err() {
+            self.bad(key, format!("{address:?} is not an e-mail address"));
+        }
+    }
+
+    fn sender_notice(&mut self, raw: Option<Vec<String>>) -> Vec<Action> {
+        let raw = raw.unwrap_or_else(|| vec!["hold".into()]);
+        let mut out = Vec::new();
+        for (i, name) in raw.iter().enumerate() {
+            match Action::parse(name) {
+                Some(a @ (Action::Hold | Action::Bcc | Action::Split)) => out.push(a),
+                _ => self.bad(
+                    format!("incidents.sender_notice[{i}]"),
+                    format!("{name:?}: senders are told only of hold, bcc or split"),
+                ),
+            }
+        }
+        out
+    }
+
+    fn languages(&mut self, raw: Option<Vec<String>>) -> Vec<Lang> {
+        let raw = raw.unwrap_or_else(|| vec!["de".into(), "en".into()]);
+        if raw.is_empty() {
+            self.bad("incidents.languages", "needs at least one of de, en");
+        }
+        raw.iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let lang = Lang::parse(l);
+                if lang.is_none() {
+                    self.bad(
+                        format!("incidents.languages[{i}]"),
+                        format!("unknown language {l:?}, expected de or en"),
+                    );
+                }
+                lang
+            })
+            .collect()
+    }
+
+    fn notice_smtp(&mut self, raw: RawNoticeSmtp) -> Option<NoticeSmtp> {
+        let address = raw.address.filter(|a| !a.is_empty())?;
+        if !super::valid_host_port(&address) {
+            self.bad(
+                "incidents.smtp.address",
+                format!("{address:?} is not host:port"),
+            );
+        }
+        let tls = match raw.tls.as_deref() {
+            None | Some("none") => UpstreamTls::None,
+            Some("starttls") => UpstreamTls::StartTls,
+            Some("tls") => UpstreamTls::Tls,
+            Some(other) => {
+                self.bad(
+                    "incidents.smtp.tls",
+                    format!("unknown value {other:?}, expected one of none, starttls, tls"),
+                );
+                UpstreamTls::None
+            }
+        };
+        let login = match (raw.username, raw.password_file) {
+            (None, None) => None,
+            (Some(user), Some(file)) => match std::fs::read_to_string(&file) {
+                Ok(pw) => Some((user, super::Secret(pw.trim_end().to_string()))),
+                Err(e) => {
+                    self.bad("incidents.smtp.password_file", format!("{file}: {e}"));
+                    None
+                }
+            },
+            (Some(_), None) => {
+                self.bad("incidents.smtp.password_file", "missing (username is set)");
+                None
+            }
+            (None, Some(_)) => {
+                self.bad("incidents.smtp.username", "missing (password_file is set)");
+                None
+            }
+        };
+        Some(NoticeSmtp {
+            address,
+            tls,
+            login,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const MINIMAL: &str = "upstream:\n  maildir: ./outbox\n";
+
+    fn problems(extra: &str) -> Vec<String> {
+        match Config::from_yaml(&format!("{MINIMAL}{extra}"), "t") {
+            Ok(_) => vec![],
+            Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::from_yaml(MINIMAL, "t").unwrap();
+        let i = &c.incidents;
+        assert!(i.notify.is_empty() && i.webhook.is_none() && i.smtp.is_none());
+        assert_eq!(i.digest_after, super::DEFAULT_DIGEST_AFTER);
+        assert_eq!(i.sender_notice, [crate::policy::Action::Hold]);
+        assert_eq!(
+            i.languages,
+            [crate::notify::Lang::De, crate::notify::Lang::En]
+        );
+        assert!(i.from.starts_with("bccguard@"));
+        assert_eq!(
+            c.store.path,
+            std::path::Path::new(super::DEFAULT_STORE_PATH)
+        );
+        assert_eq!(c.quarantine.retention, super::DEFAULT_QUARANTINE_RETENTION);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_value() {
+        let table: &[(&str, &str)] = &[
+            (
+                "incidents:\n  notify: [\"dpo\"]\n",
+                "incidents.notify[0]: \"dpo\" is not an e-mail address",
+            ),
+            (
+                "incidents:\n  from: \"x y\"\n",
+                "incidents.from: \"x y\" is not an e-mail address",
+            ),
+            (
+                "incidents:\n  sender_notice: [reject]\n",
+                "incidents.sender_notice[0]: \"reject\": senders are told only of hold, bcc or split",
+            ),
+            (
+                "incidents:\n  languages: [fr]\n",
+                "incidents.languages[0]: unknown language \"fr\"",
+            ),
+            (
+                "incidents:\n  authority: XY\n",
+                "incidents.authority: unknown code \"XY\", expected one of BW, BY",
+            ),
+            (
+                "incidents:\n  webhook: \"ftp://x\"\n",
+                "incidents.webhook: \"ftp://x\": must start with http:// or https://",
+            ),
+            (
+                "incidents:\n  smtp:\n    address: \"mail\"\n",
+                "incidents.smtp.address: \"mail\" is not host:port",
+            ),
+            (
+                "incidents:\n  smtp:\n    address: \"m:25\"\n    username: u\n",
+                "incidents.smtp.password_file: missing",
+            ),
+            (
+                "incidents:\n  templates: /nonexistent-bccguard\n",
+                "incidents.templates: /nonexistent-bccguard",
+            ),
+            (
+                "incidents:\n  digest_after: 0\n",
+                "incidents.digest_after: 0 is too small",
+            ),
+            (
+                "quarantine:\n  retention: soon\n",
+                "quarantine.retention: \"soon\" is not a duration",
+            ),
+            ("store:\n  path: \"\"\n", "store.path: must not be empty"),
+            ("incidents:\n  notfy: []\n", "notfy"),
+        ];
+        for (yaml, expected) in table {
+            let got = problems(yaml);
+            assert!(
+                got.iter().any(
+                    |p| p.starts_with(expected) || (expected.len() < 8 && p.contains(expected))
+                ),
+                "for {yaml:?} expected {expected:?}, got {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_authority_code_picks_the_directory_entry() {
+        let c = Config::from_yaml(&format!("{MINIMAL}incidents:\n  authority: nw\n"), "t").unwrap();
+        assert_eq!(
+            c.incidents.authority.map(|a| a.email),
+            Some("poststelle@ldi.nrw.de")
+        );
+    }
+}

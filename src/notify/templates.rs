@@ -1,0 +1,368 @@
+//! The texts of the guard's own mails, in German and English, and their
+//! overrides: a file `<name>.<lang>.txt` in `incidents.templates` (first
+//! line `Subject: ...`, an empty line, the body) replaces the built-in
+//! text. Placeholders are `{name}`; an unknown one in an override is a
+//! configuration error, so a typo is found by `bccguard check`, not by the
+//! DPO reading `{sbject}` in an incident mail.
+//!
+//! No template has a placeholder for recipient addresses: a notice about
+//! an open distribution list must not become a second copy of it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::Lang;
+
+/// Every template, by name.
+pub const NAMES: [&str; 8] = [
+    "dpo",
+    "dpo_digest",
+    "sender_hold",
+    "sender_bcc",
+    "sender_split",
+    "sender_released",
+    "sender_dropped",
+    "sender_expired",
+];
+
+/// Every placeholder a template may use.
+pub const PLACEHOLDERS: [&str; 22] = [
+    "id",
+    "time",
+    "class",
+    "class_text",
+    "action",
+    "outcome",
+    "rule",
+    "threshold",
+    "sender",
+    "subject",
+    "visible_external",
+    "external_domains",
+    "envelope_recipients",
+    "client_ip",
+    "auth_user",
+    "next_steps",
+    "count",
+    "list",
+    "actor",
+    "how",
+    "retention",
+    "hostname",
+];
+
+/// One template: a subject line and a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// The Subject, with placeholders.
+    pub subject: String,
+    /// The body, with placeholders.
+    pub body: String,
+}
+
+/// The overrides in force (built-ins fill the rest).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Templates {
+    overrides: HashMap<(String, Lang), Template>,
+}
+
+impl Templates {
+    /// Reads every `<name>.<lang>.txt` in `dir`; errors name the file.
+    pub fn load(dir: &Path) -> Result<Templates, Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        let mut overrides = HashMap::new();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => return Err(vec![(dir.display().to_string(), e.to_string())]),
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = file.strip_suffix(".txt") else {
+                continue;
+            };
+            let Some((name, lang)) = stem.rsplit_once('.') else {
+                problems.push((file, "expected <name>.<lang>.txt, e.g. dpo.en.txt".into()));
+                continue;
+            };
+            let (Some(lang), true) = (Lang::parse(lang), NAMES.contains(&name)) else {
+                problems.push((
+                    file,
+                    format!(
+                        "unknown template or language; names: {}; languages: de, en",
+                        NAMES.join(", ")
+                    ),
+                ));
+                continue;
+            };
+            match std::fs::read_to_string(entry.path())
+                .map_err(|e| e.to_string())
+                .and_then(|text| parse(&text))
+            {
+                Ok(t) => {
+                    overrides.insert((name.to_string(), lang), t);
+                }
+                Err(e) => problems.push((file, e)),
+            }
+        }
+        if problems.is_empty() {
+            Ok(Templates { overrides })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The template `name` in `lang`: the override, else the built-in.
+    pub fn get(&self, name: &str, lang: Lang) -> Template {
+        self.overrides
+            .get(&(name.to_string(), lang))
+            .cloned()
+            .unwrap_or_else(|| builtin(name, lang))
+    }
+}
+
+/// `Subject: ...`, an empty line, the body; only known placeholders.
+fn parse(text: &str) -> Result<Template, String> {
+    let text = text.replace("\r\n", "\n");
+    let (first, body) = text.split_once('\n').unwrap_or((&text, ""));
+    let subject = first
+        .strip_prefix("Subject:")
+        .ok_or("the first line must be \"Subject: ...\"")?
+        .trim()
+        .to_string();
+    let body = body.strip_prefix('\n').unwrap_or(body).to_string();
+    for part in [&subject, &body] {
+        for name in placeholders(part) {
+            if !PLACEHOLDERS.contains(&name) {
+                return Err(format!(
+                    "unknown placeholder {{{name}}}; known: {}",
+                    PLACEHOLDERS.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(Template { subject, body })
+}
+
+/// The `{name}` tokens in a text.
+fn placeholders(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(close) = rest.find('}') {
+            let name = &rest[..close];
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// Fills the placeholders; values lose control characters so a Subject
+/// cannot grow header lines.
+pub fn render(text: &str, vars: &HashMap<&str, String>, one_line: bool) -> String {
+    let mut out = text.to_string();
+    for (k, v) in vars {
+        let v = if one_line {
+            v.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect()
+        } else {
+            v.clone()
+        };
+        out = out.replace(&format!("{{{k}}}"), &v);
+    }
+    out
+}
+
+fn t(subject: &str, body: &str) -> Template {
+    Template {
+        subject: subject.into(),
+        body: body.into(),
+    }
+}
+
+/// The built-in texts.
+fn builtin(name: &str, lang: Lang) -> Template {
+    match (name, lang) {
+        ("dpo", Lang::En) => t(
+            "[bccguard] Incident {id}: {action}, {visible_external} external addresses visible ({class})",
+            "bccguard recorded an open distribution list.\n\n\
+             Incident:             {id}\n\
+             Time:                 {time}\n\
+             Class:                {class_text}\n\
+             Action:               {action} ({outcome})\n\
+             Rule:                 {rule} (threshold {threshold})\n\
+             Sender:               {sender}\n\
+             Subject:              {subject}\n\
+             Visible external:     {visible_external} addresses in {external_domains} domains\n\
+             Envelope recipients:  {envelope_recipients}\n\
+             Client:               {client_ip} {auth_user}\n\n\
+             {next_steps}\n\n\
+             The recipient addresses are deliberately not listed here.\n\
+             -- bccguard on {hostname}\n",
+        ),
+        ("dpo", Lang::De) => t(
+            "[bccguard] Vorfall {id}: {action}, {visible_external} externe Adressen sichtbar ({class})",
+            "bccguard hat einen offenen Verteiler erkannt.\n\n\
+             Vorfall:              {id}\n\
+             Zeit:                 {time}\n\
+             Einstufung:           {class_text}\n\
+             Maßnahme:             {action} ({outcome})\n\
+             Regel:                {rule} (Schwelle {threshold})\n\
+             Absender:             {sender}\n\
+             Betreff:              {subject}\n\
+             Sichtbar extern:      {visible_external} Adressen in {external_domains} Domains\n\
+             Empfänger (Umschlag): {envelope_recipients}\n\
+             Client:               {client_ip} {auth_user}\n\n\
+             {next_steps}\n\n\
+             Die Empfängeradressen werden hier bewusst nicht aufgeführt.\n\
+             -- bccguard auf {hostname}\n",
+        ),
+        ("dpo_digest", Lang::En) => t(
+            "[bccguard] {count} incidents (digest)",
+            "More incidents than incidents.digest_after allows per hour as single\n\
+             mails; these {count} are listed together:\n\n{list}\n\n\
+             Details: bccguard incident list --since 1h\n\
+             -- bccguard on {hostname}\n",
+        ),
+        ("dpo_digest", Lang::De) => t(
+            "[bccguard] {count} Vorfälle (Sammelmeldung)",
+            "Mehr Vorfälle, als incidents.digest_after pro Stunde als Einzelmail\n\
+             zulässt; diese {count} stehen hier gesammelt:\n\n{list}\n\n\
+             Einzelheiten: bccguard incident list --since 1h\n\
+             -- bccguard auf {hostname}\n",
+        ),
+        ("sender_hold", Lang::En) => t(
+            "Held for review: {subject}",
+            "Your message \"{subject}\" ({time}) showed {visible_external} external\n\
+             addresses in To/Cc: every recipient would have seen all the others.\n\n\
+             It has NOT been sent. It is held for review by your data protection\n\
+             officer under the reference {id}. Please do not send it again; you\n\
+             will be told when it is released or deleted.\n",
+        ),
+        ("sender_hold", Lang::De) => t(
+            "Zur Prüfung zurückgehalten: {subject}",
+            "Ihre Nachricht \"{subject}\" ({time}) zeigte {visible_external} externe\n\
+             Adressen in An/Cc: jeder Empfänger hätte alle anderen gesehen.\n\n\
+             Sie wurde NICHT versendet, sondern wird unter dem Zeichen {id} zur\n\
+             Prüfung durch Ihre Datenschutzbeauftragte bzw. Ihren\n\
+             Datenschutzbeauftragten zurückgehalten. Bitte senden Sie sie nicht\n\
+             erneut; Sie erfahren, ob sie freigegeben oder gelöscht wird.\n",
+        ),
+        ("sender_bcc", Lang::En) => t(
+            "Sent with the recipients hidden: {subject}",
+            "Your message \"{subject}\" ({time}) showed {visible_external} external\n\
+             addresses in To/Cc. To protect them, it went out with the external\n\
+             recipients moved to Bcc: everyone received it, nobody can see the\n\
+             others. Reference: {id}.\n",
+        ),
+        ("sender_bcc", Lang::De) => t(
+            "Mit verborgenen Empfängern versendet: {subject}",
+            "Ihre Nachricht \"{subject}\" ({time}) zeigte {visible_external} externe\n\
+             Adressen in An/Cc. Zu deren Schutz wurde sie mit den externen\n\
+             Empfängern in Bcc versendet: alle haben sie erhalten, niemand sieht\n\
+             die anderen. Zeichen: {id}.\n",
+        ),
+        ("sender_split", Lang::En) => t(
+            "Sent as separate copies: {subject}",
+            "Your message \"{subject}\" ({time}) showed {visible_external} external\n\
+             addresses in To/Cc. To protect them, it went out as separate copies,\n\
+             one per recipient, each showing only its own address. Reference: {id}.\n",
+        ),
+        ("sender_split", Lang::De) => t(
+            "Als Einzelnachrichten versendet: {subject}",
+            "Ihre Nachricht \"{subject}\" ({time}) zeigte {visible_external} externe\n\
+             Adressen in An/Cc. Zu deren Schutz wurde sie als einzelne Kopien\n\
+             versendet, eine je Empfänger, jede nur mit der eigenen Adresse.\n\
+             Zeichen: {id}.\n",
+        ),
+        ("sender_released", Lang::En) => t(
+            "Released and sent: {subject}",
+            "Your held message \"{subject}\" ({id}) was released by {actor} and\n\
+             sent {how}.\n",
+        ),
+        ("sender_released", Lang::De) => t(
+            "Freigegeben und versendet: {subject}",
+            "Ihre zurückgehaltene Nachricht \"{subject}\" ({id}) wurde von {actor}\n\
+             freigegeben und {how} versendet.\n",
+        ),
+        ("sender_dropped", Lang::En) => t(
+            "Not sent: {subject}",
+            "Your held message \"{subject}\" ({id}) was NOT sent: it was deleted\n\
+             after review. If it still has to go out, send it again with the\n\
+             recipients in Bcc, or as separate mails.\n",
+        ),
+        ("sender_dropped", Lang::De) => t(
+            "Nicht versendet: {subject}",
+            "Ihre zurückgehaltene Nachricht \"{subject}\" ({id}) wurde NICHT\n\
+             versendet: sie wurde nach Prüfung gelöscht. Wenn sie noch hinaus\n\
+             muss, senden Sie sie erneut mit den Empfängern in Bcc oder als\n\
+             einzelne Nachrichten.\n",
+        ),
+        ("sender_expired", Lang::En) => t(
+            "Not sent: {subject}",
+            "Your held message \"{subject}\" ({id}) was NOT sent: nobody released\n\
+             it within {retention}, so it was deleted. If it still has to go out,\n\
+             send it again with the recipients in Bcc, or as separate mails.\n",
+        ),
+        (_, Lang::De) => t(
+            "Nicht versendet: {subject}",
+            "Ihre zurückgehaltene Nachricht \"{subject}\" ({id}) wurde NICHT\n\
+             versendet: niemand hat sie innerhalb von {retention} freigegeben,\n\
+             daher wurde sie gelöscht. Wenn sie noch hinaus muss, senden Sie sie\n\
+             erneut mit den Empfängern in Bcc oder als einzelne Nachrichten.\n",
+        ),
+        (_, Lang::En) => builtin("sender_expired", Lang::En),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_uses_known_placeholders_only() {
+        for name in NAMES {
+            for lang in [Lang::De, Lang::En] {
+                let t = builtin(name, lang);
+                for p in placeholders(&t.subject)
+                    .into_iter()
+                    .chain(placeholders(&t.body))
+                {
+                    assert!(PLACEHOLDERS.contains(&p), "{name}.{lang:?}: {{{p}}}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn overrides_are_checked_and_used() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("dpo.en.txt"),
+            "Subject: Breach {id}\n\nSee {id}.\n",
+        )
+        .unwrap();
+        let t = Templates::load(dir.path()).unwrap();
+        assert_eq!(t.get("dpo", Lang::En).subject, "Breach {id}");
+        assert_eq!(t.get("dpo", Lang::En).body, "See {id}.\n");
+        assert_ne!(t.get("dpo", Lang::De).subject, "Breach {id}");
+        std::fs::write(
+            dir.path().join("sender_hold.de.txt"),
+            "Subject: {sbject}\n\nx\n",
+        )
+        .unwrap();
+        let problems = Templates::load(dir.path()).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].0, "sender_hold.de.txt");
+        assert!(problems[0].1.contains("{sbject}"), "{problems:?}");
+    }
+
+    #[test]
+    fn values_cannot_add_header_lines() {
+        let vars = HashMap::from([("subject", "a\r\nBcc: x@y".to_string())]);
+        assert_eq!(render("S: {subject}", &vars, true), "S: a  Bcc: x@y");
+    }
+}

@@ -1,0 +1,192 @@
+//! `incidents.webhook`: one JSON POST per event, for ticketing systems.
+//!
+//! A minimal HTTP/1.1 client over tokio (plain TCP, or TLS with the
+//! guard's own rustls set-up and the system's trust store): one request
+//! per connection (`Connection: close`), success is any 2xx status line.
+//! A full HTTP client (reqwest, hyper-rustls) would add dozens of crates
+//! for one POST a minute at most; retries come from the outbox
+//! ([`crate::notify`]), not from here.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// A webhook POST may take this long in all.
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A parsed `http://` or `https://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    /// TLS (https).
+    pub tls: bool,
+    /// Host name or IP (no brackets).
+    pub host: String,
+    /// Port (default 80 / 443).
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: String,
+}
+
+impl fmt::Display for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(f, "{scheme}://{host}:{}{}", self.port, self.path)
+    }
+}
+
+impl Url {
+    /// Parses `http[s]://host[:port][/path]`; no user info, no fragment.
+    pub fn parse(s: &str) -> Result<Url, String> {
+        let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = s.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err("must start with http:// or https://".into());
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.contains('@') || path.contains('#') || path.contains(char::is_whitespace) {
+            return Err("no user info, fragment or spaces allowed".into());
+        }
+        let default = if tls { 443 } else { 80 };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or("unclosed [")?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
+                None => default,
+            };
+            (h.to_string(), port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_string(),
+                    p.parse().map_err(|_| format!("bad port {p:?}"))?,
+                ),
+                None => (authority.to_string(), default),
+            }
+        };
+        if host.is_empty() {
+            return Err("no host".into());
+        }
+        Ok(Url {
+            tls,
+            host,
+            port,
+            path: path.to_string(),
+        })
+    }
+}
+
+/// POSTs `body` as JSON; returns the status code (2xx is success).
+pub async fn post(url: &Url, body: &[u8]) -> Result<u16, String> {
+    tokio::time::timeout(WEBHOOK_TIMEOUT, post_inner(url, body))
+        .await
+        .map_err(|_| format!("no answer within {WEBHOOK_TIMEOUT:?}"))?
+}
+
+async fn post_inner(url: &Url, body: &[u8]) -> Result<u16, String> {
+    let tcp = TcpStream::connect((url.host.as_str(), url.port))
+        .await
+        .map_err(|e| format!("connect {}:{}: {e}", url.host, url.port))?;
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: bccguard/{}\r\nConnection: close\r\n\r\n",
+        url.path,
+        url.host,
+        body.len(),
+        env!("CARGO_PKG_VERSION")
+    )
+    .into_bytes();
+    head.extend_from_slice(body);
+    if url.tls {
+        let connector = crate::tls::connector(None, true).map_err(|e| e.to_string())?;
+        let name = rustls_pki_types::ServerName::try_from(url.host.clone())
+            .map_err(|e| format!("{}: {e}", url.host))?;
+        let stream = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        exchange(stream, &head).await
+    } else {
+        exchange(tcp, &head).await
+    }
+}
+
+async fn exchange<S>(mut stream: S, request: &[u8]) -> Result<u16, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(request).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .await
+        .map_err(|e| e.to_string())?;
+    // "HTTP/1.1 204 No Content"
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP status line: {:?}", line.trim_end()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_defaults_and_refuse_the_odd_ones() {
+        let u = Url::parse("https://tickets.example.org/hooks/dpo?x=1").unwrap();
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port, u.path.as_str()),
+            (true, "tickets.example.org", 443, "/hooks/dpo?x=1")
+        );
+        let u = Url::parse("http://[::1]:8080").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("::1", 8080, "/")
+        );
+        for bad in [
+            "ftp://x/",
+            "http://user:pw@x/",
+            "http://x:port/",
+            "http:///",
+        ] {
+            assert!(Url::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn posts_json_and_reads_the_status() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !buf.ends_with(b"{\"a\":1}") {
+                let n = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            s.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(buf).unwrap()
+        });
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
+        assert_eq!(post(&url, b"{\"a\":1}").await.unwrap(), 202);
+        let request = server.await.unwrap();
+        assert!(request.starts_with("POST /hook HTTP/1.1\r\n"), "{request}");
+        assert!(request.contains("Content-Type: application/json\r\nContent-Length: 7\r\n"));
+    }
+}

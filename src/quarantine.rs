@@ -1,0 +1,325 @@
+//! The quarantine of `action: hold`: what happens to a held message after
+//! the client heard `250 ... held`.
+//!
+//! - [`release`] (`bccguard quarantine release ID --as bcc|split|original`)
+//!   sends it through the normal relay path: the session's own rewrite
+//!   ([`rewrite::hide`] with [`KeepVisible`]) and [`upstream::connect`],
+//!   one transaction (bcc, original) or one per recipient (split). A
+//!   released original is a disclosure: the incident turns `disclosed`
+//!   and its 72-hour clock starts at the release.
+//! - [`drop_held`] deletes it and tells the sender.
+//! - [`expire_due`] does the same after `quarantine.retention`.
+//!
+//! Every step lands on the incident with who (the OS user: `$SUDO_USER`,
+//! `$USER`), when and how. A held message is claimed before it is sent, so
+//! two releases, or a release and an expiry, never both act on it.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::policy::{self, Envelope};
+use crate::rewrite::{self, KeepVisible};
+use crate::server::Shared;
+use crate::store::{self, Held, HoldState, NewNotice, NoticeKind, Step, Store, StoreError};
+use crate::upstream::{self, Upstream};
+
+/// How a held message goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReleaseAs {
+    /// External recipients hidden, as `action: bcc` does.
+    Bcc,
+    /// One copy per recipient, as `action: split` does.
+    Split,
+    /// Unchanged (Bcc headers removed): the list is disclosed.
+    Original,
+}
+
+impl ReleaseAs {
+    /// `bcc`, `split`, `original`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseAs::Bcc => "bcc",
+            ReleaseAs::Split => "split",
+            ReleaseAs::Original => "original",
+        }
+    }
+}
+
+/// Why a quarantine command failed; names the incident.
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineError {
+    /// The store refused (not found, not held...).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The message could not be sent; it stays held.
+    #[error("incident {id}: not released, the message stays held: {why}")]
+    NotSent {
+        /// The incident.
+        id: String,
+        /// Upstream's answer or the failure.
+        why: String,
+    },
+}
+
+/// What a release did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    /// For the register: counts and upstream's final answer, no address.
+    pub summary: String,
+    /// Recipients upstream refused, with its replies (for the operator's
+    /// terminal only; the register keeps the count).
+    pub refused: Vec<String>,
+}
+
+/// Who runs this command: `$SUDO_USER` (the person behind sudo), else
+/// `$USER`, else `$LOGNAME`.
+pub fn actor() -> String {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (var("SUDO_USER"), var("USER").or_else(|| var("LOGNAME"))) {
+        (Some(sudo), Some(user)) if sudo != user => format!("{sudo} (sudo as {user})"),
+        (Some(sudo), _) => sudo,
+        (None, Some(user)) => user,
+        (None, None) => "unknown".into(),
+    }
+}
+
+/// The notices for an end of a hold. The sender always hears of a drop or
+/// expiry (the mail it handed over will not arrive); of a release only if
+/// it was told of the hold.
+fn end_notices(cfg: &Config, event: &str) -> Vec<NewNotice> {
+    let mut out = Vec::new();
+    if event != "released" || cfg.incidents.sender_notice.contains(&policy::Action::Hold) {
+        out.push(NewNotice {
+            kind: NoticeKind::Sender,
+            event: event.into(),
+        });
+    }
+    if cfg.incidents.webhook.is_some() {
+        out.push(NewNotice {
+            kind: NoticeKind::Webhook,
+            event: event.into(),
+        });
+    }
+    out
+}
+
+/// Sends a held message on; on failure it stays held (and the failure is
+/// a step on the incident).
+pub async fn release(
+    store: &Arc<dyn Store>,
+    cfg: &Config,
+    id: &str,
+    how: ReleaseAs,
+    actor: &str,
+) -> Result<Released, QuarantineError> {
+    let now = crate::spool::now() as i64;
+    let key = id.to_string();
+    let held = store::call(store, move |s| s.claim(&key, now)).await?;
+    let result = send(cfg, &held, how).await;
+    let (id, actor) = (id.to_string(), actor.to_string());
+    match result {
+        Ok(released) => {
+            let step = Step::now(
+                &actor,
+                "released",
+                format!("as {}: {}", how.as_str(), released.summary),
+            );
+            let disclosed = (how == ReleaseAs::Original).then_some(crate::spool::now() as i64);
+            let notices = end_notices(cfg, "released");
+            store::call(store, move |s| {
+                s.finish(&id, HoldState::Released, &step, disclosed, &notices)
+            })
+            .await?;
+            Ok(released)
+        }
+        Err(why) => {
+            let step = Step::now(
+                &actor,
+                "release failed",
+                format!("as {}: {why}", how.as_str()),
+            );
+            let key = id.clone();
+            store::call(store, move |s| s.unclaim(&key, &step)).await?;
+            Err(QuarantineError::NotSent { id, why })
+        }
+    }
+}
+
+/// Deletes a held message and tells the sender.
+pub async fn drop_held(
+    store: &Arc<dyn Store>,
+    cfg: &Config,
+    id: &str,
+    actor: &str,
+) -> Result<(), QuarantineError> {
+    let step = Step::now(actor, "dropped", "deleted after review; the sender is told");
+    let notices = end_notices(cfg, "dropped");
+    let id = id.to_string();
+    store::call(store, move |s| {
+        s.finish(&id, HoldState::Dropped, &step, None, &notices)
+    })
+    .await?;
+    Ok(())
+}
+
+/// Drops what has waited longer than `quarantine.retention`.
+pub async fn expire_due(shared: &Arc<Shared>) {
+    let cfg = shared.config();
+    let retention = cfg.quarantine.retention;
+    let cutoff = crate::spool::now() as i64 - retention.as_secs() as i64;
+    let due = match store::call(&shared.store, move |s| s.held_before(cutoff)).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::error!("quarantine expiry: {e}");
+            return;
+        }
+    };
+    for id in due {
+        let step = Step::now(
+            "bccguard",
+            "expired",
+            format!(
+                "not released within {}: deleted; the sender is told",
+                humantime::format_duration(retention)
+            ),
+        );
+        let notices = end_notices(&cfg, "expired");
+        let key = id.clone();
+        match store::call(&shared.store, move |s| {
+            s.finish(&key, HoldState::Expired, &step, None, &notices)
+        })
+        .await
+        {
+            Ok(()) => tracing::warn!(incident = %id, "held message expired and deleted"),
+            // Released or dropped meanwhile: nothing to do.
+            Err(StoreError::NotHeld { .. }) => {}
+            Err(e) => tracing::error!(incident = %id, "quarantine expiry: {e}"),
+        }
+    }
+}
+
+async fn send(cfg: &Config, held: &Held, how: ReleaseAs) -> Result<Released, String> {
+    let rcpts: Vec<String> = held.rcpts.iter().map(|(a, _)| a.clone()).collect();
+    let envelope = Envelope {
+        mail_from: &held.mail_from,
+        rcpt_to: &rcpts,
+    };
+    let decision = policy::decide(&cfg.policy, envelope, &held.message).map_err(|_| {
+        "the header section is larger than server.limits.max_header_size".to_string()
+    })?;
+    if decision.signed && how != ReleaseAs::Original {
+        return Err(
+            "signed or encrypted mail cannot be rewritten; release it --as original, or drop it"
+                .into(),
+        );
+    }
+    let tls = match cfg.upstream.tls {
+        crate::config::UpstreamTls::None => None,
+        _ => Some(
+            crate::tls::connector(cfg.upstream.ca.as_deref(), cfg.upstream.tls_verify)
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    let mut up = upstream::connect(&cfg.upstream, tls.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let fallback = decision.empty_to_value(cfg.policy.empty_to, &held.mail_from);
+    let msg = &held.message[..];
+    let received = held.received.as_bytes();
+    let result = match how {
+        ReleaseAs::Split => {
+            let mut parts = Vec::new();
+            for (rcpt, _) in &held.rcpts {
+                let keep = KeepVisible::new(&cfg.policy, policy::count::normalize_address(rcpt));
+                parts.push(rewrite::hide(msg, &decision.headers, &keep, &fallback));
+            }
+            split(&mut up, held, &parts, received, msg).await
+        }
+        ReleaseAs::Bcc => {
+            let keep = KeepVisible::new(&cfg.policy, None);
+            let rw = rewrite::hide(msg, &decision.headers, &keep, &fallback);
+            one_transaction(&mut up, held, &[received, &rw.head, &msg[rw.rest..]]).await
+        }
+        ReleaseAs::Original => match rewrite::strip_bcc(msg, &decision.headers) {
+            Some(rw) => {
+                one_transaction(&mut up, held, &[received, &rw.head, &msg[rw.rest..]]).await
+            }
+            None => one_transaction(&mut up, held, &[received, msg]).await,
+        },
+    };
+    up.quit().await;
+    result
+}
+
+/// MAIL, every RCPT, DATA: recipients upstream refuses are left out, as a
+/// client's transaction would go on without them.
+async fn one_transaction(
+    up: &mut Upstream,
+    held: &Held,
+    parts: &[&[u8]],
+) -> Result<Released, String> {
+    let r = up
+        .mail(&held.mail_from, &held.mail_params)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !r.is_positive() {
+        return Err(r.summary());
+    }
+    let mut refused = Vec::new();
+    for (rcpt, params) in &held.rcpts {
+        let r = up.rcpt(rcpt, params).await.map_err(|e| e.to_string())?;
+        if !r.is_positive() {
+            refused.push(format!("<{rcpt}>: {}", r.summary()));
+        }
+    }
+    let total = held.rcpts.len();
+    if refused.len() == total {
+        let _ = up.rset().await;
+        return Err(format!("upstream refused all {total} recipients"));
+    }
+    let r = up.data(parts).await.map_err(|e| e.to_string())?;
+    if !r.is_positive() {
+        return Err(r.summary());
+    }
+    Ok(Released {
+        summary: format!(
+            "{} of {total} recipients accepted; upstream: {}",
+            total - refused.len(),
+            r.summary()
+        ),
+        refused,
+    })
+}
+
+/// One transaction per recipient, each copy showing only its own address.
+async fn split(
+    up: &mut Upstream,
+    held: &Held,
+    copies: &[rewrite::Rewritten],
+    received: &[u8],
+    msg: &[u8],
+) -> Result<Released, String> {
+    let mut refused = Vec::new();
+    for ((rcpt, params), rw) in held.rcpts.iter().zip(copies) {
+        let parts = [received, &rw.head[..], &msg[rw.rest..]];
+        match up
+            .send_copy(&held.mail_from, &held.mail_params, rcpt, params, &parts)
+            .await
+        {
+            Ok(r) if r.is_positive() => {}
+            Ok(r) => refused.push(format!("<{rcpt}>: {}", r.summary())),
+            Err(e) => refused.push(format!("<{rcpt}>: {e}")),
+        }
+    }
+    let total = held.rcpts.len();
+    if refused.len() == total {
+        return Err(format!("upstream accepted none of the {total} copies"));
+    }
+    Ok(Released {
+        summary: format!(
+            "{} of {total} separate copies accepted",
+            total - refused.len()
+        ),
+        refused,
+    })
+}

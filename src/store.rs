@@ -1,0 +1,332 @@
+//! The incident register, the quarantine and the outbox of notices: one
+//! interface ([`Store`]) and its embedded implementation ([`SqliteStore`]).
+//!
+//! - **Register** (GDPR Art. 33(5): the controller documents every breach,
+//!   its effects and the remedial action): every incident with its class
+//!   and every workflow step on it (who, when, how).
+//! - **Quarantine** (`action: hold`): the held message bytes and envelope,
+//!   in the database as a BLOB, so one commit makes message, incident and
+//!   notices durable together (no orphan files, nothing to fsync
+//!   separately). The client hears 250 only after that commit. Once a
+//!   message is released, dropped or expired, its bytes and recipient list
+//!   are deleted (Art. 5(1)(c), data minimisation); the register keeps the
+//!   counts.
+//! - **Outbox**: notices to the DPO, to senders and to the webhook, written
+//!   in the same transaction as the event they report, sent and retried by
+//!   [`crate::notify`]. A restart loses none of them.
+//!
+//! The trait is blocking (call it from `spawn_blocking`) and small, so a
+//! shared database can serve a fleet later. SQLite runs in WAL mode with
+//! `synchronous=FULL` (every commit is fsynced) and a busy timeout, so the
+//! CLI (`bccguard quarantine release`) can work on the same file while the
+//! guard runs; a held message is claimed with a conditional UPDATE, so a
+//! release and an expiry never both act on it.
+
+mod sqlite;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::incident::Record;
+
+/// How long a writer waits for another process's transaction.
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A release whose process died leaves its claim; after this long another
+/// release may take it over.
+pub const STALE_CLAIM_SECS: i64 = 600;
+
+/// Whether personal data left the organisation (decides the 72-hour clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// A technical measure stopped the open list (reject, bcc, split,
+    /// hold): documented in the register, nothing to notify (Art. 33(1):
+    /// "unlikely to result in a risk").
+    Prevented,
+    /// The list went out open (monitor, an allow rule over the threshold, a
+    /// released original): the 72-hour clock of Art. 33(1) runs.
+    Disclosed,
+}
+
+impl Class {
+    /// `prevented` or `disclosed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Prevented => "prevented",
+            Class::Disclosed => "disclosed",
+        }
+    }
+
+    /// Parses `prevented` / `disclosed`.
+    pub fn parse(s: &str) -> Option<Class> {
+        [Class::Prevented, Class::Disclosed]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One incident in the register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incident {
+    /// The record as written to the JSON-lines log.
+    pub record: Record,
+    /// Its class now (a released original turns it `disclosed`).
+    pub class: Class,
+    /// When the disclosure happened (Unix seconds; the decision, or the
+    /// release of an original); `None` while prevented.
+    pub disclosed_at: Option<i64>,
+    /// When the guard recorded it (Unix seconds): the controller's
+    /// awareness, since the guard is the controller's own measure.
+    pub recorded_at: i64,
+    /// The quarantine state, if the message was held.
+    pub hold: Option<HoldState>,
+}
+
+/// Where a held message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldState {
+    /// Waiting for a decision.
+    Held,
+    /// A release is sending it now.
+    Releasing,
+    /// Sent on by someone.
+    Released,
+    /// Deleted by someone; the sender was told.
+    Dropped,
+    /// Deleted after `quarantine.retention`; the sender was told.
+    Expired,
+}
+
+impl HoldState {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldState::Held => "held",
+            HoldState::Releasing => "releasing",
+            HoldState::Released => "released",
+            HoldState::Dropped => "dropped",
+            HoldState::Expired => "expired",
+        }
+    }
+
+    fn parse(s: &str) -> HoldState {
+        match s {
+            "releasing" => HoldState::Releasing,
+            "released" => HoldState::Released,
+            "dropped" => HoldState::Dropped,
+            "expired" => HoldState::Expired,
+            _ => HoldState::Held,
+        }
+    }
+}
+
+/// One step of the workflow on an incident (who, when, how).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// RFC 3339 UTC.
+    pub time: String,
+    /// The OS user for CLI steps, `bccguard` for the guard's own.
+    pub actor: String,
+    /// `recorded`, `held`, `notified`, `released`, `dropped`, `expired`,
+    /// `release failed`, `notice failed`...
+    pub step: String,
+    /// How: the details.
+    pub detail: String,
+}
+
+impl Step {
+    /// A step happening now.
+    pub fn now(actor: &str, step: &str, detail: impl Into<String>) -> Step {
+        Step {
+            time: crate::incident::now_rfc3339(),
+            actor: actor.to_string(),
+            step: step.to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A held message: everything a release needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The incident id.
+    pub id: String,
+    /// When it was held (Unix seconds).
+    pub held_at: i64,
+    /// Envelope sender and raw MAIL parameters.
+    pub mail_from: String,
+    /// Raw MAIL parameters.
+    pub mail_params: String,
+    /// Envelope recipients with their raw RCPT parameters.
+    pub rcpts: Vec<(String, String)>,
+    /// The guard's `Received` header for it.
+    pub received: String,
+    /// The message as the client sent it.
+    pub message: Vec<u8>,
+}
+
+/// What to send about an event, queued with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// A mail to `incidents.notify`.
+    Dpo,
+    /// A mail to the envelope sender.
+    Sender,
+    /// A POST to `incidents.webhook`.
+    Webhook,
+}
+
+impl NoticeKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Dpo => "dpo",
+            NoticeKind::Sender => "sender",
+            NoticeKind::Webhook => "webhook",
+        }
+    }
+
+    fn parse(s: &str) -> NoticeKind {
+        match s {
+            "sender" => NoticeKind::Sender,
+            "webhook" => NoticeKind::Webhook,
+            _ => NoticeKind::Dpo,
+        }
+    }
+}
+
+/// A notice to queue: its kind and the event (`incident`, `hold`, `bcc`,
+/// `split`, `released`, `dropped`, `expired`), which picks the template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotice {
+    /// Who gets it.
+    pub kind: NoticeKind,
+    /// What it is about.
+    pub event: String,
+}
+
+/// A queued notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Row id.
+    pub id: i64,
+    /// The incident it is about.
+    pub incident: String,
+    /// Who gets it.
+    pub kind: NoticeKind,
+    /// What it is about.
+    pub event: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When it was queued (Unix seconds).
+    pub created: i64,
+}
+
+/// A store failure, naming the incident where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database said no.
+    #[error("store: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// No such incident (or it was never held).
+    #[error("incident {0}: not found")]
+    NotFound(String),
+    /// The held message is not in a state that allows this.
+    #[error("incident {id}: the message is {state}, not held")]
+    NotHeld {
+        /// The incident.
+        id: String,
+        /// Its state now.
+        state: &'static str,
+    },
+    /// A stored record did not parse.
+    #[error("incident {0}: stored record unreadable: {1}")]
+    Corrupt(String, String),
+    /// The blocking task died.
+    #[error("store task: {0}")]
+    Task(String),
+}
+
+/// Runs a store call on the blocking pool (SQLite does file I/O and
+/// fsyncs; the runtime's worker threads must not wait for that).
+pub async fn call<T, F>(store: &std::sync::Arc<dyn Store>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+/// The register, quarantine and outbox. Blocking: call from
+/// `spawn_blocking`.
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Records an incident, its first steps, the held message (for `hold`)
+    /// and the notices about it, in one durable transaction.
+    fn record(
+        &self,
+        incident: &Incident,
+        steps: &[Step],
+        held: Option<&Held>,
+        notices: &[NewNotice],
+    ) -> Result<(), StoreError>;
+    /// One incident.
+    fn incident(&self, id: &str) -> Result<Incident, StoreError>;
+    /// Incidents recorded at or after `since` (Unix seconds), optionally of
+    /// one class, oldest first.
+    fn incidents(&self, since: i64, class: Option<Class>) -> Result<Vec<Incident>, StoreError>;
+    /// The workflow steps of an incident, in order.
+    fn steps(&self, id: &str) -> Result<Vec<Step>, StoreError>;
+    /// Adds a step.
+    fn add_step(&self, id: &str, step: &Step) -> Result<(), StoreError>;
+    /// Incidents whose message is held or being released, oldest first.
+    fn held(&self) -> Result<Vec<Incident>, StoreError>;
+    /// The held message (while held or being released).
+    fn held_message(&self, id: &str) -> Result<Held, StoreError>;
+    /// Claims a held message for a release (`held` -> `releasing`).
+    fn claim(&self, id: &str, now: i64) -> Result<Held, StoreError>;
+    /// Gives a claim back after a failed release, recording why.
+    fn unclaim(&self, id: &str, step: &Step) -> Result<(), StoreError>;
+    /// Ends a hold (`released` from `releasing`; `dropped` or `expired`
+    /// from `held`): deletes the message and recipients, records the step,
+    /// marks the incident disclosed at `disclosed_at` if given, and queues
+    /// the notices, in one transaction.
+    fn finish(
+        &self,
+        id: &str,
+        state: HoldState,
+        step: &Step,
+        disclosed_at: Option<i64>,
+        notices: &[NewNotice],
+    ) -> Result<(), StoreError>;
+    /// Held messages held at or before `cutoff` (Unix seconds).
+    fn held_before(&self, cutoff: i64) -> Result<Vec<String>, StoreError>;
+    /// Pending notices due at `now`.
+    fn due_notices(&self, now: i64) -> Result<Vec<Notice>, StoreError>;
+    /// Marks notices sent (`batch` names the mail that carried them).
+    fn notices_sent(&self, ids: &[i64], batch: &str, now: i64) -> Result<(), StoreError>;
+    /// Reschedules a notice after a failed attempt.
+    fn notice_retry(&self, id: i64, next: i64, error: &str) -> Result<(), StoreError>;
+    /// Gives up on a notice.
+    fn notice_failed(&self, id: i64, error: &str) -> Result<(), StoreError>;
+    /// Mails of `kind` sent since `since`, and when the last one went.
+    fn mails_sent_since(
+        &self,
+        kind: NoticeKind,
+        since: i64,
+    ) -> Result<(usize, Option<i64>), StoreError>;
+}
+
+pub use sqlite::SqliteStore;
+
+#[cfg(test)]
+mod tests;

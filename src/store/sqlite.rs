@@ -1,0 +1,473 @@
+//! [`SqliteStore`]: the [`Store`] in one SQLite file (WAL, `synchronous =
+//! FULL`, a busy timeout so the CLI and the guard share it). The schema is
+//! meant to be read by admins with `sqlite3`: key columns per incident,
+//! the whole record as JSON next to them.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    BUSY_TIMEOUT, Class, Held, HoldState, Incident, NewNotice, Notice, NoticeKind,
+    STALE_CLAIM_SECS, Step, Store, StoreError,
+};
+use crate::incident::Record;
+
+/// The schema; `user_version` says which one a file has.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    time TEXT NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    class TEXT NOT NULL,
+    disclosed_at INTEGER,
+    action TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    mail_from TEXT NOT NULL,
+    subject TEXT,
+    visible_external INTEGER NOT NULL,
+    envelope_recipients INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_by_time ON incidents (recorded_at);
+CREATE TABLE IF NOT EXISTS steps (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident TEXT NOT NULL REFERENCES incidents (id),
+    time TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    step TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS steps_by_incident ON steps (incident);
+CREATE TABLE IF NOT EXISTS quarantine (
+    incident TEXT PRIMARY KEY REFERENCES incidents (id),
+    held_at INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    claimed_at INTEGER,
+    mail_from TEXT NOT NULL,
+    mail_params TEXT NOT NULL,
+    rcpts TEXT NOT NULL,
+    received TEXT NOT NULL,
+    message BLOB
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident TEXT NOT NULL REFERENCES incidents (id),
+    kind TEXT NOT NULL,
+    event TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    next_attempt INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_error TEXT,
+    sent_at INTEGER,
+    batch TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt);
+PRAGMA user_version = 1;
+";
+
+/// The store in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating) the database and its schema (the guard). A new
+    /// file is made readable by its owner only: it holds held messages.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let new = !path.exists();
+        let store = Self::setup(Connection::open(path)?)?;
+        #[cfg(unix)]
+        if new {
+            use std::os::unix::fs::PermissionsExt;
+            // SQLite gives the -wal and -shm files the main file's mode.
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(store)
+    }
+
+    /// Opens an existing database only (the DPO's commands): a relative
+    /// `store.path` run from the wrong directory must say so, not answer
+    /// from a new, empty register.
+    pub fn open_existing(path: &Path) -> Result<SqliteStore, StoreError> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Self::setup(Connection::open_with_flags(path, flags)?)
+    }
+
+    fn setup(conn: Connection) -> Result<SqliteStore, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL: readers (the CLI) never block the guard's writes; FULL: a
+        // commit is fsynced before it returns, so "250 held" means durable.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One row of [`INCIDENT_COLUMNS`]: id, record, class, disclosed_at,
+/// recorded_at, hold state.
+type IncidentRow = (String, String, String, Option<i64>, i64, Option<String>);
+
+const INCIDENT_COLUMNS: &str = "i.id, i.record, i.class, i.disclosed_at, i.recorded_at, q.state";
+
+fn incident_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+fn to_incident(
+    (id, record, class, disclosed_at, recorded_at, hold): IncidentRow,
+) -> Result<Incident, StoreError> {
+    let record: Record = serde_json::from_str(&record)
+        .map_err(|e| StoreError::Corrupt(id.clone(), e.to_string()))?;
+    Ok(Incident {
+        record,
+        class: Class::parse(&class).unwrap_or(Class::Disclosed),
+        disclosed_at,
+        recorded_at,
+        hold: hold.as_deref().map(HoldState::parse),
+    })
+}
+
+fn insert_step(tx: &Connection, id: &str, s: &Step) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO steps (incident, time, actor, step, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, s.time, s.actor, s.step, s.detail],
+    )?;
+    Ok(())
+}
+
+fn insert_notices(tx: &Connection, id: &str, notices: &[NewNotice]) -> rusqlite::Result<()> {
+    let now = crate::spool::now() as i64;
+    for n in notices {
+        tx.execute(
+            "INSERT INTO outbox (incident, kind, event, created, next_attempt) VALUES (?1, ?2, ?3, ?4, ?4)",
+            params![id, n.kind.as_str(), n.event, now],
+        )?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    fn hold_state(conn: &Connection, id: &str) -> Result<HoldState, StoreError> {
+        conn.query_row(
+            "SELECT state FROM quarantine WHERE incident = ?1",
+            [id],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+        .map(|s| HoldState::parse(&s))
+        .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    fn read_held(conn: &Connection, id: &str) -> Result<Held, StoreError> {
+        let row = conn
+            .query_row(
+                "SELECT held_at, mail_from, mail_params, rcpts, received, message FROM quarantine
+                 WHERE incident = ?1 AND state IN ('held', 'releasing')",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<Vec<u8>>>(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((held_at, mail_from, mail_params, rcpts, received, message)) = row else {
+            let state = Self::hold_state(conn, id)?;
+            return Err(StoreError::NotHeld {
+                id: id.to_string(),
+                state: state.as_str(),
+            });
+        };
+        let rcpts = serde_json::from_str(&rcpts)
+            .map_err(|e| StoreError::Corrupt(id.to_string(), e.to_string()))?;
+        Ok(Held {
+            id: id.to_string(),
+            held_at,
+            mail_from,
+            mail_params,
+            rcpts,
+            received,
+            message: message.unwrap_or_default(),
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    fn record(
+        &self,
+        incident: &Incident,
+        steps: &[Step],
+        held: Option<&Held>,
+        notices: &[NewNotice],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let r = &incident.record;
+        let json = serde_json::to_string(r)
+            .map_err(|e| StoreError::Corrupt(r.id.clone(), e.to_string()))?;
+        tx.execute(
+            "INSERT INTO incidents (id, time, recorded_at, class, disclosed_at, action, rule, mail_from,
+                subject, visible_external, envelope_recipients, outcome, record)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                r.id,
+                r.time,
+                incident.recorded_at,
+                incident.class.as_str(),
+                incident.disclosed_at,
+                r.action,
+                r.rule,
+                r.mail_from,
+                r.subject,
+                r.visible_external as i64,
+                r.envelope_recipients as i64,
+                r.outcome,
+                json
+            ],
+        )?;
+        for s in steps {
+            insert_step(&tx, &r.id, s)?;
+        }
+        if let Some(h) = held {
+            let rcpts = serde_json::to_string(&h.rcpts)
+                .map_err(|e| StoreError::Corrupt(r.id.clone(), e.to_string()))?;
+            tx.execute(
+                "INSERT INTO quarantine (incident, held_at, state, mail_from, mail_params, rcpts, received, message)
+                 VALUES (?1, ?2, 'held', ?3, ?4, ?5, ?6, ?7)",
+                params![h.id, h.held_at, h.mail_from, h.mail_params, rcpts, h.received, h.message],
+            )?;
+        }
+        insert_notices(&tx, &r.id, notices)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn incident(&self, id: &str) -> Result<Incident, StoreError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents i LEFT JOIN quarantine q ON q.incident = i.id WHERE i.id = ?1"),
+                [id],
+                incident_row,
+            )
+            .optional()?;
+        to_incident(row.ok_or_else(|| StoreError::NotFound(id.to_string()))?)
+    }
+
+    fn incidents(&self, since: i64, class: Option<Class>) -> Result<Vec<Incident>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents i LEFT JOIN quarantine q ON q.incident = i.id
+             WHERE i.recorded_at >= ?1 AND (?2 IS NULL OR i.class = ?2) ORDER BY i.recorded_at, i.id"
+        ))?;
+        let rows = stmt.query_map(params![since, class.map(Class::as_str)], incident_row)?;
+        rows.map(|r| to_incident(r?)).collect()
+    }
+
+    fn steps(&self, id: &str) -> Result<Vec<Step>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT time, actor, step, detail FROM steps WHERE incident = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([id], |r| {
+            Ok(Step {
+                time: r.get(0)?,
+                actor: r.get(1)?,
+                step: r.get(2)?,
+                detail: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn add_step(&self, id: &str, step: &Step) -> Result<(), StoreError> {
+        insert_step(&self.conn(), id, step)?;
+        Ok(())
+    }
+
+    fn held(&self) -> Result<Vec<Incident>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents i JOIN quarantine q ON q.incident = i.id
+             WHERE q.state IN ('held', 'releasing') ORDER BY q.held_at, i.id"
+        ))?;
+        let rows = stmt.query_map([], incident_row)?;
+        rows.map(|r| to_incident(r?)).collect()
+    }
+
+    fn held_message(&self, id: &str) -> Result<Held, StoreError> {
+        Self::read_held(&self.conn(), id)
+    }
+
+    fn claim(&self, id: &str, now: i64) -> Result<Held, StoreError> {
+        let conn = self.conn();
+        let changed = conn.execute(
+            "UPDATE quarantine SET state = 'releasing', claimed_at = ?2 WHERE incident = ?1
+             AND (state = 'held' OR (state = 'releasing' AND claimed_at < ?3))",
+            params![id, now, now - STALE_CLAIM_SECS],
+        )?;
+        if changed == 0 {
+            let state = Self::hold_state(&conn, id)?;
+            return Err(StoreError::NotHeld {
+                id: id.to_string(),
+                state: state.as_str(),
+            });
+        }
+        Self::read_held(&conn, id)
+    }
+
+    fn unclaim(&self, id: &str, step: &Step) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE quarantine SET state = 'held', claimed_at = NULL WHERE incident = ?1 AND state = 'releasing'",
+            [id],
+        )?;
+        insert_step(&tx, id, step)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn finish(
+        &self,
+        id: &str,
+        state: HoldState,
+        step: &Step,
+        disclosed_at: Option<i64>,
+        notices: &[NewNotice],
+    ) -> Result<(), StoreError> {
+        let from = match state {
+            HoldState::Released => "releasing",
+            _ => "held",
+        };
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        // Message and recipients go: the register keeps the counts only.
+        let changed = tx.execute(
+            "UPDATE quarantine SET state = ?2, message = NULL, rcpts = '[]', claimed_at = NULL
+             WHERE incident = ?1 AND state = ?3",
+            params![id, state.as_str(), from],
+        )?;
+        if changed == 0 {
+            drop(tx);
+            let now = Self::hold_state(&conn, id)?;
+            return Err(StoreError::NotHeld {
+                id: id.to_string(),
+                state: now.as_str(),
+            });
+        }
+        if let Some(at) = disclosed_at {
+            tx.execute(
+                "UPDATE incidents SET class = 'disclosed', disclosed_at = ?2 WHERE id = ?1",
+                params![id, at],
+            )?;
+        }
+        insert_step(&tx, id, step)?;
+        insert_notices(&tx, id, notices)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn held_before(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT incident FROM quarantine WHERE state = 'held' AND held_at <= ?1 ORDER BY held_at",
+        )?;
+        let rows = stmt.query_map([cutoff], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn due_notices(&self, now: i64) -> Result<Vec<Notice>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, incident, kind, event, attempts, created FROM outbox
+             WHERE state = 'pending' AND next_attempt <= ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([now], |r| {
+            Ok(Notice {
+                id: r.get(0)?,
+                incident: r.get(1)?,
+                kind: NoticeKind::parse(&r.get::<_, String>(2)?),
+                event: r.get(3)?,
+                attempts: r.get(4)?,
+                created: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn notices_sent(&self, ids: &[i64], batch: &str, now: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for id in ids {
+            tx.execute(
+                "UPDATE outbox SET state = 'sent', sent_at = ?2, batch = ?3, attempts = attempts + 1 WHERE id = ?1",
+                params![id, now, batch],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn notice_retry(&self, id: i64, next: i64, error: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1",
+            params![id, next, error],
+        )?;
+        Ok(())
+    }
+
+    fn notice_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE outbox SET attempts = attempts + 1, state = 'failed', last_error = ?2 WHERE id = ?1",
+            params![id, error],
+        )?;
+        Ok(())
+    }
+
+    fn mails_sent_since(
+        &self,
+        kind: NoticeKind,
+        since: i64,
+    ) -> Result<(usize, Option<i64>), StoreError> {
+        let conn = self.conn();
+        let (count, last) = conn.query_row(
+            "SELECT COUNT(DISTINCT batch), MAX(sent_at) FROM outbox
+             WHERE kind = ?1 AND state = 'sent' AND sent_at >= ?2",
+            params![kind.as_str(), since],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+        )?;
+        Ok((count as usize, last))
+    }
+}

@@ -1,0 +1,613 @@
+//! The incident workflow of issue 7, black-box over real sockets: a real
+//! upstream (aiosmtpd), a second real SMTP server for the DPO's mail, the
+//! guard in-process, and the `bccguard` binary for the DPO's commands.
+//!
+//! - hold -> restart -> `quarantine release --as bcc` arrives upstream with
+//!   the recipients hidden, and the register says who released it;
+//! - `quarantine drop` tells the sender (null sender, no recipient list);
+//! - DPO mails arrive at their own SMTP server and the webhook is posted,
+//!   neither with a recipient address;
+//! - a monitor-mode incident is `disclosed` and its Art. 33 draft names
+//!   the right deadline and authority.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use bccguard::store::{Class, HoldState, SqliteStore, Store};
+use common::*;
+
+/// The test policy.yaml: threshold 3, `action` as given, more
+/// `incidents.*` keys (indented by two spaces).
+fn config(up: &Upstream, action: &str, incidents: &str) -> String {
+    let policy = format!(
+        "policy:\n  internal_domains: [\"example.org\"]\n  max_external_recipients: 3\n  action: {action}\n"
+    );
+    let anchor = "incidents:\n  path: INCIDENTS\n";
+    let base = yaml(Some(up.addr), &policy);
+    assert!(base.contains(anchor), "yaml() changed shape: {base}");
+    base.replacen(anchor, &format!("{anchor}{incidents}"), 1)
+}
+
+/// Writes a policy.yaml for the CLI (the harness's placeholders filled).
+fn config_file(dir: &Path, text: &str, store: &Path) -> std::path::PathBuf {
+    let text = text.replace(
+        "INCIDENTS",
+        &dir.join("cli-incidents.jsonl").display().to_string(),
+    ) + &format!(
+        "store:\n  path: {}\nspool:\n  path: {}\n",
+        store.display(),
+        dir.join("spool").display()
+    );
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the binary; returns stdout (asserting success).
+fn bccguard(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_bccguard"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("USER", "dpo-anna")
+        .env_remove("SUDO_USER")
+        .env("BCCGUARD_LOG", "warn")
+        .output()
+        .expect("run bccguard");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "bccguard {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn five() -> Vec<String> {
+    externals(5)
+}
+
+/// Sends the open list of five externals from alice; returns the reply.
+async fn send_open_list(guard: &Guard) -> Reply {
+    let rcpts = five();
+    let msg = message(
+        "Alice <alice@example.org>",
+        &rcpts.join(", "),
+        Some("Bob <bob@example.org>"),
+        "Der Termin am Montag entfällt.\r\n",
+    );
+    let mut c = Client::connect(guard.smtp).await;
+    let mut all = rcpts.clone();
+    all.push("bob@example.org".into());
+    c.mail_within("alice@example.org", &all, &msg, WAIT).await
+}
+
+/// aiosmtpd records the null sender as `<>`.
+fn null_sender(m: &Delivered) -> bool {
+    m.mail_from.is_empty() || m.mail_from == "<>"
+}
+
+/// Upstream messages from the null sender (the guard's notices to senders).
+fn notices(up: &Upstream) -> Vec<Delivered> {
+    up.messages().into_iter().filter(null_sender).collect()
+}
+
+/// The header section as sent plus the decoded text body (lettre picks a
+/// transfer encoding for non-ASCII text).
+fn readable(m: &Delivered) -> String {
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&m.data)
+        .expect("a message");
+    format!(
+        "{}\n\n{}",
+        m.head(),
+        parsed.body_text(0).unwrap_or_default()
+    )
+}
+
+fn no_recipient_address(text: &str) {
+    for a in five() {
+        assert!(
+            !text.contains(&a),
+            "a recipient address {a} leaked into:\n{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_mail_survives_a_restart_and_is_released_as_bcc() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("bccguard.db");
+    let text = config(&up, "hold", "") + &format!("store:\n  path: {}\n", store.display());
+    let guard = Guard::start(&text).await;
+
+    let r = send_open_list(&guard).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(r.text.contains("Held for review"), "{}", r.text);
+    let id = incident_id(&r.text);
+    assert_eq!(
+        guard
+            .metric("bccguard_incidents_total{action=\"hold\"}")
+            .await,
+        1.0
+    );
+    let record = &guard.incidents()[0];
+    assert_eq!(
+        (
+            record["action"].as_str(),
+            record["class"].as_str(),
+            record["outcome"].as_str()
+        ),
+        (Some("hold"), Some("prevented"), Some("held"))
+    );
+    assert_eq!(
+        record["display_names"], 1,
+        "Bob's name in Cc; Alice's in From is not a recipient"
+    );
+    guard.stop().await;
+
+    // A new guard on the same store: the message is still there; the
+    // sender hears that it is held (from whichever guard got to it).
+    let guard = Guard::start(&text).await;
+    eventually("the hold notice to the sender", || async {
+        !notices(&up).is_empty()
+    })
+    .await;
+    let notice = &notices(&up)[0];
+    assert_eq!(notice.rcpt_tos, ["alice@example.org"]);
+    let body = readable(notice);
+    assert!(
+        body.contains(&id) && body.contains("Auto-Submitted: auto-replied"),
+        "{body}"
+    );
+    assert!(
+        body.contains("zur\nPrüfung") || body.contains("Prüfung"),
+        "German first:\n{body}"
+    );
+    assert!(
+        body.contains("It has NOT been sent"),
+        "then English:\n{body}"
+    );
+    no_recipient_address(&body);
+    no_recipient_address(&notice.text());
+    assert!(
+        up.messages().iter().all(null_sender),
+        "nothing relayed before the release"
+    );
+
+    let config = config_file(dir.path(), &config(&up, "hold", ""), &store);
+    let list = bccguard(&config, &["quarantine", "list"]);
+    assert!(
+        list.starts_with("1 held message(s)") && list.contains(&id),
+        "{list}"
+    );
+    let shown = bccguard(&config, &["quarantine", "show", &id]);
+    assert!(
+        shown.contains("p1@ext1.test"),
+        "the DPO sees whom it was for:\n{shown}"
+    );
+
+    let out = bccguard(&config, &["quarantine", "release", &id, "--as", "bcc"]);
+    assert!(out.contains("released as bcc by dpo-anna"), "{out}");
+    let released: Vec<Delivered> = up
+        .messages()
+        .into_iter()
+        .filter(|m| m.mail_from == "alice@example.org")
+        .collect();
+    assert_eq!(released.len(), 1, "one transaction");
+    let m = &released[0];
+    let mut want = five();
+    want.push("bob@example.org".into());
+    assert_eq!(m.rcpt_tos, want, "every recipient still gets it");
+    let head = m.head();
+    no_recipient_address(&head);
+    assert!(
+        head.contains("Cc: Bob <bob@example.org>"),
+        "internal stays visible:\n{head}"
+    );
+    assert!(
+        head.contains(&format!(" id {id};")),
+        "the Received header of the hold:\n{head}"
+    );
+
+    // The register: who, when, how; the message itself is gone.
+    let s = SqliteStore::open(&store).unwrap();
+    let i = s.incident(&id).unwrap();
+    assert_eq!(
+        (i.class, i.hold),
+        (Class::Prevented, Some(HoldState::Released))
+    );
+    let steps = s.steps(&id).unwrap();
+    let step = steps
+        .iter()
+        .find(|s| s.step == "released")
+        .expect("released step");
+    assert_eq!(step.actor, "dpo-anna");
+    assert!(
+        step.detail
+            .starts_with("as bcc: 6 of 6 recipients accepted"),
+        "{}",
+        step.detail
+    );
+    assert!(
+        s.held_message(&id).is_err(),
+        "the held bytes are deleted after release"
+    );
+    assert!(bccguard(&config, &["quarantine", "list"]).starts_with("0 held message(s)"));
+    // A second release finds nothing to release.
+    let again = Command::new(env!("CARGO_BIN_EXE_bccguard"))
+        .args(["quarantine", "release", &id, "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr)
+            .contains(&format!("incident {id}: the message is released, not held"))
+    );
+    guard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_held_mail_tells_the_sender() {
+    let up = Upstream::start().await;
+    let guard = Guard::start(&config(&up, "hold", "  languages: [en]\n")).await;
+    let r = send_open_list(&guard).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let id = incident_id(&r.text);
+    let cfg = guard.shared.config();
+    bccguard::quarantine::drop_held(&guard.shared.store, &cfg, &id, "dpo-ben")
+        .await
+        .unwrap();
+    let is_drop = |n: &Delivered| readable(n).contains("was NOT sent");
+    eventually("the drop notice", || async {
+        notices(&up).iter().any(is_drop)
+    })
+    .await;
+    let all = notices(&up);
+    let dropped = all.iter().find(|n| is_drop(n)).unwrap();
+    assert_eq!(dropped.rcpt_tos, ["alice@example.org"]);
+    let text = readable(dropped);
+    assert!(text.contains(&id) && text.contains("deleted"), "{text}");
+    assert!(
+        text.contains("Subject: Not sent: Termin abgesagt"),
+        "{text}"
+    );
+    no_recipient_address(&text);
+    assert!(
+        up.messages().iter().all(null_sender),
+        "the held mail never went out"
+    );
+    let steps = guard.shared.store.steps(&id).unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.step == "dropped" && s.actor == "dpo-ben"),
+        "{steps:?}"
+    );
+    // The step lands once the mail was accepted (just after it arrived).
+    eventually("the notice recorded as a step", || async {
+        guard
+            .shared
+            .store
+            .steps(&id)
+            .unwrap()
+            .iter()
+            .any(|s| s.step == "notified" && s.detail.starts_with("sender told (dropped)"))
+    })
+    .await;
+    guard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dpo_is_mailed_through_its_own_smtp_server_and_the_webhook_is_posted() {
+    let up = Upstream::start().await;
+    let dpo_server = Upstream::start().await;
+    // A one-shot webhook receiver.
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_port = hook.local_addr().unwrap().port();
+    let posted = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut s, _) = hook.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    break;
+                }
+            }
+        }
+        s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await
+            .unwrap();
+        String::from_utf8(buf).unwrap()
+    });
+    let incidents = format!(
+        "  notify: [\"dsb@example.org\"]\n  smtp:\n    address: \"{}\"\n  webhook: \"http://127.0.0.1:{hook_port}/tickets\"\n",
+        dpo_server.addr
+    );
+    let guard = Guard::start(&config(&up, "reject", &incidents)).await;
+    let r = send_open_list(&guard).await;
+    assert_eq!(r.code, 550, "{}", r.text);
+    let id = incident_id(&r.text);
+
+    eventually("the DPO mail", || async { dpo_server.count() == 1 }).await;
+    let m = &dpo_server.messages()[0];
+    assert_eq!(m.rcpt_tos, ["dsb@example.org"]);
+    assert_eq!(m.mail_from, "bccguard@guard.test");
+    let text = readable(m);
+    no_recipient_address(&m.text());
+    for needle in [
+        id.as_str(),
+        "alice@example.org",
+        "Termin abgesagt",
+        "5 addresses in",
+        "Vorfall:",
+        "Auto-Submitted: auto-generated",
+        "prevented",
+    ] {
+        assert!(
+            text.contains(needle),
+            "missing {needle:?} in the DPO mail:\n{text}"
+        );
+    }
+    no_recipient_address(&text);
+    assert!(
+        !text.contains("bob@example.org"),
+        "not even the internal recipient:\n{text}"
+    );
+    assert_eq!(
+        up.count(),
+        0,
+        "the DPO mail went to its own server, not upstream"
+    );
+
+    let request = tokio::time::timeout(WAIT, posted)
+        .await
+        .expect("webhook posted")
+        .unwrap();
+    assert!(
+        request.starts_with("POST /tickets HTTP/1.1\r\n"),
+        "{request}"
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(request.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["event"], "incident");
+    assert_eq!(body["incident"]["id"], id.as_str());
+    assert_eq!(body["class"], "prevented");
+    no_recipient_address(&body.to_string());
+    eventually("the notices recorded as steps", || async {
+        guard
+            .shared
+            .store
+            .steps(&id)
+            .unwrap()
+            .iter()
+            .filter(|s| s.step == "notified")
+            .count()
+            == 2
+    })
+    .await;
+    assert_eq!(
+        guard
+            .metric("bccguard_notices_total{kind=\"dpo\",result=\"sent\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        guard
+            .metric("bccguard_notices_total{kind=\"webhook\",result=\"sent\"}")
+            .await,
+        1.0
+    );
+    guard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_incident_is_disclosed_and_drafted_for_the_right_authority() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("bccguard.db");
+    let incidents = "  authority: NW\n  controller:\n    name: \"Impfzentrum Ennepe-Ruhr\"\n    dpo: \"Erika Muster, dsb@example.org\"\n";
+    let text =
+        config(&up, "monitor", incidents) + &format!("store:\n  path: {}\n", store.display());
+    let guard = Guard::start(&text).await;
+    let r = send_open_list(&guard).await;
+    assert_eq!(r.code, 250, "monitor sends it: {}", r.text);
+    assert_eq!(up.count(), 1);
+    let record = &guard.incidents()[0];
+    assert_eq!(record["class"], "disclosed");
+    let id = record["id"].as_str().unwrap().to_string();
+    let i = guard.shared.store.incident(&id).unwrap();
+    assert_eq!(i.class, Class::Disclosed);
+    let deadline = bccguard::notify::rfc3339(i.recorded_at + 72 * 3600);
+
+    let config = config_file(dir.path(), &config(&up, "monitor", incidents), &store);
+    let en = bccguard(&config, &["incident", "report", &id, "--lang", "en"]);
+    for needle in [
+        "# DRAFT: notification of a personal data breach (GDPR Art. 33)",
+        &format!("Deadline: **{deadline}**"),
+        "Landesbeauftragte für Datenschutz und Informationsfreiheit Nordrhein-Westfalen",
+        "Postfach 20 04 44\n40102 Düsseldorf",
+        "poststelle@ldi.nrw.de",
+        "BfDI",
+        "Impfzentrum Ennepe-Ruhr",
+        "Erika Muster, dsb@example.org",
+        "Reporting person: [TODO]",
+        "5 external recipient addresses",
+        "about 5",
+        "Art. 34",
+    ] {
+        assert!(
+            en.contains(needle),
+            "missing {needle:?} in the draft:\n{en}"
+        );
+    }
+    no_recipient_address(&en);
+    let de = bccguard(&config, &["incident", "report", &id, "--lang", "de"]);
+    assert!(
+        de.contains("# ENTWURF") && de.contains(&format!("Frist: **{deadline}**")),
+        "{de}"
+    );
+
+    let disclosed = bccguard(
+        &config,
+        &["incident", "list", "--since", "1h", "--class", "disclosed"],
+    );
+    assert!(
+        disclosed.contains(&id) && disclosed.contains(&deadline),
+        "{disclosed}"
+    );
+    let prevented = bccguard(&config, &["incident", "list", "--class", "prevented"]);
+    assert!(!prevented.contains(&id), "{prevented}");
+    let steps = guard.shared.store.steps(&id).unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.step == "report drafted" && s.actor == "dpo-anna"),
+        "{steps:?}"
+    );
+    guard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_reaches_the_dpo_as_a_digest() {
+    let up = Upstream::start().await;
+    let dpo_server = Upstream::start().await;
+    let incidents = format!(
+        "  notify: [\"dsb@example.org\"]\n  digest_after: 1\n  digest_interval: 3s\n  languages: [en]\n  smtp:\n    address: \"{}\"\n",
+        dpo_server.addr
+    );
+    let guard = Guard::start(&config(&up, "reject", &incidents)).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let r = send_open_list(&guard).await;
+        assert_eq!(r.code, 550, "{}", r.text);
+        ids.push(incident_id(&r.text));
+    }
+    let covered = |mails: &[Delivered]| {
+        ids.iter()
+            .all(|id| mails.iter().any(|m| readable(m).contains(id.as_str())))
+    };
+    eventually("every incident mailed", || async {
+        covered(&dpo_server.messages())
+    })
+    .await;
+    let mails = dpo_server.messages();
+    assert!(mails.len() < 4, "{} mails for 4 incidents", mails.len());
+    let subjects: Vec<String> = mails
+        .iter()
+        .map(|m| {
+            mail_parser::MessageParser::default()
+                .parse(&m.data)
+                .and_then(|p| p.subject().map(String::from))
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        subjects[0].starts_with(&format!("[bccguard] Incident {}", ids[0])),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects.iter().any(|s| s.ends_with("incidents (digest)")),
+        "{subjects:?}"
+    );
+    for m in &mails {
+        no_recipient_address(&readable(m));
+    }
+    guard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecided_held_mail_expires_and_the_sender_is_told() {
+    let up = Upstream::start().await;
+    let text = config(&up, "hold", "  languages: [en]\n") + "quarantine:\n  retention: 1s\n";
+    let guard = Guard::start(&text).await;
+    let r = send_open_list(&guard).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let id = incident_id(&r.text);
+    let expired = |n: &Delivered| readable(n).contains("nobody released");
+    eventually("the expiry notice", || async {
+        notices(&up).iter().any(expired)
+    })
+    .await;
+    let all = notices(&up);
+    let text = readable(all.iter().find(|n| expired(n)).unwrap());
+    assert!(text.contains(&id) && text.contains("within 1s"), "{text}");
+    no_recipient_address(&text);
+    assert!(up.messages().iter().all(null_sender), "never relayed");
+    let i = guard.shared.store.incident(&id).unwrap();
+    assert_eq!(i.hold, Some(HoldState::Expired));
+    let steps = guard.shared.store.steps(&id).unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.step == "expired" && s.actor == "bccguard"),
+        "{steps:?}"
+    );
+    guard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_as_split_sends_one_copy_each_and_as_original_discloses() {
+    let up = Upstream::start().await;
+    let guard = Guard::start(&config(&up, "hold", "  sender_notice: []\n")).await;
+    let first = incident_id(&send_open_list(&guard).await.text);
+    let second = incident_id(&send_open_list(&guard).await.text);
+    let cfg = guard.shared.config();
+    let store = &guard.shared.store;
+    use bccguard::quarantine::{ReleaseAs, release};
+
+    let done = release(store, &cfg, &first, ReleaseAs::Split, "dpo-carl")
+        .await
+        .unwrap();
+    assert_eq!(done.summary, "6 of 6 separate copies accepted");
+    let copies = up.messages();
+    assert_eq!(copies.len(), 6);
+    for (m, rcpt) in copies.iter().zip(five()) {
+        assert_eq!(m.rcpt_tos, std::slice::from_ref(&rcpt));
+        let head = m.head();
+        assert!(head.contains(&format!("To: {rcpt}")), "{head}");
+        let others = five().into_iter().filter(|a| *a != rcpt);
+        for other in others {
+            assert!(
+                !head.contains(&other),
+                "{other} visible in the copy for {rcpt}"
+            );
+        }
+    }
+    let i = store.incident(&first).unwrap();
+    assert_eq!(
+        (i.class, i.hold),
+        (Class::Prevented, Some(HoldState::Released))
+    );
+
+    release(store, &cfg, &second, ReleaseAs::Original, "dpo-carl")
+        .await
+        .unwrap();
+    let original = up.messages().pop().unwrap();
+    for a in five() {
+        assert!(original.head().contains(&a), "the original shows {a}");
+    }
+    let i = store.incident(&second).unwrap();
+    assert_eq!(
+        i.class,
+        Class::Disclosed,
+        "a released original is a disclosure"
+    );
+    assert!(i.disclosed_at.is_some_and(|t| t >= i.recorded_at));
+    assert!(bccguard::notify::deadline(&i).is_some());
+    guard.stop().await;
+}
