@@ -15,7 +15,7 @@
 //! | [`policy`] | the pure decision: count visible recipients, match rules, pick an action |
 //! | [`rewrite`] | Bcc rewrite and per-recipient copies, by header byte offsets |
 //! | [`session`] | one client session: the only state machine |
-//! | [`upstream`] | delivery: SMTP client towards the real server (lockstep) or a local Maildir |
+//! | [`upstream`] | delivery: SMTP client towards the real server (lockstep, idle sessions pooled) or a local Maildir |
 //! | [`incident`] | the incident record (JSON lines, fsynced) |
 //! | [`metrics`] | Prometheus registry and the `/metrics` endpoint |
 //! | [`server`] | accept loop, shared state, graceful shutdown |

@@ -443,7 +443,7 @@ impl Session {
         self.upstream_mut().await?.mail(address, params).await
     }
 
-    /// The upstream channel, opened on first use (the first MAIL).
+    /// The upstream channel, opened when a MAIL finds none.
     async fn upstream_mut(&mut self) -> Result<&mut Upstream, upstream::UpstreamError> {
         if self.upstream.is_none() {
             self.upstream = Some(upstream::connect(&self.cfg.upstream).await?);
