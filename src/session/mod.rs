@@ -425,9 +425,9 @@ impl Session {
 
     /// Forwards MAIL, on this session's upstream channel, an idle one from
     /// the pool (where this session's own waits between its messages), or a
-    /// new one. A pooled channel that fails at MAIL was
-    /// closed by upstream while idle; nothing was accepted on it, so MAIL is
-    /// tried once more on a new connection.
+    /// new one. A pooled channel that fails at MAIL was closed by upstream
+    /// while idle; nothing was accepted on it, so MAIL is tried once more on
+    /// a new connection.
     async fn upstream_mail(
         &mut self,
         address: &str,
