@@ -15,7 +15,7 @@
 //! | [`policy`] | the pure decision: count visible recipients, match rules, pick an action |
 //! | [`rewrite`] | Bcc rewrite and per-recipient copies, by header byte offsets |
 //! | [`session`] | one client session: the only state machine (incl. STARTTLS, AUTH) |
-//! | [`upstream`] | delivery: SMTP client towards the real server (lockstep, TLS, AUTH) or a local Maildir |
+//! | [`upstream`] | delivery: SMTP client towards the real server (lockstep, TLS, AUTH; idle sessions pooled) or a local Maildir |
 //! | [`spool`] | split copies the guard owns after a partial failure: durable, retried |
 //! | [`dsn`] | delivery status notifications (RFC 3464) for copies that finally fail |
 //! | [`incident`] | the incident record (JSON lines, fsynced) |

@@ -481,9 +481,9 @@ impl Session {
 
     /// Forwards MAIL, on this session's upstream channel, an idle one from
     /// the pool (where this session's own waits between its messages), or a
-    /// new one. A pooled channel that fails at MAIL was
-    /// closed by upstream while idle; nothing was accepted on it, so MAIL is
-    /// tried once more on a new connection.
+    /// new one. A pooled channel that fails at MAIL was closed by upstream
+    /// while idle; nothing was accepted on it, so MAIL is tried once more on
+    /// a new connection.
     async fn upstream_mail(
         &mut self,
         address: &str,
@@ -502,7 +502,7 @@ impl Session {
         self.upstream_mut().await?.mail(address, params).await
     }
 
-    /// The upstream channel, opened on first use (the first MAIL).
+    /// The upstream channel, opened when a MAIL finds none.
     async fn upstream_mut(&mut self) -> Result<&mut Upstream, upstream::UpstreamError> {
         if self.upstream.is_none() {
             let tls = self.shared.upstream_tls();

@@ -1,6 +1,7 @@
 //! Delivery: where an accepted message goes. Either the organisation's real
-//! mail server over SMTP, in lockstep with the client ([`smtp`]), or a local
-//! Maildir for trying the guard out ([`maildir`]).
+//! mail server over SMTP, in lockstep with the client ([`smtp`]), its idle
+//! sessions kept between transactions ([`pool`]), or a local Maildir for
+//! trying the guard out ([`maildir`]).
 //!
 //! Lockstep is what lets the guard own no message: MAIL and RCPT are
 //! forwarded as the client sends them and upstream's replies are passed back;

@@ -1,7 +1,8 @@
 //! The SMTP client towards the organisation's real mail server.
 //!
-//! One upstream session per client session, opened at the client's first
-//! MAIL and reused for its following transactions. Every wait has a
+//! A session serves one transaction at a time for one client session: it is
+//! taken (from the [`super::pool`], or newly opened) at the client's MAIL
+//! and goes back to the pool when the transaction is over. Every wait has a
 //! deadline (`upstream.*_timeout`). Upstream's replies are parsed into
 //! [`Reply`] and handed back unchanged; only transport failures become
 //! [`UpstreamError`]s.
