@@ -310,6 +310,41 @@ async fn an_upstream_that_closes_at_once_gives_4xx() {
     assert_eq!(fake.seen(|s| s.connections), 2);
 }
 
+/// `upstream.connect_timeout`: a listener whose accept queue is full (it
+/// never accepts) makes the kernel drop the guard's SYNs, so the TCP
+/// handshake never completes. With a long `command_timeout`, only the
+/// connect timeout can answer the client within the test's wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_completes_the_handshake_hits_the_connect_timeout() {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+    // Backlog 0: one queued connection fills it; later SYNs are dropped.
+    let listener = socket.listen(0).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let _filler = TcpStream::connect(addr).await.expect("first connect");
+    let _more: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(tokio::time::timeout(WAIT, TcpStream::connect(addr))))
+        .collect();
+    let guard = guard_for(
+        addr,
+        "  connect_timeout: 500ms\n  command_timeout: 60s\n  data_timeout: 60s\n",
+    )
+    .await;
+    let mut c = Client::connect(guard.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.send("MAIL FROM:<alice@example.org>\r\n").await;
+    let r = c.reply().await.expect("reply");
+    assert_eq!(r.code, 451, "{}", r.text);
+    assert!(r.text.contains("4.4.1"), "no answer from host: {}", r.text);
+    assert_eq!(
+        guard
+            .metric("bccguard_upstream_errors_total{kind=\"timeout\"}")
+            .await,
+        1.0
+    );
+    drop(listener);
+}
+
 /// `upstream.command_timeout`: an upstream that accepts TCP and never
 /// speaks costs the client one timeout, answered `451 4.4.2`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -961,3 +961,41 @@ async fn a_stray_bracket_does_not_hide_the_addresses_after_it() {
     let i = count_of(&guard, &up, "p1@[192.0.2.1], p2@[IPv6:2001:db8::1]", None).await;
     assert_eq!(counts(i), (2, 0), "domain literals");
 }
+
+/// Found by fuzzing, not fixed (README, "Hardening"): RFC 5322 lets a
+/// quoted local part hold `>` and `,`, so the guard reads this To as one
+/// address, while mail-parser (and a client that reads the same way) ends
+/// the angle-addr at the first `>` and shows the four addresses after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: a quote inside <...> makes `<\"x>, p1..p4, <\"@y.test>` one address (1 counted, mail-parser sees 5); needs a context-aware lexer"]
+async fn a_quote_inside_an_angle_addr_does_not_hide_the_list() {
+    let up = Upstream::start().await;
+    let guard = Guard::with_upstream(&up, COUNT_EVERYTHING).await;
+    let i = count_of(
+        &guard,
+        &up,
+        "<\"x>, p1@ext1.test, p2@ext2.test, p3@ext3.test, p4@ext4.test, <\"@y.test>",
+        None,
+    )
+    .await;
+    assert!(counts(i).0 >= 4, "the four addresses a reader sees");
+}
+
+/// Found by fuzzing, not fixed (README, "Hardening"): a header name with a
+/// control character before the colon is no RFC 5322 field name, so the
+/// guard ignores the line; mail-parser strips the control character and
+/// shows a Cc with four addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: `Cc\\x0c: p1..p4` is ignored by the counter (0 counted) while mail-parser shows a Cc of 4; malformed header lines should be refused or counted"]
+async fn a_control_character_in_a_header_name_does_not_hide_the_field() {
+    let up = Upstream::start().await;
+    let guard = Guard::with_upstream(&up, COUNT_EVERYTHING).await;
+    let i = count_of(
+        &guard,
+        &up,
+        "boss@example.org\r\nCc\u{c}: p1@ext1.test, p2@ext2.test, p3@ext3.test, p4@ext4.test",
+        None,
+    )
+    .await;
+    assert!(counts(i).0 >= 4, "the four addresses a reader sees");
+}

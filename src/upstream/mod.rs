@@ -104,7 +104,11 @@ impl UpstreamError {
     /// message is bad, so the client must keep it and retry.
     pub fn reply(&self) -> Reply {
         match self {
-            UpstreamError::Connect { .. } => reply::upstream_unavailable(),
+            // RFC 3463 X.4.1 "no answer from host": refused or unanswered
+            // TCP connect alike.
+            UpstreamError::Connect { .. } | UpstreamError::Timeout(_, "connect") => {
+                reply::upstream_unavailable()
+            }
             UpstreamError::Refused(r) => {
                 let mut rep = reply::upstream_unavailable();
                 rep.lines
