@@ -140,7 +140,22 @@ fn field_at(msg: &[u8], start: usize, line_end: usize, next: usize) -> Field {
     let name = trim_wsp_end(&line[..colon]);
     // Field names are printable US-ASCII except colon (RFC 5322 2.2).
     if name.is_empty() || !name.iter().all(|&b| (33..=126).contains(&b)) {
-        return malformed;
+        // Fail closed: a name that is a recipient field once control bytes
+        // and spaces are dropped (`Cc\x0c:`) is one for a lenient reader
+        // (mail-parser, mail clients): count it and rewrite it as one.
+        let lenient: Vec<u8> = name.iter().copied().filter(u8::is_ascii_graphic).collect();
+        let kind = kind_of(&lenient);
+        if !matches!(
+            kind,
+            FieldKind::To | FieldKind::Cc | FieldKind::Bcc | FieldKind::ResentBcc
+        ) {
+            return malformed;
+        }
+        return Field {
+            kind,
+            span: start..next,
+            value: start + colon + 1..line_end,
+        };
     }
     Field {
         kind: kind_of(name),
@@ -240,6 +255,14 @@ mod tests {
                     (Malformed, "To x: a\r\n", ""),
                 ],
                 20,
+            ),
+            (
+                "Cc\x0c: a@x\r\nT\x01o : b@y\r\n",
+                &[
+                    (Cc, "Cc\x0c: a@x\r\n", " a@x"),
+                    (To, "T\x01o : b@y\r\n", " b@y"),
+                ],
+                21,
             ),
             (
                 " lead\r\n more\r\nTo: a\r\n",
