@@ -250,7 +250,7 @@ async fn guard_for(upstream: SocketAddr, timeouts: &str) -> Guard {
     Guard::start(&yaml).await
 }
 
-const SHORT: &str = "  connect_timeout: 2s\n  command_timeout: 500ms\n  data_timeout: 1s\n";
+const SHORT: &str = "  connect_timeout: 2s\n  command_timeout: 2s\n  data_timeout: 2s\n";
 
 fn simple(to: &str) -> String {
     message("alice@example.org", to, None, "x\r\n")

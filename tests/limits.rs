@@ -378,7 +378,7 @@ async fn a_header_section_over_max_header_size_is_refused_and_nothing_goes_upstr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_client_gets_421_and_is_disconnected() {
     let up = Upstream::start().await;
-    let guard = guard_with_limits(&up, "    idle_timeout: 500ms\n").await;
+    let guard = guard_with_limits(&up, "    idle_timeout: 1s\n").await;
     let mut c = Client::connect(guard.smtp).await;
     expect_status(&mut c, 421, "4.4.2").await;
     assert!(c.closed().await);
