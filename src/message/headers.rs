@@ -256,6 +256,7 @@ mod tests {
                 ],
                 20,
             ),
+            ("\t\tcc: a@x\r\n", &[(Cc, "\t\tcc: a@x\r\n", " a@x")], 11),
             (
                 "Cc\x0c: a@x\r\nT\x01o : b@y\r\n",
                 &[
