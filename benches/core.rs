@@ -5,42 +5,16 @@
 //!
 //! `cargo bench --bench core`; figures are in the README.
 
+mod support;
+
+use support::{mail, policy};
+
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
 
 use bccguard::message::headers;
-use bccguard::policy::{self, Action, DomainSet, EmptyTo, Envelope, Policy};
+use bccguard::policy::{self, DomainSet, Envelope};
 use bccguard::rewrite::{self, Keep, KeepVisible, Prepared};
 use bccguard::smtp::data::{DataLimits, DataReader, write_stuffed};
-
-fn policy() -> Policy {
-    Policy {
-        internal_domains: DomainSet::new(["example.org", "*.example.org"]).expect("domains"),
-        max_external_recipients: 10,
-        action: Action::Bcc,
-        rules: Vec::new(),
-        keep_internal_visible: true,
-        empty_to: EmptyTo::Sender,
-        max_header_size: 16 << 20,
-    }
-}
-
-/// A message with `n` external addresses in one folded To header and a body
-/// of `body` bytes.
-fn mail(n: usize, body: usize) -> Vec<u8> {
-    let mut m = String::from("From: Impfzentrum <termine@example.org>\r\nTo: ");
-    for i in 0..n {
-        if i > 0 {
-            m.push_str(",\r\n ");
-        }
-        m.push_str(&format!("\"Patient {i}\" <patient{i}@mail{}.test>", i % 37));
-    }
-    m.push_str("\r\nSubject: Terminabsage\r\nMessage-ID: <absage@example.org>\r\n\r\n");
-    let line = "Ihr Termin im Impfzentrum muss leider abgesagt werden. Bitte buchen Sie neu.\r\n";
-    while m.len() < body {
-        m.push_str(line);
-    }
-    m.into_bytes()
-}
 
 struct Internal<'a>(&'a DomainSet);
 

@@ -13,40 +13,15 @@
 
 use std::hint::black_box;
 
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use support::{mail, policy};
+
 use bccguard::message::headers;
-use bccguard::policy::{self, Action, DomainSet, EmptyTo, Envelope, Policy};
+use bccguard::policy::{self, Envelope, Policy};
 use bccguard::rewrite::{self, KeepVisible, Prepared};
 use bccguard::smtp::data::{DataLimits, DataReader, write_stuffed};
-
-fn policy() -> Policy {
-    Policy {
-        internal_domains: DomainSet::new(["example.org", "*.example.org"]).expect("domains"),
-        max_external_recipients: 10,
-        action: Action::Bcc,
-        rules: Vec::new(),
-        keep_internal_visible: true,
-        empty_to: EmptyTo::Sender,
-        max_header_size: 16 << 20,
-    }
-}
-
-/// `n` external addresses in one folded To header, and a body of `body`
-/// bytes (the same shape as benches/core.rs).
-fn mail(n: usize, body: usize) -> Vec<u8> {
-    let mut m = String::from("From: Impfzentrum <termine@example.org>\r\nTo: ");
-    for i in 0..n {
-        if i > 0 {
-            m.push_str(",\r\n ");
-        }
-        m.push_str(&format!("\"Patient {i}\" <patient{i}@mail{}.test>", i % 37));
-    }
-    m.push_str("\r\nSubject: Terminabsage\r\nMessage-ID: <absage@example.org>\r\n\r\n");
-    let line = "Ihr Termin im Impfzentrum muss leider abgesagt werden. Bitte buchen Sie neu.\r\n";
-    while m.len() < body {
-        m.push_str(line);
-    }
-    m.into_bytes()
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
