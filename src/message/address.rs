@@ -201,6 +201,13 @@ impl<'a> Parser<'a> {
     /// known to be broken (stray bytes, nested or unbalanced angles).
     fn collect(&mut self, colon_ends: bool) -> (Term, bool) {
         self.buf.clear();
+        self.lex.in_angle = false;
+        let (term, broken) = self.collect_tokens(colon_ends);
+        self.lex.in_angle = false;
+        (term, broken)
+    }
+
+    fn collect_tokens(&mut self, colon_ends: bool) -> (Term, bool) {
         let (mut in_angle, mut route, mut angles, mut broken) = (false, false, 0, false);
         // Right after `<`: the next non-comment token says whether an
         // obs-route follows (`<@r:...`).
@@ -225,6 +232,7 @@ impl<'a> Parser<'a> {
                 Kind::Special(b'<') => {
                     broken |= in_angle || angles > 0;
                     in_angle = true;
+                    self.lex.in_angle = true;
                     angles += 1;
                     route = false;
                     after_lt = true;
@@ -232,6 +240,7 @@ impl<'a> Parser<'a> {
                 Kind::Special(b'>') => {
                     broken |= !in_angle;
                     in_angle = false;
+                    self.lex.in_angle = false;
                     route = false;
                 }
                 Kind::Bad => broken = true,

@@ -42,6 +42,8 @@ pub(super) struct Lexer {
     pub(super) quote_broken: bool,
     /// A `(` ran to the end: every later `(` is a stray byte.
     comment_broken: bool,
+    /// Set by the parser between `<` and `>`.
+    pub(super) in_angle: bool,
 }
 
 /// Byte classes for the lexer, one table lookup per byte (the hot loop on
@@ -108,9 +110,25 @@ impl Lexer {
             while let Some(&b) = v.get(i) {
                 match b {
                     b'\\' => i += 2,
+                    // Inside `<...>` a quoted local part may hold `>` under
+                    // RFC 5322, but a mail client ends the angle-addr at the
+                    // first `>`: `<"x>, a@e, b@e, <"@y>` shows a and b. Fail
+                    // closed: such a `"` is a stray byte (the element counts
+                    // as invalid) and the `>` ends the angle-addr. Each byte
+                    // is still scanned at most twice.
+                    b'"' if self.in_angle && memchr::memchr(b'>', &v[start + 1..i]).is_some() => {
+                        return (Kind::Bad, start + 1);
+                    }
                     b'"' => return (Kind::Quoted, i + 1),
                     _ => i += 1,
                 }
+            }
+            if self.in_angle
+                && memchr::memchr(b'>', v.get(start + 1..).unwrap_or_default()).is_some()
+            {
+                // Unterminated, and a `>` follows: the same reading, without
+                // giving up on later quotes.
+                return (Kind::Bad, start + 1);
             }
             self.quote_broken = true;
         }

@@ -39,6 +39,14 @@ fn table() {
         ("\"a@x, b@y\" <c@z>", &["c@z"]),
         ("Doe, John <j@x>", &["!Doe", "j@x"]),
         ("\"Doe, John\" <j@x>, b@y", &["j@x", "b@y"]),
+        // A quote inside <...> must not run past a `>`: a mail client ends
+        // the angle-addr there and shows what follows (found by fuzzing).
+        (
+            "<\"x>, a@e, b@e, <\"@y.test>",
+            &["!<\"x>", "a@e", "b@e", "!<\"@y.test>"],
+        ),
+        ("<\"a,b\"@x>", &["\"a,b\"@x"]),
+        ("\"a>b\" <c@x>", &["c@x"]),
         ("John Q. Public <jqp@x>", &["jqp@x"]),
         ("=?utf-8?q?M=C3=BCller?= <m@x>", &["m@x"]),
         (
