@@ -739,7 +739,7 @@ impl Validator {
     }
 
     fn flag(&mut self, key: &str, v: Option<String>, default: bool) -> bool {
-        match v.as_deref() {
+        match v.as_deref().map(str::trim) {
             None => default,
             Some("true") => true,
             Some("false") => false,
@@ -755,7 +755,7 @@ impl Validator {
     /// "trust everyone": anyone who may send the header can claim any
     /// address, including one inside `trusted_networks` (spec section 5).
     fn proxy(&mut self, on: Option<String>, nets: Option<Vec<String>>) -> (bool, Vec<IpNet>) {
-        let on = self.boolean("server.proxy_protocol", on, false);
+        let on = self.flag("server.proxy_protocol", on, false);
         let nets: Vec<IpNet> = nets
             .unwrap_or_default()
             .iter()
@@ -1118,18 +1118,6 @@ impl Validator {
                     format!("{s:?} is not a network in CIDR form (e.g. \"10.0.0.0/8\")"),
                 );
                 None
-            }
-        }
-    }
-
-    fn boolean(&mut self, key: &str, v: Option<String>, default: bool) -> bool {
-        match v.as_deref().map(str::trim) {
-            None => default,
-            Some("true") => true,
-            Some("false") => false,
-            Some(other) => {
-                self.bad(key, format!("{other:?} is not true or false"));
-                default
             }
         }
     }

@@ -419,18 +419,7 @@ impl Client {
             return Ok(refused);
         }
         let deadline = tokio::time::Instant::now() + self.data_timeout;
-        let mut stuffer = Stuffer::new();
-        self.out.clear();
-        for part in parts {
-            for chunk in part.chunks(SEND_CHUNK) {
-                stuffer.push(chunk, &mut self.out);
-                if self.out.len() >= SEND_CHUNK {
-                    self.flush_until(deadline, self.data_timeout, "message transfer")
-                        .await?;
-                }
-            }
-        }
-        stuffer.finish(&mut self.out);
+        self.stream_stuffed(&parts, deadline).await?;
         if let Some((to, to_params)) = next {
             self.push_envelope(from, from_params, to, to_params);
         }
@@ -496,11 +485,15 @@ impl Client {
         .await;
     }
 
-    /// Streams the message dot-stuffed in chunks of [`SEND_CHUNK`], so a
-    /// large message is never copied whole; the whole transfer and the final
-    /// reply share one `data_timeout` deadline.
-    async fn send_message(&mut self, parts: &Parts<'_>) -> Result<Reply, UpstreamError> {
-        let deadline = tokio::time::Instant::now() + self.data_timeout;
+    /// Sends `parts` dot-stuffed in chunks of [`SEND_CHUNK`] (a large
+    /// message is never copied whole) and leaves the last chunk with the
+    /// terminating dot in the output buffer, so the caller may add the next
+    /// commands to the same write (RFC 2920).
+    async fn stream_stuffed(
+        &mut self,
+        parts: &[&[u8]],
+        deadline: tokio::time::Instant,
+    ) -> Result<(), UpstreamError> {
         let mut stuffer = Stuffer::new();
         self.out.clear();
         for part in parts {
@@ -513,6 +506,15 @@ impl Client {
             }
         }
         stuffer.finish(&mut self.out);
+        Ok(())
+    }
+
+    /// Streams the message dot-stuffed in chunks of [`SEND_CHUNK`], so a
+    /// large message is never copied whole; the whole transfer and the final
+    /// reply share one `data_timeout` deadline.
+    async fn send_message(&mut self, parts: &Parts<'_>) -> Result<Reply, UpstreamError> {
+        let deadline = tokio::time::Instant::now() + self.data_timeout;
+        self.stream_stuffed(parts, deadline).await?;
         self.flush_until(deadline, self.data_timeout, "message transfer")
             .await?;
         self.out.shrink_to(IDLE_OUT_CAPACITY);
