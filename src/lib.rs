@@ -25,6 +25,7 @@
 //! | [`report`] | the Art. 33 draft and the directory of German supervisory authorities |
 //! | [`metrics`] | Prometheus registry and the `/metrics` endpoint |
 //! | [`health`] | `/healthz`, `/readyz` and the `bccguard health` probe |
+//! | [`timer`] | one timer per connection, moved to each wait's deadline |
 //! | [`tls`] | rustls set-up on both hops, certificate reload, the plain-or-TLS [`tls::Stream`] |
 //! | [`proxy_protocol`] | PROXY v1/v2 headers from trusted load balancers |
 //! | [`reload`] | re-reading `policy.yaml` on SIGHUP and on change |
@@ -56,5 +57,6 @@ pub mod session;
 pub mod smtp;
 pub mod spool;
 pub mod store;
+pub mod timer;
 pub mod tls;
 pub mod upstream;

@@ -20,13 +20,14 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::server::Shared;
 use crate::smtp::command::{self, Command, CommandError};
 use crate::smtp::data::{DataError, DataLimits, DataReader};
 use crate::smtp::reply::{self, Reply};
+use crate::timer::Timer;
 use crate::tls::Stream;
 use crate::upstream::{self, Upstream};
 
@@ -93,6 +94,8 @@ pub struct Session {
     /// An AUTH exchange waiting for the client's next line.
     sasl: Option<auth::SaslStep>,
     shutdown: watch::Receiver<bool>,
+    /// Deadlines of every read and write ([`crate::timer`]).
+    timer: Timer,
 }
 
 impl Session {
@@ -123,6 +126,7 @@ impl Session {
             auth_failures: 0,
             sasl: None,
             shutdown,
+            timer: Timer::default(),
         }
     }
 
@@ -154,12 +158,13 @@ impl Session {
                     self.error_reply(reply::line_too_long_command(max_cmd))?;
                     continue;
                 }
-                let line = self.inbuf[start..self.pos].to_vec();
                 if self.sasl.is_some() {
+                    let line = self.inbuf[start..self.pos].to_vec();
                     self.sasl_line(&line).await?;
                     continue;
                 }
-                match self.command(&line).await? {
+                let parsed = command::parse(&self.inbuf[start..self.pos]);
+                match self.command(parsed).await? {
                     Flow::Continue => {}
                     Flow::Close => return Err(Stop::Close),
                     Flow::Data => self.data().await?,
@@ -198,8 +203,11 @@ impl Session {
         }
         let len = self.inbuf.len();
         self.inbuf.reserve(chunk);
+        self.timer.set(deadline);
         let read = tokio::select! {
-            r = timeout_at(deadline, self.stream.read_buf(&mut self.inbuf)) => Some(r),
+            biased;
+            r = self.stream.read_buf(&mut self.inbuf) => Some(Some(r)),
+            () = self.timer.elapsed() => Some(None),
             _ = self.shutdown.wait_for(|stop| *stop), if interruptible => None,
         };
         let Some(read) = read else {
@@ -207,12 +215,12 @@ impl Session {
             return Err(Stop::Close);
         };
         match read {
-            Err(_) => {
+            None => {
                 self.queue(reply::idle_timeout(&self.cfg.server.hostname));
                 Err(Stop::Close)
             }
-            Ok(Ok(0)) | Ok(Err(_)) => Err(Stop::Gone),
-            Ok(Ok(n)) => {
+            Some(Ok(0)) | Some(Err(_)) => Err(Stop::Gone),
+            Some(Ok(n)) => {
                 debug_assert_eq!(self.inbuf.len(), len + n);
                 Ok(())
             }
@@ -246,23 +254,22 @@ impl Session {
             // A TLS stream holds records until flushed.
             stream.flush().await
         };
-        let written = timeout_at(deadline, write).await;
+        let written = self.timer.run(deadline, write).await;
         self.out.clear();
         match written {
-            Ok(Ok(())) => Ok(()),
+            Some(Ok(())) => Ok(()),
             _ => Err(Stop::Gone),
         }
     }
 
-    async fn command(&mut self, line: &[u8]) -> Result<Flow, Stop> {
-        let cmd = match command::parse(line) {
+    async fn command(&mut self, parsed: Result<Command, CommandError>) -> Result<Flow, Stop> {
+        let cmd = match parsed {
             Ok(cmd) => cmd,
             Err(e) => {
                 self.error_reply(command_error_reply(&e))?;
                 return Ok(Flow::Continue);
             }
         };
-        let host = self.cfg.server.hostname.clone();
         match cmd {
             Command::Ehlo { host: name } | Command::Helo { host: name } if name.is_empty() => {
                 self.error_reply(reply::syntax("EHLO domain"))?;
@@ -274,12 +281,12 @@ impl Session {
                     starttls: self.starttls_offered(),
                     auth: self.auth_offered(),
                 };
-                self.queue(reply::ehlo(&host, &name, offers));
+                self.queue(reply::ehlo(&self.cfg.server.hostname, &name, offers));
                 self.greeting = Some(Greeting { name, esmtp: true });
             }
             Command::Helo { host: name } => {
                 self.abort_transaction().await;
-                self.queue(reply::helo(&host));
+                self.queue(reply::helo(&self.cfg.server.hostname));
                 self.greeting = Some(Greeting { name, esmtp: false });
             }
             Command::Mail { address, params } => self.mail(address, params).await?,
@@ -291,7 +298,7 @@ impl Session {
             }
             Command::Noop => self.queue(reply::ok()),
             Command::Quit => {
-                self.queue(reply::bye(&host));
+                self.queue(reply::bye(&self.cfg.server.hostname));
                 return Ok(Flow::Close);
             }
             Command::Help => self.queue(reply::help()),

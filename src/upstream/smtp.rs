@@ -12,7 +12,7 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsConnector;
 
 use super::{Copies, Parts, UpstreamError};
@@ -20,6 +20,7 @@ use crate::config::{UpstreamAuth, UpstreamConfig, UpstreamTls};
 use crate::smtp::data::Stuffer;
 use crate::smtp::reply::Reply;
 use crate::smtp::sasl::{self, Credentials};
+use crate::timer::Timer;
 use crate::tls::Stream;
 
 /// Longest reply line accepted from upstream (RFC 5321 4.5.3.1.5 says 512;
@@ -92,6 +93,10 @@ pub struct Client {
     command_timeout: Duration,
     data_timeout: Duration,
     out: Vec<u8>,
+    /// The reply line being read (kept: one allocation per session).
+    line: Vec<u8>,
+    /// Deadlines of every exchange ([`crate::timer`]).
+    timer: Timer,
     /// False once the connection was given up in the middle of a DATA
     /// section: it must not be used again (see [`Client::send_copies`]).
     open: bool,
@@ -127,6 +132,8 @@ impl Client {
             command_timeout: cfg.command_timeout,
             data_timeout: cfg.data_timeout,
             out: Vec::with_capacity(1024),
+            line: Vec::with_capacity(128),
+            timer: Timer::default(),
             open: true,
         };
         let greeting = client
@@ -153,12 +160,12 @@ impl Client {
     }
 
     async fn hello(&mut self, name: &str) -> Result<(), UpstreamError> {
-        let ehlo = self.command(format!("EHLO {name}\r\n"), "EHLO").await?;
+        let ehlo = self.command(&format!("EHLO {name}\r\n"), "EHLO").await?;
         if ehlo.is_positive() {
             self.caps = Capabilities::from_ehlo(&ehlo);
             return Ok(());
         }
-        let helo = self.command(format!("HELO {name}\r\n"), "HELO").await?;
+        let helo = self.command(&format!("HELO {name}\r\n"), "HELO").await?;
         if !helo.is_positive() {
             return Err(UpstreamError::Refused(helo));
         }
@@ -180,7 +187,7 @@ impl Client {
                 "upstream does not offer STARTTLS".into(),
             ));
         }
-        let reply = self.command("STARTTLS\r\n".into(), "STARTTLS").await?;
+        let reply = self.command("STARTTLS\r\n", "STARTTLS").await?;
         if reply.code != 220 {
             return Err(UpstreamError::Tls(format!(
                 "STARTTLS refused: {}",
@@ -208,19 +215,19 @@ impl Client {
     pub async fn auth(&mut self, creds: &Credentials) -> Result<Reply, UpstreamError> {
         if self.caps.auth_plain || !self.caps.auth_login {
             let line = format!("AUTH PLAIN {}\r\n", sasl::encode_plain(creds));
-            return self.command(line, "AUTH").await;
+            return self.command(&line, "AUTH").await;
         }
-        let first = self.command("AUTH LOGIN\r\n".into(), "AUTH").await?;
+        let first = self.command("AUTH LOGIN\r\n", "AUTH").await?;
         if first.code != 334 {
             return Ok(first);
         }
         let user = self
-            .command(format!("{}\r\n", sasl::encode(&creds.username)), "AUTH")
+            .command(&format!("{}\r\n", sasl::encode(&creds.username)), "AUTH")
             .await?;
         if user.code != 334 {
             return Ok(user);
         }
-        self.command(format!("{}\r\n", sasl::encode(&creds.password)), "AUTH")
+        self.command(&format!("{}\r\n", sasl::encode(&creds.password)), "AUTH")
             .await
     }
 
@@ -251,21 +258,23 @@ impl Client {
 
     /// `MAIL FROM:<from> params`.
     pub async fn mail(&mut self, from: &str, params: &str) -> Result<Reply, UpstreamError> {
-        self.command(envelope_line("MAIL FROM", from, params), "MAIL")
-            .await
+        self.out.clear();
+        envelope_line(&mut self.out, "MAIL FROM", from, params);
+        self.exchange("MAIL").await
     }
 
     /// `RCPT TO:<to> params`.
     pub async fn rcpt(&mut self, to: &str, params: &str) -> Result<Reply, UpstreamError> {
-        self.command(envelope_line("RCPT TO", to, params), "RCPT")
-            .await
+        self.out.clear();
+        envelope_line(&mut self.out, "RCPT TO", to, params);
+        self.exchange("RCPT").await
     }
 
     /// `DATA`, then the message dot-stuffed, then upstream's final reply.
     /// A refused DATA leaves upstream's MAIL and RCPTs open, so they are
     /// reset: the next transaction must not meet a "nested MAIL".
     pub async fn data(&mut self, parts: &Parts<'_>) -> Result<Reply, UpstreamError> {
-        let go = self.command("DATA\r\n".into(), "DATA").await?;
+        let go = self.command("DATA\r\n", "DATA").await?;
         if go.code != 354 {
             self.rset().await?;
             return Ok(go);
@@ -275,7 +284,7 @@ impl Client {
 
     /// `RSET`; a refusal is odd but harmless, a broken connection is not.
     pub async fn rset(&mut self) -> Result<(), UpstreamError> {
-        let reply = self.command("RSET\r\n".into(), "RSET").await?;
+        let reply = self.command("RSET\r\n", "RSET").await?;
         if reply.is_positive() {
             Ok(())
         } else {
@@ -310,11 +319,7 @@ impl Client {
             return self.data(parts).await;
         }
         self.out.clear();
-        self.out
-            .extend_from_slice(envelope_line("MAIL FROM", from, from_params).as_bytes());
-        self.out
-            .extend_from_slice(envelope_line("RCPT TO", to, to_params).as_bytes());
-        self.out.extend_from_slice(b"DATA\r\n");
+        self.push_envelope(from, from_params, to, to_params);
         self.flush_out(self.command_timeout, "MAIL/RCPT/DATA")
             .await?;
         let mail = self.read_reply(self.command_timeout, "MAIL").await?;
@@ -470,17 +475,15 @@ impl Client {
     }
 
     fn push_envelope(&mut self, from: &str, from_params: &str, to: &str, to_params: &str) {
-        self.out
-            .extend_from_slice(envelope_line("MAIL FROM", from, from_params).as_bytes());
-        self.out
-            .extend_from_slice(envelope_line("RCPT TO", to, to_params).as_bytes());
+        envelope_line(&mut self.out, "MAIL FROM", from, from_params);
+        envelope_line(&mut self.out, "RCPT TO", to, to_params);
         self.out.extend_from_slice(b"DATA\r\n");
     }
 
     /// Says QUIT and waits briefly for the answer.
     pub async fn quit(mut self) {
         let _ = timeout(QUIT_TIMEOUT, async {
-            self.command("QUIT\r\n".into(), "QUIT").await.ok();
+            self.command("QUIT\r\n", "QUIT").await.ok();
         })
         .await;
     }
@@ -536,19 +539,28 @@ impl Client {
             stream.write_all(out).await?;
             stream.flush().await
         };
-        tokio::time::timeout_at(deadline, write)
+        self.timer
+            .run(deadline, write)
             .await
-            .map_err(|_| UpstreamError::Timeout(limit, what))?
+            .ok_or(UpstreamError::Timeout(limit, what))?
             .map_err(UpstreamError::Closed)?;
         self.out.clear();
         Ok(())
     }
 
-    async fn command(&mut self, line: String, what: &'static str) -> Result<Reply, UpstreamError> {
+    async fn command(&mut self, line: &str, what: &'static str) -> Result<Reply, UpstreamError> {
         self.out.clear();
         self.out.extend_from_slice(line.as_bytes());
-        self.flush_out(self.command_timeout, what).await?;
-        self.read_reply(self.command_timeout, what).await
+        self.exchange(what).await
+    }
+
+    /// Sends the output buffer and reads one reply, both within one
+    /// `command_timeout`.
+    async fn exchange(&mut self, what: &'static str) -> Result<Reply, UpstreamError> {
+        let deadline = Instant::now() + self.command_timeout;
+        self.flush_until(deadline, self.command_timeout, what)
+            .await?;
+        self.reply_until(deadline, self.command_timeout, what).await
     }
 
     async fn flush_out(
@@ -570,9 +582,23 @@ impl Client {
         limit: Duration,
         what: &'static str,
     ) -> Result<Reply, UpstreamError> {
-        let reply = timeout(limit, read_reply(&mut self.stream))
+        self.reply_until(Instant::now() + limit, limit, what).await
+    }
+
+    /// [`Client::read_reply`] by `deadline`; `limit` is what a timeout
+    /// reports.
+    async fn reply_until(
+        &mut self,
+        deadline: Instant,
+        limit: Duration,
+        what: &'static str,
+    ) -> Result<Reply, UpstreamError> {
+        let read = read_reply(&mut self.stream, &mut self.line);
+        let reply = self
+            .timer
+            .run(deadline, read)
             .await
-            .map_err(|_| UpstreamError::Timeout(limit, what))??;
+            .ok_or(UpstreamError::Timeout(limit, what))??;
         if reply.code == 421 {
             return Err(UpstreamError::Refused(reply));
         }
@@ -608,23 +634,31 @@ fn host_of(addr: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-fn envelope_line(verb: &str, addr: &str, params: &str) -> String {
-    if params.is_empty() {
-        format!("{verb}:<{addr}>\r\n")
-    } else {
-        format!("{verb}:<{addr}> {params}\r\n")
+/// Appends `VERB:<addr> params` and CRLF to `out`.
+fn envelope_line(out: &mut Vec<u8>, verb: &str, addr: &str, params: &str) {
+    out.extend_from_slice(verb.as_bytes());
+    out.extend_from_slice(b":<");
+    out.extend_from_slice(addr.as_bytes());
+    out.push(b'>');
+    if !params.is_empty() {
+        out.push(b' ');
+        out.extend_from_slice(params.as_bytes());
     }
+    out.extend_from_slice(b"\r\n");
 }
 
-/// Reads one (multi-line) reply.
-async fn read_reply(stream: &mut BufReader<Stream>) -> Result<Reply, UpstreamError> {
-    let mut lines = Vec::new();
-    let mut buf = Vec::with_capacity(128);
+/// Reads one (multi-line) reply; `buf` holds each line while it is read.
+async fn read_reply(
+    stream: &mut BufReader<Stream>,
+    buf: &mut Vec<u8>,
+) -> Result<Reply, UpstreamError> {
+    let mut code = None;
+    let mut lines = Vec::with_capacity(1);
     loop {
         buf.clear();
         let n = (&mut *stream)
             .take(MAX_REPLY_LINE)
-            .read_until(b'\n', &mut buf)
+            .read_until(b'\n', buf)
             .await
             .map_err(UpstreamError::Closed)?;
         if n == 0 {
@@ -635,8 +669,13 @@ async fn read_reply(stream: &mut BufReader<Stream>) -> Result<Reply, UpstreamErr
         if buf.last() != Some(&b'\n') {
             return Err(UpstreamError::Protocol("reply line too long".into()));
         }
-        let (code, last, text) = parse_reply_line(&buf)?;
-        lines.push((code, text));
+        let (this, last, text) = parse_reply_line(buf)?;
+        if *code.get_or_insert(this) != this {
+            return Err(UpstreamError::Protocol(
+                "reply lines carry different codes".into(),
+            ));
+        }
+        lines.push(text);
         if last {
             break;
         }
@@ -644,15 +683,9 @@ async fn read_reply(stream: &mut BufReader<Stream>) -> Result<Reply, UpstreamErr
             return Err(UpstreamError::Protocol("reply has too many lines".into()));
         }
     }
-    let code = lines[0].0;
-    if lines.iter().any(|(c, _)| *c != code) {
-        return Err(UpstreamError::Protocol(
-            "reply lines carry different codes".into(),
-        ));
-    }
     Ok(Reply {
-        code,
-        lines: lines.into_iter().map(|(_, t)| t).collect(),
+        code: code.unwrap_or_default(),
+        lines,
     })
 }
 
