@@ -5,8 +5,6 @@
 //! Enhanced status codes follow RFC 3463; the choice of code for each case
 //! follows RFC 5321 section 4.2 and Postfix's practice.
 
-use std::fmt::Write as _;
-
 /// One (possibly multi-line) SMTP reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -47,19 +45,37 @@ impl Reply {
 
     /// Appends the wire form (`code-text` / `code text` lines, CRLF each).
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let last = self.lines.len().saturating_sub(1);
-        let mut s = String::new();
+        // Codes are three digits (RFC 5321 4.2); anything else is a bug in
+        // the guard, written as 451 rather than as a broken reply.
+        let code = if (200..600).contains(&self.code) {
+            self.code
+        } else {
+            451
+        };
+        let digits = [
+            b'0' + (code / 100) as u8,
+            b'0' + (code / 10 % 10) as u8,
+            b'0' + (code % 10) as u8,
+        ];
         if self.lines.is_empty() {
-            let _ = write!(s, "{}\r\n", self.code);
+            out.extend_from_slice(&digits);
+            out.extend_from_slice(b"\r\n");
         }
+        let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
+            out.extend_from_slice(&digits);
+            out.push(if i == last { b' ' } else { b'-' });
             // A CR or LF inside a text would let a peer's reply text forge
             // extra reply lines: never pass them through.
-            let clean = line.replace(['\r', '\n'], " ");
-            let _ = write!(s, "{}{}{}\r\n", self.code, sep, clean);
+            let start = out.len();
+            out.extend_from_slice(line.as_bytes());
+            for b in &mut out[start..] {
+                if matches!(*b, b'\r' | b'\n') {
+                    *b = b' ';
+                }
+            }
+            out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(s.as_bytes());
     }
 
     /// The first line as `code text`, for logs and incident outcomes.
@@ -468,4 +484,46 @@ pub fn split_partial(delivered: usize, total: usize, upstream: &Reply) -> Reply 
             upstream.summary()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_form() {
+        let table: &[(Reply, &[u8])] = &[
+            (Reply::new(250, "2.1.5 Ok"), b"250 2.1.5 Ok\r\n"),
+            (
+                Reply {
+                    code: 250,
+                    lines: vec!["mx".into(), "PIPELINING".into(), "SIZE 10".into()],
+                },
+                b"250-mx\r\n250-PIPELINING\r\n250 SIZE 10\r\n",
+            ),
+            (
+                Reply {
+                    code: 354,
+                    lines: vec![],
+                },
+                b"354\r\n",
+            ),
+            // A relayed text cannot forge a second reply line.
+            (
+                Reply::new(550, "5.1.1 no\r\n250 2.0.0 Ok"),
+                b"550 5.1.1 no  250 2.0.0 Ok\r\n",
+            ),
+            (Reply::new(451, "a\nb\rc"), b"451 a b c\r\n"),
+        ];
+        for (reply, wire) in table {
+            let mut out = b"before".to_vec();
+            reply.write_to(&mut out);
+            assert_eq!(
+                &out[6..],
+                *wire,
+                "{reply:?} gave {:?}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+    }
 }
