@@ -94,11 +94,77 @@ const NOT_IMPLEMENTED: [&[u8]; 4] = [b"ETRN", b"ATRN", b"BURL", b"LHLO"];
 
 /// Parses one command line; `line` ends with `\n` (normally `\r\n`).
 pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
+    if let Some(command) = plain_envelope(line) {
+        return Ok(command);
+    }
+    full(line)
+}
+
+/// The whole grammar (smtp-proto plus the checks above).
+fn full(line: &[u8]) -> Result<Command, CommandError> {
     check_line(line)?;
     match Request::parse(&mut line.iter()) {
         Ok(request) => from_request(request, line),
         Err(error) => from_error(error, line),
     }
+}
+
+/// `MAIL FROM:<addr>` and `RCPT TO:<addr>` without parameters, where addr
+/// is a plain dot-atom `@` a plain domain: what clients send for almost
+/// every recipient, read in one pass. Parsing was a sixth of the guard's own
+/// instructions per relayed command in the load bench's profile (smtp-proto
+/// allocates, and the path is scanned twice). `None` sends the line the full
+/// way; the property test `plain_envelopes_parse_as_the_full_grammar_does`
+/// checks that both agree wherever this one answers.
+fn plain_envelope(line: &[u8]) -> Option<Command> {
+    const MAIL: &[u8] = b"MAIL FROM:<";
+    const RCPT: &[u8] = b"RCPT TO:<";
+    let body = line.strip_suffix(b"\n")?;
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    let starts = |verb: &[u8]| {
+        body.get(..verb.len())
+            .is_some_and(|v| v.eq_ignore_ascii_case(verb))
+    };
+    let (mail, rest) = if starts(MAIL) {
+        (true, &body[MAIL.len()..])
+    } else if starts(RCPT) {
+        (false, &body[RCPT.len()..])
+    } else {
+        return None;
+    };
+    let path = rest.strip_suffix(b">")?;
+    if path.is_empty() {
+        // The null reverse-path; a null forward-path is an error, said by
+        // the full parser.
+        return mail.then(|| Command::Mail {
+            address: String::new(),
+            params: String::new(),
+        });
+    }
+    let (local, domain) = path.split_at(memchr::memchr(b'@', path)?);
+    let domain = &domain[1..];
+    let atom = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+');
+    let label = |l: &[u8]| {
+        !l.is_empty()
+            && l[0] != b'-'
+            && l[l.len() - 1] != b'-'
+            && l.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let plain = local
+        .split(|&b| b == b'.')
+        .all(|a| !a.is_empty() && a.iter().all(|&b| atom(b)))
+        && domain.split(|&b| b == b'.').all(label);
+    if !plain {
+        return None;
+    }
+    // Only ASCII passed the checks above.
+    let address = String::from_utf8(path.to_vec()).ok()?;
+    let params = String::new();
+    Some(if mail {
+        Command::Mail { address, params }
+    } else {
+        Command::Rcpt { address, params }
+    })
 }
 
 /// Refuses what smtp-proto would silently repair (see the module doc).
@@ -303,6 +369,58 @@ mod tests {
     fn check(table: &[(&str, Result<Command, CommandError>)]) {
         for (line, expected) in table {
             assert_eq!(&parse(line.as_bytes()), expected, "{line:?}");
+            // Both ways must agree on every row.
+            assert_eq!(&full(line.as_bytes()), expected, "{line:?} (full)");
+        }
+    }
+
+    #[test]
+    fn plain_envelopes_take_the_short_way() {
+        for line in [
+            "MAIL FROM:<sender@example.org>\r\n",
+            "mail from:<>\r\n",
+            "RCPT TO:<patient7@mail7.test>\r\n",
+            "Rcpt To:<first.last+tag@sub-1.example.org>\n",
+        ] {
+            assert!(plain_envelope(line.as_bytes()).is_some(), "{line:?}");
+        }
+        for line in [
+            "RCPT TO:<>\r\n",
+            "RCPT TO:<postmaster>\r\n",
+            "RCPT TO:<a%b@x.test>\r\n",
+            "RCPT TO:<a@b@x.test>\r\n",
+            "RCPT TO:<\"a b\"@x.test>\r\n",
+            "RCPT TO:<a@x.test> NOTIFY=NEVER\r\n",
+            "RCPT TO: <a@x.test>\r\n",
+            "RCPT TO:<.a@x.test>\r\n",
+            "RCPT TO:<a@-x.test>\r\n",
+            "RCPT TO:<a@x..test>\r\n",
+            "RCPT TO:<a@x.test>\r\r\n",
+            "MAIL FROM:<@relay:a@x.test>\r\n",
+        ] {
+            assert!(plain_envelope(line.as_bytes()).is_none(), "{line:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// The short way answers only where the full grammar says the same.
+        #[test]
+        fn plain_envelopes_parse_as_the_full_grammar_does(
+            verb in proptest::sample::select(vec![
+                "MAIL FROM:<", "mail from:<", "MaIl FrOm:<", "RCPT TO:<", "rcpt to:<",
+                "RCPT TO: <", "MAIL FROM:", "RCPT  TO:<",
+            ]),
+            local in "[a-zA-Z0-9._+%!\"\\@ -]{0,12}",
+            domain in "[a-zA-Z0-9.\\[\\]:_-]{0,12}",
+            at in proptest::bool::weighted(0.9),
+            end in proptest::sample::select(vec![">\r\n", ">\n", "> \r\n", ">", ">\r\r\n", "> SIZE=10\r\n"]),
+        ) {
+            let line = format!("{verb}{local}{}{domain}{end}", if at { "@" } else { "" });
+            if let Some(short) = plain_envelope(line.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(short), full(line.as_bytes()), "{:?}", line);
+            }
         }
     }
 
