@@ -31,6 +31,11 @@ pub struct Visible {
     pub internal: Addresses,
     /// Number of distinct external domains.
     pub external_domains: usize,
+    /// Mailboxes shown with a display name (`Name <a@x>`), internal ones and
+    /// repeats included: for Art. 33, names were disclosed along with the
+    /// addresses. Counted in the same pass (a second parse of the list for
+    /// the incident record cost half a decision).
+    pub named: usize,
 }
 
 /// A list of addresses kept in one buffer: 1,494 addresses cost two
@@ -206,6 +211,7 @@ enum Class {
 #[derive(Default)]
 struct Tally<'a> {
     all: Vec<(Cow<'a, str>, Class)>,
+    named: usize,
 }
 
 impl<'a> Tally<'a> {
@@ -265,6 +271,7 @@ impl<'a> Tally<'a> {
             external: Addresses::with_capacity(external, bytes),
             internal: Addresses::default(),
             external_domains,
+            named: self.named,
         };
         for ((key, class), first) in self.all.iter().zip(first) {
             match (first, class) {
@@ -288,6 +295,15 @@ fn last_at(addr: &str) -> Option<usize> {
     addr.bytes().rposition(|b| b == b'@')
 }
 
+/// `Name <a@x>` rather than `a@x` or `<a@x>`: something other than
+/// whitespace before the `<` of the mailbox.
+fn has_display_name(value: &[u8], m: &MailboxRef<'_>) -> bool {
+    let text = value.get(m.span.clone()).unwrap_or_default();
+    text.iter()
+        .position(|&b| b == b'<')
+        .is_some_and(|lt| text[..lt].iter().any(|b| !b.is_ascii_whitespace()))
+}
+
 /// Counts the visible recipients in `headers` of `msg`.
 pub fn count(msg: &[u8], headers: &Headers, internal: &DomainSet) -> Visible {
     let mut tally = Tally::default();
@@ -305,11 +321,15 @@ pub fn count(msg: &[u8], headers: &Headers, internal: &DomainSet) -> Visible {
             .all
             .reserve(memchr::memchr_iter(b',', value).count() + 1);
         for_each(value, |element| match element {
-            ElementRef::Mailbox(m) => tally.address(m, internal),
+            ElementRef::Mailbox(m) => {
+                tally.named += usize::from(has_display_name(value, &m));
+                tally.address(m, internal);
+            }
             ElementRef::Group {
                 members, invalid, ..
             } => {
                 for m in members {
+                    tally.named += usize::from(has_display_name(value, &m));
                     tally.address(m, internal);
                 }
                 for span in invalid {

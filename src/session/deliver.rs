@@ -389,7 +389,8 @@ impl Session {
         held: Option<crate::store::Held>,
     ) -> bool {
         use crate::store::{Class, HoldState, Incident, NewNotice, NoticeKind, Step};
-        let (message_id, subject, display_names) = describe(msg, &decision.headers);
+        let (message_id, subject) = describe(msg, &decision.headers);
+        let display_names = decision.visible.named;
         let outcome = match action {
             "reject" => "refused".to_string(),
             "hold" => "held".to_string(),
@@ -506,40 +507,8 @@ impl Session {
     }
 }
 
-/// To/Cc mailboxes shown with a display name (`Name <a@x>`): for Art. 33,
-/// names were disclosed along with the addresses. The guard's own linear
-/// parser, not mail-parser's full parse (see `describe`).
-fn count_display_names(msg: &[u8], headers: &Headers) -> usize {
-    use crate::message::address::{Element, Mailbox, parse_list};
-    let named = |value: &[u8], m: &Mailbox| {
-        let text = value.get(m.span.clone()).unwrap_or_default();
-        text.iter()
-            .position(|&b| b == b'<')
-            .is_some_and(|lt| text[..lt].iter().any(|b| !b.is_ascii_whitespace()))
-    };
-    headers
-        .fields
-        .iter()
-        .filter(|f| matches!(f.kind, FieldKind::To | FieldKind::Cc))
-        .map(|f| {
-            let value = msg.get(f.value.clone()).unwrap_or_default();
-            parse_list(value)
-                .iter()
-                .map(|e| match e {
-                    Element::Mailbox(m) => usize::from(named(value, m)),
-                    Element::Group { members, .. } => {
-                        members.iter().filter(|m| named(value, m)).count()
-                    }
-                    Element::Invalid { .. } => 0,
-                })
-                .sum::<usize>()
-        })
-        .sum()
-}
-
-/// Message-ID as written, Subject decoded (RFC 2047), and how many To/Cc
-/// mailboxes carry a display name, for the record.
-fn describe(msg: &[u8], headers: &Headers) -> (Option<String>, Option<String>, usize) {
+/// Message-ID as written and Subject decoded (RFC 2047), for the record.
+fn describe(msg: &[u8], headers: &Headers) -> (Option<String>, Option<String>) {
     let message_id = headers.of_kind(FieldKind::MessageId).next().map(|f| {
         String::from_utf8_lossy(&msg[f.value.clone()])
             .split_whitespace()
@@ -557,8 +526,7 @@ fn describe(msg: &[u8], headers: &Headers) -> (Option<String>, Option<String>, u
     let subject = mail_parser::MessageParser::new()
         .parse_headers(&subjects[..])
         .and_then(|m| m.subject().map(str::to_string));
-    let display_names = count_display_names(msg, headers);
-    (message_id, subject, display_names)
+    (message_id, subject)
 }
 
 #[cfg(test)]
@@ -570,15 +538,10 @@ mod tests {
     fn describe_reads_message_id_and_decodes_only_the_subject() {
         let msg = b"To: a@x.test,\r\n b@y.test\r\nSubject: =?utf-8?q?Termin_f=C3=A4llt_aus?=\r\nMessage-ID:\r\n <m@example.org>\r\n\r\nbody\r\n";
         let headers = scan(msg, 1 << 20).expect("fits");
-        let (id, subject, names) = describe(msg, &headers);
-        assert_eq!(names, 0);
+        let (id, subject) = describe(msg, &headers);
         assert_eq!(id.as_deref(), Some("<m@example.org>"));
         assert_eq!(subject.as_deref(), Some("Termin f\u{e4}llt aus"));
         let none = scan(b"To: a@x.test\r\n\r\n", 100).expect("fits");
-        assert_eq!(describe(b"To: a@x.test\r\n\r\n", &none), (None, None, 0));
-        let named =
-            b"To: \"Dr. A\" <a@x.test>, b@y.test, Team: Bea <b@z.test>;\r\nCc: <c@x.test>\r\n\r\n";
-        let h = scan(named, 1 << 20).expect("fits");
-        assert_eq!(describe(named, &h).2, 2);
+        assert_eq!(describe(b"To: a@x.test\r\n\r\n", &none), (None, None));
     }
 }

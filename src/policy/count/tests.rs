@@ -16,6 +16,27 @@ fn visible(head: &str, internal: &[&str]) -> Visible {
 }
 
 #[test]
+fn display_names_are_counted_per_mailbox_shown() {
+    let cases: &[(&str, usize)] = &[
+        ("To: a@x.test,\r\n b@y.test\r\n", 0),
+        ("To: <a@x.test>,  <b@y.test>\r\n", 0),
+        (
+            "To: \"Dr. A\" <a@x.test>, b@y.test, Team: Bea <b@z.test>;\r\nCc: <c@x.test>\r\n",
+            2,
+        ),
+        // Internal ones and repeats count: the name was shown each time.
+        ("To: Me <me@example.org>, Me <me@example.org>\r\n", 2),
+        (
+            "To: A <a@x.test>\r\nCc: B <b@y.test>\r\nBcc: C <c@z.test>\r\n",
+            2,
+        ),
+    ];
+    for (head, names) in cases {
+        assert_eq!(visible(head, &["example.org"]).named, *names, "{head:?}");
+    }
+}
+
+#[test]
 fn normalize_address_table() {
     let cases: &[(&str, Option<&str>)] = &[
         ("A.B@Example.ORG", Some("a.b@example.org")),
