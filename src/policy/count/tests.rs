@@ -30,6 +30,12 @@ fn display_names_are_counted_per_mailbox_shown() {
             "To: A <a@x.test>\r\nCc: B <b@y.test>\r\nBcc: C <c@z.test>\r\n",
             2,
         ),
+        // A trailing comment is not a name; a leading one is shown like one.
+        (
+            "To: <a@x.test> (Anna), (Bob) <b@y.test>, c@z.test (Carl)\r\n",
+            1,
+        ),
+        ("To: \"x>\" <a@x.test>, y@z.test\r\n", 1),
     ];
     for (head, names) in cases {
         assert_eq!(visible(head, &["example.org"]).named, *names, "{head:?}");
