@@ -192,7 +192,10 @@ fn is_normal(addr: &str) -> bool {
 fn raw_key(value: &[u8]) -> String {
     let text = String::from_utf8_lossy(value);
     let unfolded: String = text.chars().filter(|&c| c != '\r' && c != '\n').collect();
-    unfolded.trim().to_lowercase()
+    // Only folding white space is trimmed: `str::trim` also strips vertical
+    // tab and form feed, which made `\x0b@` and `\x0b\x0b@` one key, so
+    // two different elements counted once (found by fuzzing).
+    unfolded.trim_matches([' ', '\t']).to_lowercase()
 }
 
 /// How one distinct visible recipient counts.

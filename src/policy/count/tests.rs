@@ -16,6 +16,14 @@ fn visible(head: &str, internal: &[&str]) -> Visible {
 }
 
 #[test]
+fn unparseable_elements_differing_in_control_characters_count_apart() {
+    // Found by fuzzing (decide_hide): `str::trim` removed the vertical tabs,
+    // so both became "@" and counted once.
+    let v = visible("To: \x0b\x0b@, \x0b\x0b\x0b@,\t\x0c@ ,  @\r\n", &[]);
+    assert_eq!(v.external.len(), 4, "{:?}", v.external);
+}
+
+#[test]
 fn display_names_are_counted_per_mailbox_shown() {
     let cases: &[(&str, usize)] = &[
         ("To: a@x.test,\r\n b@y.test\r\n", 0),
