@@ -94,7 +94,18 @@ async fn one_hundred_recipients_are_accepted_with_the_default_limit() {
 /// replies in order; the recipients before it are delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipelined_batch_over_the_recipient_limit_answers_in_order() {
-    let up = Upstream::start().await;
+    batch_over_the_limit(Upstream::start().await).await;
+}
+
+/// The same through an upstream that offers PIPELINING, where the guard
+/// forwards the batch in one write: only as many RCPTs as still fit go in
+/// one batch, so the limit is applied exactly as one at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_batch_over_the_recipient_limit_answers_in_order() {
+    batch_over_the_limit(Upstream::start_pipelining().await).await;
+}
+
+async fn batch_over_the_limit(up: Upstream) {
     let guard = guard_with_limits(&up, "    max_recipients: 2\n").await;
     let mut c = Client::connect(guard.smtp).await;
     c.cmd("EHLO client.test", 250).await;

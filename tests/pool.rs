@@ -2,7 +2,8 @@
 //! A scripted upstream counts its connections: consecutive clients share
 //! one, and an idle one that upstream closed (quietly, or right at the next
 //! MAIL) costs the next client nothing but a new connection: it never sees
-//! an error for it.
+//! an error for it. The same upstream checks that a client's pipelined
+//! RCPTs go upstream as one batch.
 
 mod common;
 
@@ -25,6 +26,12 @@ enum Quirk {
     /// Refuses the first DATA command of each connection (554), leaving the
     /// transaction open, as servers do.
     RefuseFirstData,
+    /// Answers RCPTs only once three are waiting (or another command
+    /// comes): a guard that forwards a pipelined batch one RCPT at a time
+    /// waits forever for the first reply.
+    RcptRepliesInThrees,
+    /// Drops the connection, without a reply, at the third RCPT.
+    DropThirdRcpt,
 }
 
 /// Delivered messages as (connection number, recipients).
@@ -78,12 +85,19 @@ async fn serve(stream: tokio::net::TcpStream, id: usize, quirk: Quirk, log: Log)
     // A transaction is open (MAIL accepted, no final dot or RSET since).
     let mut open = false;
     let mut line = String::new();
+    // RCPT replies held back (RcptRepliesInThrees).
+    let mut held = 0;
     loop {
         line.clear();
         if r.read_line(&mut line).await.unwrap_or(0) == 0 {
             return;
         }
         let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+        if quirk == Quirk::RcptRepliesInThrees && verb != "RCPT" {
+            for _ in 0..std::mem::take(&mut held) {
+                let _ = w.write_all(b"250 2.1.5 ok\r\n").await;
+            }
+        }
         let reply: &[u8] = match verb.as_str() {
             "EHLO" => b"250-scripted\r\n250 PIPELINING\r\n",
             "MAIL" => {
@@ -101,7 +115,19 @@ async fn serve(stream: tokio::net::TcpStream, id: usize, quirk: Quirk, log: Log)
             "RCPT" => {
                 let addr = line.split(['<', '>']).nth(1).unwrap_or_default();
                 rcpts.push(addr.to_string());
-                b"250 2.1.5 ok\r\n"
+                if quirk == Quirk::DropThirdRcpt && rcpts.len() == 3 {
+                    return;
+                }
+                if quirk == Quirk::RcptRepliesInThrees {
+                    held += 1;
+                    if held < 3 {
+                        continue;
+                    }
+                    held = 0;
+                    b"250 2.1.5 ok\r\n250 2.1.5 ok\r\n250 2.1.5 ok\r\n"
+                } else {
+                    b"250 2.1.5 ok\r\n"
+                }
             }
             "DATA" if quirk == Quirk::RefuseFirstData && datas == 0 => {
                 datas += 1;
@@ -230,4 +256,62 @@ async fn a_refused_data_command_leaves_no_transaction_open_upstream() {
     let got = up.delivered();
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(up.connections(), 1);
+}
+
+/// RFC 2920: RCPTs a client pipelines go upstream in one write. This
+/// upstream answers only once three RCPTs are waiting; forwarded one at a
+/// time, the first would wait for its reply until `command_timeout` (2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_run_of_rcpts_goes_upstream_as_one_batch() {
+    let up = Scripted::start(Quirk::RcptRepliesInThrees).await;
+    let yaml = yaml(Some(up.addr), POLICY).replace("command_timeout: 10s", "command_timeout: 2s");
+    let guard = Guard::start(&yaml).await;
+    let mut c = Client::connect(guard.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    let rcpts = ["a@example.org", "b@example.org", "c@example.org"];
+    c.send(
+        "MAIL FROM:<alice@example.org>\r\nRCPT TO:<a@example.org>\r\n\
+         RCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\nDATA\r\n",
+    )
+    .await;
+    for code in [250, 250, 250, 250, 354] {
+        let r = c.reply().await.expect("reply");
+        assert_eq!(r.code, code, "{}", r.text);
+    }
+    c.send(
+        stuff(&message(
+            "alice@example.org",
+            "a@example.org",
+            None,
+            "x\r\n",
+        )) + ".\r\n",
+    )
+    .await;
+    c.expect(250).await;
+    assert_eq!(up.delivered(), [(1, rcpts.map(String::from).to_vec())]);
+}
+
+/// Upstream drops the connection inside a forwarded batch: the RCPTs it
+/// answered keep their 250, the one it did not gets 451 4.4.2, the rest are
+/// answered as they would be one by one (no transaction any more), and
+/// nothing is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_lost_inside_a_batch_answers_every_rcpt_in_order() {
+    let up = Scripted::start(Quirk::DropThirdRcpt).await;
+    let guard = guard_for(&up).await;
+    let mut c = Client::connect(guard.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.send(
+        "MAIL FROM:<alice@example.org>\r\nRCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n\
+         RCPT TO:<c@example.org>\r\nRCPT TO:<d@example.org>\r\nDATA\r\n",
+    )
+    .await;
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        got.push(c.reply().await.expect("reply"));
+    }
+    let codes: Vec<u16> = got.iter().map(|r| r.code).collect();
+    assert_eq!(codes, [250, 250, 250, 451, 503, 503], "{got:?}");
+    assert!(got[3].text.contains("4.4.2"), "{}", got[3].text);
+    assert!(up.delivered().is_empty());
 }

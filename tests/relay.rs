@@ -105,7 +105,17 @@ async fn envelope_parameters_reach_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipelined_batch_with_one_refused_recipient_delivers_to_the_others() {
-    let up = Upstream::start().await;
+    refused_recipient_in_a_batch(Upstream::start().await).await;
+}
+
+/// The same with an upstream that offers PIPELINING: the batch goes upstream
+/// in one write and the replies come back in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_batch_forwarded_as_a_batch_keeps_each_reply() {
+    refused_recipient_in_a_batch(Upstream::start_pipelining().await).await;
+}
+
+async fn refused_recipient_in_a_batch(up: Upstream) {
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
     c.cmd("EHLO client.test", 250).await;

@@ -175,6 +175,30 @@ impl Upstream {
         }
     }
 
+    /// Forwards a client's pipelined run of RCPT TO commands: over SMTP with
+    /// PIPELINING in one write, the replies read after it (RFC 2920 3.1), so
+    /// 1,494 recipients from a pipelining client cost a few round trips
+    /// instead of 1,494; otherwise one at a time. Returns upstream's replies
+    /// in order, and the transport failure that ended them early, if any.
+    pub async fn rcpts(
+        &mut self,
+        rcpts: &[(String, String)],
+    ) -> (Vec<Reply>, Option<UpstreamError>) {
+        if let Upstream::Smtp(c) = self
+            && c.capabilities().pipelining
+        {
+            return c.rcpts(rcpts).await;
+        }
+        let mut replies = Vec::with_capacity(rcpts.len());
+        for (to, params) in rcpts {
+            match self.rcpt(to, params).await {
+                Ok(reply) => replies.push(reply),
+                Err(e) => return (replies, Some(e)),
+            }
+        }
+        (replies, None)
+    }
+
     /// Sends the open transaction's message; returns upstream's final reply.
     pub async fn data(&mut self, parts: &Parts<'_>) -> Result<Reply, UpstreamError> {
         match self {

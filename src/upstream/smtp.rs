@@ -270,6 +270,36 @@ impl Client {
         self.exchange("RCPT").await
     }
 
+    /// `RCPT TO` for each of `rcpts` in one write, then their replies in
+    /// order, each within `command_timeout` of the one before. Only for an
+    /// upstream that offered PIPELINING (RFC 2920); the caller keeps the
+    /// batch small enough ([`crate::session`]) that upstream's replies never
+    /// fill the socket buffers while the guard is still writing.
+    pub async fn rcpts(
+        &mut self,
+        rcpts: &[(String, String)],
+    ) -> (Vec<Reply>, Option<UpstreamError>) {
+        self.out.clear();
+        for (to, params) in rcpts {
+            envelope_line(&mut self.out, "RCPT TO", to, params);
+        }
+        let deadline = Instant::now() + self.command_timeout;
+        if let Err(e) = self
+            .flush_until(deadline, self.command_timeout, "RCPT")
+            .await
+        {
+            return (Vec::new(), Some(e));
+        }
+        let mut replies = Vec::with_capacity(rcpts.len());
+        for _ in rcpts {
+            match self.read_reply(self.command_timeout, "RCPT").await {
+                Ok(reply) => replies.push(reply),
+                Err(e) => return (replies, Some(e)),
+            }
+        }
+        (replies, None)
+    }
+
     /// `DATA`, then the message dot-stuffed, then upstream's final reply.
     /// A refused DATA leaves upstream's MAIL and RCPTs open, so they are
     /// reset: the next transaction must not meet a "nested MAIL".
