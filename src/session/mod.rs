@@ -172,8 +172,16 @@ impl Session {
                 }
                 let parsed = command::parse(&self.inbuf[start..self.pos]);
                 if let Ok(Command::Rcpt { address, params }) = parsed {
-                    let batch = self.pipelined_rcpts((address, params));
-                    self.rcpts(batch).await?;
+                    let more = self.pipelined_rcpts();
+                    if more.is_empty() {
+                        // A client in lockstep: no batch, no allocation.
+                        self.rcpt(address, params).await?;
+                    } else {
+                        let mut batch = Vec::with_capacity(more.len() + 1);
+                        batch.push((address, params));
+                        batch.extend(more);
+                        self.rcpts(batch).await?;
+                    }
                     continue;
                 }
                 match self.command(parsed).await? {
@@ -380,13 +388,13 @@ impl Session {
         self.relay_reply(reply)
     }
 
-    /// `first` and the RCPT commands buffered right behind it (a client's
-    /// pipelined batch), taken out of the input buffer. Stops at anything
-    /// else, at [`RCPT_BATCH`], and where the recipient limit could be
-    /// reached: only as many as still fit can go in one batch, so every
-    /// RCPT is answered exactly as it would be one at a time (one upstream
-    /// refuses does not use up the limit).
-    fn pipelined_rcpts(&mut self, first: (String, String)) -> Vec<(String, String)> {
+    /// The RCPT commands buffered right behind the one just read (a
+    /// client's pipelined batch), taken out of the input buffer. Stops at
+    /// anything else, at [`RCPT_BATCH`] with the one read, and where the
+    /// recipient limit could be reached: only as many as still fit can go
+    /// in one batch, so every RCPT is answered exactly as it would be one at
+    /// a time (one upstream refuses does not use up the limit).
+    fn pipelined_rcpts(&mut self) -> Vec<(String, String)> {
         let room = self.tx.as_ref().map_or(1, |tx| {
             self.cfg
                 .server
@@ -395,8 +403,8 @@ impl Session {
                 .saturating_sub(tx.rcpts.len())
         });
         let max_cmd = self.cfg.server.limits.max_command_length;
-        let mut batch = vec![first];
-        while batch.len() < room.min(RCPT_BATCH) {
+        let mut more = Vec::new();
+        while more.len() + 1 < room.min(RCPT_BATCH) {
             let rest = &self.inbuf[self.pos..];
             let Some(nl) = memchr::memchr(b'\n', rest).filter(|&nl| nl < max_cmd) else {
                 break;
@@ -404,10 +412,10 @@ impl Session {
             let Ok(Command::Rcpt { address, params }) = command::parse(&rest[..=nl]) else {
                 break;
             };
-            batch.push((address, params));
+            more.push((address, params));
             self.pos += nl + 1;
         }
-        batch
+        more
     }
 
     /// Answers a run of RCPT commands in order. More than one, with a
