@@ -227,7 +227,7 @@ async fn plaintext_pipelined_after_starttls_is_discarded_and_the_session_starts_
     // The injection: RSET rides in the same segment as STARTTLS.
     c.send("STARTTLS\r\nRSET\r\n").await;
     c.expect(220).await;
-    let mut t = c.into_tls(&pki.ca_pem).await;
+    let mut t = tls_over(c.into_tcp(), &pki.ca_pem).await;
     // The first reply after the handshake answers our EHLO, not the RSET.
     let ehlo = t.cmd("EHLO client.test", 250).await;
     assert!(ehlo.contains("guard.test greets client.test"), "{ehlo}");
@@ -306,7 +306,7 @@ async fn implicit_tls_on_both_sides() {
     c.cmd(&b64("alice@example.org"), 334).await;
     c.cmd(&b64("secret"), 235).await;
     let r = c
-        .mail(
+        .send_mail(
             "alice@example.org",
             &["bob@partner.test"],
             &message("alice@example.org", "bob@partner.test", None, "hi\r\n"),
@@ -358,7 +358,7 @@ async fn an_authenticated_user_may_only_send_as_itself_when_sender_match_is_requ
     .await;
     assert!(c.expect(553).await.contains("chef@example.org"));
     let r = c
-        .mail(
+        .send_mail(
             "alice@example.org",
             &["bob@partner.test"],
             &message(
@@ -431,9 +431,9 @@ async fn tls_client(_guard: &Guard, pki: &Pki, addr: SocketAddr, starttls: bool)
         let mut c = Client::connect(addr).await;
         c.cmd("EHLO client.test", 250).await;
         c.cmd("STARTTLS", 220).await;
-        c.into_tls(&pki.ca_pem).await
+        tls_over(c.into_tcp(), &pki.ca_pem).await
     } else {
-        TlsClient::connect(
+        tls_over(
             tokio::net::TcpStream::connect(addr).await.unwrap(),
             &pki.ca_pem,
         )
@@ -441,107 +441,29 @@ async fn tls_client(_guard: &Guard, pki: &Pki, addr: SocketAddr, starttls: bool)
     }
 }
 
-/// Keeps the helpers of this file in one place for the raw TLS client.
-pub use tls_client_impl::TlsClient;
+/// The raw test client on TLS.
+pub type TlsClient = Client<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
-mod tls_client_impl {
-    use super::*;
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    use tokio_rustls::TlsConnector;
-    use tokio_rustls::client::TlsStream;
-
-    pub struct TlsClient {
-        inner: BufReader<TlsStream<tokio::net::TcpStream>>,
-    }
-
-    impl TlsClient {
-        pub async fn connect(tcp: tokio::net::TcpStream, ca_pem: &str) -> TlsClient {
-            use rustls::pki_types::pem::PemObject;
-            let mut roots = rustls::RootCertStore::empty();
-            roots
-                .add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-                .unwrap();
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-            let tls = TlsConnector::from(Arc::new(config))
-                .connect(name, tcp)
-                .await
-                .expect("TLS handshake with the guard");
-            TlsClient {
-                inner: BufReader::new(tls),
-            }
-        }
-
-        pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
-            let s = self.inner.get_mut();
-            s.write_all(bytes.as_ref()).await.unwrap();
-            s.flush().await.unwrap();
-        }
-
-        pub async fn expect(&mut self, code: u16) -> String {
-            let mut text = String::new();
-            loop {
-                let mut line = String::new();
-                let n = tokio::time::timeout(WAIT, self.inner.read_line(&mut line))
-                    .await
-                    .expect("reply timeout")
-                    .unwrap_or(0);
-                assert!(
-                    n > 0,
-                    "connection closed, expected {code}; got so far {text:?}"
-                );
-                text.push_str(&line);
-                if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                    assert_eq!(&line[..3], code.to_string(), "expected {code}, got {text}");
-                    return text;
-                }
-            }
-        }
-
-        pub async fn cmd(&mut self, line: &str, code: u16) -> String {
-            self.send(format!("{line}\r\n")).await;
-            self.expect(code).await
-        }
-
-        pub async fn mail(&mut self, from: &str, rcpts: &[&str], message: &str) -> Reply {
-            self.cmd(&format!("MAIL FROM:<{from}>"), 250).await;
-            for r in rcpts {
-                self.cmd(&format!("RCPT TO:<{r}>"), 250).await;
-            }
-            self.cmd("DATA", 354).await;
-            self.send(stuff(message) + ".\r\n").await;
-            let mut line = String::new();
-            tokio::time::timeout(WAIT, self.inner.read_line(&mut line))
-                .await
-                .unwrap()
-                .unwrap();
-            Reply {
-                code: line[..3].parse().unwrap(),
-                text: line,
-            }
-        }
-
-        pub async fn closed(&mut self) -> bool {
-            let mut buf = [0u8; 1];
-            matches!(
-                tokio::time::timeout(WAIT, self.inner.read(&mut buf)).await,
-                Ok(Ok(0)) | Ok(Err(_))
-            )
-        }
-    }
-
-    impl Client {
-        /// Hands the raw connection to TLS after a `220` to STARTTLS.
-        pub async fn into_tls(self, ca_pem: &str) -> TlsClient {
-            TlsClient::connect(self.into_tcp(), ca_pem).await
-        }
-    }
+/// TLS on `tcp`, trusting only the test CA; reads nothing yet.
+async fn tls_over(tcp: tokio::net::TcpStream, ca_pem: &str) -> TlsClient {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the guard");
+    Client::over(tls)
 }
 
 /// An upstream session logged in with one client's credentials must never
@@ -570,7 +492,7 @@ async fn an_authenticated_upstream_session_is_never_handed_to_another_client() {
         )
         .await;
     let r = alice
-        .mail(
+        .send_mail(
             "alice@example.org",
             &["bob@partner.test"],
             &message("alice@example.org", "bob@partner.test", None, "1\r\n"),
@@ -585,7 +507,7 @@ async fn an_authenticated_upstream_session_is_never_handed_to_another_client() {
     assert!(refused.contains("5.7.0"), "{refused}");
     // Alice's own next message still goes out as her.
     let r = alice
-        .mail(
+        .send_mail(
             "alice@example.org",
             &["carol@partner.test"],
             &message("alice@example.org", "carol@partner.test", None, "2\r\n"),

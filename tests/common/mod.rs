@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use bccguard::config::Config;
 use bccguard::server::{self, Listeners, Shared};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf,
+    WriteHalf,
+};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
@@ -286,10 +289,11 @@ impl Drop for Guard {
     }
 }
 
-/// A scripted SMTP client speaking raw bytes.
-pub struct Client {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+/// A scripted SMTP client speaking raw bytes, over plain TCP or any other
+/// stream (TLS: `Client::over` a `tokio_rustls` stream).
+pub struct Client<S = TcpStream> {
+    reader: BufReader<ReadHalf<S>>,
+    writer: WriteHalf<S>,
 }
 
 /// One reply as the client saw it.
@@ -308,8 +312,20 @@ impl Client {
     }
 
     pub async fn connect_raw(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).await.expect("connect");
-        let (r, w) = s.into_split();
+        Client::over(TcpStream::connect(addr).await.expect("connect"))
+    }
+
+    /// The socket again, e.g. to start TLS on it after `220` to STARTTLS.
+    pub fn into_tcp(self) -> TcpStream {
+        assert!(self.reader.buffer().is_empty(), "unread bytes before TLS");
+        self.reader.into_inner().unsplit(self.writer)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// A client on an established stream; reads nothing yet.
+    pub fn over(stream: S) -> Client<S> {
+        let (r, w) = tokio::io::split(stream);
         Client {
             reader: BufReader::new(r),
             writer: w,
@@ -318,15 +334,8 @@ impl Client {
 
     pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
         self.writer.write_all(bytes.as_ref()).await.expect("send");
-    }
-
-    /// The socket again, e.g. to start TLS on it after `220` to STARTTLS.
-    pub fn into_tcp(self) -> TcpStream {
-        assert!(self.reader.buffer().is_empty(), "unread bytes before TLS");
-        self.reader
-            .into_inner()
-            .reunite(self.writer)
-            .expect("same socket")
+        // A TLS stream holds records until flushed.
+        self.writer.flush().await.expect("flush");
     }
 
     /// Reads one reply; `None` if the connection closed.
@@ -353,6 +362,12 @@ impl Client {
     /// EHLO + MAIL + RCPTs + DATA + message; returns the final reply.
     pub async fn mail(&mut self, from: &str, rcpts: &[&str], message: &str) -> Reply {
         self.cmd("EHLO client.test", 250).await;
+        self.send_mail(from, rcpts, message).await
+    }
+
+    /// MAIL + RCPTs + DATA + message in a session that said EHLO already
+    /// (e.g. again after STARTTLS, or logged in); returns the final reply.
+    pub async fn send_mail(&mut self, from: &str, rcpts: &[&str], message: &str) -> Reply {
         self.cmd(&format!("MAIL FROM:<{from}>"), 250).await;
         for r in rcpts {
             self.cmd(&format!("RCPT TO:<{r}>"), 250).await;
@@ -430,7 +445,7 @@ pub fn without_received(data: &[u8]) -> &[u8] {
 /// copies); still bounded.
 pub const LONG_WAIT: Duration = Duration::from_secs(180);
 
-impl Client {
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Reads one reply, waiting at most `wait`; `None` if the connection
     /// closed.
     pub async fn reply_within(&mut self, wait: Duration) -> Option<Reply> {
@@ -712,14 +727,11 @@ impl Client {
     pub async fn connect_raw_from(local: std::net::IpAddr, addr: SocketAddr) -> Client {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.bind(SocketAddr::new(local, 0)).expect("bind source");
-        let s = socket.connect(addr).await.expect("connect");
-        let (r, w) = s.into_split();
-        Client {
-            reader: BufReader::new(r),
-            writer: w,
-        }
+        Client::over(socket.connect(addr).await.expect("connect"))
     }
+}
 
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Sends `bytes` one byte every `every` until the server answers or
     /// closes (a slow-drip sender); returns that reply, `None` if it closed
     /// without one. Waits at most `WAIT` for the server.
