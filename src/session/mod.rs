@@ -171,19 +171,6 @@ impl Session {
                     continue;
                 }
                 let parsed = command::parse(&self.inbuf[start..self.pos]);
-                if let Ok(Command::Rcpt { address, params }) = parsed {
-                    let more = self.pipelined_rcpts();
-                    if more.is_empty() {
-                        // A client in lockstep: no batch, no allocation.
-                        self.rcpt(address, params).await?;
-                    } else {
-                        let mut batch = Vec::with_capacity(more.len() + 1);
-                        batch.push((address, params));
-                        batch.extend(more);
-                        self.rcpts(batch).await?;
-                    }
-                    continue;
-                }
                 match self.command(parsed).await? {
                     Flow::Continue => {}
                     Flow::Close => return Err(Stop::Close),
@@ -310,7 +297,7 @@ impl Session {
                 self.greeting = Some(Greeting { name, esmtp: false });
             }
             Command::Mail { address, params } => self.mail(address, params).await?,
-            Command::Rcpt { address, params } => self.rcpt(address, params).await?,
+            Command::Rcpt { address, params } => self.rcpt_run(address, params).await?,
             Command::Data => return self.data_command(),
             Command::Rset => {
                 self.abort_transaction().await;
@@ -418,31 +405,30 @@ impl Session {
         more
     }
 
-    /// Answers a run of RCPT commands in order. More than one, with a
-    /// transaction and an upstream channel open, goes upstream as one batch
-    /// ([`Upstream::rcpts`]); each reply is then handled as [`Session::rcpt`]
-    /// would, and after a transport failure the rest are answered as they
-    /// would be one by one (no transaction any more).
-    async fn rcpts(&mut self, batch: Vec<(String, String)>) -> Result<(), Stop> {
-        let forward = batch.len() > 1 && self.tx.is_some();
+    /// One RCPT and those the client pipelined right behind it. A client
+    /// in lockstep takes [`Session::rcpt`] (no batch, no allocation). A run,
+    /// with a transaction and an upstream channel open, goes upstream as one
+    /// batch ([`Upstream::rcpts`]); each reply is then handled as
+    /// [`Session::rcpt`] would, and after a transport failure the rest are
+    /// answered as they would be one by one (no transaction any more).
+    async fn rcpt_run(&mut self, address: String, params: String) -> Result<(), Stop> {
+        let more = self.pipelined_rcpts();
+        if more.is_empty() {
+            return self.rcpt(address, params).await;
+        }
+        let mut batch = Vec::with_capacity(more.len() + 1);
+        batch.push((address, params));
+        batch.extend(more);
         let (replies, mut failure) = match self.upstream.as_mut() {
-            Some(up) if forward => up.rcpts(&batch).await,
+            Some(up) if self.tx.is_some() => up.rcpts(&batch).await,
             _ => (Vec::new(), None),
         };
         let mut replies = replies.into_iter();
         for (address, params) in batch {
-            let result = match (replies.next(), failure.take()) {
-                (Some(reply), f) => {
-                    failure = f;
-                    Ok(reply)
-                }
-                (None, Some(e)) => Err(e),
-                (None, None) => {
-                    self.rcpt(address, params).await?;
-                    continue;
-                }
-            };
-            self.rcpt_answer(address, params, result)?;
+            match replies.next().map(Ok).or_else(|| failure.take().map(Err)) {
+                Some(result) => self.rcpt_answer(address, params, result)?,
+                None => self.rcpt(address, params).await?,
+            }
         }
         Ok(())
     }

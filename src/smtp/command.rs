@@ -141,24 +141,19 @@ fn plain_envelope(line: &[u8]) -> Option<Command> {
             params: String::new(),
         });
     }
-    let (local, domain) = path.split_at(memchr::memchr(b'@', path)?);
-    let domain = &domain[1..];
+    // The last `@`: the local part may hold none (atoms below), so a second
+    // one (`a@b@x`, a route) is refused there and domain_ok sees this split.
+    let (local, domain) = path.split_at(memchr::memrchr(b'@', path)?);
     let atom = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+');
-    let label = |l: &[u8]| {
-        !l.is_empty()
-            && l[0] != b'-'
-            && l[l.len() - 1] != b'-'
-            && l.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    let plain = local
+    let plain_local = local
         .split(|&b| b == b'.')
-        .all(|a| !a.is_empty() && a.iter().all(|&b| atom(b)))
-        && domain.split(|&b| b == b'.').all(label);
-    if !plain {
+        .all(|a| !a.is_empty() && a.iter().all(|&b| atom(b)));
+    // ASCII only: U-labels (SMTPUTF8) take the full way.
+    let text = std::str::from_utf8(path).ok()?;
+    if !plain_local || !domain.is_ascii() || !domain_ok(text) {
         return None;
     }
-    // Only ASCII passed the checks above.
-    let address = String::from_utf8(path.to_vec()).ok()?;
+    let address = text.to_string();
     let params = String::new();
     Some(if mail {
         Command::Mail { address, params }

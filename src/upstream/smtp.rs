@@ -283,11 +283,7 @@ impl Client {
         for (to, params) in rcpts {
             envelope_line(&mut self.out, "RCPT TO", to, params);
         }
-        let deadline = Instant::now() + self.command_timeout;
-        if let Err(e) = self
-            .flush_until(deadline, self.command_timeout, "RCPT")
-            .await
-        {
+        if let Err(e) = self.flush_out(self.command_timeout, "RCPT").await {
             return (Vec::new(), Some(e));
         }
         let mut replies = Vec::with_capacity(rcpts.len());
