@@ -258,10 +258,7 @@ async fn one_transaction(
     held: &Held,
     parts: &[&[u8]],
 ) -> Result<Released, String> {
-    let r = up
-        .mail(&held.mail_from, &held.mail_params)
-        .await
-        .map_err(|e| e.to_string())?;
+    let r = up.mail(&held.mail_from, &held.mail_params);
     if !r.is_positive() {
         return Err(r.summary());
     }
@@ -275,7 +272,11 @@ async fn one_transaction(
     let total = held.rcpts.len();
     if refused.len() == total {
         let _ = up.rset().await;
-        return Err(format!("upstream refused all {total} recipients"));
+        // A refused MAIL shows here too, as the answer to every RCPT.
+        return Err(format!(
+            "upstream refused all {total} recipients: {}",
+            refused.first().map_or("", String::as_str)
+        ));
     }
     let r = up.data(parts).await.map_err(|e| e.to_string())?;
     if !r.is_positive() {

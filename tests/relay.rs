@@ -138,23 +138,58 @@ async fn refused_recipient_in_a_batch(up: Upstream) {
     );
 }
 
+/// MAIL goes upstream with the first RCPT (one round trip less per
+/// message). Upstream's refusal of the sender reaches the client with
+/// upstream's own code and text as the answer to that RCPT and to every
+/// later one, and nothing is delivered; the session then goes on. Both with
+/// an upstream that pipelines (MAIL and RCPT in one write) and with one that
+/// does not (one after the other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_refusal_of_the_sender_comes_with_the_first_rcpt() {
+    for up in [Upstream::start().await, Upstream::start_pipelining().await] {
+        let guard = Guard::with_upstream(&up, POLICY).await;
+        let mut c = Client::connect(guard.smtp).await;
+        c.cmd("EHLO client.test", 250).await;
+        for (sender, code, status) in [
+            ("tempfail-mail@example.org", 451, "4.3.0"),
+            ("reject-mail@example.org", 553, "5.7.1"),
+        ] {
+            c.cmd(&format!("MAIL FROM:<{sender}>"), 250).await;
+            for rcpt in ["bob@partner.test", "carol@partner.test"] {
+                let text = c.cmd(&format!("RCPT TO:<{rcpt}>"), code).await;
+                assert!(text.contains(status), "{text}");
+            }
+            c.cmd("DATA", 554).await;
+            c.cmd("RSET", 250).await;
+        }
+        // A pipelined run after a refused MAIL: each RCPT gets the refusal.
+        c.send(
+            "MAIL FROM:<reject-mail@example.org>\r\nRCPT TO:<a@partner.test>\r\n\
+             RCPT TO:<b@partner.test>\r\nRCPT TO:<c@partner.test>\r\nRSET\r\n",
+        )
+        .await;
+        for code in [250, 553, 553, 553, 250] {
+            c.expect(code).await;
+        }
+        let r = c
+            .mail(
+                "alice@example.org",
+                &["bob@partner.test"],
+                &message("alice@example.org", "bob@partner.test", None, "x\r\n"),
+            )
+            .await;
+        assert_eq!(r.code, 250, "{}", r.text);
+        assert_eq!(up.count(), 1, "only the accepted sender's message");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_failures_keep_their_class() {
     let up = Upstream::start().await;
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
     c.cmd("EHLO client.test", 250).await;
-    // 4xx and 5xx at MAIL.
-    assert!(
-        c.cmd("MAIL FROM:<tempfail-mail@example.org>", 451)
-            .await
-            .contains("4.3.0")
-    );
-    assert!(
-        c.cmd("MAIL FROM:<reject-mail@example.org>", 553)
-            .await
-            .contains("5.7.1")
-    );
+    // 4xx and 5xx to MAIL: tested on their own below.
     // 4xx at RCPT.
     c.cmd("MAIL FROM:<alice@example.org>", 250).await;
     assert!(

@@ -500,10 +500,12 @@ async fn an_authenticated_upstream_session_is_never_handed_to_another_client() {
         .await;
     assert_eq!(r.code, 250, "{}", r.text);
     // A trusted client without a login: upstream must see an anonymous
-    // session and refuse it, never Alice's.
+    // session and refuse it, never Alice's. (Upstream's answer to MAIL comes
+    // with the first RCPT.)
     let mut scanner = tls_client(&guard, &pki, guard.smtp, true).await;
     scanner.cmd("EHLO scanner.test", 250).await;
-    let refused = scanner.cmd("MAIL FROM:<scanner@example.org>", 530).await;
+    scanner.cmd("MAIL FROM:<scanner@example.org>", 250).await;
+    let refused = scanner.cmd("RCPT TO:<bob@partner.test>", 530).await;
     assert!(refused.contains("5.7.0"), "{refused}");
     // Alice's own next message still goes out as her.
     let r = alice

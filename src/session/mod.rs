@@ -2,8 +2,9 @@
 //!
 //! The session reads bytes, cuts them into command lines, and answers each
 //! in order; replies to a pipelined batch are collected and flushed only
-//! when no further complete command is buffered (RFC 2920 3.1). MAIL and
-//! RCPT are forwarded upstream in lockstep ([`crate::upstream`]); a run of
+//! when no further complete command is buffered (RFC 2920 3.1). RCPTs are
+//! forwarded upstream in lockstep, MAIL with the first of them
+//! ([`crate::upstream`]); a run of
 //! RCPTs the client pipelined goes upstream as one batch when upstream
 //! offers PIPELINING, each still answered with upstream's own reply. After
 //! `354` the strict DATA reader takes the bytes; what happens to the complete
@@ -53,7 +54,7 @@ struct Greeting {
     esmtp: bool,
 }
 
-/// One open mail transaction (after MAIL was accepted by upstream).
+/// One open mail transaction (after the guard took MAIL).
 #[derive(Debug, Clone)]
 struct Transaction {
     mail_from: String,
@@ -63,6 +64,11 @@ struct Transaction {
     /// SIZE= announced by the client (0 if none).
     size_hint: usize,
     smtputf8: bool,
+    /// The upstream channel came from the pool and has answered nothing in
+    /// this transaction yet. Failing now, it was closed by upstream while
+    /// idle, before anything was accepted: the first RCPT (with MAIL) is
+    /// replayed once on a new connection.
+    pooled: bool,
 }
 
 /// What the loop does after a command.
@@ -361,8 +367,10 @@ impl Session {
         let smtputf8 = params
             .split_ascii_whitespace()
             .any(|p| p.eq_ignore_ascii_case("SMTPUTF8"));
-        let result = self.upstream_mail(&address, &params).await;
-        let reply = self.upstream_result(result);
+        let (reply, pooled) = match self.upstream_mail(&address, &params).await {
+            Ok(opened) => opened,
+            Err(e) => (self.upstream_result(Err(e)), false),
+        };
         if reply.is_positive() {
             self.tx = Some(Transaction {
                 mail_from: address,
@@ -370,6 +378,7 @@ impl Session {
                 rcpts: Vec::new(),
                 size_hint,
                 smtputf8,
+                pooled,
             });
         }
         self.relay_reply(reply)
@@ -419,10 +428,16 @@ impl Session {
         let mut batch = Vec::with_capacity(more.len() + 1);
         batch.push((address, params));
         batch.extend(more);
-        let (replies, mut failure) = match self.upstream.as_mut() {
+        let (mut replies, mut failure) = match self.upstream.as_mut() {
             Some(up) if self.tx.is_some() => up.rcpts(&batch).await,
             _ => (Vec::new(), None),
         };
+        if self.stale_channel(replies.is_empty() && failure.is_some()) {
+            (replies, failure) = match self.reopen_upstream().await {
+                Ok(up) => up.rcpts(&batch).await,
+                Err(e) => (Vec::new(), Some(e)),
+            };
+        }
         let mut replies = replies.into_iter();
         for (address, params) in batch {
             match replies.next().map(Ok).or_else(|| failure.take().map(Err)) {
@@ -447,7 +462,42 @@ impl Session {
             Some(up) => up.rcpt(&address, &params).await,
             None => Ok(reply::upstream_lost()),
         };
+        let result = match result {
+            Err(_) if self.stale_channel(true) => match self.reopen_upstream().await {
+                Ok(up) => up.rcpt(&address, &params).await,
+                Err(e) => Err(e),
+            },
+            result => {
+                self.stale_channel(false);
+                result
+            }
+        };
         self.rcpt_answer(address, params, result)
+    }
+
+    /// Whether the transaction's first upstream exchange just `failed` on a
+    /// channel from the pool (see [`Transaction::pooled`]); any answer ends
+    /// that first exchange.
+    fn stale_channel(&mut self, failed: bool) -> bool {
+        let pooled = self
+            .tx
+            .as_mut()
+            .is_some_and(|tx| std::mem::take(&mut tx.pooled));
+        failed && pooled
+    }
+
+    /// A new upstream connection for the open transaction, its MAIL queued
+    /// again (the old channel is dropped: upstream had closed it).
+    async fn reopen_upstream(&mut self) -> Result<&mut Upstream, upstream::UpstreamError> {
+        let (from, params) = self
+            .tx
+            .as_ref()
+            .map(|tx| (tx.mail_from.clone(), tx.mail_params.clone()))
+            .unwrap_or_default();
+        self.upstream = None;
+        let up = self.upstream_mut().await?;
+        up.mail(&from, &params);
+        Ok(up)
     }
 
     /// Upstream's answer to one RCPT, relayed; an accepted recipient joins
@@ -562,27 +612,24 @@ impl Session {
         self.queue(reply);
     }
 
-    /// Forwards MAIL, on this session's upstream channel, an idle one from
-    /// the pool (where this session's own waits between its messages), or a
-    /// new one. A pooled channel that fails at MAIL was closed by upstream
-    /// while idle; nothing was accepted on it, so MAIL is tried once more on
-    /// a new connection.
+    /// Starts the transaction on this session's upstream channel, an idle
+    /// one from the pool (where this session's own waits between its
+    /// messages), or a new one; only connecting can fail. Also says whether
+    /// the channel came from the pool ([`Transaction::pooled`]).
     async fn upstream_mail(
         &mut self,
         address: &str,
         params: &str,
-    ) -> Result<Reply, upstream::UpstreamError> {
+    ) -> Result<(Reply, bool), upstream::UpstreamError> {
+        let mut pooled = false;
         // A logged-in client keeps its own (logged-in) upstream session;
         // pooled ones are anonymous or the service account's.
-        if self.upstream.is_none()
-            && self.auth_user.is_none()
-            && let Some(mut pooled) = self.shared.upstream_pool.take(&self.cfg.upstream)
-            && let Ok(reply) = pooled.mail(address, params).await
-        {
-            self.upstream = Some(pooled);
-            return Ok(reply);
+        if self.upstream.is_none() && self.auth_user.is_none() {
+            self.upstream = self.shared.upstream_pool.take(&self.cfg.upstream);
+            pooled = self.upstream.is_some();
         }
-        self.upstream_mut().await?.mail(address, params).await
+        let reply = self.upstream_mut().await?.mail(address, params);
+        Ok((reply, pooled))
     }
 
     /// The upstream channel, opened when a MAIL finds none.

@@ -196,6 +196,22 @@ pub fn ok() -> Reply {
     Reply::new(250, "2.0.0 OK")
 }
 
+/// 250 to MAIL: the sender is taken (upstream's verdict comes with the
+/// first RCPT, [`crate::upstream::smtp`]).
+pub fn sender_ok() -> Reply {
+    Reply::new(250, "2.1.0 Ok")
+}
+
+/// 250 to RCPT from the local Maildir, which takes every recipient.
+pub fn recipient_ok() -> Reply {
+    Reply::new(250, "2.1.5 Ok")
+}
+
+/// 250 after the final dot from the local Maildir.
+pub fn stored_in_maildir(file: &str) -> Reply {
+    Reply::new(250, format!("2.0.0 Ok: stored as new/{file}"))
+}
+
 /// 354 after DATA.
 pub fn start_data() -> Reply {
     Reply::new(354, "End data with <CR><LF>.<CR><LF>")

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Parts, UpstreamError};
-use crate::smtp::reply::Reply;
+use crate::smtp::reply::{self, Reply};
 
 /// A Maildir destination with the envelope of the current transaction.
 #[derive(Debug)]
@@ -40,13 +40,13 @@ impl Maildir {
     pub fn mail(&mut self, from: &str) -> Reply {
         self.from = from.to_string();
         self.rcpts.clear();
-        Reply::new(250, "2.1.0 Ok")
+        reply::sender_ok()
     }
 
     /// Adds a recipient; a Maildir accepts every recipient.
     pub fn rcpt(&mut self, to: &str) -> Reply {
         self.rcpts.push(to.to_string());
-        Reply::new(250, "2.1.5 Ok")
+        reply::recipient_ok()
     }
 
     /// Forgets the transaction.
@@ -74,7 +74,7 @@ impl Maildir {
             .map_err(|e| UpstreamError::Maildir(std::io::Error::other(e)))?;
         let name = stored.map_err(UpstreamError::Maildir)?;
         self.reset();
-        Ok(Reply::new(250, format!("2.0.0 Ok: stored as new/{name}")))
+        Ok(reply::stored_in_maildir(&name))
     }
 }
 

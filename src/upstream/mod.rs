@@ -3,8 +3,9 @@
 //! sessions kept between transactions ([`pool`]), or a local Maildir for
 //! trying the guard out ([`maildir`]).
 //!
-//! Lockstep is what lets the guard own no message: MAIL and RCPT are
-//! forwarded as the client sends them and upstream's replies are passed back;
+//! Lockstep is what lets the guard own no message: RCPTs are forwarded as
+//! the client sends them (MAIL with the first of them) and upstream's
+//! replies are passed back;
 //! the client's DATA is read in full and decided on before upstream sees a
 //! DATA command; the client hears 250 only after upstream said 250 for every
 //! copy.
@@ -159,15 +160,18 @@ impl Upstream {
         }
     }
 
-    /// Forwards MAIL FROM with the client's parameters.
-    pub async fn mail(&mut self, from: &str, params: &str) -> Result<Reply, UpstreamError> {
+    /// Starts a transaction with the client's MAIL FROM and parameters. Over
+    /// SMTP it goes out with the first RCPT ([`smtp`]), whose answer carries
+    /// upstream's verdict on it.
+    pub fn mail(&mut self, from: &str, params: &str) -> Reply {
         match self {
-            Upstream::Smtp(c) => c.mail(from, params).await,
-            Upstream::Maildir(m) => Ok(m.mail(from)),
+            Upstream::Smtp(c) => c.mail(from, params),
+            Upstream::Maildir(m) => m.mail(from),
         }
     }
 
-    /// Forwards RCPT TO with the client's parameters.
+    /// Forwards RCPT TO with the client's parameters (and a MAIL still
+    /// waiting for it).
     pub async fn rcpt(&mut self, to: &str, params: &str) -> Result<Reply, UpstreamError> {
         match self {
             Upstream::Smtp(c) => c.rcpt(to, params).await,

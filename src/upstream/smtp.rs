@@ -6,6 +6,14 @@
 //! deadline (`upstream.*_timeout`). Upstream's replies are parsed into
 //! [`Reply`] and handed back unchanged; only transport failures become
 //! [`UpstreamError`]s.
+//!
+//! MAIL waits for the first RCPT and goes out in the same write (RFC 2920
+//! 3.1; one command after the other when upstream does not pipeline). A
+//! client in lockstep thus costs upstream one round trip less per message,
+//! and a MAIL followed by RSET none. Upstream's verdict on the sender then
+//! reaches the client as the answer to that first RCPT, with upstream's own
+//! code and text, as Postfix's `smtpd_delay_reject` does for its own
+//! sender checks; every later RCPT of the transaction gets the same answer.
 
 use std::time::Duration;
 
@@ -18,7 +26,7 @@ use tokio_rustls::TlsConnector;
 use super::{Copies, Parts, UpstreamError};
 use crate::config::{UpstreamAuth, UpstreamConfig, UpstreamTls};
 use crate::smtp::data::Stuffer;
-use crate::smtp::reply::Reply;
+use crate::smtp::reply::{self, Reply};
 use crate::smtp::sasl::{self, Credentials};
 use crate::timer::Timer;
 use crate::tls::Stream;
@@ -100,6 +108,22 @@ pub struct Client {
     /// False once the connection was given up in the middle of a DATA
     /// section: it must not be used again (see [`Client::send_copies`]).
     open: bool,
+    /// Where the client's transaction stands upstream.
+    mail: Mail,
+}
+
+/// The client's MAIL, as far as upstream is concerned.
+#[derive(Debug, Default)]
+enum Mail {
+    /// No transaction (or one this module runs by itself: split copies).
+    #[default]
+    None,
+    /// MAIL is in the output buffer, to go out with the first RCPT.
+    Queued,
+    /// Upstream refused MAIL: the answer to every RCPT of the transaction.
+    Refused(Reply),
+    /// Upstream accepted MAIL.
+    Open,
 }
 
 impl Client {
@@ -135,6 +159,7 @@ impl Client {
             line: Vec::with_capacity(128),
             timer: Timer::default(),
             open: true,
+            mail: Mail::None,
         };
         let greeting = client
             .read_reply(client.command_timeout, "greeting")
@@ -240,7 +265,7 @@ impl Client {
     /// keep. Upstream having closed the connection (or sent a 421) shows as
     /// something to read.
     pub fn is_idle(&self) -> bool {
-        if !self.open || !self.stream.buffer().is_empty() {
+        if !self.open || !matches!(self.mail, Mail::None) || !self.stream.buffer().is_empty() {
             return false;
         }
         let mut probe = [0u8; 1];
@@ -256,40 +281,98 @@ impl Client {
         self.open
     }
 
-    /// `MAIL FROM:<from> params`.
-    pub async fn mail(&mut self, from: &str, params: &str) -> Result<Reply, UpstreamError> {
+    /// `MAIL FROM:<from> params`, kept until the first RCPT (see the
+    /// module documentation); the client hears that the sender was taken.
+    pub fn mail(&mut self, from: &str, params: &str) -> Reply {
         self.out.clear();
         envelope_line(&mut self.out, "MAIL FROM", from, params);
-        self.exchange("MAIL").await
+        self.mail = Mail::Queued;
+        reply::sender_ok()
     }
 
-    /// `RCPT TO:<to> params`.
+    /// `RCPT TO:<to> params`; the first one of a transaction takes the
+    /// queued MAIL with it and answers with upstream's refusal of MAIL, if
+    /// upstream refused it.
     pub async fn rcpt(&mut self, to: &str, params: &str) -> Result<Reply, UpstreamError> {
-        self.out.clear();
+        match &self.mail {
+            Mail::Refused(refusal) => return Ok(refusal.clone()),
+            Mail::Queued if !self.caps.pipelining => {
+                // RFC 5321 lockstep: MAIL's own round trip first.
+                let mail = self.exchange("MAIL").await?;
+                if !self.mail_answered(&mail) {
+                    return Ok(mail);
+                }
+                self.out.clear();
+            }
+            // MAIL stays in the buffer; RCPT joins it in one write.
+            Mail::Queued => {}
+            Mail::None | Mail::Open => self.out.clear(),
+        }
         envelope_line(&mut self.out, "RCPT TO", to, params);
-        self.exchange("RCPT").await
+        if !matches!(self.mail, Mail::Queued) {
+            return self.exchange("RCPT").await;
+        }
+        let limit = self.command_timeout;
+        let deadline = Instant::now() + limit;
+        self.flush_until(deadline, limit, "MAIL/RCPT").await?;
+        let mail = self.reply_until(deadline, limit, "MAIL").await?;
+        let rcpt = self.reply_until(deadline, limit, "RCPT").await?;
+        Ok(if self.mail_answered(&mail) {
+            rcpt
+        } else {
+            mail
+        })
     }
 
-    /// `RCPT TO` for each of `rcpts` in one write, then their replies in
-    /// order, each within `command_timeout` of the one before. Only for an
-    /// upstream that offered PIPELINING (RFC 2920); the caller keeps the
-    /// batch small enough ([`crate::session`]) that upstream's replies never
-    /// fill the socket buffers while the guard is still writing.
+    /// Notes upstream's answer to MAIL; true when the transaction is open.
+    fn mail_answered(&mut self, mail: &Reply) -> bool {
+        let open = mail.is_positive();
+        self.mail = if open {
+            Mail::Open
+        } else {
+            Mail::Refused(mail.clone())
+        };
+        open
+    }
+
+    /// `RCPT TO` for each of `rcpts` in one write (behind a queued MAIL),
+    /// then their replies in order, each within `command_timeout` of the one
+    /// before. Only for an upstream that offered PIPELINING (RFC 2920); the
+    /// caller keeps the batch small enough ([`crate::session`]) that
+    /// upstream's replies never fill the socket buffers while the guard is
+    /// still writing.
     pub async fn rcpts(
         &mut self,
         rcpts: &[(String, String)],
     ) -> (Vec<Reply>, Option<UpstreamError>) {
-        self.out.clear();
+        let queued = match &self.mail {
+            Mail::Refused(refusal) => return (vec![refusal.clone(); rcpts.len()], None),
+            Mail::Queued => true,
+            Mail::None | Mail::Open => {
+                self.out.clear();
+                false
+            }
+        };
         for (to, params) in rcpts {
             envelope_line(&mut self.out, "RCPT TO", to, params);
         }
         if let Err(e) = self.flush_out(self.command_timeout, "RCPT").await {
             return (Vec::new(), Some(e));
         }
+        let mut refusal = None;
+        if queued {
+            match self.read_reply(self.command_timeout, "MAIL").await {
+                Ok(mail) if self.mail_answered(&mail) => {}
+                Ok(mail) => refusal = Some(mail),
+                Err(e) => return (Vec::new(), Some(e)),
+            }
+        }
         let mut replies = Vec::with_capacity(rcpts.len());
         for _ in rcpts {
             match self.read_reply(self.command_timeout, "RCPT").await {
-                Ok(reply) => replies.push(reply),
+                // Upstream's answers to RCPTs after a refused MAIL are about
+                // the missing MAIL; the client hears why it is missing.
+                Ok(reply) => replies.push(refusal.clone().unwrap_or(reply)),
                 Err(e) => return (replies, Some(e)),
             }
         }
@@ -300,6 +383,8 @@ impl Client {
     /// A refused DATA leaves upstream's MAIL and RCPTs open, so they are
     /// reset: the next transaction must not meet a "nested MAIL".
     pub async fn data(&mut self, parts: &Parts<'_>) -> Result<Reply, UpstreamError> {
+        // The transaction ends here, delivered or not.
+        self.mail = Mail::None;
         let go = self.command("DATA\r\n", "DATA").await?;
         if go.code != 354 {
             self.rset().await?;
@@ -309,7 +394,12 @@ impl Client {
     }
 
     /// `RSET`; a refusal is odd but harmless, a broken connection is not.
+    /// A MAIL still queued is simply forgotten: upstream never saw it.
     pub async fn rset(&mut self) -> Result<(), UpstreamError> {
+        if matches!(std::mem::take(&mut self.mail), Mail::Queued) {
+            self.out.clear();
+            return Ok(());
+        }
         let reply = self.command("RSET\r\n", "RSET").await?;
         if reply.is_positive() {
             Ok(())
@@ -333,10 +423,7 @@ impl Client {
         parts: &Parts<'_>,
     ) -> Result<Reply, UpstreamError> {
         if !self.caps.pipelining {
-            let mail = self.mail(from, from_params).await?;
-            if !mail.is_positive() {
-                return Ok(mail);
-            }
+            self.mail(from, from_params);
             let rcpt = self.rcpt(to, to_params).await?;
             if !rcpt.is_positive() {
                 self.rset().await?;
@@ -344,6 +431,7 @@ impl Client {
             }
             return self.data(parts).await;
         }
+        self.mail = Mail::None;
         self.out.clear();
         self.push_envelope(from, from_params, to, to_params);
         self.flush_out(self.command_timeout, "MAIL/RCPT/DATA")
@@ -417,6 +505,7 @@ impl Client {
         let Some((to, to_params)) = rcpts.first() else {
             return Copies::all(0);
         };
+        self.mail = Mail::None;
         self.out.clear();
         self.push_envelope(from, from_params, to, to_params);
         if let Err(e) = self.flush_out(self.command_timeout, "MAIL/RCPT/DATA").await {
