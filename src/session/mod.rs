@@ -30,7 +30,7 @@ use crate::server::Shared;
 use crate::smtp::command::{self, Command, CommandError};
 use crate::smtp::data::{DataError, DataLimits, DataReader};
 use crate::smtp::reply::{self, Reply};
-use crate::timer::Timer;
+use crate::timer::{Deadline, Timer};
 use crate::tls::Stream;
 use crate::upstream::{self, Upstream};
 
@@ -194,8 +194,8 @@ impl Session {
                 self.pos = self.inbuf.len();
             }
             self.flush().await?;
-            let deadline = Instant::now() + self.cfg.server.limits.idle_timeout;
-            self.read_more(deadline, COMMAND_CHUNK, self.tx.is_none())
+            let idle = self.cfg.server.limits.idle_timeout;
+            self.read_more(idle, COMMAND_CHUNK, self.tx.is_none())
                 .await?;
         }
     }
@@ -206,7 +206,7 @@ impl Session {
     /// and the server's `shutdown_grace` bounds how long that may take.
     async fn read_more(
         &mut self,
-        deadline: Instant,
+        deadline: impl Into<Deadline>,
         chunk: usize,
         interruptible: bool,
     ) -> Result<(), Stop> {
@@ -260,14 +260,14 @@ impl Session {
         if self.out.is_empty() {
             return Ok(());
         }
-        let deadline = Instant::now() + self.cfg.server.limits.idle_timeout;
+        let idle = self.cfg.server.limits.idle_timeout;
         let (stream, out) = (&mut self.stream, &self.out);
         let write = async move {
             stream.write_all(out).await?;
             // A TLS stream holds records until flushed.
             stream.flush().await
         };
-        let written = self.timer.run(deadline, write).await;
+        let written = self.timer.run(idle, write).await;
         self.out.clear();
         match written {
             Some(Ok(())) => Ok(()),

@@ -20,7 +20,7 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, timeout};
+use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
 use super::{Copies, Parts, UpstreamError};
@@ -28,7 +28,7 @@ use crate::config::{UpstreamAuth, UpstreamConfig, UpstreamTls};
 use crate::smtp::data::Stuffer;
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::sasl::{self, Credentials};
-use crate::timer::Timer;
+use crate::timer::{Deadline, Timer};
 use crate::tls::Stream;
 
 /// Longest reply line accepted from upstream (RFC 5321 4.5.3.1.5 says 512;
@@ -312,11 +312,9 @@ impl Client {
         if !matches!(self.mail, Mail::Queued) {
             return self.exchange("RCPT").await;
         }
-        let limit = self.command_timeout;
-        let deadline = Instant::now() + limit;
-        self.flush_until(deadline, limit, "MAIL/RCPT").await?;
-        let mail = self.reply_until(deadline, limit, "MAIL").await?;
-        let rcpt = self.reply_until(deadline, limit, "RCPT").await?;
+        self.flush_out(self.command_timeout, "MAIL/RCPT").await?;
+        let mail = self.read_reply(self.command_timeout, "MAIL").await?;
+        let rcpt = self.read_reply(self.command_timeout, "RCPT").await?;
         Ok(if self.mail_answered(&mail) {
             rcpt
         } else {
@@ -644,7 +642,7 @@ impl Client {
     /// until flushed) by `deadline`; `limit` is what a timeout reports.
     async fn flush_until(
         &mut self,
-        deadline: tokio::time::Instant,
+        deadline: impl Into<Deadline>,
         limit: Duration,
         what: &'static str,
     ) -> Result<(), UpstreamError> {
@@ -669,22 +667,21 @@ impl Client {
         self.exchange(what).await
     }
 
-    /// Sends the output buffer and reads one reply, both within one
-    /// `command_timeout`.
+    /// Sends the output buffer and reads one reply, each within
+    /// `command_timeout` (as Postfix's `smtp_*_timeout` limit each command
+    /// and each response).
     async fn exchange(&mut self, what: &'static str) -> Result<Reply, UpstreamError> {
-        let deadline = Instant::now() + self.command_timeout;
-        self.flush_until(deadline, self.command_timeout, what)
-            .await?;
-        self.reply_until(deadline, self.command_timeout, what).await
+        self.flush_out(self.command_timeout, what).await?;
+        self.read_reply(self.command_timeout, what).await
     }
 
+    /// Sends the output buffer within `limit`.
     async fn flush_out(
         &mut self,
         limit: Duration,
         what: &'static str,
     ) -> Result<(), UpstreamError> {
-        let deadline = tokio::time::Instant::now() + limit;
-        self.flush_until(deadline, limit, what).await
+        self.flush_until(limit, limit, what).await
     }
 
     /// Reads one reply. A `421` (RFC 5321 3.8: the server is closing the
@@ -697,14 +694,14 @@ impl Client {
         limit: Duration,
         what: &'static str,
     ) -> Result<Reply, UpstreamError> {
-        self.reply_until(Instant::now() + limit, limit, what).await
+        self.reply_until(limit, limit, what).await
     }
 
     /// [`Client::read_reply`] by `deadline`; `limit` is what a timeout
     /// reports.
     async fn reply_until(
         &mut self,
-        deadline: Instant,
+        deadline: impl Into<Deadline>,
         limit: Duration,
         what: &'static str,
     ) -> Result<Reply, UpstreamError> {
