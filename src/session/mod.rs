@@ -4,11 +4,10 @@
 //! in order; replies to a pipelined batch are collected and flushed only
 //! when no further complete command is buffered (RFC 2920 3.1). RCPTs are
 //! forwarded upstream in lockstep, MAIL with the first of them
-//! ([`crate::upstream`]); a run of
-//! RCPTs the client pipelined goes upstream as one batch when upstream
-//! offers PIPELINING, each still answered with upstream's own reply. After
-//! `354` the strict DATA reader takes the bytes; what happens to the complete
-//! message is in `deliver`.
+//! ([`crate::upstream`]); a run of RCPTs the client pipelined goes upstream
+//! as one batch when upstream offers PIPELINING, each still answered with
+//! upstream's own reply. After `354` the strict DATA reader takes the
+//! bytes; what happens to the complete message is in `deliver`.
 //!
 //! State: greeting -> (HELO/EHLO) -> (STARTTLS -> EHLO)? -> (AUTH)? ->
 //! transaction (MAIL, RCPT...) -> DATA -> back to no transaction. HELO/EHLO
