@@ -72,6 +72,16 @@ pub const DEFAULT_UPSTREAM_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// Upstream transfer of the message and its final reply (Postfix's
 /// `smtp_data_done_timeout`).
 pub const DEFAULT_UPSTREAM_DATA_TIMEOUT: Duration = Duration::from_secs(600);
+/// `upstream.pool_size`: most idle upstream sessions kept between client
+/// sessions. Enough for the clients finishing a message at the same moment,
+/// few next to what an upstream serves at once (Postfix runs one smtpd
+/// process per connection, `default_process_limit` 100).
+pub const DEFAULT_UPSTREAM_POOL_SIZE: usize = 32;
+/// `upstream.pool_idle_time`: an idle upstream session older than this is
+/// closed instead of reused. Far below the idle timeouts of real servers
+/// (Postfix `smtpd_timeout` 300 s; RFC 5321 4.5.3.2.7 says at least 5
+/// minutes), so upstream rarely closes one first.
+pub const DEFAULT_UPSTREAM_POOL_IDLE_TIME: Duration = Duration::from_secs(10);
 /// Visible external recipients allowed before the action triggers.
 pub const DEFAULT_MAX_EXTERNAL_RECIPIENTS: usize = 10;
 /// Default incident log.
@@ -273,6 +283,10 @@ pub struct UpstreamConfig {
     pub command_timeout: Duration,
     /// `data_timeout`: send the message and wait for the final reply.
     pub data_timeout: Duration,
+    /// `pool_size`: idle sessions kept for the next client (0: none).
+    pub pool_size: usize,
+    /// `pool_idle_time`: how long an idle session is kept.
+    pub pool_idle_time: Duration,
     /// `tls`: none, starttls or tls.
     pub tls: UpstreamTls,
     /// `ca`: PEM trust anchors instead of the system store.
@@ -423,6 +437,8 @@ struct RawUpstream {
     connect_timeout: Option<String>,
     command_timeout: Option<String>,
     data_timeout: Option<String>,
+    pool_size: Option<String>,
+    pool_idle_time: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -906,12 +922,26 @@ impl Validator {
             raw.data_timeout,
             DEFAULT_UPSTREAM_DATA_TIMEOUT,
         );
+        let pool_size = self.count(
+            "upstream.pool_size",
+            raw.pool_size,
+            DEFAULT_UPSTREAM_POOL_SIZE,
+            0,
+        );
+        let pool_idle_time = d(
+            self,
+            "pool_idle_time",
+            raw.pool_idle_time,
+            DEFAULT_UPSTREAM_POOL_IDLE_TIME,
+        );
         Some(UpstreamConfig {
             target: target?,
             helo,
             connect_timeout,
             command_timeout,
             data_timeout,
+            pool_size,
+            pool_idle_time,
             tls,
             ca,
             tls_verify,
@@ -1288,6 +1318,14 @@ mod tests {
             (
                 "upstream:\n  maildir: ./o\n  auth: passthrough\n",
                 "upstream.auth: needs upstream.address",
+            ),
+            (
+                "upstream:\n  address: \"a:25\"\n  pool_size: some\n",
+                "upstream.pool_size: \"some\" is not a whole number",
+            ),
+            (
+                "upstream:\n  address: \"a:25\"\n  pool_idle_time: 0s\n",
+                "upstream.pool_idle_time: \"0s\"",
             ),
             (
                 "upstream:\n  address: \"a:25\"\n  auth: {username: svc}\n",

@@ -195,6 +195,31 @@ async fn consecutive_clients_share_one_upstream_session() {
     assert_eq!(up.connections(), 1);
 }
 
+/// `upstream.pool_size: 0` keeps no idle session: every client gets its own
+/// upstream connection. `upstream.pool_idle_time` closes one idle longer
+/// than that instead of reusing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_keeps_what_pool_size_and_pool_idle_time_allow() {
+    let with = |up: &Scripted, keys: &str| {
+        yaml(Some(up.addr), POLICY).replacen("upstream:\n", &format!("upstream:\n{keys}"), 1)
+    };
+    let up = Scripted::start(Quirk::None).await;
+    let guard = Guard::start(&with(&up, "  pool_size: 0\n")).await;
+    for rcpt in ["a@partner.test", "b@partner.test", "c@partner.test"] {
+        one_session(&guard, rcpt).await;
+    }
+    assert_eq!(up.connections(), 3, "{:?}", up.delivered());
+
+    let up = Scripted::start(Quirk::None).await;
+    let guard = Guard::start(&with(&up, "  pool_idle_time: 300ms\n")).await;
+    one_session(&guard, "a@partner.test").await;
+    one_session(&guard, "b@partner.test").await;
+    assert_eq!(up.connections(), 1, "reused within pool_idle_time");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    one_session(&guard, "c@partner.test").await;
+    assert_eq!(up.connections(), 2, "{:?}", up.delivered());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_upstream_closed_is_replaced_unseen() {
     let up = Scripted::start(Quirk::CloseAfterMessage).await;

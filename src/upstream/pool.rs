@@ -9,7 +9,8 @@
 //! it instead of connecting.
 //!
 //! Only sessions in the state right after EHLO (no transaction, nothing
-//! unread, still connected) are kept, for at most [`MAX_IDLE_AGE`], and they
+//! unread, still connected) are kept, at most `upstream.pool_size` of them
+//! for at most `upstream.pool_idle_time` each, and they
 //! are keyed by what they were opened with (address and EHLO name), so a
 //! changed configuration never reuses an old session. A pooled session that
 //! upstream closed in the meantime fails at its first command, before
@@ -23,16 +24,6 @@ use tokio::time::Instant;
 
 use super::Upstream;
 use crate::config::{UpstreamConfig, UpstreamTarget};
-
-/// Most idle sessions kept: enough for the clients finishing a message at
-/// the same moment, few next to what an upstream serves at once (Postfix
-/// runs one smtpd process per connection, `default_process_limit` 100).
-pub const MAX_IDLE: usize = 32;
-/// An idle session older than this is closed instead of reused: far below
-/// the idle timeouts of real servers (Postfix `smtpd_timeout` 300 s,
-/// RFC 5321 4.5.3.2.7 says at least 5 minutes), so upstream rarely closes
-/// one first.
-pub const MAX_IDLE_AGE: Duration = Duration::from_secs(10);
 
 /// The pool (one per process, in [`crate::server::Shared`]).
 #[derive(Debug, Default)]
@@ -72,7 +63,7 @@ impl Pool {
     pub fn take(&self, cfg: &UpstreamConfig) -> Option<Upstream> {
         let key = Key::of(cfg)?;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let expired = expire(&mut idle);
+        let expired = expire(&mut idle, cfg.pool_idle_time);
         let mut found = None;
         while let Some(at) = idle.iter().rposition(|i| i.key == key) {
             // `remove`, not `swap_remove`: the rest stay oldest first.
@@ -97,8 +88,8 @@ impl Pool {
             return Some(upstream);
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let expired = expire(&mut idle);
-        let refused = if idle.len() >= MAX_IDLE {
+        let expired = expire(&mut idle, cfg.pool_idle_time);
+        let refused = if idle.len() >= cfg.pool_size {
             Some(upstream)
         } else {
             idle.push(Idle {
@@ -114,12 +105,12 @@ impl Pool {
     }
 }
 
-/// Takes the sessions idle for longer than [`MAX_IDLE_AGE`] out of the pool
-/// (they are kept oldest first).
-fn expire(idle: &mut Vec<Idle>) -> Vec<Upstream> {
+/// Takes the sessions idle for longer than `max_age` out of the pool (they
+/// are kept oldest first).
+fn expire(idle: &mut Vec<Idle>, max_age: Duration) -> Vec<Upstream> {
     let fresh = idle
         .iter()
-        .position(|i| i.since.elapsed() < MAX_IDLE_AGE)
+        .position(|i| i.since.elapsed() < max_age)
         .unwrap_or(idle.len());
     idle.drain(..fresh).map(|i| i.upstream).collect()
 }
