@@ -145,6 +145,9 @@ pub struct ServerConfig {
     /// that header; with `proxy_protocol`, connections from anywhere else
     /// are dropped.
     pub proxy_trusted_networks: Vec<IpNet>,
+    /// `server.proxy_protocol_timeout`: how long a load balancer has to
+    /// send its whole PROXY header.
+    pub proxy_protocol_timeout: Duration,
     /// `server.limits.*`.
     pub limits: Limits,
     /// `server.tls.cert` / `server.tls.key`: enables STARTTLS.
@@ -380,6 +383,7 @@ struct RawServer {
     trusted_networks: Option<Vec<String>>,
     proxy_protocol: Option<String>,
     proxy_trusted_networks: Option<Vec<String>>,
+    proxy_protocol_timeout: Option<String>,
     limits: RawLimits,
     tls: Option<RawServerTls>,
     tls_listen: Option<Vec<String>>,
@@ -669,6 +673,11 @@ impl Validator {
             .collect();
         let (proxy_protocol, proxy_trusted_networks) =
             self.proxy(raw.proxy_protocol, raw.proxy_trusted_networks);
+        let proxy_protocol_timeout = self.duration(
+            "server.proxy_protocol_timeout",
+            raw.proxy_protocol_timeout,
+            crate::proxy_protocol::HEADER_TIMEOUT,
+        );
         let limits = self.limits(raw.limits);
         let tls = self.server_tls(raw.tls);
         let tls_listen: Vec<SocketAddr> = raw
@@ -716,6 +725,7 @@ impl Validator {
             trusted_networks,
             proxy_protocol,
             proxy_trusted_networks,
+            proxy_protocol_timeout,
             limits,
             tls,
             tls_listen,

@@ -46,10 +46,11 @@ const V2_FIXED_LEN: usize = 16;
 /// well below this, and it bounds what an unauthenticated peer makes us
 /// buffer.
 pub const V2_MAX_PAYLOAD: usize = 2048;
-/// How long a trusted peer has to deliver its whole header. 2 says "a few
-/// seconds (at least 3 seconds to cover a TCP retransmit)"; load balancers
-/// send the header with the connection, so a late one is a broken or hostile
-/// peer.
+/// How long a trusted peer has to deliver its whole header, by default
+/// (`server.proxy_protocol_timeout`; Postfix's
+/// `postscreen_upstream_proxy_timeout` is 5 s too). 2 says "a few seconds
+/// (at least 3 seconds to cover a TCP retransmit)"; load balancers send the
+/// header with the connection, so a late one is a broken or hostile peer.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Address block lengths for TCP over IPv4 and IPv6 (2.2).

@@ -434,7 +434,7 @@ async fn proxied(
         return;
     }
     let header = tokio::select! {
-        h = proxy_protocol::read_header(&mut stream, proxy_protocol::HEADER_TIMEOUT) => h,
+        h = proxy_protocol::read_header(&mut stream, cfg.server.proxy_protocol_timeout) => h,
         _ = stop.wait_for(|s| *s) => return,
     };
     let header = match header {

@@ -269,6 +269,44 @@ async fn connections_without_a_valid_header_get_no_greeting() {
     assert_eq!(up.count(), 0);
 }
 
+/// `server.proxy_protocol_timeout`: a trusted balancer that connects and
+/// says nothing is closed once the timeout passes, without a greeting, and
+/// counted; not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_balancer_is_closed_after_proxy_protocol_timeout() {
+    let up = Upstream::start().await;
+    let g = Guard::start(&format!(
+        "server:
+  listen: [\"127.0.0.1:0\"]
+  proxy_protocol: true
+  proxy_trusted_networks: [\"127.0.0.0/8\"]
+  proxy_protocol_timeout: 700ms
+upstream:
+  address: \"{}\"
+metrics:
+  listen: \"127.0.0.1:0\"
+incidents:
+  path: INCIDENTS
+{POLICY}",
+        up.addr
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let mut c = Client::connect_raw(g.smtp).await;
+    assert!(c.closed().await, "no greeting without a header");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(650)
+            && waited < std::time::Duration::from_secs(4),
+        "closed after {waited:?}"
+    );
+    assert_eq!(
+        g.metric("bccguard_refused_total{reason=\"proxy_header\"}")
+            .await,
+        1.0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_is_not_a_trusted_proxy_is_dropped_even_with_a_valid_header() {
     let up = Upstream::start().await;
