@@ -117,6 +117,11 @@ impl Drop for Balancer {
 /// A guard that expects PROXY headers from `proxies` and lets only the
 /// claimed client network relay.
 async fn guard(up: &Upstream, name: &str, proxies: &str) -> Guard {
+    guard_with(up, name, proxies, "").await
+}
+
+/// [`guard`] with more `server:` keys (indented by two spaces).
+async fn guard_with(up: &Upstream, name: &str, proxies: &str, server: &str) -> Guard {
     Guard::start(&format!(
         "server:
   listen: [\"127.0.0.1:0\"]
@@ -124,7 +129,7 @@ async fn guard(up: &Upstream, name: &str, proxies: &str) -> Guard {
   trusted_networks: [\"203.0.113.0/24\"]
   proxy_protocol: true
   proxy_trusted_networks: [{proxies}]
-upstream:
+{server}upstream:
   address: \"{}\"
   connect_timeout: 5s
   command_timeout: 10s
@@ -275,21 +280,12 @@ async fn connections_without_a_valid_header_get_no_greeting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_balancer_is_closed_after_proxy_protocol_timeout() {
     let up = Upstream::start().await;
-    let g = Guard::start(&format!(
-        "server:
-  listen: [\"127.0.0.1:0\"]
-  proxy_protocol: true
-  proxy_trusted_networks: [\"127.0.0.0/8\"]
-  proxy_protocol_timeout: 700ms
-upstream:
-  address: \"{}\"
-metrics:
-  listen: \"127.0.0.1:0\"
-incidents:
-  path: INCIDENTS
-{POLICY}",
-        up.addr
-    ))
+    let g = guard_with(
+        &up,
+        "guard.test",
+        "\"127.0.0.0/8\"",
+        "  proxy_protocol_timeout: 700ms\n",
+    )
     .await;
     let started = std::time::Instant::now();
     let mut c = Client::connect_raw(g.smtp).await;
