@@ -23,8 +23,10 @@ use crate::policy::{Action, DomainSet, EmptyTo, Glob, Policy, Rule};
 mod workflow;
 
 pub use workflow::{
-    Controller, DEFAULT_DIGEST_AFTER, DEFAULT_DIGEST_INTERVAL, DEFAULT_QUARANTINE_RETENTION,
-    DEFAULT_STORE_PATH, IncidentsConfig, NoticeSmtp, QuarantineConfig, StoreConfig,
+    Controller, DEFAULT_DIGEST_AFTER, DEFAULT_DIGEST_INTERVAL, DEFAULT_NOTICE_MAX_AGE,
+    DEFAULT_NOTICE_RETRY_MAX, DEFAULT_NOTICE_RETRY_MIN, DEFAULT_QUARANTINE_RETENTION,
+    DEFAULT_STORE_PATH, DEFAULT_WEBHOOK_TIMEOUT, IncidentsConfig, NoticeSmtp, QuarantineConfig,
+    StoreConfig,
 };
 
 /// The commented default shipped at the repository root and embedded in the
@@ -1195,7 +1197,13 @@ impl Validator {
         let Some(s) = v else { return default };
         match humantime::parse_duration(s.trim()) {
             Ok(d) if !d.is_zero() => d,
-            _ => {
+            // Every duration is a timeout, an interval or a lifetime: zero
+            // would spin or give up at once, never what was meant.
+            Ok(_) => {
+                self.bad(key, format!("{s:?} must be longer than zero"));
+                default
+            }
+            Err(_) => {
                 self.bad(
                     key,
                     format!("{s:?} is not a duration (e.g. \"300s\", \"5m\", \"1h\")"),

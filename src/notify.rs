@@ -10,8 +10,9 @@
 //! (which also picks up what the CLI queued: a drop, a release), so the
 //! DPO hears of an incident within seconds, in a burst within
 //! `incidents.digest_interval` (a minute).
-//! Failures are retried with backoff for [`NOTICE_MAX_AGE`]; each sent or
-//! failed notice is a step on its incident. No notice ever lists the
+//! Failures are retried with backoff (`incidents.notice_retry_min` doubling
+//! to `incidents.notice_retry_max`) for `incidents.notice_max_age`; each
+//! sent or failed notice is a step on its incident. No notice ever lists the
 //! recipient addresses.
 
 pub mod mail;
@@ -35,12 +36,6 @@ use crate::store::{self, Class, HoldState, Incident, Notice, NoticeKind, Step};
 pub const NOTIFY_POLL: Duration = Duration::from_secs(5);
 /// The window `incidents.digest_after` counts in.
 pub const DIGEST_WINDOW: Duration = Duration::from_secs(3600);
-/// First retry of a failed notice; doubles per attempt.
-pub const NOTICE_RETRY_MIN: Duration = Duration::from_secs(30);
-/// Longest wait between retries.
-pub const NOTICE_RETRY_MAX: Duration = Duration::from_secs(3600);
-/// Then a notice is given up (and that is a step on the incident).
-pub const NOTICE_MAX_AGE: Duration = Duration::from_secs(86400);
 /// Art. 33(1): "not later than 72 hours after having become aware of it".
 pub const ART33_DEADLINE: i64 = 72 * 3600;
 
@@ -87,8 +82,12 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if let Err(e) = pass(&shared).await {
             tracing::error!("notices: {e}");
         }
-        // A digest waiting for its interval is due before the next poll.
-        let poll = NOTIFY_POLL.min(shared.config().incidents.digest_interval);
+        // A digest waiting for its interval, or a retry waiting for its
+        // first backoff, is due before the next poll.
+        let cfg = shared.config();
+        let poll = NOTIFY_POLL
+            .min(cfg.incidents.digest_interval)
+            .min(cfg.incidents.notice_retry_min);
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
             _ = shared.workflow.notified() => {}
@@ -145,6 +144,7 @@ async fn settle(
     result: Result<String, String>,
 ) -> Result<(), store::StoreError> {
     let now = crate::spool::now() as i64;
+    let cfg = shared.config();
     let kind = notices.first().map_or(NoticeKind::Dpo, |n| n.kind);
     match result {
         Ok(detail) => {
@@ -171,16 +171,17 @@ async fn settle(
         }
         Err(error) => {
             for n in notices.iter().cloned() {
-                let give_up = now - n.created >= NOTICE_MAX_AGE.as_secs() as i64;
+                let give_up = now - n.created >= cfg.incidents.notice_max_age.as_secs() as i64;
                 let error = error.clone();
                 tracing::warn!(incident = %n.incident, kind = n.kind.as_str(), event = %n.event, %error, "notice not sent");
                 shared
                     .metrics
                     .notice(n.kind.as_str(), if give_up { "failed" } else { "retry" });
-                let wait = NOTICE_RETRY_MIN
-                    .saturating_mul(1 << n.attempts.min(16))
-                    .min(NOTICE_RETRY_MAX)
-                    .as_secs() as i64;
+                let wait = retry_wait(
+                    n.attempts,
+                    cfg.incidents.notice_retry_min,
+                    cfg.incidents.notice_retry_max,
+                );
                 store::call(&shared.store, move |s| {
                     if give_up {
                         s.notice_failed(n.id, &error)?;
@@ -196,6 +197,14 @@ async fn settle(
             Ok(())
         }
     }
+}
+
+/// Seconds before the next attempt at a notice tried `attempts` times:
+/// `min` doubling per attempt, at most `max`. Rounded up to whole seconds,
+/// the outbox's clock, so a sub-second `min` still waits.
+fn retry_wait(attempts: u32, min: Duration, max: Duration) -> i64 {
+    let wait = min.saturating_mul(1 << attempts.min(16)).min(max);
+    wait.as_secs() as i64 + i64::from(wait.subsec_nanos() > 0)
 }
 
 /// The placeholders of an incident in one language.
@@ -447,7 +456,7 @@ async fn send_webhook(shared: &Arc<Shared>, cfg: &Config, n: &Notice) -> Result<
     };
     let i = incident(shared, &n.incident).await?;
     let body = serde_json::to_vec(&webhook_body(&i, &n.event)).map_err(|e| e.to_string())?;
-    match webhook::post(url, &body).await? {
+    match webhook::post(url, &body, cfg.incidents.webhook_timeout).await? {
         code @ 200..=299 => Ok(format!("webhook {url}: HTTP {code} ({})", n.event)),
         code => Err(format!("webhook {url}: HTTP {code}")),
     }
@@ -527,6 +536,16 @@ mod tests {
         assert_eq!(open["auth_user"], "(alice)");
         let done = vars(&cfg, &incident(Class::Prevented, None), Lang::En);
         assert!(done["next_steps"].starts_with("No personal data was disclosed"));
+    }
+
+    #[test]
+    fn retries_double_from_the_minimum_up_to_the_maximum_in_whole_seconds() {
+        let (min, max) = (Duration::from_secs(30), Duration::from_secs(3600));
+        let waits: Vec<i64> = (0..9).map(|a| retry_wait(a, min, max)).collect();
+        assert_eq!(waits, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(retry_wait(u32::MAX, min, max), 3600, "no overflow");
+        let sub = Duration::from_millis(300);
+        assert_eq!(retry_wait(0, sub, max), 1, "rounded up, never 0");
     }
 
     #[test]

@@ -12,7 +12,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use common::*;
@@ -584,76 +583,12 @@ async fn an_upstream_421_on_an_idle_connection_is_not_relayed_as_a_live_421() {
 
 // ---- the guard killed mid-message --------------------------------------------
 
-/// The `bccguard serve` process with its log in a file; killed on drop.
-struct Served {
-    child: std::process::Child,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Served {
-    /// Starts `serve` relaying to `upstream`, listening on port 0; returns
-    /// it with the address it logged.
-    async fn start(upstream: SocketAddr, limits: &str) -> (Served, SocketAddr) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("policy.yaml");
-        let text = yaml_with_limits(Some(upstream), POLICY, limits)
-            .replace("listen: \"127.0.0.1:0\"", "listen: \"\"")
-            .replace(
-                "INCIDENTS",
-                &dir.path().join("incidents.jsonl").display().to_string(),
-            );
-        std::fs::write(&config, text).expect("write config");
-        let log = dir.path().join("guard.log");
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bccguard"));
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("BCCGUARD") {
-                cmd.env_remove(k);
-            }
-        }
-        let child = cmd
-            .current_dir(dir.path())
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("spawn bccguard serve");
-        let served = Served {
-            child,
-            log,
-            _dir: dir,
-        };
-        let mut addr = None;
-        eventually("serve to log its SMTP address", || {
-            let text = std::fs::read_to_string(&served.log).unwrap_or_default();
-            addr = text.lines().find_map(|l| {
-                let at = l.find("SMTP on ")? + "SMTP on ".len();
-                l[at..].split_whitespace().next()?.parse().ok()
-            });
-            async move { addr.is_some() }
-        })
-        .await;
-        (served, addr.expect("logged address"))
-    }
-
-    fn kill9(&mut self) {
-        let pid = self.child.id().to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-9", &pid])
-            .status()
-            .expect("kill -9");
-        assert!(status.success());
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `serve` relaying to `upstream`, listening on port 0; returns
+/// it with its SMTP address.
+async fn serve(upstream: SocketAddr, limits: &str) -> (ServedGuard, SocketAddr) {
+    let served = ServedGuard::start(&yaml_with_limits(Some(upstream), POLICY, limits), &[]).await;
+    let smtp = served.smtp;
+    (served, smtp)
 }
 
 /// True if the bytes an upstream connection got contain a DATA command
@@ -670,7 +605,7 @@ fn has_final_dot(bytes: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guard_killed_mid_data_never_gives_upstream_a_final_dot() {
     let fake = Fake::start(Script::StallAfterDot).await;
-    let (mut served, smtp) = Served::start(fake.addr, "    idle_timeout: 60s\n").await;
+    let (mut served, smtp) = serve(fake.addr, "    idle_timeout: 60s\n").await;
     let mut c = Client::connect(smtp).await;
     c.cmd("EHLO client.test", 250).await;
     c.cmd("MAIL FROM:<alice@example.org>", 250).await;
@@ -698,7 +633,7 @@ async fn a_guard_killed_mid_data_never_gives_upstream_a_final_dot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guard_killed_while_relaying_never_gives_upstream_a_final_dot() {
     let fake = Fake::start(Script::PauseInData).await;
-    let (mut served, smtp) = Served::start(
+    let (mut served, smtp) = serve(
         fake.addr,
         "    idle_timeout: 60s\n    max_message_size: 40M\n",
     )
@@ -738,7 +673,7 @@ async fn a_guard_killed_while_relaying_never_gives_upstream_a_final_dot() {
 
 /// Kills the guard (SIGKILL) and checks the client's connection died with
 /// it, without any reply to the unfinished message.
-async fn kill_mid_message(served: &mut Served, c: &mut Client) {
+async fn kill_mid_message(served: &mut ServedGuard, c: &mut Client) {
     served.kill9();
     assert!(c.reply().await.is_none(), "a reply from a dead guard");
 }

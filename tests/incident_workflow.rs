@@ -7,13 +7,22 @@
 //! - `quarantine drop` tells the sender (null sender, no recipient list);
 //! - DPO mails arrive at their own SMTP server and the webhook is posted,
 //!   neither with a recipient address;
+//! - a webhook POST that fails (HTTP 500, no answer within
+//!   `incidents.webhook_timeout`, an untrusted certificate) is retried
+//!   after `incidents.notice_retry_min` and given up after
+//!   `incidents.notice_max_age`; `https://` trusts the CAs of the guard
+//!   process's environment (`SSL_CERT_FILE`);
 //! - a monitor-mode incident is `disclosed` and its Art. 33 draft names
 //!   the right deadline and authority.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bccguard::store::{Class, HoldState, SqliteStore, Store};
 use common::*;
@@ -69,8 +78,9 @@ fn five() -> Vec<String> {
     externals(5)
 }
 
-/// Sends the open list of five externals from alice; returns the reply.
-async fn send_open_list(guard: &Guard) -> Reply {
+/// Sends the open list of five externals from alice to the guard at
+/// `smtp`; returns the reply.
+async fn send_open_list(smtp: SocketAddr) -> Reply {
     let rcpts = five();
     let msg = message(
         "Alice <alice@example.org>",
@@ -78,7 +88,7 @@ async fn send_open_list(guard: &Guard) -> Reply {
         Some("Bob <bob@example.org>"),
         "Der Termin am Montag entfällt.\r\n",
     );
-    let mut c = Client::connect(guard.smtp).await;
+    let mut c = Client::connect(smtp).await;
     let mut all = rcpts.clone();
     all.push("bob@example.org".into());
     c.mail_within("alice@example.org", &all, &msg, WAIT).await
@@ -116,6 +126,128 @@ fn no_recipient_address(text: &str) {
     }
 }
 
+/// How the test webhook receiver answers one POST.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// This status line, then the connection is closed.
+    Status(u16),
+    /// Reads the request and never answers (a hung ticketing system).
+    Silent,
+}
+
+/// A webhook receiver on a real socket (port 0): the n-th connection's
+/// POST gets `answers[n]` (the last one again after that), over TLS when
+/// given an acceptor; keeps every request it read in full.
+struct Hook {
+    port: u16,
+    /// Connections accepted, whether or not a request followed (a failed
+    /// TLS handshake is one).
+    connections: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Hook {
+    async fn start(answers: &[Answer], tls: Option<tokio_rustls::TlsAcceptor>) -> Hook {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (answers, count, seen) = (answers.to_vec(), connections.clone(), requests.clone());
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let answer = answers[n.min(answers.len() - 1)];
+                let (tls, seen) = (tls.clone(), seen.clone());
+                // Each connection on its own: a silent one must not hold
+                // up the next attempt.
+                tokio::spawn(async move {
+                    match tls {
+                        None => answer_post(tcp, answer, &seen).await,
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                answer_post(stream, answer, &seen).await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Hook {
+            port,
+            connections,
+            requests,
+        }
+    }
+
+    /// The URL of this receiver, `http` or `https`, path `/tickets`.
+    fn url(&self, scheme: &str) -> String {
+        let host = if scheme == "https" {
+            "localhost" // the name in the test certificate
+        } else {
+            "127.0.0.1"
+        };
+        format!("{scheme}://{host}:{}/tickets", self.port)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// The JSON bodies of the requests so far.
+    fn bodies(&self) -> Vec<serde_json::Value> {
+        self.requests()
+            .iter()
+            .map(|r| serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap())
+            .collect()
+    }
+}
+
+/// Reads one request in full (by its Content-Length), keeps it, answers.
+async fn answer_post<S>(mut s: S, answer: Answer, seen: &Mutex<Vec<String>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).await.unwrap_or(0);
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if body.len() >= len {
+                break;
+            }
+        }
+    }
+    seen.lock().unwrap().push(String::from_utf8(buf).unwrap());
+    match answer {
+        Answer::Status(code) => {
+            let status = format!("HTTP/1.1 {code} Test\r\nContent-Length: 0\r\n\r\n");
+            let _ = s.write_all(status.as_bytes()).await;
+            let _ = s.shutdown().await;
+        }
+        // Holds the connection open until the guard gives up on it.
+        Answer::Silent => {
+            let _ = s.read(&mut chunk).await;
+        }
+    }
+}
+
+/// `bccguard_notices_total` of the webhook with this `result`.
+fn webhook_series(result: &str) -> String {
+    format!("bccguard_notices_total{{kind=\"webhook\",result=\"{result}\"}}")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_mail_survives_a_restart_and_is_released_as_bcc() {
     let up = Upstream::start().await;
@@ -124,7 +256,7 @@ async fn held_mail_survives_a_restart_and_is_released_as_bcc() {
     let text = config(&up, "hold", "") + &format!("store:\n  path: {}\n", store.display());
     let guard = Guard::start(&text).await;
 
-    let r = send_open_list(&guard).await;
+    let r = send_open_list(guard.smtp).await;
     assert_eq!(r.code, 250, "{}", r.text);
     assert!(r.text.contains("Held for review"), "{}", r.text);
     let id = incident_id(&r.text);
@@ -255,7 +387,7 @@ async fn held_mail_survives_a_restart_and_is_released_as_bcc() {
 async fn dropping_a_held_mail_tells_the_sender() {
     let up = Upstream::start().await;
     let guard = Guard::start(&config(&up, "hold", "  languages: [en]\n")).await;
-    let r = send_open_list(&guard).await;
+    let r = send_open_list(guard.smtp).await;
     assert_eq!(r.code, 250, "{}", r.text);
     let id = incident_id(&r.text);
     let cfg = guard.shared.config();
@@ -306,40 +438,14 @@ async fn dropping_a_held_mail_tells_the_sender() {
 async fn the_dpo_is_mailed_through_its_own_smtp_server_and_the_webhook_is_posted() {
     let up = Upstream::start().await;
     let dpo_server = Upstream::start().await;
-    // A one-shot webhook receiver.
-    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook_port = hook.local_addr().unwrap().port();
-    let posted = tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut s, _) = hook.accept().await.unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = s.read(&mut chunk).await.unwrap();
-            buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buf);
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Content-Length: "))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                if body.len() >= len {
-                    break;
-                }
-            }
-        }
-        s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
-            .await
-            .unwrap();
-        String::from_utf8(buf).unwrap()
-    });
+    let hook = Hook::start(&[Answer::Status(204)], None).await;
     let incidents = format!(
-        "  notify: [\"dsb@example.org\"]\n  smtp:\n    address: \"{}\"\n  webhook: \"http://127.0.0.1:{hook_port}/tickets\"\n",
-        dpo_server.addr
+        "  notify: [\"dsb@example.org\"]\n  smtp:\n    address: \"{}\"\n  webhook: \"{}\"\n",
+        dpo_server.addr,
+        hook.url("http")
     );
     let guard = Guard::start(&config(&up, "reject", &incidents)).await;
-    let r = send_open_list(&guard).await;
+    let r = send_open_list(guard.smtp).await;
     assert_eq!(r.code, 550, "{}", r.text);
     let id = incident_id(&r.text);
 
@@ -374,10 +480,11 @@ async fn the_dpo_is_mailed_through_its_own_smtp_server_and_the_webhook_is_posted
         "the DPO mail went to its own server, not upstream"
     );
 
-    let request = tokio::time::timeout(WAIT, posted)
-        .await
-        .expect("webhook posted")
-        .unwrap();
+    eventually("the webhook posted", || async {
+        !hook.requests().is_empty()
+    })
+    .await;
+    let request = hook.requests().remove(0);
     assert!(
         request.starts_with("POST /tickets HTTP/1.1\r\n"),
         "{request}"
@@ -415,6 +522,149 @@ async fn the_dpo_is_mailed_through_its_own_smtp_server_and_the_webhook_is_posted
     guard.stop().await;
 }
 
+/// The guard in-process, relaying to `up`, posting to `hook` over http,
+/// with more `incidents.*` keys; one open list sent (and refused). Returns
+/// the guard and the incident id.
+async fn http_webhook_guard(up: &Upstream, hook: &Hook, keys: &str) -> (Guard, String) {
+    let incidents = format!("  webhook: \"{}\"\n{keys}", hook.url("http"));
+    let guard = Guard::start(&config(up, "reject", &incidents)).await;
+    let r = send_open_list(guard.smtp).await;
+    assert_eq!(r.code, 550, "{}", r.text);
+    let id = incident_id(&r.text);
+    (guard, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_answered_500_is_posted_again_after_notice_retry_min() {
+    let up = Upstream::start().await;
+    let hook = Hook::start(&[Answer::Status(500), Answer::Status(200)], None).await;
+    let (guard, id) = http_webhook_guard(&up, &hook, "  notice_retry_min: 1s\n").await;
+    eventually("the retried POST counted sent", || async {
+        guard.metric(&webhook_series("sent")).await == 1.0
+    })
+    .await;
+    assert_eq!(guard.metric(&webhook_series("retry")).await, 1.0);
+    assert_eq!(guard.metric(&webhook_series("failed")).await, 0.0);
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), 2, "{:?}", hook.requests());
+    assert_eq!(bodies[0], bodies[1], "the same event both times");
+    assert_eq!(bodies[0]["event"], "incident");
+    assert_eq!(bodies[0]["incident"]["id"], id.as_str());
+    let steps = guard.shared.store.steps(&id).unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.step == "notified" && s.detail.contains("HTTP 200")),
+        "{steps:?}"
+    );
+    guard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_that_never_answers_is_retried_after_webhook_timeout() {
+    let up = Upstream::start().await;
+    let hook = Hook::start(&[Answer::Silent], None).await;
+    let keys = "  webhook_timeout: 1s\n  notice_retry_min: 1s\n";
+    let (guard, _) = http_webhook_guard(&up, &hook, keys).await;
+    let start = Instant::now();
+    eventually("the unanswered POST counted retry", || async {
+        guard.metric(&webhook_series("retry")).await >= 1.0
+    })
+    .await;
+    // The default 15 s would still be waiting; 1 s and a poll are not.
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(10), "counted after {took:?}");
+    assert!(!hook.requests().is_empty(), "the POST arrived");
+    assert_eq!(guard.metric(&webhook_series("sent")).await, 0.0);
+    guard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_failing_for_notice_max_age_is_given_up_as_a_step() {
+    let up = Upstream::start().await;
+    let hook = Hook::start(&[Answer::Status(503)], None).await;
+    let keys = "  notice_retry_min: 1s\n  notice_max_age: 2s\n";
+    let (guard, id) = http_webhook_guard(&up, &hook, keys).await;
+    eventually("the POST given up", || async {
+        guard.metric(&webhook_series("failed")).await == 1.0
+    })
+    .await;
+    assert!(guard.metric(&webhook_series("retry")).await >= 1.0);
+    let steps = guard.shared.store.steps(&id).unwrap();
+    assert!(
+        steps.iter().any(|s| s.step == "notice failed"
+            && s.detail.starts_with("webhook notice (incident) given up")
+            && s.detail.contains("HTTP 503")),
+        "{steps:?}"
+    );
+    let tried = hook.requests().len();
+    // Two polls (retry_min 1s) later, still nothing new.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(hook.requests().len(), tried, "no POST after giving up");
+    guard.stop().await;
+}
+
+/// The guard process, relaying to `up`, posting to `hook` over https and
+/// trusting only `trusted` (its `SSL_CERT_FILE`); one open list sent.
+async fn https_webhook_guard(up: &Upstream, hook: &Hook, trusted: &Pki) -> ServedGuard {
+    let incidents = format!(
+        "  webhook: \"{}\"\n  notice_retry_min: 1s\n",
+        hook.url("https")
+    );
+    let ca = trusted.ca();
+    let guard = ServedGuard::start(
+        &config(up, "reject", &incidents),
+        &[("SSL_CERT_FILE", ca.as_os_str())],
+    )
+    .await;
+    let r = send_open_list(guard.smtp).await;
+    assert_eq!(r.code, 550, "{}", r.text);
+    guard
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_webhook_is_posted_over_tls_to_a_trusted_certificate() {
+    let up = Upstream::start().await;
+    let pki = Pki::new("test CA");
+    let hook = Hook::start(&[Answer::Status(200)], Some(pki.acceptor("hook"))).await;
+    let guard = https_webhook_guard(&up, &hook, &pki).await;
+    eventually("the https POST counted sent", || async {
+        guard.metric(&webhook_series("sent")).await == 1.0
+    })
+    .await;
+    // The receiver reads only what came through its TLS acceptor.
+    let requests = hook.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(
+        requests[0].starts_with("POST /tickets HTTP/1.1\r\nHost: localhost\r\n"),
+        "{}",
+        requests[0]
+    );
+    assert_eq!(hook.bodies()[0]["event"], "incident");
+    assert_eq!(guard.metric(&webhook_series("retry")).await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_webhook_with_an_untrusted_certificate_is_never_sent() {
+    let up = Upstream::start().await;
+    let trusted = Pki::new("test CA");
+    let other = Pki::new("someone else's CA");
+    let hook = Hook::start(&[Answer::Status(200)], Some(other.acceptor("hook"))).await;
+    let guard = https_webhook_guard(&up, &hook, &trusted).await;
+    eventually("the refused handshake counted retry", || async {
+        guard.metric(&webhook_series("retry")).await >= 1.0
+    })
+    .await;
+    assert!(hook.connections.load(Ordering::SeqCst) >= 1, "it was tried");
+    assert!(hook.requests().is_empty(), "a POST went through");
+    assert_eq!(guard.metric(&webhook_series("sent")).await, 0.0);
+    let log = guard.log_text();
+    assert!(
+        log.contains("notice not sent") && log.contains("invalid peer certificate"),
+        "{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monitor_incident_is_disclosed_and_drafted_for_the_right_authority() {
     let up = Upstream::start().await;
@@ -424,7 +674,7 @@ async fn a_monitor_incident_is_disclosed_and_drafted_for_the_right_authority() {
     let text =
         config(&up, "monitor", incidents) + &format!("store:\n  path: {}\n", store.display());
     let guard = Guard::start(&text).await;
-    let r = send_open_list(&guard).await;
+    let r = send_open_list(guard.smtp).await;
     assert_eq!(r.code, 250, "monitor sends it: {}", r.text);
     assert_eq!(up.count(), 1);
     let record = &guard.incidents()[0];
@@ -493,7 +743,7 @@ async fn a_burst_reaches_the_dpo_as_a_digest() {
     let guard = Guard::start(&config(&up, "reject", &incidents)).await;
     let mut ids = Vec::new();
     for _ in 0..4 {
-        let r = send_open_list(&guard).await;
+        let r = send_open_list(guard.smtp).await;
         assert_eq!(r.code, 550, "{}", r.text);
         ids.push(incident_id(&r.text));
     }
@@ -535,7 +785,7 @@ async fn an_undecided_held_mail_expires_and_the_sender_is_told() {
     let up = Upstream::start().await;
     let text = config(&up, "hold", "  languages: [en]\n") + "quarantine:\n  retention: 1s\n";
     let guard = Guard::start(&text).await;
-    let r = send_open_list(&guard).await;
+    let r = send_open_list(guard.smtp).await;
     assert_eq!(r.code, 250, "{}", r.text);
     let id = incident_id(&r.text);
     let expired = |n: &Delivered| readable(n).contains("nobody released");
@@ -564,8 +814,8 @@ async fn an_undecided_held_mail_expires_and_the_sender_is_told() {
 async fn release_as_split_sends_one_copy_each_and_as_original_discloses() {
     let up = Upstream::start().await;
     let guard = Guard::start(&config(&up, "hold", "  sender_notice: []\n")).await;
-    let first = incident_id(&send_open_list(&guard).await.text);
-    let second = incident_id(&send_open_list(&guard).await.text);
+    let first = incident_id(&send_open_list(guard.smtp).await.text);
+    let second = incident_id(&send_open_list(guard.smtp).await.text);
     let cfg = guard.shared.config();
     let store = &guard.shared.store;
     use bccguard::quarantine::{ReleaseAs, release};

@@ -27,6 +27,19 @@ pub const DEFAULT_DIGEST_AFTER: usize = 10;
 /// In a burst, at most one digest per this interval: the DPO still hears
 /// of every incident within a minute.
 pub const DEFAULT_DIGEST_INTERVAL: Duration = Duration::from_secs(60);
+/// First retry of a notice that could not be sent (a mail server or a
+/// ticketing system briefly down); doubles per attempt.
+pub const DEFAULT_NOTICE_RETRY_MIN: Duration = Duration::from_secs(30);
+/// Longest wait between two attempts at a notice, so a long outage is
+/// still retried every hour.
+pub const DEFAULT_NOTICE_RETRY_MAX: Duration = Duration::from_secs(3600);
+/// Then a notice is given up (and that is a step on its incident): a day
+/// of retries spans any ordinary outage and still leaves the DPO most of
+/// the 72 hours of Art. 33 once the failure is noticed.
+pub const DEFAULT_NOTICE_MAX_AGE: Duration = Duration::from_secs(86400);
+/// A webhook POST may take this long in all (connect, TLS, request and
+/// status line): a hung ticketing system must not stall the outbox.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `incidents.*`.
 #[derive(Debug, Clone)]
@@ -43,6 +56,15 @@ pub struct IncidentsConfig {
     pub digest_after: usize,
     /// `digest_interval`: at most one digest per this interval.
     pub digest_interval: Duration,
+    /// `notice_retry_min`: first retry of a failed notice; doubles per
+    /// attempt.
+    pub notice_retry_min: Duration,
+    /// `notice_retry_max`: longest wait between retries.
+    pub notice_retry_max: Duration,
+    /// `notice_max_age`: then a notice is given up.
+    pub notice_max_age: Duration,
+    /// `webhook_timeout`: one webhook POST may take this long in all.
+    pub webhook_timeout: Duration,
     /// `sender_notice`: actions whose sender is told (`hold`, `bcc`,
     /// `split`).
     pub sender_notice: Vec<Action>,
@@ -107,6 +129,10 @@ pub(super) struct RawIncidents {
     from: Option<String>,
     digest_after: Option<String>,
     digest_interval: Option<String>,
+    notice_retry_min: Option<String>,
+    notice_retry_max: Option<String>,
+    notice_max_age: Option<String>,
+    webhook_timeout: Option<String>,
     sender_notice: Option<Vec<String>>,
     languages: Option<Vec<String>>,
     templates: Option<String>,
@@ -194,6 +220,32 @@ impl Validator {
             raw.digest_interval,
             DEFAULT_DIGEST_INTERVAL,
         );
+        let notice_retry_min = self.duration(
+            "incidents.notice_retry_min",
+            raw.notice_retry_min,
+            DEFAULT_NOTICE_RETRY_MIN,
+        );
+        let notice_retry_max = self.duration(
+            "incidents.notice_retry_max",
+            raw.notice_retry_max,
+            DEFAULT_NOTICE_RETRY_MAX,
+        );
+        if notice_retry_max < notice_retry_min {
+            self.bad(
+                "incidents.notice_retry_max",
+                "must not be shorter than incidents.notice_retry_min",
+            );
+        }
+        let notice_max_age = self.duration(
+            "incidents.notice_max_age",
+            raw.notice_max_age,
+            DEFAULT_NOTICE_MAX_AGE,
+        );
+        let webhook_timeout = self.duration(
+            "incidents.webhook_timeout",
+            raw.webhook_timeout,
+            DEFAULT_WEBHOOK_TIMEOUT,
+        );
         let sender_notice = self.sender_notice(raw.sender_notice);
         let languages = self.languages(raw.languages);
         let templates = match raw.templates.filter(|t| !t.is_empty()) {
@@ -238,6 +290,10 @@ impl Validator {
             from,
             digest_after,
             digest_interval,
+            notice_retry_min,
+            notice_retry_max,
+            notice_max_age,
+            webhook_timeout,
             sender_notice,
             languages,
             templates,
@@ -365,6 +421,39 @@ mod tests {
             std::path::Path::new(super::DEFAULT_STORE_PATH)
         );
         assert_eq!(c.quarantine.retention, super::DEFAULT_QUARANTINE_RETENTION);
+        assert_eq!(
+            (
+                i.notice_retry_min,
+                i.notice_retry_max,
+                i.notice_max_age,
+                i.webhook_timeout
+            ),
+            (
+                super::DEFAULT_NOTICE_RETRY_MIN,
+                super::DEFAULT_NOTICE_RETRY_MAX,
+                super::DEFAULT_NOTICE_MAX_AGE,
+                super::DEFAULT_WEBHOOK_TIMEOUT
+            )
+        );
+    }
+
+    #[test]
+    fn the_notice_timings_take_durations() {
+        let c = Config::from_yaml(
+            &format!(
+                "{MINIMAL}incidents:\n  notice_retry_min: 1s\n  notice_retry_max: 1s\n  notice_max_age: 2h\n  webhook_timeout: 500ms\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        let i = &c.incidents;
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(
+            (i.notice_retry_min, i.notice_retry_max, i.notice_max_age),
+            (secs(1), secs(1), secs(7200)),
+            "retry_min == retry_max is a fixed interval"
+        );
+        assert_eq!(i.webhook_timeout, std::time::Duration::from_millis(500));
     }
 
     #[test]
@@ -409,6 +498,34 @@ mod tests {
             (
                 "incidents:\n  digest_after: 0\n",
                 "incidents.digest_after: 0 is too small",
+            ),
+            (
+                "incidents:\n  notice_retry_min: 0s\n",
+                "incidents.notice_retry_min: \"0s\" must be longer than zero",
+            ),
+            (
+                "incidents:\n  notice_retry_max: -1h\n",
+                "incidents.notice_retry_max: \"-1h\" is not a duration",
+            ),
+            (
+                "incidents:\n  notice_retry_min: 2h\n",
+                "incidents.notice_retry_max: must not be shorter than incidents.notice_retry_min",
+            ),
+            (
+                "incidents:\n  notice_retry_min: 10s\n  notice_retry_max: 5s\n",
+                "incidents.notice_retry_max: must not be shorter than incidents.notice_retry_min",
+            ),
+            (
+                "incidents:\n  notice_max_age: 0d\n",
+                "incidents.notice_max_age: \"0d\" must be longer than zero",
+            ),
+            (
+                "incidents:\n  webhook_timeout: soon\n",
+                "incidents.webhook_timeout: \"soon\" is not a duration",
+            ),
+            (
+                "incidents:\n  webhook_timeout: 0\n",
+                "incidents.webhook_timeout: \"0\" must be longer than zero",
             ),
             (
                 "quarantine:\n  retention: soon\n",

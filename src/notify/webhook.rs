@@ -13,9 +13,6 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-/// A webhook POST may take this long in all.
-pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
@@ -87,11 +84,12 @@ impl Url {
     }
 }
 
-/// POSTs `body` as JSON; returns the status code (2xx is success).
-pub async fn post(url: &Url, body: &[u8]) -> Result<u16, String> {
-    tokio::time::timeout(WEBHOOK_TIMEOUT, post_inner(url, body))
+/// POSTs `body` as JSON; returns the status code (2xx is success). The
+/// whole exchange may take `timeout` (`incidents.webhook_timeout`).
+pub async fn post(url: &Url, body: &[u8], timeout: Duration) -> Result<u16, String> {
+    tokio::time::timeout(timeout, post_inner(url, body))
         .await
-        .map_err(|_| format!("no answer within {WEBHOOK_TIMEOUT:?}"))?
+        .map_err(|_| format!("no answer within {timeout:?}"))?
 }
 
 async fn post_inner(url: &Url, body: &[u8]) -> Result<u16, String> {
@@ -184,7 +182,8 @@ mod tests {
             String::from_utf8(buf).unwrap()
         });
         let url = Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
-        assert_eq!(post(&url, b"{\"a\":1}").await.unwrap(), 202);
+        let timeout = crate::config::DEFAULT_WEBHOOK_TIMEOUT;
+        assert_eq!(post(&url, b"{\"a\":1}", timeout).await.unwrap(), 202);
         let request = server.await.unwrap();
         assert!(request.starts_with("POST /hook HTTP/1.1\r\n"), "{request}");
         assert!(request.contains("Content-Type: application/json\r\nContent-Length: 7\r\n"));

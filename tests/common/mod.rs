@@ -174,28 +174,36 @@ pub fn yaml(upstream: Option<SocketAddr>, policy: &str) -> String {
     )
 }
 
+/// A test policy.yaml with its files in `dir`: the `INCIDENTS` and
+/// `MAILDIR` placeholders filled, and a spool and store there unless the
+/// text names its own.
+pub fn in_dir(yaml_text: &str, dir: &Path) -> String {
+    let mut text = yaml_text
+        .replace(
+            "INCIDENTS",
+            &dir.join("incidents.jsonl").display().to_string(),
+        )
+        .replace("MAILDIR", &dir.join("outbox").display().to_string());
+    if !text.contains("\nspool:") {
+        // Never the default ./spool in the source tree.
+        let spool = dir.join("spool");
+        text.push_str(&format!("spool:\n  path: {}\n", spool.display()));
+    }
+    if !text.contains("\nstore:") {
+        // Never the default ./bccguard.db in the source tree.
+        let store = dir.join("bccguard.db");
+        text.push_str(&format!("store:\n  path: {}\n", store.display()));
+    }
+    text
+}
+
 /// The default test policy: example.org internal, threshold 3.
 pub const POLICY: &str = "policy:\n  internal_domains: [\"example.org\", \"*.example.org\"]\n  max_external_recipients: 3\n  action: reject\n";
 
 impl Guard {
     pub async fn start(yaml_text: &str) -> Guard {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut text = yaml_text
-            .replace(
-                "INCIDENTS",
-                &dir.path().join("incidents.jsonl").display().to_string(),
-            )
-            .replace("MAILDIR", &dir.path().join("outbox").display().to_string());
-        if !text.contains("\nspool:") {
-            // Never the default ./spool in the source tree.
-            let spool = dir.path().join("spool");
-            text.push_str(&format!("spool:\n  path: {}\n", spool.display()));
-        }
-        if !text.contains("\nstore:") {
-            // Never the default ./bccguard.db in the source tree.
-            let store = dir.path().join("bccguard.db");
-            text.push_str(&format!("store:\n  path: {}\n", store.display()));
-        }
+        let text = in_dir(yaml_text, dir.path());
         let config = Config::from_yaml(&text, "test").unwrap_or_else(|e| panic!("{e}"));
         let listeners = Listeners::bind(&config).await.expect("bind");
         let smtp = listeners.smtp[0].local_addr().unwrap();
@@ -259,13 +267,7 @@ impl Guard {
 
     /// The value of one sample line, e.g. `bccguard_messages_total{action="pass"}`.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = self.metrics_text().await;
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .and_then(|rest| rest.trim().parse().ok())
-            })
-            .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+        sample(&self.metrics_text().await, series)
     }
 
     pub async fn stop(mut self) {
@@ -655,6 +657,16 @@ impl Guard {
     }
 }
 
+/// The value of one sample line of a `/metrics` text.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+}
+
 /// `GET path` over a real socket: the status code and the body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.expect("http connect");
@@ -768,4 +780,163 @@ pub async fn codes_until_closed(c: &mut Client) -> Vec<u16> {
         codes.push(r.code);
     }
     codes
+}
+
+// ---- Helpers added for the webhook tests: a test CA, the guard as a process ----
+
+/// A throw-away CA and certificates signed by it, as PEM files.
+pub struct Pki {
+    /// Holds the PEM files (and anything else a test puts there).
+    pub dir: tempfile::TempDir,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub ca_pem: String,
+}
+
+impl Pki {
+    pub fn new(name: &str) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.distinguished_name.push(DnType::CommonName, name);
+        let ca_pem = params.self_signed(&key).unwrap().pem();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
+        Pki {
+            dir,
+            issuer: rcgen::Issuer::new(params, key),
+            ca_pem,
+        }
+    }
+
+    /// The CA certificate's PEM file.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A server certificate for `localhost`; returns (cert, key) paths.
+    pub fn leaf(&self, file: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (c, k) = (
+            self.dir.path().join(format!("{file}.pem")),
+            self.dir.path().join(format!("{file}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    /// A TLS server side with a fresh `localhost` certificate (for test
+    /// peers written in Rust; the guard's own acceptor set-up).
+    pub fn acceptor(&self, file: &str) -> tokio_rustls::TlsAcceptor {
+        let (cert, key) = self.leaf(file);
+        let cert = bccguard::tls::ReloadingCert::new(&cert, &key).expect("test certificate");
+        bccguard::tls::acceptor(Arc::new(cert)).expect("test acceptor")
+    }
+}
+
+/// The `bccguard serve` binary as a child process, for what only a process
+/// of its own can have (its environment, e.g. `SSL_CERT_FILE` for the
+/// system trust store); listeners on port 0, read back from its log; killed
+/// when dropped.
+pub struct ServedGuard {
+    pub child: std::process::Child,
+    pub smtp: SocketAddr,
+    pub metrics: SocketAddr,
+    pub log: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl ServedGuard {
+    /// Runs `serve` on `yaml_text` (placeholders as for [`Guard::start`])
+    /// with `env` added and no `BCCGUARD*` variable of the test's own.
+    pub async fn start(yaml_text: &str, env: &[(&str, &std::ffi::OsStr)]) -> ServedGuard {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("policy.yaml");
+        std::fs::write(&config, in_dir(yaml_text, dir.path())).expect("write config");
+        let log = dir.path().join("guard.log");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bccguard"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("BCCGUARD") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
+            .envs(env.iter().copied())
+            .current_dir(dir.path())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn bccguard serve");
+        let mut served = ServedGuard {
+            child,
+            smtp: ([0, 0, 0, 0], 0).into(),
+            metrics: ([0, 0, 0, 0], 0).into(),
+            log,
+            dir,
+        };
+        let logged = |text: &str, after: &str| -> Option<SocketAddr> {
+            text.lines().find_map(|l| {
+                let at = l.find(after)? + after.len();
+                l[at..]
+                    .split(|c: char| c.is_whitespace() || c == '/')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let text = served.log_text();
+            if let (Some(smtp), Some(metrics)) = (
+                logged(&text, "SMTP on "),
+                logged(&text, "metrics on http://"),
+            ) {
+                (served.smtp, served.metrics) = (smtp, metrics);
+                return served;
+            }
+            if let Some(status) = served.child.try_wait().expect("try_wait") {
+                panic!("bccguard serve exited with {status}; log:\n{text}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "bccguard serve did not log its listeners; log:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL (std's `Child::kill` on Unix): no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
+    /// What the process logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The value of one sample line of its `/metrics`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (code, text) = http_get(self.metrics, "/metrics").await;
+        assert_eq!(code, 200, "{text}");
+        sample(&text, series)
+    }
+}
+
+impl Drop for ServedGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
