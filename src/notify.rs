@@ -105,6 +105,12 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), store::StoreError> {
     let cfg = shared.config();
     let (dpo, other): (Vec<Notice>, Vec<Notice>) =
         due.into_iter().partition(|n| n.kind == NoticeKind::Dpo);
+    // The DPO first: the Art. 33 clock runs from their knowing, and a hung
+    // ticketing system (up to `incidents.webhook_timeout` per POST) or a
+    // slow sender notice must not hold their mail up.
+    if !dpo.is_empty() {
+        mail_dpo(shared, &cfg, now, &dpo).await?;
+    }
     for n in other {
         let result = match n.kind {
             NoticeKind::Webhook => send_webhook(shared, &cfg, &n).await,
@@ -112,9 +118,18 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), store::StoreError> {
         };
         settle(shared, &[n], result).await?;
     }
-    if dpo.is_empty() {
-        return Ok(());
-    }
+    Ok(())
+}
+
+/// The due DPO notices: one mail each while fewer than
+/// `incidents.digest_after` went out in the last hour, the rest as one
+/// digest at most every `incidents.digest_interval`.
+async fn mail_dpo(
+    shared: &Arc<Shared>,
+    cfg: &Config,
+    now: i64,
+    dpo: &[Notice],
+) -> Result<(), store::StoreError> {
     let since = now - DIGEST_WINDOW.as_secs() as i64;
     let (sent, last) = store::call(&shared.store, move |s| {
         s.mails_sent_since(NoticeKind::Dpo, since)
@@ -123,7 +138,7 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), store::StoreError> {
     let room = cfg.incidents.digest_after.saturating_sub(sent);
     let (single, rest) = dpo.split_at(room.min(dpo.len()));
     for n in single {
-        let result = send_to_dpo(shared, &cfg, std::slice::from_ref(n)).await;
+        let result = send_to_dpo(shared, cfg, std::slice::from_ref(n)).await;
         settle(shared, std::slice::from_ref(n), result).await?;
     }
     // A digest waits for `digest_interval` after the last mail: one digest
@@ -131,7 +146,7 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), store::StoreError> {
     let interval = cfg.incidents.digest_interval.as_secs() as i64;
     let quiet = single.is_empty() && last.is_none_or(|l| now - l >= interval);
     if !rest.is_empty() && quiet {
-        let result = send_to_dpo(shared, &cfg, rest).await;
+        let result = send_to_dpo(shared, cfg, rest).await;
         settle(shared, rest, result).await?;
     }
     Ok(())

@@ -579,6 +579,28 @@ async fn a_webhook_that_never_answers_is_retried_after_webhook_timeout() {
     guard.stop().await;
 }
 
+/// A ticketing system that accepts the connection and never answers must
+/// not hold up the DPO's mail (the Art. 33 clock runs from their knowing):
+/// the DPO is mailed first, long before the POST gives up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_webhook_does_not_delay_the_dpo_mail() {
+    let up = Upstream::start().await;
+    let hook = Hook::start(&[Answer::Silent], None).await;
+    let keys = "  notify: [\"dsb@example.org\"]\n  webhook_timeout: 60s\n";
+    let (guard, id) = http_webhook_guard(&up, &hook, keys).await;
+    eventually("the DPO mail", || async {
+        up.messages()
+            .iter()
+            .any(|m| m.rcpt_tos == ["dsb@example.org"] && m.text().contains(&id))
+    })
+    .await;
+    eventually("the POST on its way", || async {
+        !hook.requests().is_empty()
+    })
+    .await;
+    assert_eq!(guard.metric(&webhook_series("sent")).await, 0.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_failing_for_notice_max_age_is_given_up_as_a_step() {
     let up = Upstream::start().await;
