@@ -531,6 +531,14 @@ impl Config {
         if up.auth == UpstreamAuth::Passthrough && self.incidents.smtp.is_none() {
             w.push("incidents.smtp: unset while upstream.auth is passthrough: notices and quarantine releases go upstream without a login of their own; set incidents.smtp (or let upstream accept the guard's address)".into());
         }
+        let i = &self.incidents;
+        if i.notice_max_age < i.notice_retry_min {
+            w.push(format!(
+                "incidents.notice_max_age ({}) is shorter than incidents.notice_retry_min ({}): a notice that fails once is given up without a retry",
+                humantime::format_duration(i.notice_max_age),
+                humantime::format_duration(i.notice_retry_min)
+            ));
+        }
         w
     }
 

@@ -471,7 +471,8 @@ async fn send_webhook(shared: &Arc<Shared>, cfg: &Config, n: &Notice) -> Result<
     };
     let i = incident(shared, &n.incident).await?;
     let body = serde_json::to_vec(&webhook_body(&i, &n.event)).map_err(|e| e.to_string())?;
-    match webhook::post(url, &body, cfg.incidents.webhook_timeout).await? {
+    let ca = cfg.incidents.webhook_ca.as_deref();
+    match webhook::post(url, &body, cfg.incidents.webhook_timeout, ca).await? {
         code @ 200..=299 => Ok(format!("webhook {url}: HTTP {code} ({})", n.event)),
         code => Err(format!("webhook {url}: HTTP {code}")),
     }

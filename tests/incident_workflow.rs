@@ -666,6 +666,36 @@ async fn an_https_webhook_is_posted_over_tls_to_a_trusted_certificate() {
     assert_eq!(guard.metric(&webhook_series("retry")).await, 0.0);
 }
 
+/// `incidents.webhook_ca`: an in-house ticketing system with its own CA is
+/// trusted through the key alone (no system store, no environment), and a
+/// certificate from another CA is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_webhook_trusts_the_ca_in_webhook_ca() {
+    let up = Upstream::start().await;
+    let pki = Pki::new("in-house CA");
+    let other = Pki::new("someone else's CA");
+    for (served_by, sent) in [(&pki, 1.0), (&other, 0.0)] {
+        let hook = Hook::start(&[Answer::Status(200)], Some(served_by.acceptor("hook"))).await;
+        let keys = format!(
+            "  webhook_ca: \"{}\"\n  notice_retry_min: 1s\n",
+            pki.ca().display()
+        );
+        let incidents = format!("  webhook: \"{}\"\n{keys}", hook.url("https"));
+        let guard = Guard::start(&config(&up, "reject", &incidents)).await;
+        let r = send_open_list(guard.smtp).await;
+        assert_eq!(r.code, 550, "{}", r.text);
+        eventually("the POST settled", || async {
+            guard.metric(&webhook_series("sent")).await
+                + guard.metric(&webhook_series("retry")).await
+                >= 1.0
+        })
+        .await;
+        assert_eq!(guard.metric(&webhook_series("sent")).await, sent);
+        assert_eq!(hook.requests().len(), sent as usize);
+        guard.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_webhook_with_an_untrusted_certificate_is_never_sent() {
     let up = Upstream::start().await;

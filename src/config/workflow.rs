@@ -74,6 +74,9 @@ pub struct IncidentsConfig {
     pub templates: Templates,
     /// `webhook`: JSON POST target for ticketing systems.
     pub webhook: Option<Url>,
+    /// `webhook_ca`: PEM trust anchors for an https webhook instead of the
+    /// system store (an in-house ticketing system with its own CA).
+    pub webhook_ca: Option<PathBuf>,
     /// `smtp`: own SMTP settings for notices (default: the upstream).
     pub smtp: Option<NoticeSmtp>,
     /// `controller`: who is responsible, for the Art. 33 draft.
@@ -137,6 +140,7 @@ pub(super) struct RawIncidents {
     languages: Option<Vec<String>>,
     templates: Option<String>,
     webhook: Option<String>,
+    webhook_ca: Option<String>,
     smtp: Option<RawNoticeSmtp>,
     controller: Option<RawController>,
     authority: Option<String>,
@@ -262,6 +266,12 @@ impl Validator {
                 .map_err(|e| self.bad("incidents.webhook", format!("{w:?}: {e}")))
                 .ok()
         });
+        let webhook_ca = raw.webhook_ca.filter(|c| !c.is_empty()).map(PathBuf::from);
+        if let Some(ca) = &webhook_ca
+            && let Err(e) = crate::tls::connector(Some(ca), true)
+        {
+            self.bad("incidents.webhook_ca", e.to_string());
+        }
         let smtp = raw.smtp.and_then(|s| self.notice_smtp(s));
         let c = raw.controller.unwrap_or_default();
         let controller = Controller {
@@ -294,6 +304,7 @@ impl Validator {
             notice_retry_max,
             notice_max_age,
             webhook_timeout,
+            webhook_ca,
             sender_notice,
             languages,
             templates,
@@ -456,6 +467,26 @@ mod tests {
         assert_eq!(i.webhook_timeout, std::time::Duration::from_millis(500));
     }
 
+    /// A max age below the first retry is allowed (no retries wanted) but
+    /// `bccguard check` says what it means.
+    #[test]
+    fn a_max_age_below_the_first_retry_is_warned_about() {
+        let load = |keys: &str| {
+            Config::from_yaml(&format!("{MINIMAL}incidents:\n{keys}"), "t")
+                .unwrap()
+                .warnings()
+        };
+        let w = load("  notice_retry_min: 1m\n  notice_max_age: 30s\n");
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("incidents.notice_max_age (30s)")
+                    && w.contains("given up without a retry")),
+            "{w:?}"
+        );
+        let w = load("  notice_retry_min: 30s\n  notice_max_age: 1m\n");
+        assert!(!w.iter().any(|w| w.contains("notice_max_age")), "{w:?}");
+    }
+
     #[test]
     fn errors_name_the_key_and_the_value() {
         let table: &[(&str, &str)] = &[
@@ -518,6 +549,10 @@ mod tests {
             (
                 "incidents:\n  notice_max_age: 0d\n",
                 "incidents.notice_max_age: \"0d\" must be longer than zero",
+            ),
+            (
+                "incidents:\n  webhook_ca: /nonexistent.pem\n",
+                "incidents.webhook_ca: /nonexistent.pem",
             ),
             (
                 "incidents:\n  webhook_timeout: soon\n",

@@ -1,13 +1,15 @@
 //! `incidents.webhook`: one JSON POST per event, for ticketing systems.
 //!
 //! A minimal HTTP/1.1 client over tokio (plain TCP, or TLS with the
-//! guard's own rustls set-up and the system's trust store): one request
+//! guard's own rustls set-up and the system's trust store, or
+//! `incidents.webhook_ca`): one request
 //! per connection (`Connection: close`), success is any 2xx status line.
 //! A full HTTP client (reqwest, hyper-rustls) would add dozens of crates
 //! for one POST a minute at most; retries come from the outbox
 //! ([`crate::notify`]), not from here.
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -85,14 +87,20 @@ impl Url {
 }
 
 /// POSTs `body` as JSON; returns the status code (2xx is success). The
-/// whole exchange may take `timeout` (`incidents.webhook_timeout`).
-pub async fn post(url: &Url, body: &[u8], timeout: Duration) -> Result<u16, String> {
-    tokio::time::timeout(timeout, post_inner(url, body))
+/// whole exchange may take `timeout` (`incidents.webhook_timeout`); https
+/// trusts `ca` (`incidents.webhook_ca`) or else the system store.
+pub async fn post(
+    url: &Url,
+    body: &[u8],
+    timeout: Duration,
+    ca: Option<&Path>,
+) -> Result<u16, String> {
+    tokio::time::timeout(timeout, post_inner(url, body, ca))
         .await
         .map_err(|_| format!("no answer within {timeout:?}"))?
 }
 
-async fn post_inner(url: &Url, body: &[u8]) -> Result<u16, String> {
+async fn post_inner(url: &Url, body: &[u8], ca: Option<&Path>) -> Result<u16, String> {
     let tcp = TcpStream::connect((url.host.as_str(), url.port))
         .await
         .map_err(|e| format!("connect {}:{}: {e}", url.host, url.port))?;
@@ -106,7 +114,7 @@ async fn post_inner(url: &Url, body: &[u8]) -> Result<u16, String> {
     .into_bytes();
     head.extend_from_slice(body);
     if url.tls {
-        let connector = crate::tls::connector(None, true).map_err(|e| e.to_string())?;
+        let connector = crate::tls::connector(ca, true).map_err(|e| e.to_string())?;
         let name = rustls_pki_types::ServerName::try_from(url.host.clone())
             .map_err(|e| format!("{}: {e}", url.host))?;
         let stream = connector
@@ -183,7 +191,7 @@ mod tests {
         });
         let url = Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
         let timeout = crate::config::DEFAULT_WEBHOOK_TIMEOUT;
-        assert_eq!(post(&url, b"{\"a\":1}", timeout).await.unwrap(), 202);
+        assert_eq!(post(&url, b"{\"a\":1}", timeout, None).await.unwrap(), 202);
         let request = server.await.unwrap();
         assert!(request.starts_with("POST /hook HTTP/1.1\r\n"), "{request}");
         assert!(request.contains("Content-Type: application/json\r\nContent-Length: 7\r\n"));
