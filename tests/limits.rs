@@ -278,6 +278,47 @@ async fn the_command_length_limit_is_exact() {
 
 // ---- max_message_size ------------------------------------------------------
 
+/// Upstream's own SIZE limit (RFC 1870) is lower than the guard's: a SIZE=
+/// over it is refused at MAIL by the guard, although MAIL only goes
+/// upstream with the first RCPT; below it, the message goes through. A
+/// message over upstream's limit without SIZE= gets upstream's own refusal
+/// after the final dot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_size_over_upstreams_limit_is_refused_at_mail() {
+    for up in [
+        Upstream::start_with(&["--size", "100000"]).await,
+        Upstream::start_with(&["--size", "100000", "--pipelining"]).await,
+    ] {
+        let guard = guard_with_limits(&up, "    max_message_size: 10M\n").await;
+        let mut c = Client::connect(guard.smtp).await;
+        c.cmd("EHLO client.test", 250).await;
+        c.send("MAIL FROM:<alice@example.org> SIZE=100001\r\n")
+            .await;
+        let text = expect_status(&mut c, 552, "5.3.4").await;
+        assert!(text.contains("100000"), "{text}");
+        // The session goes on: nothing of that MAIL is left open.
+        c.cmd("MAIL FROM:<alice@example.org> SIZE=2000", 250).await;
+        c.cmd("RCPT TO:<bob@partner.test>", 250).await;
+        c.cmd("DATA", 354).await;
+        c.send(stuff(&simple("bob@partner.test", "small\r\n")) + ".\r\n")
+            .await;
+        expect_status(&mut c, 250, "").await;
+        let line = format!("{}\r\n", "z".repeat(78));
+        let big = simple("bob@partner.test", &line.repeat(1500));
+        let r = c
+            .send_mail("alice@example.org", &["bob@partner.test"], &big)
+            .await;
+        assert_eq!(r.code / 100, 5, "upstream's refusal: {}", r.text);
+        assert_eq!(up.count(), 1);
+        assert_eq!(
+            guard
+                .metric("bccguard_refused_total{reason=\"too_big\"}")
+                .await,
+            1.0
+        );
+    }
+}
+
 /// RFC 1870: a SIZE= over the limit is refused at MAIL (`552 5.3.4`); a
 /// message that grows past it without SIZE= is read to its end without
 /// being kept (drained), refused with `552 5.3.4`, and the session goes on.

@@ -370,6 +370,17 @@ impl Session {
             Ok(opened) => opened,
             Err(e) => (self.upstream_result(Err(e)), false),
         };
+        // MAIL reaches upstream only with the first RCPT, but a SIZE over
+        // upstream's own announced limit is refused here, at MAIL, where
+        // RFC 1870 6.1 puts it and clients expect it.
+        if reply.is_positive()
+            && let Some(limit) = self.upstream.as_ref().and_then(Upstream::size_limit)
+            && size_hint > limit
+        {
+            self.abort_upstream().await;
+            self.shared.metrics.refused("too_big");
+            return self.error_reply(reply::too_big(limit));
+        }
         if reply.is_positive() {
             self.tx = Some(Transaction {
                 mail_from: address,

@@ -280,6 +280,14 @@ impl Upstream {
         }
     }
 
+    /// The message size limit upstream announced (RFC 1870 SIZE), if any.
+    pub fn size_limit(&self) -> Option<usize> {
+        match self {
+            Upstream::Smtp(c) => c.capabilities().size,
+            Upstream::Maildir(_) => None,
+        }
+    }
+
     /// Ready for a new transaction with nothing pending, so it may wait in
     /// the [`pool`] for the next client session.
     pub fn is_idle(&self) -> bool {

@@ -200,6 +200,8 @@ async def main():
     parser.add_argument("--chaos", type=int)
     parser.add_argument("--chaos-rate", type=float, default=0.05)
     parser.add_argument("--pipelining", action="store_true")
+    # Advertise SIZE (RFC 1870) with this limit and enforce it.
+    parser.add_argument("--size", type=int)
     args = parser.parse_args()
     chaos = Chaos(args.chaos, args.chaos_rate) if args.chaos is not None else None
     kind = PipeliningRecorder if args.pipelining else Recorder
@@ -211,7 +213,7 @@ async def main():
     options = dict(
         decode_data=False,
         enable_SMTPUTF8=True,
-        data_size_limit=None,
+        data_size_limit=args.size,
         hostname="upstream.test",
         ident="test upstream",
     )
