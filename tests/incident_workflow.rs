@@ -526,7 +526,12 @@ async fn the_dpo_is_mailed_through_its_own_smtp_server_and_the_webhook_is_posted
 /// with more `incidents.*` keys; one open list sent (and refused). Returns
 /// the guard and the incident id.
 async fn http_webhook_guard(up: &Upstream, hook: &Hook, keys: &str) -> (Guard, String) {
-    let incidents = format!("  webhook: \"{}\"\n{keys}", hook.url("http"));
+    webhook_guard(up, hook, "http", keys).await
+}
+
+/// [`http_webhook_guard`] with the URL scheme given (`http`, `https`).
+async fn webhook_guard(up: &Upstream, hook: &Hook, scheme: &str, keys: &str) -> (Guard, String) {
+    let incidents = format!("  webhook: \"{}\"\n{keys}", hook.url(scheme));
     let guard = Guard::start(&config(up, "reject", &incidents)).await;
     let r = send_open_list(guard.smtp).await;
     assert_eq!(r.code, 550, "{}", r.text);
@@ -680,10 +685,7 @@ async fn an_https_webhook_trusts_the_ca_in_webhook_ca() {
             "  webhook_ca: \"{}\"\n  notice_retry_min: 1s\n",
             pki.ca().display()
         );
-        let incidents = format!("  webhook: \"{}\"\n{keys}", hook.url("https"));
-        let guard = Guard::start(&config(&up, "reject", &incidents)).await;
-        let r = send_open_list(guard.smtp).await;
-        assert_eq!(r.code, 550, "{}", r.text);
+        let (guard, _) = webhook_guard(&up, &hook, "https", &keys).await;
         eventually("the POST settled", || async {
             guard.metric(&webhook_series("sent")).await
                 + guard.metric(&webhook_series("retry")).await

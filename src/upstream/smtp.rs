@@ -694,21 +694,10 @@ impl Client {
         limit: Duration,
         what: &'static str,
     ) -> Result<Reply, UpstreamError> {
-        self.reply_until(limit, limit, what).await
-    }
-
-    /// [`Client::read_reply`] by `deadline`; `limit` is what a timeout
-    /// reports.
-    async fn reply_until(
-        &mut self,
-        deadline: impl Into<Deadline>,
-        limit: Duration,
-        what: &'static str,
-    ) -> Result<Reply, UpstreamError> {
         let read = read_reply(&mut self.stream, &mut self.line);
         let reply = self
             .timer
-            .run(deadline, read)
+            .run(limit, read)
             .await
             .ok_or(UpstreamError::Timeout(limit, what))??;
         if reply.code == 421 {
