@@ -163,7 +163,6 @@ async fn settle(
     let kind = notices.first().map_or(NoticeKind::Dpo, |n| n.kind);
     match result {
         Ok(detail) => {
-            shared.metrics.notice(kind.as_str(), "sent");
             let ids: Vec<i64> = notices.iter().map(|n| n.id).collect();
             let batch = crate::id::new_id();
             let steps: Vec<(String, Step)> = notices
@@ -182,16 +181,18 @@ async fn settle(
                 }
                 Ok(())
             })
-            .await
+            .await?;
+            // Counted once recorded: whoever sees the metric move finds the
+            // step on the incident.
+            shared.metrics.notice(kind.as_str(), "sent");
+            Ok(())
         }
         Err(error) => {
             for n in notices.iter().cloned() {
                 let give_up = now - n.created >= cfg.incidents.notice_max_age.as_secs() as i64;
                 let error = error.clone();
                 tracing::warn!(incident = %n.incident, kind = n.kind.as_str(), event = %n.event, %error, "notice not sent");
-                shared
-                    .metrics
-                    .notice(n.kind.as_str(), if give_up { "failed" } else { "retry" });
+                let kind = n.kind;
                 let wait = retry_wait(
                     n.attempts,
                     cfg.incidents.notice_retry_min,
@@ -208,6 +209,9 @@ async fn settle(
                     }
                 })
                 .await?;
+                shared
+                    .metrics
+                    .notice(kind.as_str(), if give_up { "failed" } else { "retry" });
             }
             Ok(())
         }
