@@ -495,30 +495,22 @@ async fn the_dpo_is_mailed_through_its_own_smtp_server_and_the_webhook_is_posted
     assert_eq!(body["incident"]["id"], id.as_str());
     assert_eq!(body["class"], "prevented");
     no_recipient_address(&body.to_string());
-    eventually("the notices recorded as steps", || async {
-        guard
-            .shared
-            .store
-            .steps(&id)
-            .unwrap()
-            .iter()
-            .filter(|s| s.step == "notified")
-            .count()
-            == 2
-    })
-    .await;
-    assert_eq!(
+    // The counters move only once the steps are stored: waiting on them,
+    // the steps are there too.
+    eventually("both notices counted sent", || async {
         guard
             .metric("bccguard_notices_total{kind=\"dpo\",result=\"sent\"}")
-            .await,
-        1.0
-    );
-    assert_eq!(
-        guard
-            .metric("bccguard_notices_total{kind=\"webhook\",result=\"sent\"}")
-            .await,
-        1.0
-    );
+            .await
+            == 1.0
+            && guard
+                .metric("bccguard_notices_total{kind=\"webhook\",result=\"sent\"}")
+                .await
+                == 1.0
+    })
+    .await;
+    let steps = guard.shared.store.steps(&id).unwrap();
+    let notified = steps.iter().filter(|s| s.step == "notified").count();
+    assert_eq!(notified, 2, "{steps:?}");
     guard.stop().await;
 }
 
