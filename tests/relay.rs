@@ -163,13 +163,15 @@ async fn upstreams_refusal_of_the_sender_comes_with_the_first_rcpt() {
             c.cmd("RSET", 250).await;
         }
         // A pipelined run after a refused MAIL: each RCPT gets the refusal.
-        c.send(
-            "MAIL FROM:<reject-mail@example.org>\r\nRCPT TO:<a@partner.test>\r\n\
-             RCPT TO:<b@partner.test>\r\nRCPT TO:<c@partner.test>\r\nRSET\r\n",
-        )
-        .await;
-        for code in [250, 553, 553, 553, 250] {
-            c.expect(code).await;
+        for (sender, code) in [("reject-mail", 553), ("tempfail-mail", 451)] {
+            c.send(&format!(
+                "MAIL FROM:<{sender}@example.org>\r\nRCPT TO:<a@partner.test>\r\n\
+                 RCPT TO:<b@partner.test>\r\nRCPT TO:<c@partner.test>\r\nRSET\r\n"
+            ))
+            .await;
+            for code in [250, code, code, code, 250] {
+                c.expect(code).await;
+            }
         }
         let r = c
             .mail(
@@ -180,6 +182,11 @@ async fn upstreams_refusal_of_the_sender_comes_with_the_first_rcpt() {
             .await;
         assert_eq!(r.code, 250, "{}", r.text);
         assert_eq!(up.count(), 1, "only the accepted sender's message");
+        // Upstream said 451 twice, to each tempfail-mail MAIL; the guard
+        // repeated it to every RCPT. Ops count upstream's answers, not the
+        // repeats.
+        let tempfail = "bccguard_upstream_errors_total{kind=\"tempfail\"}";
+        assert_eq!(guard.metric(tempfail).await, 2.0);
     }
 }
 

@@ -68,6 +68,9 @@ struct Transaction {
     /// idle, before anything was accepted: the first RCPT (with MAIL) is
     /// replayed once on a new connection.
     pooled: bool,
+    /// Upstream refused MAIL and that refusal has been counted: every later
+    /// RCPT hears it again, but upstream said it only once.
+    refusal_counted: bool,
 }
 
 /// What the loop does after a command.
@@ -389,6 +392,7 @@ impl Session {
                 size_hint,
                 smtputf8,
                 pooled,
+                refusal_counted: false,
             });
         }
         self.relay_reply(reply)
@@ -518,13 +522,26 @@ impl Session {
         params: String,
         result: Result<Reply, upstream::UpstreamError>,
     ) -> Result<(), Stop> {
-        let reply = self.upstream_result(result);
+        let reply = match result {
+            Ok(reply) if self.repeated_refusal() => reply,
+            result => self.upstream_result(result),
+        };
         if reply.is_positive()
             && let Some(tx) = self.tx.as_mut()
         {
             tx.rcpts.push((address, params));
         }
         self.relay_reply(reply)
+    }
+
+    /// Whether an RCPT's answer is upstream's refusal of MAIL heard before
+    /// in this transaction, so not counted again as upstream's reply.
+    fn repeated_refusal(&mut self) -> bool {
+        let refused = self.upstream.as_ref().is_some_and(Upstream::mail_refused);
+        match self.tx.as_mut() {
+            Some(tx) if refused => std::mem::replace(&mut tx.refusal_counted, true),
+            _ => false,
+        }
     }
 
     fn data_command(&mut self) -> Result<Flow, Stop> {

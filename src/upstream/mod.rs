@@ -288,6 +288,15 @@ impl Upstream {
         }
     }
 
+    /// Upstream refused this transaction's MAIL: every RCPT is answered
+    /// with that refusal.
+    pub fn mail_refused(&self) -> bool {
+        match self {
+            Upstream::Smtp(c) => c.mail_refused(),
+            Upstream::Maildir(_) => false,
+        }
+    }
+
     /// Ready for a new transaction with nothing pending, so it may wait in
     /// the [`pool`] for the next client session.
     pub fn is_idle(&self) -> bool {

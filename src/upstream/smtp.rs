@@ -261,6 +261,11 @@ impl Client {
         &self.caps
     }
 
+    /// See [`super::Upstream::mail_refused`].
+    pub fn mail_refused(&self) -> bool {
+        matches!(self.mail, Mail::Refused(_))
+    }
+
     /// Connected, between transactions, nothing unread: what the pool may
     /// keep. Upstream having closed the connection (or sent a 421) shows as
     /// something to read.
