@@ -467,8 +467,16 @@ async fn proxied(
     }
 }
 
+/// Longest wait to hand the refused client its `421`. The reply is a few
+/// dozen bytes into a new connection's empty send buffer, so the write only
+/// waits if the kernel has no buffer to give; then the connection is just
+/// closed. Not a config key: no setting of it changes what a client sees.
+const REFUSE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Answers a connection over `max_connections` or `max_connections_per_ip`
+/// with `421 4.7.0` and closes it (RFC 5321 3.8).
 async fn refuse(mut stream: TcpStream, hostname: String) {
     let mut out = Vec::new();
     reply::too_many_connections(&hostname).write_to(&mut out);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(&out)).await;
+    let _ = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, stream.write_all(&out)).await;
 }
