@@ -302,6 +302,21 @@ pub struct UpstreamConfig {
     pub tls_name: Option<String>,
     /// `auth`.
     pub auth: UpstreamAuth,
+    /// `recipients`: when upstream hears the RCPTs.
+    pub recipients: Recipients,
+}
+
+/// `upstream.recipients`: when upstream is asked about each recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipients {
+    /// Each RCPT is forwarded as the client sends it and answered with
+    /// upstream's own reply; the guard owns no message (but split leftovers).
+    Lockstep,
+    /// The guard answers RCPT after its own checks; the envelope goes
+    /// upstream in one pipelined batch with the decided message. A recipient
+    /// upstream then refuses while it accepts others is the guard's to
+    /// retry or bounce (the spool), like any MSA's queue.
+    Deferred,
 }
 
 /// `metrics.*`.
@@ -445,6 +460,7 @@ struct RawUpstream {
     data_timeout: Option<String>,
     pool_size: Option<String>,
     pool_idle_time: Option<String>,
+    recipients: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -920,6 +936,25 @@ impl Validator {
             self.bad("upstream.ca", e.to_string());
         }
         let auth = self.upstream_auth(raw.auth, &target);
+        let recipients = match raw.recipients.as_deref().unwrap_or("lockstep") {
+            "lockstep" => Recipients::Lockstep,
+            "deferred" => Recipients::Deferred,
+            other => {
+                self.bad(
+                    "upstream.recipients",
+                    format!("unknown value {other:?}, expected lockstep or deferred"),
+                );
+                Recipients::Lockstep
+            }
+        };
+        if recipients == Recipients::Deferred && auth == UpstreamAuth::Passthrough {
+            // A recipient refused after others were accepted is retried or
+            // bounced later by the spool, which has no client login to use.
+            self.bad(
+                "upstream.recipients",
+                "deferred needs the guard to deliver on its own later; with upstream.auth: passthrough use lockstep",
+            );
+        }
         let helo = raw.helo.unwrap_or_else(|| hostname.to_string());
         let d = |s: &mut Self, name: &str, v: Option<String>, def| {
             s.duration(&format!("upstream.{name}"), v, def)
@@ -967,6 +1002,7 @@ impl Validator {
             tls_verify,
             tls_name: raw.tls_name.filter(|n| !n.is_empty()),
             auth,
+            recipients,
         })
     }
 
@@ -1356,6 +1392,14 @@ mod tests {
             (
                 "upstream:\n  address: \"a:25\"\n  auth: {username: svc}\n",
                 "upstream.auth.password_file: missing",
+            ),
+            (
+                "upstream:\n  address: \"a:25\"\n  recipients: later\n",
+                "upstream.recipients: unknown value \"later\", expected lockstep or deferred",
+            ),
+            (
+                "upstream:\n  address: \"a:25\"\n  auth: passthrough\n  recipients: deferred\n",
+                "upstream.recipients: deferred needs the guard to deliver on its own later",
             ),
             (
                 "server:\n  proxy_protocol: yes\n  proxy_trusted_networks: [\"10.0.0.0/8\"]\n",

@@ -1,9 +1,12 @@
-//! The durable spool: split copies the guard has taken responsibility for.
+//! The durable spool: copies the guard has taken responsibility for.
 //!
-//! The guard owns no message, except in one case: a `split` whose first
-//! copies upstream accepted and a later copy it did not. Answering 4xx would
-//! make the client re-send every copy (duplicates); answering 5xx would lie
-//! about the copies already delivered. So the remaining copies are written
+//! The guard owns no message, except in two cases: a `split` whose first
+//! copies upstream accepted and a later copy it did not; and, with
+//! `upstream.recipients: deferred`, a message upstream took for some
+//! recipients and refused for others (one copy per refused recipient).
+//! Answering 4xx would make the client re-send every copy (duplicates);
+//! answering 5xx would lie about the copies already delivered. So the
+//! remaining copies are written
 //! here, each a self-contained single-recipient message, fsynced before the
 //! client hears 250, and from then on the guard delivers them: retried with
 //! exponential backoff across restarts, and on permanent failure or expiry

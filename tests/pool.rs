@@ -341,3 +341,64 @@ async fn upstream_lost_inside_a_batch_answers_every_rcpt_in_order() {
     assert!(got[3].text.contains("4.4.2"), "{}", got[3].text);
     assert!(up.delivered().is_empty());
 }
+
+/// `upstream.recipients: deferred`: upstream first hears of a transaction
+/// at the client's final dot, so that is where a pooled session upstream
+/// closed while idle (quietly, or right at the next MAIL) is found dead and
+/// replaced; the client never sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_a_dead_pooled_session_is_replaced_at_the_dot_unseen() {
+    for quirk in [Quirk::CloseAfterMessage, Quirk::DropSecondMail] {
+        let up = Scripted::start(quirk).await;
+        let guard = Guard::start(&deferred(&yaml(Some(up.addr), POLICY))).await;
+        one_session(&guard, "a@partner.test").await;
+        one_session(&guard, "b@partner.test").await;
+        assert_eq!(
+            up.delivered(),
+            [
+                (1, vec!["a@partner.test".to_string()]),
+                (2, vec!["b@partner.test".to_string()])
+            ],
+            "{quirk:?}"
+        );
+        assert_eq!(
+            guard
+                .metric("bccguard_upstream_errors_total{kind=\"closed\"}")
+                .await,
+            0.0,
+            "{quirk:?}: a replaced pooled session is not an upstream error"
+        );
+    }
+}
+
+/// Deferred: a connection lost in the middle of the envelope (not a pooled
+/// one) leaves nothing delivered, so the client hears 4xx and keeps the
+/// message; a refused DATA is upstream's answer, and the transaction it
+/// left open upstream is reset before the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_a_broken_envelope_or_refused_data_is_the_clients_to_keep() {
+    let up = Scripted::start(Quirk::DropThirdRcpt).await;
+    let guard = Guard::start(&deferred(&yaml(Some(up.addr), POLICY))).await;
+    let mut c = Client::connect(guard.smtp).await;
+    let rcpts = ["a@partner.test", "b@partner.test", "c@partner.test"];
+    let msg = message("alice@example.org", "a@partner.test", None, "Hallo\r\n");
+    let r = c.mail("alice@example.org", &rcpts, &msg).await;
+    assert_eq!(r.code / 100, 4, "{}", r.text);
+    assert!(up.delivered().is_empty());
+
+    let up = Scripted::start(Quirk::RefuseFirstData).await;
+    let guard = Guard::start(&deferred(&yaml(Some(up.addr), POLICY))).await;
+    let mut c = Client::connect(guard.smtp).await;
+    let r = c.mail("alice@example.org", &rcpts[..1], &msg).await;
+    assert_eq!(r.code, 554, "{}", r.text);
+    assert!(r.text.contains("no DATA for you"), "{}", r.text);
+    let r = c.mail("alice@example.org", &rcpts[1..], &msg).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert_eq!(
+        up.delivered(),
+        [(
+            1,
+            vec!["b@partner.test".to_string(), "c@partner.test".to_string()]
+        )]
+    );
+}

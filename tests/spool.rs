@@ -20,22 +20,6 @@ fn spool_yaml(up: &Upstream, spool: &Path, scan: &str, max_age: &str) -> String 
     )
 }
 
-/// Waits (bounded) until upstream holds `n` messages.
-async fn wait_for(up: &Upstream, n: usize) -> Vec<Delivered> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let got = up.messages();
-        if got.len() >= n || tokio::time::Instant::now() > deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn spool_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
-}
-
 async fn send_split(guard: &Guard, rcpts: &[&str]) -> Reply {
     let mut c = Client::connect(guard.smtp).await;
     let to = rcpts.join(", ");

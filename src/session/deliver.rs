@@ -16,11 +16,13 @@
 //! notices it asks for ([`crate::notify`]).
 //!
 //! The client hears 250 only after upstream said 250 for every copy, or,
-//! when a split fails part-way, after the remaining copies are durably in
-//! the spool ([`crate::spool`]; README, "Split and partial failure").
+//! when a split fails part-way or upstream refuses some deferred recipients,
+//! after the rest are durably in the spool ([`crate::spool`]; README,
+//! "Split and partial failure", "Deferred recipients").
 
 use std::sync::Arc;
 
+use crate::config::Recipients;
 use crate::id::new_id;
 use crate::incident::{Record, now_rfc3339};
 use crate::message::headers::{FieldKind, HeaderError, Headers};
@@ -116,11 +118,14 @@ impl Session {
         let mut held = None;
         let (mut reply, incident) = match decision.action {
             None => (
-                self.relay_whole(&msg, &decision.headers, &received).await,
+                self.relay_whole(&tx, &msg, &decision.headers, &received, &queue_id)
+                    .await,
                 None,
             ),
             Some(Action::Allow) => {
-                let r = self.relay_whole(&msg, &decision.headers, &received).await;
+                let r = self
+                    .relay_whole(&tx, &msg, &decision.headers, &received, &queue_id)
+                    .await;
                 (
                     r,
                     Some((
@@ -146,7 +151,9 @@ impl Session {
                 )
             }
             Some(Action::Monitor) => {
-                let r = self.relay_whole(&msg, &decision.headers, &received).await;
+                let r = self
+                    .relay_whole(&tx, &msg, &decision.headers, &received, &queue_id)
+                    .await;
                 (
                     r,
                     Some(("monitor", "over threshold, monitor mode: sent unchanged")),
@@ -174,9 +181,8 @@ impl Session {
                 let fallback = decision.empty_to_value(policy.empty_to, &tx.mail_from);
                 let keep = KeepVisible::new(policy, None);
                 let rw = rewrite::hide(&msg, &decision.headers, &keep, &fallback);
-                let r = self
-                    .relay_parts(&[received.as_bytes(), &rw.head, &msg[rw.rest..]])
-                    .await;
+                let parts = [received.as_bytes(), &rw.head, &msg[rw.rest..]];
+                let r = self.relay_parts(&tx, &parts, &queue_id).await;
                 (
                     r,
                     Some(("bcc", "over threshold: external recipients moved to Bcc")),
@@ -220,19 +226,33 @@ impl Session {
     }
 
     /// Relays the message with only Bcc/Resent-Bcc removed.
-    async fn relay_whole(&mut self, msg: &[u8], headers: &Headers, received: &str) -> Reply {
+    async fn relay_whole(
+        &mut self,
+        tx: &Transaction,
+        msg: &[u8],
+        headers: &Headers,
+        received: &str,
+        queue_id: &str,
+    ) -> Reply {
         match rewrite::strip_bcc(msg, headers) {
             Some(rw) => {
-                self.relay_parts(&[received.as_bytes(), &rw.head, &msg[rw.rest..]])
+                let parts = [received.as_bytes(), &rw.head, &msg[rw.rest..]];
+                self.relay_parts(tx, &parts, queue_id).await
+            }
+            None => {
+                self.relay_parts(tx, &[received.as_bytes(), msg], queue_id)
                     .await
             }
-            None => self.relay_parts(&[received.as_bytes(), msg]).await,
         }
     }
 
-    /// Sends the open transaction's message upstream; upstream's final reply
-    /// is the client's.
-    async fn relay_parts(&mut self, parts: &[&[u8]]) -> Reply {
+    /// Sends the message upstream; upstream's final reply is the client's.
+    /// In lockstep the transaction is open upstream already; deferred, its
+    /// envelope goes with it ([`Session::relay_deferred`]).
+    async fn relay_parts(&mut self, tx: &Transaction, parts: &[&[u8]], queue_id: &str) -> Reply {
+        if self.cfg.upstream.recipients == Recipients::Deferred {
+            return self.relay_deferred(tx, parts, queue_id).await;
+        }
         let result = match self.upstream.as_mut() {
             Some(up) => up.data(parts).await,
             None => Err(UpstreamError::Closed(
@@ -240,6 +260,117 @@ impl Session {
             )),
         };
         self.upstream_result(result)
+    }
+
+    /// `upstream.recipients: deferred`: MAIL, every RCPT and DATA go
+    /// upstream now, then the message to the recipients upstream took.
+    ///
+    /// - Upstream took none: the client hears upstream's refusal (a
+    ///   transient one first, so the client keeps the message) and nothing
+    ///   was sent.
+    /// - It took some and said 250 after the dot: the refused ones are the
+    ///   guard's, durably in the spool before the client hears 250, where
+    ///   a transient refusal is retried and a permanent one becomes a
+    ///   delivery status notification to the sender, as any MSA's queue
+    ///   does. If the spool cannot take them the client hears what split's
+    ///   partial failure says.
+    /// - A channel from the pool that fails before answering anything was
+    ///   closed by upstream while idle: the transaction is replayed once on
+    ///   a new connection (no byte of it was accepted).
+    async fn relay_deferred(&mut self, tx: &Transaction, parts: &[&[u8]], queue_id: &str) -> Reply {
+        let (mut replies, mut end) = match self.upstream.as_mut() {
+            Some(up) => up.transaction(&tx.rcpts, parts).await,
+            None => (
+                Vec::new(),
+                Err(UpstreamError::Closed(
+                    std::io::ErrorKind::NotConnected.into(),
+                )),
+            ),
+        };
+        if tx.pooled && replies.is_empty() && end.is_err() {
+            self.upstream = None;
+            (replies, end) = match self.upstream_mut().await {
+                Ok(up) => {
+                    up.mail(&tx.mail_from, &tx.mail_params);
+                    up.transaction(&tx.rcpts, parts).await
+                }
+                Err(e) => (Vec::new(), Err(e)),
+            };
+        }
+        let refused: Vec<usize> = (0..replies.len())
+            .filter(|&i| !replies[i].is_positive())
+            .collect();
+        let end = match end {
+            Ok(end) => end,
+            Err(e) => return self.upstream_result(Err(e)),
+        };
+        let transient = refused.iter().any(|&i| replies[i].is_transient());
+        if transient || end.is_transient() {
+            // Once per transaction, as in lockstep: a refused MAIL is heard
+            // again by every RCPT but upstream said it once.
+            self.shared.metrics.upstream_error("tempfail");
+        }
+        if refused.len() == tx.rcpts.len() {
+            // Nobody took it and no message was sent: the client hears the
+            // recipients' refusal (not DATA's "no valid recipients"), a
+            // transient one if there is one, so the client keeps the mail.
+            let first = refused
+                .iter()
+                .find(|&&i| !transient || replies[i].is_transient())
+                .map_or(end, |&i| replies[i].clone());
+            return first;
+        }
+        if !end.is_positive() || refused.is_empty() {
+            return end;
+        }
+        let total = tx.rcpts.len();
+        let delivered = total - refused.len();
+        let now = crate::spool::now();
+        let entries: Vec<crate::spool::Entry> = refused
+            .iter()
+            .map(|&i| {
+                let (rcpt, rcpt_params) = tx.rcpts[i].clone();
+                let why = &replies[i];
+                crate::spool::Entry {
+                    queue_id: queue_id.to_string(),
+                    mail_from: tx.mail_from.clone(),
+                    mail_params: tx.mail_params.clone(),
+                    rcpt,
+                    rcpt_params,
+                    created: now,
+                    attempts: 1,
+                    next_attempt: now,
+                    last_error: Some(why.summary()),
+                    // Refused for good: notify, don't retry.
+                    failed: why.is_permanent(),
+                    dsn: false,
+                }
+            })
+            .collect();
+        let bounced = entries.iter().filter(|e| e.failed).count();
+        let first_refusal = replies[refused[0]].clone();
+        let message = parts.concat();
+        let spool = self.shared.spool.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            entries
+                .iter()
+                .try_for_each(|e| spool.store(e, &[&message[..]]).map(drop))
+        })
+        .await;
+        match stored {
+            Ok(Ok(())) => {
+                tracing::warn!(queue_id, delivered, bounced, retried = refused.len() - bounced, upstream = %first_refusal.summary(), "recipients refused after others were accepted; spooled");
+                reply::accepted_refused(delivered, refused.len() - bounced, bounced, queue_id)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(queue_id, "cannot spool the refused recipients: {e}");
+                reply::recipients_partial(delivered, total, &first_refusal)
+            }
+            Err(e) => {
+                tracing::error!(queue_id, "spool task failed: {e}");
+                reply::recipients_partial(delivered, total, &first_refusal)
+            }
+        }
     }
 
     /// One upstream transaction per envelope recipient.

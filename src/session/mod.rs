@@ -2,11 +2,12 @@
 //!
 //! The session reads bytes, cuts them into command lines, and answers each
 //! in order; replies to a pipelined batch are collected and flushed only
-//! when no further complete command is buffered (RFC 2920 3.1). RCPTs are
-//! forwarded upstream in lockstep, MAIL with the first of them
+//! when no further complete command is buffered (RFC 2920 3.1). In lockstep
+//! RCPTs are forwarded upstream, MAIL with the first of them
 //! ([`crate::upstream`]); a run of RCPTs the client pipelined goes upstream
 //! as one batch when upstream offers PIPELINING, each still answered with
-//! upstream's own reply. After `354` the strict DATA reader takes the
+//! upstream's own reply. Deferred (`upstream.recipients`), the guard answers
+//! RCPT itself and `deliver` sends the envelope with the message. After `354` the strict DATA reader takes the
 //! bytes; what happens to the complete message is in `deliver`.
 //!
 //! State: greeting -> (HELO/EHLO) -> (STARTTLS -> EHLO)? -> (AUTH)? ->
@@ -24,14 +25,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::config::Config;
+use crate::config::{Config, Recipients};
 use crate::server::Shared;
 use crate::smtp::command::{self, Command, CommandError};
 use crate::smtp::data::{DataError, DataLimits, DataReader};
 use crate::smtp::reply::{self, Reply};
 use crate::timer::{Deadline, Timer};
 use crate::tls::Stream;
-use crate::upstream::{self, Upstream};
+use crate::upstream::{self, RCPT_BATCH, Upstream};
 
 /// Bytes read from the socket at a time inside DATA.
 const READ_CHUNK: usize = 64 * 1024;
@@ -40,11 +41,6 @@ const READ_CHUNK: usize = 64 * 1024;
 const COMMAND_CHUNK: usize = 4 * 1024;
 /// First allocation for a message whose size the client did not announce.
 const INITIAL_MESSAGE_CAPACITY: usize = 64 * 1024;
-/// Most RCPT commands of a client's pipelined batch forwarded upstream in
-/// one write: about 5 KB of commands and 2 KB of replies, far below socket
-/// buffer sizes, so neither side can block the other (RFC 2920 3.1 warns of
-/// that deadlock). A longer run goes in several batches.
-const RCPT_BATCH: usize = 100;
 
 /// What the client said in HELO/EHLO.
 #[derive(Debug, Clone)]
@@ -435,6 +431,9 @@ impl Session {
     /// [`Session::rcpt`] would, and after a transport failure the rest are
     /// answered as they would be one by one (no transaction any more).
     async fn rcpt_run(&mut self, address: String, params: String) -> Result<(), Stop> {
+        if self.cfg.upstream.recipients == Recipients::Deferred {
+            return self.rcpt_deferred(address, params);
+        }
         let more = self.pipelined_rcpts();
         if more.is_empty() {
             return self.rcpt(address, params).await;
@@ -463,13 +462,7 @@ impl Session {
     }
 
     async fn rcpt(&mut self, address: String, params: String) -> Result<(), Stop> {
-        let Some(tx) = self.tx.as_ref() else {
-            return self.error_reply(reply::bad_sequence("need MAIL before RCPT"));
-        };
-        let max = self.cfg.server.limits.max_recipients;
-        if tx.rcpts.len() >= max {
-            self.shared.metrics.refused("too_many_recipients");
-            self.queue(reply::too_many_recipients(max));
+        if !self.rcpt_admitted()? {
             return Ok(());
         }
         let result = match self.upstream.as_mut() {
@@ -487,6 +480,36 @@ impl Session {
             }
         };
         self.rcpt_answer(address, params, result)
+    }
+
+    /// `upstream.recipients: deferred`: the recipient is taken after the
+    /// guard's own checks; upstream hears it with the rest of the envelope
+    /// when the message is complete and decided on (`deliver`).
+    fn rcpt_deferred(&mut self, address: String, params: String) -> Result<(), Stop> {
+        if self.rcpt_admitted()?
+            && let Some(tx) = self.tx.as_mut()
+        {
+            tx.rcpts.push((address, params));
+            self.queue(reply::recipient_ok());
+        }
+        Ok(())
+    }
+
+    /// The guard's own checks on an RCPT: a transaction is open and the
+    /// recipient limit is not reached (`452 4.5.3`, the earlier recipients
+    /// stay). Queues the refusal and says false otherwise.
+    fn rcpt_admitted(&mut self) -> Result<bool, Stop> {
+        let Some(tx) = self.tx.as_ref() else {
+            self.error_reply(reply::bad_sequence("need MAIL before RCPT"))?;
+            return Ok(false);
+        };
+        let max = self.cfg.server.limits.max_recipients;
+        if tx.rcpts.len() >= max {
+            self.shared.metrics.refused("too_many_recipients");
+            self.queue(reply::too_many_recipients(max));
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Whether the transaction's first upstream exchange just `failed` on a

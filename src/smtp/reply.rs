@@ -202,7 +202,9 @@ pub fn sender_ok() -> Reply {
     Reply::new(250, "2.1.0 Ok")
 }
 
-/// 250 to RCPT from the local Maildir, which takes every recipient.
+/// 250 to RCPT from the local Maildir, which takes every recipient, and
+/// from the guard itself when upstream hears RCPTs later
+/// (`upstream.recipients: deferred`).
 pub fn recipient_ok() -> Reply {
     Reply::new(250, "2.1.5 Ok")
 }
@@ -227,6 +229,34 @@ pub fn accepted(copies: usize, queue_id: &str) -> Reply {
             format!("2.0.0 Ok: delivered as {copies} separate copies, id {queue_id}"),
         )
     }
+}
+
+/// 250 after a deferred transaction in which upstream refused some
+/// recipients and took the others: the refused ones are in the spool.
+pub fn accepted_refused(delivered: usize, retried: usize, bounced: usize, queue_id: &str) -> Reply {
+    let mut what = Vec::new();
+    if retried > 0 {
+        what.push(format!("{retried} queued for retry"));
+    }
+    if bounced > 0 {
+        what.push(format!(
+            "{bounced} refused for good (the sender gets a delivery status notification)"
+        ));
+    }
+    Reply::new(
+        250,
+        format!(
+            "2.0.0 Ok: delivered to {delivered} recipients, upstream refused {}: {}, id {queue_id}",
+            retried + bounced,
+            what.join(", ")
+        ),
+    )
+}
+
+/// 451/554 after a deferred transaction in which upstream took some
+/// recipients and refused others that the spool could not take.
+pub fn recipients_partial(delivered: usize, total: usize, upstream: &Reply) -> Reply {
+    partial(delivered, total, "recipients took the message", upstream)
 }
 
 /// 250 after a split whose remaining copies the guard has spooled.
@@ -487,16 +517,21 @@ pub fn cannot_rewrite_signed(incident_id: &str) -> Reply {
 
 /// Partial split failure: some copies delivered, one refused.
 pub fn split_partial(delivered: usize, total: usize, upstream: &Reply) -> Reply {
-    let class = if upstream.is_permanent() {
-        "5.0.0"
+    partial(delivered, total, "separate copies were delivered", upstream)
+}
+
+/// Part of a message went out and the rest could not be kept: the class
+/// follows upstream's refusal, the text says how much went out.
+fn partial(delivered: usize, total: usize, what: &str, upstream: &Reply) -> Reply {
+    let (code, class) = if upstream.is_permanent() {
+        (554, "5.0.0")
     } else {
-        "4.0.0"
+        (451, "4.0.0")
     };
-    let code = if upstream.is_permanent() { 554 } else { 451 };
     Reply::new(
         code,
         format!(
-            "{class} Only {delivered} of {total} separate copies were delivered; upstream said: {}",
+            "{class} Only {delivered} of {total} {what}; upstream said: {}",
             upstream.summary()
         ),
     )

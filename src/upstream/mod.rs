@@ -3,12 +3,14 @@
 //! sessions kept between transactions ([`pool`]), or a local Maildir for
 //! trying the guard out ([`maildir`]).
 //!
-//! Lockstep is what lets the guard own no message: RCPTs are forwarded as
-//! the client sends them (MAIL with the first of them) and upstream's
-//! replies are passed back;
-//! the client's DATA is read in full and decided on before upstream sees a
-//! DATA command; the client hears 250 only after upstream said 250 for every
-//! copy.
+//! Lockstep (`upstream.recipients: lockstep`) is what lets the guard own no
+//! message: RCPTs are forwarded as the client sends them (MAIL with the
+//! first of them) and upstream's replies are passed back. Deferred, the
+//! whole envelope goes with the message ([`Upstream::transaction`]) and
+//! what upstream refuses next to what it took is spooled. Either way the
+//! client's DATA is read in full and decided on before upstream sees a DATA
+//! command; the client hears 250 only after upstream said 250 for every
+//! copy (or the spool holds the rest).
 //!
 //! Failures are classified once, here ([`UpstreamError::reply`] and
 //! [`UpstreamError::kind`]), into the reply the client gets and the metric
@@ -23,6 +25,12 @@ use std::time::Duration;
 
 use crate::config::{UpstreamConfig, UpstreamTarget};
 use crate::smtp::reply::{self, Reply};
+
+/// Most RCPT commands sent upstream in one write: about 5 KB of commands
+/// and 2 KB of replies, far below socket buffer sizes, so neither side can
+/// block the other (RFC 2920 3.1 warns of that deadlock). A longer run goes
+/// in several writes.
+pub const RCPT_BATCH: usize = 100;
 
 /// A message on its way out: parts sent back to back (e.g. the Received
 /// header, a rewritten header section, the untouched rest of the original).
@@ -188,19 +196,27 @@ impl Upstream {
         &mut self,
         rcpts: &[(String, String)],
     ) -> (Vec<Reply>, Option<UpstreamError>) {
-        if let Upstream::Smtp(c) = self
-            && c.capabilities().pipelining
-        {
-            return c.rcpts(rcpts).await;
+        match self {
+            Upstream::Smtp(c) => c.rcpts(rcpts).await,
+            Upstream::Maildir(m) => (rcpts.iter().map(|(to, _)| m.rcpt(to)).collect(), None),
         }
-        let mut replies = Vec::with_capacity(rcpts.len());
-        for (to, params) in rcpts {
-            match self.rcpt(to, params).await {
-                Ok(reply) => replies.push(reply),
-                Err(e) => return (replies, Some(e)),
+    }
+
+    /// The deferred transaction ([`smtp::Client::transaction`]): every RCPT,
+    /// then the message to those upstream accepted. Returns upstream's
+    /// reply to each RCPT read and how the transaction ended.
+    pub async fn transaction(
+        &mut self,
+        rcpts: &[(String, String)],
+        parts: &Parts<'_>,
+    ) -> (Vec<Reply>, Result<Reply, UpstreamError>) {
+        match self {
+            Upstream::Smtp(c) => c.transaction(rcpts, parts).await,
+            Upstream::Maildir(m) => {
+                let replies = rcpts.iter().map(|(to, _)| m.rcpt(to)).collect();
+                (replies, m.deliver(parts).await)
             }
         }
-        (replies, None)
     }
 
     /// Sends the open transaction's message; returns upstream's final reply.

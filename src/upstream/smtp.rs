@@ -338,18 +338,117 @@ impl Client {
         open
     }
 
-    /// `RCPT TO` for each of `rcpts` in one write (behind a queued MAIL),
-    /// then their replies in order, each within `command_timeout` of the one
-    /// before. Only for an upstream that offered PIPELINING (RFC 2920); the
-    /// caller keeps the batch small enough ([`crate::session`]) that
-    /// upstream's replies never fill the socket buffers while the guard is
-    /// still writing.
+    /// `RCPT TO` for each of `rcpts`: with PIPELINING in one write (behind
+    /// a queued MAIL), then their replies in order, each within
+    /// `command_timeout` of the one before (RFC 2920); without it one at a
+    /// time. The caller keeps the batch small enough ([`super::RCPT_BATCH`])
+    /// that upstream's replies never fill the socket buffers while the guard
+    /// is still writing. Returns upstream's replies in order, and the
+    /// transport failure that ended them early, if any.
     pub async fn rcpts(
         &mut self,
         rcpts: &[(String, String)],
     ) -> (Vec<Reply>, Option<UpstreamError>) {
+        if self.caps.pipelining {
+            return self.rcpts_then(rcpts, false).await;
+        }
+        let mut replies = Vec::with_capacity(rcpts.len());
+        for (to, params) in rcpts {
+            match self.rcpt(to, params).await {
+                Ok(reply) => replies.push(reply),
+                Err(e) => return (replies, Some(e)),
+            }
+        }
+        (replies, None)
+    }
+
+    /// The whole deferred transaction (`upstream.recipients: deferred`):
+    /// the queued MAIL, every RCPT and DATA, then the message. With
+    /// PIPELINING the envelope goes out in writes of [`super::RCPT_BATCH`]
+    /// RCPTs, DATA in the last of them (RFC 2920 3.1), so a message costs
+    /// upstream two round trips whatever its recipients; without it, one
+    /// command at a time. Returns upstream's reply to each RCPT read (in
+    /// order; fewer after a transport failure) and the transaction's end:
+    /// the final reply, DATA's refusal, or the transport failure.
+    pub async fn transaction(
+        &mut self,
+        rcpts: &[(String, String)],
+        parts: &Parts<'_>,
+    ) -> (Vec<Reply>, Result<Reply, UpstreamError>) {
+        if !self.caps.pipelining {
+            let (replies, failure) = self.rcpts(rcpts).await;
+            if let Some(e) = failure {
+                return (replies, Err(e));
+            }
+            if !replies.iter().any(Reply::is_positive) {
+                // Nobody to send it to: no DATA at all.
+                return (
+                    replies,
+                    self.rset().await.map(|()| reply::no_valid_recipients()),
+                );
+            }
+            return (replies, self.data(parts).await);
+        }
+        let mut replies = Vec::with_capacity(rcpts.len());
+        let chunks = rcpts.chunks(super::RCPT_BATCH);
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.enumerate() {
+            let (got, failure) = self.rcpts_then(chunk, i == last).await;
+            replies.extend(got);
+            if let Some(e) = failure {
+                return (replies, Err(e));
+            }
+        }
+        if rcpts.is_empty() {
+            return (replies, Ok(reply::no_valid_recipients()));
+        }
+        self.mail = Mail::None;
+        let go = match self.read_reply(self.command_timeout, "DATA").await {
+            Ok(go) => go,
+            Err(e) => return (replies, Err(e)),
+        };
+        if go.code != 354 {
+            // MAIL and the accepted RCPTs stay open upstream: reset them so
+            // the next transaction does not meet a "nested MAIL".
+            let reset = self.rset().await;
+            return (replies, reset.map(|()| go));
+        }
+        if !replies.iter().any(Reply::is_positive) {
+            // A server that says 354 with no recipient accepted (RFC 2920
+            // 3.1 wants 554 or 503): the only way out of DATA without a
+            // final dot is to close the connection.
+            self.open = false;
+            return (
+                replies,
+                Err(UpstreamError::Protocol(
+                    "354 to DATA with every recipient refused".into(),
+                )),
+            );
+        }
+        let end = self.send_message(parts).await;
+        (replies, end)
+    }
+
+    /// One write of RCPTs behind a queued MAIL (and `DATA` after them when
+    /// `data`), then the MAIL and RCPT replies; DATA's is left to read.
+    /// Only for an upstream that offered PIPELINING.
+    async fn rcpts_then(
+        &mut self,
+        rcpts: &[(String, String)],
+        data: bool,
+    ) -> (Vec<Reply>, Option<UpstreamError>) {
         let queued = match &self.mail {
-            Mail::Refused(refusal) => return (vec![refusal.clone(); rcpts.len()], None),
+            Mail::Refused(refusal) => {
+                let refusal = refusal.clone();
+                if data {
+                    self.out.clear();
+                    self.out.extend_from_slice(b"DATA\r\n");
+                    if let Err(e) = self.flush_out(self.command_timeout, "DATA").await {
+                        return (Vec::new(), Some(e));
+                    }
+                }
+                return (vec![refusal; rcpts.len()], None);
+            }
             Mail::Queued => true,
             Mail::None | Mail::Open => {
                 self.out.clear();
@@ -358,6 +457,9 @@ impl Client {
         };
         for (to, params) in rcpts {
             envelope_line(&mut self.out, "RCPT TO", to, params);
+        }
+        if data {
+            self.out.extend_from_slice(b"DATA\r\n");
         }
         if let Err(e) = self.flush_out(self.command_timeout, "RCPT").await {
             return (Vec::new(), Some(e));

@@ -174,6 +174,29 @@ pub fn yaml(upstream: Option<SocketAddr>, policy: &str) -> String {
     )
 }
 
+/// Waits (bounded) until upstream holds `n` messages.
+pub async fn wait_for(up: &Upstream, n: usize) -> Vec<Delivered> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = up.messages();
+        if got.len() >= n || tokio::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Files in a spool directory (entries and their messages).
+pub fn spool_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// The same policy.yaml with `upstream.recipients: deferred`: the guard
+/// answers RCPT itself and upstream hears the envelope with the message.
+pub fn deferred(yaml_text: &str) -> String {
+    yaml_text.replacen("upstream:\n", "upstream:\n  recipients: deferred\n", 1)
+}
+
 /// A test policy.yaml with its files in `dir`: the `INCIDENTS` and
 /// `MAILDIR` placeholders filled, and a spool and store there unless the
 /// text names its own.
