@@ -102,7 +102,7 @@ pub struct Config {
     pub incidents: IncidentsConfig,
     /// `policy.*`: the decision.
     pub policy: Policy,
-    /// `spool.*`: where split copies wait for retry.
+    /// `spool.*`: where copies the guard owns wait for retry.
     pub spool: SpoolConfig,
     /// `store.*`: the incident register, quarantine and notice outbox.
     pub store: StoreConfig,

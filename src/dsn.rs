@@ -1,12 +1,14 @@
 //! Delivery status notifications (RFC 3464, RFC 3462 multipart/report) for
-//! spooled split copies that finally could not be delivered. Pure: inputs in,
-//! message bytes out.
+//! spooled copies (split leftovers, refused deferred recipients) that
+//! finally could not be delivered. Pure: inputs in, message bytes out.
 //!
 //! The notice goes to the envelope sender from the null sender (RFC 5321
 //! 4.5.5) and is marked `Auto-Submitted: auto-replied` (RFC 3834) so no
 //! auto-responder answers it. It returns the header section of the copy
-//! that failed: that copy shows only its own recipient, so the notice does
-//! not repeat the distribution list it was split from.
+//! that failed: a split copy shows only its own recipient, so the notice
+//! does not repeat the distribution list it was split from; a deferred
+//! recipient's copy is the message as it went out (already within the
+//! policy, or rewritten).
 
 use std::fmt::Write as _;
 

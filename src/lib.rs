@@ -16,7 +16,7 @@
 //! | [`rewrite`] | Bcc rewrite and per-recipient copies, by header byte offsets |
 //! | [`session`] | one client session: the only state machine (incl. STARTTLS, AUTH) |
 //! | [`upstream`] | delivery: SMTP client towards the real server (lockstep, TLS, AUTH; idle sessions pooled) or a local Maildir |
-//! | [`spool`] | split copies the guard owns after a partial failure: durable, retried |
+//! | [`spool`] | copies the guard owns after a partial failure (split, deferred recipients): durable, retried |
 //! | [`dsn`] | delivery status notifications (RFC 3464) for copies that finally fail |
 //! | [`incident`] | the incident record (JSON lines, fsynced) |
 //! | [`store`] | the incident register, the quarantine and the notice outbox (SQLite, behind a trait) |
