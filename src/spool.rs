@@ -59,6 +59,34 @@ pub struct Entry {
     pub dsn: bool,
 }
 
+impl Entry {
+    /// One recipient's copy of the client's transaction `queue_id`, created
+    /// `now` and due at once. `refusal`: upstream's answer that made the
+    /// copy the guard's; it counts as the first attempt, and a permanent
+    /// one is bounced without retrying.
+    pub fn new(
+        queue_id: &str,
+        (mail_from, mail_params): (&str, &str),
+        (rcpt, rcpt_params): &(String, String),
+        now: u64,
+        refusal: Option<&Reply>,
+    ) -> Entry {
+        Entry {
+            queue_id: queue_id.to_string(),
+            mail_from: mail_from.to_string(),
+            mail_params: mail_params.to_string(),
+            rcpt: rcpt.clone(),
+            rcpt_params: rcpt_params.clone(),
+            created: now,
+            attempts: u32::from(refusal.is_some()),
+            next_attempt: now,
+            last_error: refusal.map(Reply::summary),
+            failed: refusal.is_some_and(Reply::is_permanent),
+            dsn: false,
+        }
+    }
+}
+
 /// Retry policy (`spool.*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {

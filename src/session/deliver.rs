@@ -53,24 +53,13 @@ impl SpoolJob {
     fn store(self) -> std::io::Result<usize> {
         let now = crate::spool::now();
         let mut stored = 0;
-        for (j, (rcpt, rcpt_params)) in self.tx.rcpts.iter().enumerate().skip(self.from) {
-            let keep = KeepVisible::new(&self.policy, policy::count::normalize_address(rcpt));
+        let sender = (&self.tx.mail_from[..], &self.tx.mail_params[..]);
+        for (j, rcpt) in self.tx.rcpts.iter().enumerate().skip(self.from) {
+            let keep = KeepVisible::new(&self.policy, policy::count::normalize_address(&rcpt.0));
             let rw = rewrite::hide(&self.msg, &self.headers, &keep, &self.fallback);
-            let first = j == self.from;
-            let entry = crate::spool::Entry {
-                queue_id: self.queue_id.clone(),
-                mail_from: self.tx.mail_from.clone(),
-                mail_params: self.tx.mail_params.clone(),
-                rcpt: rcpt.clone(),
-                rcpt_params: rcpt_params.clone(),
-                created: now,
-                attempts: u32::from(first),
-                next_attempt: now,
-                last_error: first.then(|| self.failure.summary()),
-                // Upstream refused this copy for good: notify, don't retry.
-                failed: first && self.failure.is_permanent(),
-                dsn: false,
-            };
+            // The first of them is the copy upstream refused.
+            let refusal = (j == self.from).then_some(&self.failure);
+            let entry = crate::spool::Entry::new(&self.queue_id, sender, rcpt, now, refusal);
             self.spool.store(
                 &entry,
                 &[self.received.as_bytes(), &rw.head, &self.msg[rw.rest..]],
@@ -288,12 +277,11 @@ impl Session {
             ),
         };
         if tx.pooled && replies.is_empty() && end.is_err() {
-            self.upstream = None;
-            (replies, end) = match self.upstream_mut().await {
-                Ok(up) => {
-                    up.mail(&tx.mail_from, &tx.mail_params);
-                    up.transaction(&tx.rcpts, parts).await
-                }
+            (replies, end) = match self
+                .reopen_upstream_for(&tx.mail_from, &tx.mail_params)
+                .await
+            {
+                Ok(up) => up.transaction(&tx.rcpts, parts).await,
                 Err(e) => (Vec::new(), Err(e)),
             };
         }
@@ -326,48 +314,30 @@ impl Session {
         let total = tx.rcpts.len();
         let delivered = total - refused.len();
         let now = crate::spool::now();
+        let sender = (&tx.mail_from[..], &tx.mail_params[..]);
         let entries: Vec<crate::spool::Entry> = refused
             .iter()
             .map(|&i| {
-                let (rcpt, rcpt_params) = tx.rcpts[i].clone();
-                let why = &replies[i];
-                crate::spool::Entry {
-                    queue_id: queue_id.to_string(),
-                    mail_from: tx.mail_from.clone(),
-                    mail_params: tx.mail_params.clone(),
-                    rcpt,
-                    rcpt_params,
-                    created: now,
-                    attempts: 1,
-                    next_attempt: now,
-                    last_error: Some(why.summary()),
-                    // Refused for good: notify, don't retry.
-                    failed: why.is_permanent(),
-                    dsn: false,
-                }
+                crate::spool::Entry::new(queue_id, sender, &tx.rcpts[i], now, Some(&replies[i]))
             })
             .collect();
         let bounced = entries.iter().filter(|e| e.failed).count();
         let first_refusal = replies[refused[0]].clone();
         let message = parts.concat();
         let spool = self.shared.spool.clone();
-        let stored = tokio::task::spawn_blocking(move || {
+        let stored = blocking(move || {
             entries
                 .iter()
                 .try_for_each(|e| spool.store(e, &[&message[..]]).map(drop))
         })
         .await;
         match stored {
-            Ok(Ok(())) => {
+            Ok(()) => {
                 tracing::warn!(queue_id, delivered, bounced, retried = refused.len() - bounced, upstream = %first_refusal.summary(), "recipients refused after others were accepted; spooled");
                 reply::accepted_refused(delivered, refused.len() - bounced, bounced, queue_id)
             }
-            Ok(Err(e)) => {
-                tracing::error!(queue_id, "cannot spool the refused recipients: {e}");
-                reply::recipients_partial(delivered, total, &first_refusal)
-            }
             Err(e) => {
-                tracing::error!(queue_id, "spool task failed: {e}");
+                tracing::error!(queue_id, "cannot spool the refused recipients: {e}");
                 reply::recipients_partial(delivered, total, &first_refusal)
             }
         }
@@ -446,17 +416,13 @@ impl Session {
             from: sent,
             failure: reply.clone(),
         };
-        match tokio::task::spawn_blocking(move || job.store()).await {
-            Ok(Ok(spooled)) => {
+        match blocking(move || job.store()).await {
+            Ok(spooled) => {
                 tracing::warn!(queue_id, delivered = sent, spooled, upstream = %reply.summary(), "split partly delivered; rest spooled");
                 reply::accepted_spooled(sent, spooled, queue_id)
             }
-            Ok(Err(e)) => {
-                tracing::error!(queue_id, "cannot spool the remaining copies: {e}");
-                reply::split_partial(sent, total, &reply)
-            }
             Err(e) => {
-                tracing::error!(queue_id, "spool task failed: {e}");
+                tracing::error!(queue_id, "cannot spool the remaining copies: {e}");
                 reply::split_partial(sent, total, &reply)
             }
         }
@@ -636,6 +602,16 @@ impl Session {
         }
         stored.is_ok()
     }
+}
+
+/// Runs blocking spool I/O off the runtime; a task that panicked is an I/O
+/// failure like any other (the client must not hear 250).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Message-ID as written and Subject decoded (RFC 2047), for the record.

@@ -531,9 +531,19 @@ impl Session {
             .as_ref()
             .map(|tx| (tx.mail_from.clone(), tx.mail_params.clone()))
             .unwrap_or_default();
+        self.reopen_upstream_for(&from, &params).await
+    }
+
+    /// A new upstream connection with MAIL `from` queued (the old channel
+    /// is dropped: upstream had closed it).
+    async fn reopen_upstream_for(
+        &mut self,
+        from: &str,
+        params: &str,
+    ) -> Result<&mut Upstream, upstream::UpstreamError> {
         self.upstream = None;
         let up = self.upstream_mut().await?;
-        up.mail(&from, &params);
+        up.mail(from, params);
         Ok(up)
     }
 

@@ -375,6 +375,9 @@ impl Client {
         rcpts: &[(String, String)],
         parts: &Parts<'_>,
     ) -> (Vec<Reply>, Result<Reply, UpstreamError>) {
+        if rcpts.is_empty() {
+            return (Vec::new(), Ok(reply::no_valid_recipients()));
+        }
         if !self.caps.pipelining {
             let (replies, failure) = self.rcpts(rcpts).await;
             if let Some(e) = failure {
@@ -398,9 +401,6 @@ impl Client {
             if let Some(e) = failure {
                 return (replies, Err(e));
             }
-        }
-        if rcpts.is_empty() {
-            return (replies, Ok(reply::no_valid_recipients()));
         }
         self.mail = Mail::None;
         let go = match self.read_reply(self.command_timeout, "DATA").await {
