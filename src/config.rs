@@ -18,7 +18,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::policy::{Action, DomainSet, EmptyTo, Glob, Policy, Rule};
+use crate::policy::{
+    Action, AttachedMessages, DEFAULT_MIME_NESTING_LIMIT, DomainSet, EmptyTo, Glob, Policy, Rule,
+    VisibleHeaders,
+};
 
 mod workflow;
 
@@ -85,7 +88,7 @@ pub const DEFAULT_UPSTREAM_POOL_SIZE: usize = 32;
 /// minutes), so upstream rarely closes one first.
 pub const DEFAULT_UPSTREAM_POOL_IDLE_TIME: Duration = Duration::from_secs(10);
 /// Visible external recipients allowed before the action triggers.
-pub const DEFAULT_MAX_EXTERNAL_RECIPIENTS: usize = 10;
+pub use crate::policy::DEFAULT_MAX_EXTERNAL_RECIPIENTS;
 /// Default incident log.
 pub const DEFAULT_INCIDENTS_PATH: &str = "./incidents.jsonl";
 
@@ -478,6 +481,9 @@ struct RawPolicy {
     keep_internal_visible: Option<String>,
     empty_to: Option<String>,
     rules: Option<Vec<RawRule>>,
+    visible_headers: Option<Vec<String>>,
+    attached_messages: Option<String>,
+    mime_nesting_limit: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -503,6 +509,7 @@ impl Config {
             .with_list_parse_key("server.trusted_networks")
             .with_list_parse_key("server.proxy_trusted_networks")
             .with_list_parse_key("policy.internal_domains")
+            .with_list_parse_key("policy.visible_headers")
             // The `config` crate splits lists only when it also parses
             // values; numbers and booleans come back as their text, since
             // every raw field is a string or a list of strings.
@@ -1122,6 +1129,30 @@ impl Validator {
             .enumerate()
             .map(|(i, r)| self.rule(i, r))
             .collect();
+        let visible_headers = match raw.visible_headers {
+            None => VisibleHeaders::default(),
+            Some(names) => VisibleHeaders::new(names.iter().map(String::as_str)).unwrap_or_else(|e| {
+                self.bad("policy.visible_headers", e);
+                VisibleHeaders::default()
+            }),
+        };
+        let attached_messages = match raw.attached_messages.as_deref() {
+            None | Some("count") => AttachedMessages::Count,
+            Some("ignore") => AttachedMessages::Ignore,
+            Some(other) => {
+                self.bad(
+                    "policy.attached_messages",
+                    format!("unknown value {other:?}, expected one of count, ignore"),
+                );
+                AttachedMessages::Count
+            }
+        };
+        let mime_nesting_limit = self.count(
+            "policy.mime_nesting_limit",
+            raw.mime_nesting_limit,
+            DEFAULT_MIME_NESTING_LIMIT,
+            1,
+        );
         Some(Policy {
             internal_domains,
             max_external_recipients,
@@ -1130,6 +1161,9 @@ impl Validator {
             keep_internal_visible,
             empty_to,
             max_header_size,
+            visible_headers,
+            attached_messages,
+            mime_nesting_limit,
         })
     }
 

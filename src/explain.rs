@@ -92,7 +92,7 @@ pub fn explain(
         "envelope:  from <{mail_from}>, {} recipient(s){}",
         rcpt_to.len(),
         if rcpts.is_empty() {
-            " (taken from To/Cc)"
+            " (taken from the visible addresses)"
         } else {
             ""
         }
@@ -104,11 +104,18 @@ pub fn explain(
     );
     let _ = writeln!(
         out,
-        "visible in To/Cc: {} external address(es) in {} domain(s), {} internal",
+        "visible:   {} external address(es) in {} domain(s), {} internal; in {}",
         d.visible.external.len(),
         d.visible.external_domains,
-        d.visible.internal.len()
+        d.visible.internal.len(),
+        d.visible.places(&policy.visible_headers)
     );
+    // Every counted address and where it was first seen: the admin's way
+    // to see why a mail counts what it counts.
+    let width = d.visible.external.iter().map(str::len).max().unwrap_or(0).min(60);
+    for (a, seen) in d.visible.external.iter().zip(&d.visible.seen) {
+        let _ = writeln!(out, "  counted  {a:<width$}  {}", seen.describe(&policy.visible_headers));
+    }
     let _ = writeln!(
         out,
         "rule:      {}",
@@ -132,11 +139,23 @@ pub fn explain(
         Some(Action::Bcc | Action::Split) if d.signed => {
             "reject: signed/encrypted mail cannot be rewritten safely (550 5.7.1), incident recorded".to_string()
         }
-        Some(Action::Bcc) => "bcc: external addresses removed from To/Cc, envelope unchanged, incident recorded".to_string(),
+        Some(Action::Bcc) => "bcc: external addresses removed from the visible headers, envelope unchanged, incident recorded".to_string(),
         Some(Action::Split) => format!("split: {} separate copies, each showing only its own address, incident recorded", rcpt_to.len()),
     };
-    let _ = writeln!(out, "action:    {verdict}");
     let fallback = d.empty_to_value(policy.empty_to, &mail_from);
+    if matches!(d.action, Some(Action::Bcc | Action::Split)) && !d.signed {
+        let keep = KeepVisible::new(policy, None);
+        let rw = rewrite::hide(&msg, &d.headers, &keep, &fallback);
+        if let Err(u) = rewrite::check(policy, &d, &rw, &mail_from, None) {
+            let _ = writeln!(
+                out,
+                "action:    reject: {} (550 5.7.1), incident recorded",
+                u.describe()
+            );
+            return out;
+        }
+    }
+    let _ = writeln!(out, "action:    {verdict}");
     let also = match d.action {
         Some(Action::Split) if !d.signed => rcpt_to
             .first()
@@ -161,15 +180,16 @@ pub fn explain(
         .fields
         .iter()
         .filter(|f| {
-            matches!(
-                f.kind,
-                FieldKind::To | FieldKind::Cc | FieldKind::Bcc | FieldKind::ResentBcc
-            )
+            matches!(f.kind, FieldKind::Bcc | FieldKind::ResentBcc)
+                || policy
+                    .visible_headers
+                    .index(&f.lenient_name(&msg))
+                    .is_some_and(|i| !policy.visible_headers.is_originator(i))
         })
         .count();
     let _ = writeln!(
         out,
-        "  ({changed} To/Cc/Bcc field(s) rewritten; every other header and the body unchanged)"
+        "  ({changed} address and Bcc field(s) rewritten; every other header and the body unchanged)"
     );
     out
 }

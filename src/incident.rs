@@ -50,6 +50,16 @@ pub struct Record {
     /// Mailboxes in To/Cc shown with a display name (names are personal
     /// data too).
     pub display_names: usize,
+    /// Of `visible_external`, how many were seen in the header of an
+    /// attached message (a forwarded list re-disclosed).
+    #[serde(default)]
+    pub visible_attached: usize,
+    /// Of `visible_external`, how many were first seen where: `address`,
+    /// `display name`, `comment`, `encoded word`, `unparseable token`, each
+    /// prefixed with the header (`Reply-To display name`). Counts only: the
+    /// record names no address.
+    #[serde(default)]
+    pub visible_seen: std::collections::BTreeMap<String, usize>,
     /// Envelope recipients.
     pub envelope_recipients: usize,
     /// Message size in bytes.
@@ -145,6 +155,8 @@ mod tests {
             visible_internal: 0,
             external_domains: 12,
             display_names: 0,
+            visible_attached: 0,
+            visible_seen: Default::default(),
             envelope_recipients: 1494,
             size: 50_000,
             threshold: 10,

@@ -504,6 +504,8 @@ mod tests {
             visible_internal: 0,
             external_domains: 37,
             display_names: 0,
+            visible_attached: 0,
+            visible_seen: Default::default(),
             envelope_recipients: 1494,
             size: 1,
             threshold: 10,

@@ -204,14 +204,33 @@ async fn send(cfg: &Config, held: &Held, how: ReleaseAs) -> Result<Released, Str
         mail_from: &held.mail_from,
         rcpt_to: &rcpts,
     };
-    let decision = policy::decide(&cfg.policy, envelope, &held.message).map_err(|_| {
-        "the header section is larger than server.limits.max_header_size".to_string()
+    let decision = policy::decide(&cfg.policy, envelope, &held.message).map_err(|e| {
+        match e {
+            crate::message::headers::HeaderError::TooDeep => {
+                "the MIME structure is nested deeper than policy.mime_nesting_limit"
+            }
+            _ => "a header section is larger than server.limits.max_header_size",
+        }
+        .to_string()
     })?;
     if decision.signed && how != ReleaseAs::Original {
         return Err(
             "signed or encrypted mail cannot be rewritten; release it --as original, or drop it"
                 .into(),
         );
+    }
+    let fallback = decision.empty_to_value(cfg.policy.empty_to, &held.mail_from);
+    if how != ReleaseAs::Original {
+        // The same check as in the session: a rewrite that cannot hide
+        // every address is not sent.
+        let keep = KeepVisible::new(&cfg.policy, None);
+        let rw = rewrite::hide(&held.message, &decision.headers, &keep, &fallback);
+        rewrite::check(&cfg.policy, &decision, &rw, &held.mail_from, None).map_err(|u| {
+            format!(
+                "{}; release it --as original, or drop it",
+                u.describe()
+            )
+        })?;
     }
     let tls = match cfg.upstream.tls {
         crate::config::UpstreamTls::None => None,
@@ -223,7 +242,6 @@ async fn send(cfg: &Config, held: &Held, how: ReleaseAs) -> Result<Released, Str
     let mut up = upstream::connect(&cfg.upstream, tls.as_ref())
         .await
         .map_err(|e| e.to_string())?;
-    let fallback = decision.empty_to_value(cfg.policy.empty_to, &held.mail_from);
     let msg = &held.message[..];
     let received = held.received.as_bytes();
     let result = match how {

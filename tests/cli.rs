@@ -130,7 +130,7 @@ fn explain_reports_the_cancellation_mail_and_sends_nothing() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("1494 recipient(s) (taken from To/Cc)"),
+        stdout.contains("1494 recipient(s) (taken from the visible addresses)"),
         "{stdout}"
     );
     assert!(stdout.contains("threshold: 10 -> exceeded"), "{stdout}");
@@ -167,7 +167,7 @@ fn explain_reports_the_cancellation_mail_and_sends_nothing() {
         stdout.contains("from <praxis@example.org>, 3 recipient(s)"),
         "{stdout}"
     );
-    assert!(!stdout.contains("taken from To/Cc"), "{stdout}");
+    assert!(!stdout.contains("taken from the visible addresses"), "{stdout}");
     assert!(stdout.contains("1494 external"), "{stdout}");
 }
 

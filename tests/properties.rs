@@ -31,6 +31,7 @@ fn policy() -> Policy {
         keep_internal_visible: true,
         empty_to: EmptyTo::Undisclosed,
         max_header_size: 1 << 20,
+        ..Policy::default()
     }
 }
 
@@ -179,7 +180,7 @@ proptest! {
     fn counter_never_sees_fewer_addresses_than_mail_parser(msg in soup_message()) {
         let p = policy();
         let headers = scan(msg.as_bytes(), 1 << 20).expect("fits");
-        let v = count(msg.as_bytes(), &headers, &p.internal_domains);
+        let v = count(msg.as_bytes(), &headers, &p);
         let ours = v.external.len() + v.internal.len();
         let theirs = mail_parser_addresses(&msg);
         prop_assert!(
@@ -199,7 +200,7 @@ proptest! {
         let mut out = r.head.clone();
         out.extend_from_slice(&msg.as_bytes()[r.rest..]);
         let again = scan(&out, 1 << 20).expect("fits");
-        let v = count(&out, &again, &p.internal_domains);
+        let v = count(&out, &again, &p);
         prop_assert!(v.external.is_empty(), "left visible {:?} in\n{}", v.external, String::from_utf8_lossy(&out));
         let text = String::from_utf8_lossy(&out).into_owned();
         for a in mail_parser_addresses(&text) {

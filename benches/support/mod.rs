@@ -15,6 +15,7 @@ pub fn policy() -> Policy {
         keep_internal_visible: true,
         empty_to: EmptyTo::Sender,
         max_header_size: 16 << 20,
+        ..Policy::default()
     }
 }
 

@@ -29,6 +29,7 @@ fn policy() -> Policy {
         keep_internal_visible: true,
         empty_to: EmptyTo::Undisclosed,
         max_header_size: 64 * 1024,
+        ..Policy::default()
     }
 }
 
@@ -130,7 +131,7 @@ fuzz_target!(|msg: &[u8]| {
     let mut out = r.head.clone();
     out.extend_from_slice(&msg[r.rest..]);
     let again = scan(&out, usize::MAX).expect("no limit");
-    let v = count(&out, &again, &p.internal_domains);
+    let v = count(&out, &again, &p);
     assert!(
         v.external.is_empty(),
         "left visible {:?} in {:?}",

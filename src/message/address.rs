@@ -65,6 +65,11 @@ pub(crate) struct MailboxRef<'a> {
     /// [`crate::policy::count::normalize_address`] would return unchanged.
     /// `false` only means "not known"; the counter then checks.
     pub(crate) normal: bool,
+    /// Read by the fast path: written as `a@x`, `Name <a@x>` or
+    /// `"Quoted" <a@x>` with a plain dot-atom addr-spec, so the address is
+    /// the only address-like token in the span unless the span holds
+    /// another `@` ([`crate::message::tokens`]).
+    pub(crate) plain: bool,
     /// As [`Mailbox::span`].
     pub(crate) span: Range<usize>,
 }
@@ -275,6 +280,7 @@ impl<'a> Parser<'a> {
             return Some(ElementRef::Mailbox(MailboxRef {
                 address: Cow::Owned(address),
                 normal: false,
+                plain: false,
                 span,
             }));
         }

@@ -39,16 +39,25 @@ pub struct Field {
     pub kind: FieldKind,
     /// The whole field: name, colon, value, folded lines, final CRLF.
     pub span: Range<usize>,
+    /// The name as written, up to the colon (whitespace before the colon
+    /// included); empty for a line without a colon.
+    pub name: Range<usize>,
     /// The value: after the colon up to (not including) the final CRLF;
     /// folding CRLFs inside are kept.
     pub value: Range<usize>,
 }
 
-/// Why the header section cannot be read in full.
+/// Why the header section, or one of an attached message
+/// ([`super::mime`]), cannot be read in full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderError {
     /// No end of the header section within the limit.
     TooBig,
+    /// An attached message's (or MIME part's) header section is over the
+    /// limit.
+    AttachedTooBig,
+    /// MIME parts and attached messages nest deeper than the limit.
+    TooDeep,
 }
 
 /// The scanned header section.
@@ -59,6 +68,21 @@ pub struct Headers {
     /// Offset of the first byte after the header section: the empty line
     /// separating it from the body (or the end of the message if none).
     pub end: usize,
+}
+
+impl Field {
+    /// The name as a lenient reader takes it: without the whitespace before
+    /// the colon, and for a malformed name without its control bytes and
+    /// spaces (mail-parser and mail clients show `Reply-To\x0c:` as a
+    /// Reply-To). Compare case-insensitively.
+    pub fn lenient_name<'m>(&self, msg: &'m [u8]) -> std::borrow::Cow<'m, [u8]> {
+        let name = trim_wsp_end(msg.get(self.name.clone()).unwrap_or_default());
+        if name.iter().all(u8::is_ascii_graphic) {
+            std::borrow::Cow::Borrowed(name)
+        } else {
+            std::borrow::Cow::Owned(name.iter().copied().filter(u8::is_ascii_graphic).collect())
+        }
+    }
 }
 
 impl Headers {
@@ -92,7 +116,7 @@ pub fn scan(msg: &[u8], max_header_size: usize) -> Result<Headers, HeaderError> 
             b' ' | b'\t' if !fields.is_empty() => {
                 if let Some(last) = fields.last_mut() {
                     last.span.end = next;
-                    if last.kind != FieldKind::Malformed {
+                    if !last.name.is_empty() {
                         last.value.end = line_end;
                     }
                 }
@@ -127,13 +151,21 @@ fn line_at(msg: &[u8], pos: usize) -> (usize, usize) {
 /// Classifies the first line of a field: `name [WSP] ":" value`.
 fn field_at(msg: &[u8], start: usize, line_end: usize, next: usize) -> Field {
     let line = &msg[start..line_end];
+    let Some(colon) = memchr::memchr(b':', line) else {
+        return Field {
+            kind: FieldKind::Malformed,
+            span: start..next,
+            name: start..start,
+            value: line_end..line_end,
+        };
+    };
+    // A malformed name keeps its name and value: a lenient reader may still
+    // show it as a field ([`Field::lenient_name`]), so the counter looks.
     let malformed = Field {
         kind: FieldKind::Malformed,
         span: start..next,
-        value: line_end..line_end,
-    };
-    let Some(colon) = memchr::memchr(b':', line) else {
-        return malformed;
+        name: start..start + colon,
+        value: start + colon + 1..line_end,
     };
     // Obsolete syntax allows WSP between the name and the colon (RFC 5322
     // 4.5): `Cc : x` is a Cc field and must be counted.
@@ -153,14 +185,12 @@ fn field_at(msg: &[u8], start: usize, line_end: usize, next: usize) -> Field {
         }
         return Field {
             kind,
-            span: start..next,
-            value: start + colon + 1..line_end,
+            ..malformed
         };
     }
     Field {
         kind: kind_of(name),
-        span: start..next,
-        value: start + colon + 1..line_end,
+        ..malformed
     }
 }
 
@@ -251,8 +281,8 @@ mod tests {
             (
                 ": no name\r\nTo x: a\r\n",
                 &[
-                    (Malformed, ": no name\r\n", ""),
-                    (Malformed, "To x: a\r\n", ""),
+                    (Malformed, ": no name\r\n", " no name"),
+                    (Malformed, "To x: a\r\n", " a"),
                 ],
                 20,
             ),

@@ -2,8 +2,10 @@
 //! [`Decision`] out. Pure (no I/O, no clock, no globals), so it is tested
 //! exhaustively with tables and fuzzed.
 //!
-//! Steps: scan the header section ([`crate::message::headers`]), count the
-//! distinct visible external addresses in To/Cc ([`count`]), find the first
+//! Steps: scan the header section ([`crate::message::headers`]), find the
+//! header sections of attached messages when the mail leaves the
+//! organisation ([`crate::message::mime`]), count the distinct external
+//! addresses a reader can see in any of them ([`count`]), find the first
 //! rule that matches the sender ([`rules`]), compare with its threshold.
 
 pub mod count;
@@ -12,12 +14,13 @@ pub mod rules;
 
 use std::fmt;
 
-pub use count::Visible;
+pub use count::{How, Seen, Visible, VisibleHeaders};
 pub use domains::DomainSet;
 pub use rules::{Glob, Rule};
 
 use crate::message::address::{Element, parse_list};
 use crate::message::headers::{FieldKind, HeaderError, Headers, scan};
+use crate::message::mime::{self, MimeError};
 
 /// What to do with a message whose visible external recipients exceed the
 /// threshold.
@@ -103,6 +106,54 @@ pub struct Policy {
     pub empty_to: EmptyTo,
     /// Largest header section read, bytes (fail closed beyond it).
     pub max_header_size: usize,
+    /// The headers whose addresses a reader sees (`policy.visible_headers`).
+    pub visible_headers: VisibleHeaders,
+    /// Whether attached messages' headers count (`policy.attached_messages`).
+    pub attached_messages: AttachedMessages,
+    /// Deepest MIME nesting read for attached messages
+    /// (`policy.mime_nesting_limit`); deeper mail is refused.
+    pub mime_nesting_limit: usize,
+}
+
+/// Default of `policy.max_external_recipients`.
+pub const DEFAULT_MAX_EXTERNAL_RECIPIENTS: usize = 10;
+
+/// Default of `policy.mime_nesting_limit`: Postfix's `mime_nesting_limit`.
+/// Real mail nests a handful of levels (a forward of a forward is four);
+/// the walk is linear in the message size at any depth.
+pub const DEFAULT_MIME_NESTING_LIMIT: usize = 100;
+
+/// Default of `server.limits.max_header_size` as the policy sees it.
+const DEFAULT_POLICY_MAX_HEADER_SIZE: usize = 1 << 20;
+
+impl Default for Policy {
+    /// The embedded defaults with no internal domain (tests and tools build
+    /// on it with `..Policy::default()`).
+    fn default() -> Self {
+        Self {
+            internal_domains: DomainSet::default(),
+            max_external_recipients: DEFAULT_MAX_EXTERNAL_RECIPIENTS,
+            action: Action::Reject,
+            rules: Vec::new(),
+            keep_internal_visible: true,
+            empty_to: EmptyTo::Sender,
+            max_header_size: DEFAULT_POLICY_MAX_HEADER_SIZE,
+            visible_headers: VisibleHeaders::default(),
+            attached_messages: AttachedMessages::Count,
+            mime_nesting_limit: DEFAULT_MIME_NESTING_LIMIT,
+        }
+    }
+}
+
+/// `policy.attached_messages`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachedMessages {
+    /// The visible addresses in attached messages' headers count, for a
+    /// message with any external envelope recipient (a forwarded list
+    /// re-discloses it to a third party).
+    Count,
+    /// Only the message's own headers count.
+    Ignore,
 }
 
 /// The envelope of one transaction, as the policy sees it.
@@ -156,8 +207,9 @@ impl Decision {
     }
 }
 
-/// Decides on one message. Errors only when the header section cannot be
-/// read in full (the session rejects such mail).
+/// Decides on one message. Errors only when the headers, the message's own
+/// or an attached message's, cannot be read in full (the session refuses
+/// such mail: what the guard cannot read, it does not pass).
 pub fn decide(
     policy: &Policy,
     envelope: Envelope<'_>,
@@ -165,7 +217,25 @@ pub fn decide(
 ) -> Result<Decision, HeaderError> {
     let headers = scan(msg, policy.max_header_size)?;
     let header_from = header_from(msg, &headers);
-    let visible = count::count(msg, &headers, &policy.internal_domains);
+    // Forwarding a list inside the organisation discloses nothing new; to
+    // anyone outside it does.
+    let leaves = envelope.rcpt_to.iter().any(|r| {
+        count::normalize_address(r)
+            .is_none_or(|n| !policy.internal_domains.contains_normal(count::domain_of(&n)))
+    });
+    let attached = if leaves && policy.attached_messages == AttachedMessages::Count {
+        let limits = mime::Limits {
+            max_depth: policy.mime_nesting_limit,
+            max_header_size: policy.max_header_size,
+        };
+        mime::attached(msg, &headers, limits).map_err(|e| match e {
+            MimeError::TooDeep => HeaderError::TooDeep,
+            MimeError::HeaderTooBig => HeaderError::AttachedTooBig,
+        })?
+    } else {
+        Vec::new()
+    };
+    let visible = count::count_with_attached(msg, &headers, policy, &attached);
     let rule = policy
         .rules
         .iter()
@@ -187,7 +257,7 @@ pub fn decide(
 }
 
 /// The first mailbox of the first From field, normalised.
-fn header_from(msg: &[u8], headers: &Headers) -> Option<String> {
+pub(crate) fn header_from(msg: &[u8], headers: &Headers) -> Option<String> {
     let field = headers.of_kind(FieldKind::From).next()?;
     let first = parse_list(msg.get(field.value.clone())?)
         .into_iter()

@@ -84,10 +84,19 @@ impl Session {
         };
         let decision = match policy::decide(policy, envelope, &msg) {
             Ok(d) => d,
-            Err(HeaderError::TooBig) => {
-                self.shared.metrics.refused("header_too_big");
+            Err(e) => {
+                let (label, r) = match e {
+                    HeaderError::TooBig => ("header_too_big", reply::header_too_big(policy.max_header_size)),
+                    HeaderError::AttachedTooBig => (
+                        "attached_header_too_big",
+                        reply::attached_header_too_big(policy.max_header_size),
+                    ),
+                    HeaderError::TooDeep => ("mime_too_deep", reply::mime_too_deep(policy.mime_nesting_limit)),
+                };
+                self.shared.metrics.refused(label);
+                tracing::info!(client = %self.peer, queue_id = %queue_id, reason = label, reply = %r.summary(), "message refused: cannot be read in full");
                 self.abort_upstream().await;
-                self.queue(reply::header_too_big(policy.max_header_size));
+                self.queue(r);
                 return;
             }
         };
@@ -104,6 +113,21 @@ impl Session {
         }
         let received = self.received_header(&tx, &queue_id);
         let visible = decision.visible.external.len();
+        let places = decision.visible.places(&policy.visible_headers);
+        // bcc and split only go out when the rewrite hides every address
+        // ([`rewrite::check`]); the Bcc rewrite is kept for the bcc arm.
+        let fallback = decision.empty_to_value(policy.empty_to, &tx.mail_from);
+        let (bcc_rewrite, unsafe_rewrite) = match decision.action {
+            Some(Action::Bcc | Action::Split) if !decision.signed => {
+                let rw = rewrite::hide(&msg, &decision.headers, &KeepVisible::new(policy, None), &fallback);
+                let why = rewrite::check(policy, &decision, &rw, &tx.mail_from, None).err();
+                (Some(rw), why.map(|u| u.describe()))
+            }
+            _ => (None, None),
+        };
+        let unsafe_reason = unsafe_rewrite
+            .as_ref()
+            .map(|why| format!("over threshold, and a rewrite cannot hide every address: {why}"));
         let mut held = None;
         let (mut reply, incident) = match decision.action {
             None => (
@@ -135,7 +159,7 @@ impl Session {
                     message: msg.clone(),
                 });
                 (
-                    reply::held(visible, &queue_id),
+                    reply::held(visible, &places, &queue_id),
                     Some(("hold", "over threshold: held for review")),
                 )
             }
@@ -150,7 +174,7 @@ impl Session {
             }
             Some(Action::Reject) => {
                 self.abort_upstream().await;
-                let r = reply::rejected_open_list(visible, decision.threshold, &queue_id);
+                let r = reply::rejected_open_list(visible, decision.threshold, &places, &queue_id);
                 (r, Some(("reject", "over threshold")))
             }
             Some(Action::Bcc | Action::Split) if decision.signed => {
@@ -166,10 +190,17 @@ impl Session {
                     )),
                 )
             }
+            Some(Action::Bcc | Action::Split) if unsafe_rewrite.is_some() => {
+                self.abort_upstream().await;
+                let why = unsafe_rewrite.as_deref().unwrap_or_default();
+                let r = reply::cannot_rewrite_safely(why, &queue_id);
+                (r, Some(("reject", unsafe_reason.as_deref().unwrap_or_default())))
+            }
             Some(Action::Bcc) => {
-                let fallback = decision.empty_to_value(policy.empty_to, &tx.mail_from);
-                let keep = KeepVisible::new(policy, None);
-                let rw = rewrite::hide(&msg, &decision.headers, &keep, &fallback);
+                let rw = match bcc_rewrite {
+                    Some(rw) => rw,
+                    None => rewrite::hide(&msg, &decision.headers, &KeepVisible::new(policy, None), &fallback),
+                };
                 let parts = [received.as_bytes(), &rw.head, &msg[rw.rest..]];
                 let r = self.relay_parts(&tx, &parts, &queue_id).await;
                 (
@@ -206,6 +237,7 @@ impl Session {
             rule = decision.rule.as_deref().unwrap_or("default"),
             visible_external = visible,
             visible_internal = decision.visible.internal.len(),
+            visible_in = %places,
             envelope_recipients = rcpts.len(),
             size = msg.len(),
             reply = %reply.summary(),
@@ -516,6 +548,8 @@ impl Session {
             visible_internal: decision.visible.internal.len(),
             external_domains: decision.visible.external_domains,
             display_names,
+            visible_attached: decision.visible.attached,
+            visible_seen: seen_counts(&decision.visible, &self.cfg.policy.visible_headers),
             envelope_recipients: tx.rcpts.len(),
             size: msg.len(),
             threshold: decision.threshold,
@@ -602,6 +636,23 @@ impl Session {
         }
         stored.is_ok()
     }
+}
+
+/// How many external addresses were first seen where (header and how),
+/// for the record: `{"To address": 1490, "Reply-To display name": 4}`.
+fn seen_counts(
+    visible: &policy::Visible,
+    headers: &policy::VisibleHeaders,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for s in &visible.seen {
+        let mut key = format!("{} {}", headers.name(s.header), s.how.as_str());
+        if s.attached {
+            key.push_str(" (attached message)");
+        }
+        *out.entry(key).or_insert(0) += 1;
+    }
+    out
 }
 
 /// Runs blocking spool I/O off the runtime; a task that panicked is an I/O

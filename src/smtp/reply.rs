@@ -270,12 +270,20 @@ pub fn accepted_spooled(delivered: usize, spooled: usize, queue_id: &str) -> Rep
 }
 
 /// 550 5.7.1: the open-distribution-list refusal, worded for a clerk.
-pub fn rejected_open_list(visible_external: usize, limit: usize, incident_id: &str) -> Reply {
+///
+/// `places` names where they are visible (`To/Cc`, `To/Cc, Reply-To and an
+/// attached message`; [`crate::policy::Visible::places`]).
+pub fn rejected_open_list(
+    visible_external: usize,
+    limit: usize,
+    places: &str,
+    incident_id: &str,
+) -> Reply {
     Reply {
         code: 550,
         lines: vec![
             format!(
-                "5.7.1 Message not sent: {visible_external} external addresses are visible to every recipient in To/Cc (limit {limit})."
+                "5.7.1 Message not sent: {visible_external} external addresses are visible to every recipient in {places} (limit {limit})."
             ),
             "5.7.1 Everyone would see everyone else's address, which is a personal-data breach."
                 .into(),
@@ -289,12 +297,12 @@ pub fn rejected_open_list(visible_external: usize, limit: usize, incident_id: &s
 
 /// 250 2.0.0 for `action: hold`: the message is durably in the
 /// quarantine (the guard owns it now), not sent until someone releases it.
-pub fn held(visible_external: usize, incident_id: &str) -> Reply {
+pub fn held(visible_external: usize, places: &str, incident_id: &str) -> Reply {
     Reply {
         code: 250,
         lines: vec![
             format!(
-                "2.0.0 Held for review: {visible_external} external addresses were visible to every recipient in To/Cc."
+                "2.0.0 Held for review: {visible_external} external addresses were visible to every recipient in {places}."
             ),
             format!(
                 "2.0.0 Not sent yet: your data protection officer decides. Incident {incident_id}"
@@ -401,6 +409,43 @@ pub fn header_too_big(max: usize) -> Reply {
         552,
         format!("5.3.4 Header section exceeds the limit of {max} bytes; message not sent"),
     )
+}
+
+/// 552 5.3.4: an attached message's header section (or a MIME part's)
+/// could not be read in full, so its addresses could not be counted.
+pub fn attached_header_too_big(max: usize) -> Reply {
+    Reply::new(
+        552,
+        format!(
+            "5.3.4 An attached message has a header section over the limit of {max} bytes; message not sent"
+        ),
+    )
+}
+
+/// 554 5.6.0: MIME parts nest deeper than the guard reads, so attached
+/// messages in them could not be counted (fail closed).
+pub fn mime_too_deep(max: usize) -> Reply {
+    Reply::new(
+        554,
+        format!(
+            "5.6.0 Message structure is nested deeper than {max} MIME levels and cannot be checked; message not sent"
+        ),
+    )
+}
+
+/// 550 5.7.1: over the threshold in bcc/split mode, but a rewrite of the
+/// headers would still leave addresses visible (an attached open list, a
+/// From with several addresses): refused rather than sent half-clean.
+pub fn cannot_rewrite_safely(why: &str, incident_id: &str) -> Reply {
+    Reply {
+        code: 550,
+        lines: vec![
+            format!("5.7.1 Message not sent: {why}."),
+            "5.7.1 Moving the recipients to Bcc would not hide them; remove that part and send it again."
+                .into(),
+            format!("5.7.1 Incident {incident_id}"),
+        ],
+    }
 }
 
 /// 550 5.6.0: a message line longer than the limit.

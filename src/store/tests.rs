@@ -20,6 +20,8 @@ fn record(id: &str, action: &str) -> Record {
         visible_internal: 0,
         external_domains: 3,
         display_names: 0,
+        visible_attached: 0,
+        visible_seen: Default::default(),
         envelope_recipients: 12,
         size: 100,
         threshold: 10,

@@ -117,6 +117,7 @@ pub(super) fn simple<'a>(
         MailboxRef {
             address: Cow::Borrowed(address),
             normal,
+            plain: true,
             span: start..span_end,
         },
         next,

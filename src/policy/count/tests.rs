@@ -8,11 +8,11 @@ use proptest::prelude::*;
 fn visible(head: &str, internal: &[&str]) -> Visible {
     let msg = format!("{head}\r\nbody\r\n");
     let headers = scan(msg.as_bytes(), 1 << 20).expect("fits");
-    count(
-        msg.as_bytes(),
-        &headers,
-        &DomainSet::new(internal.iter().copied()).expect("valid"),
-    )
+    let policy = crate::policy::Policy {
+        internal_domains: DomainSet::new(internal.iter().copied()).expect("valid"),
+        ..crate::policy::Policy::default()
+    };
+    count(msg.as_bytes(), &headers, &policy)
 }
 
 #[test]
@@ -72,6 +72,105 @@ fn normalize_address_table() {
     }
 }
 
+/// The classes of issue 14, each with its near misses.
+#[test]
+fn every_address_a_reader_sees_counts() {
+    const INT: &[&str] = &["example.org"];
+    // "p1@e.net, p2@e.net, p3@e.net" in base64.
+    let b64 = "=?utf-8?b?cDFAZS5uZXQsIHAyQGUubmV0LCBwM0BlLm5ldA==?=";
+    let list_b = format!("To: {b64}\r\n");
+    let cases: Vec<(&str, usize, usize)> = vec![
+        // Other address headers.
+        ("Reply-To: a@x.com, b@y.com\r\n", 2, 0),
+        ("Mail-Followup-To: a@x.com, b@y.com\r\n", 2, 0),
+        ("Mail-Reply-To: a@x.com\r\nResent-To: b@y.com\r\nResent-Cc: c@z.com\r\n", 3, 0),
+        ("Reply-To\x0c: a@x.com, b@y.com\r\n", 2, 0),
+        ("Sender: a@x.com, b@y.com\r\n", 0, 0),
+        // From and Resent-From: the sender alone is not a list.
+        ("From: a@x.com\r\n", 0, 0),
+        ("From: \"a@x.com\" <a@x.com>\r\n", 0, 0),
+        ("From: a@x.com, b@y.com\r\n", 2, 0),
+        ("From: \"p1@e.net\" <amt@example.org>\r\n", 1, 1),
+        ("From: a@x.com\r\nFrom: b@y.com\r\n", 2, 0),
+        ("Resent-From: a@x.com, b@y.com\r\n", 2, 0),
+        // Display names and comments.
+        ("To: \"a@x.com\" <a@x.com>\r\n", 1, 0),
+        ("To: \"Boss boss@example.org\" <c@z.com>\r\n", 1, 1),
+        (
+            "To: \"p1@e.net, p2@e.net, p3@e.net\" <amt@example.org>\r\n",
+            3,
+            1,
+        ),
+        ("To: amt@example.org (p1@e.net) (p2@f.net)\r\n", 2, 1),
+        ("To: \"p1@e.net\": a@example.org;\r\n", 1, 1),
+        ("To: Team: \"p1@e.net\" <a@example.org>;\r\n", 1, 1),
+        ("To: undisclosed-recipients:;\r\n", 0, 0),
+        // RFC 2047 encoded words.
+        (&list_b, 3, 0),
+        ("To: =?utf-8?q?p1=40e.net=2C_p2=40e.net?=\r\n", 2, 0),
+        ("To: =?utf-8?q?p1=40e.net?= <amt@example.org>\r\n", 1, 1),
+        ("To: =?iso-8859-1?q?M=FCller?= <m@x.com>\r\n", 1, 0),
+        ("Cc: =?utf-8?q?p1?=\r\n =?utf-8?q?=40e.net?=\r\n", 1, 0),
+        // Unparseable lists: every address-like token.
+        ("To: a@x.com b@y.com c@z.com d@w.com\r\n", 4, 0),
+        ("To: a@x.com; b@y.com: c@z.com\r\n", 3, 0),
+        ("To: <a@x.com b@y.com>\r\n", 2, 0),
+        ("To: Meeting @ 5pm\r\n", 1, 0),
+    ];
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|&(head, ext, inn)| {
+            let v = visible(head, INT);
+            (v.external.len() != ext || v.internal.len() != inn)
+                .then(|| format!("{head:?}: got {v:?}, want {ext} external, {inn} internal"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn where_each_address_was_seen() {
+    let v = visible(
+        "To: \"p1@e.net\" <a@x.com> (p2@e.net)\r\nReply-To: =?utf-8?q?p3=40e.net?=\r\nCc: junk p4@e.net\r\n",
+        &[],
+    );
+    let h = VisibleHeaders::default();
+    let got: Vec<String> = v
+        .external
+        .iter()
+        .zip(&v.seen)
+        .map(|(a, s)| format!("{a}: {}", s.describe(&h)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "a@x.com: To, address",
+            "p1@e.net: To, display name",
+            "p2@e.net: To, comment",
+            "p3@e.net: Reply-To, encoded word",
+            "p4@e.net: Cc, unparseable token",
+        ]
+    );
+    assert_eq!(v.places(&h), "To/Cc and Reply-To");
+}
+
+#[test]
+fn visible_headers_are_checked() {
+    assert!(VisibleHeaders::new(["To", "Cc", "X-Recipients"]).is_ok());
+    assert_eq!(VisibleHeaders::new(["To"]), Err("must include Cc".into()));
+    assert!(VisibleHeaders::new(["To", "Cc", "Bcc"]).is_err());
+    assert!(VisibleHeaders::new(["To", "Cc", "Bad Name"]).is_err());
+    let msg = b"To: a@x.com\r\nX-Recipients: b@y.com, c@z.com\r\n\r\n";
+    let headers = scan(msg, 1000).expect("fits");
+    let policy = crate::policy::Policy {
+        visible_headers: VisibleHeaders::new(["To", "Cc", "X-Recipients"]).expect("valid"),
+        ..crate::policy::Policy::default()
+    };
+    assert_eq!(count(msg, &headers, &policy).external.len(), 3);
+    let default = crate::policy::Policy::default();
+    assert_eq!(count(msg, &headers, &default).external.len(), 1);
+}
+
 #[test]
 fn counting_table() {
     const INT: &[&str] = &["example.org", "*.corp.example"];
@@ -86,15 +185,16 @@ fn counting_table() {
         (
             "Bcc: a@x.com\r\nResent-Bcc: b@y.com\r\nReply-To: c@z.com\r\n",
             INT,
-            0,
+            1,
             0,
         ),
         ("To: a@x.com,,b@y.com, ,\r\n", INT, 2, 0),
         ("To: <@r1.net,@r2.net:a@x.com>\r\n", INT, 1, 0),
-        ("To: c@z.com (d@w.com)\r\n", INT, 1, 0),
-        ("To: =?utf-8?q?a@x.com?= <c@z.com>\r\n", INT, 1, 0),
-        ("To: =?utf-8?q?a?=@example.org\r\n", INT, 1, 0),
-        ("To: \"a@x.com, b@y.com\" <c@z.com>\r\n", INT, 1, 0),
+        // What a reader sees counts: comments, display names, decoded words.
+        ("To: c@z.com (d@w.com)\r\n", INT, 2, 0),
+        ("To: =?utf-8?q?a@x.com?= <c@z.com>\r\n", INT, 2, 0),
+        ("To: =?utf-8?q?a?=@example.org\r\n", INT, 0, 1),
+        ("To: \"a@x.com, b@y.com\" <c@z.com>\r\n", INT, 3, 0),
         (
             "To: A@X.com, a@x.COM, <a@x.com>\r\nCc: \"A\" <A@x.com>\r\n",
             INT,
@@ -117,7 +217,8 @@ fn counting_table() {
             1,
         ),
         ("To: foo, foo , FOO, bar\r\n", INT, 2, 0),
-        ("To: a@example.org, <broken@example.org\r\n", INT, 1, 1),
+        ("To: a@example.org, <broken@example.org\r\n", INT, 0, 2),
+        ("To: a@example.org, <broken@x.com\r\n", INT, 1, 1),
         ("To: Team: a@example.org, junk;\r\n", INT, 1, 1),
         ("To: a@[192.0.2.1]\r\n", INT, 1, 0),
         ("junk\r\nTo: a@x.com\r\n", INT, 1, 0),

@@ -1,0 +1,91 @@
+//! RFC 2047 encoded words in header values, decoded the way a mail client
+//! shows them, so that an address hidden in `=?utf-8?q?p1=40example.net?=`
+//! is seen. The decoding of each word (B and Q, every charset mail-parser
+//! knows) is mail-parser's; what this module owns is where words are looked
+//! for and how they are joined.
+//!
+//! Deliberately more lenient than RFC 2047 5: a word is decoded wherever it
+//! appears (inside quoted strings, mid-word, in an addr-spec), because that
+//! is what Outlook and Thunderbird do, and a reader sees the decoded text.
+//! Whitespace between two adjacent encoded words is dropped (RFC 2047 6.2),
+//! so a list split over several words reads as one text.
+
+use mail_parser::parsers::MessageStream;
+
+/// The value unfolded (CR and LF removed) with every encoded word decoded;
+/// `None` when the value holds no `=?` at all (nothing to decode: callers
+/// skip the second look, which is every field of nearly every message).
+pub fn decode(value: &[u8]) -> Option<String> {
+    memchr::memmem::find(value, b"=?")?;
+    let mut out = String::with_capacity(value.len());
+    // Bytes since the last decoded word that are not yet in `out`.
+    let mut plain_from = 0;
+    // `out` ends with a decoded word, and everything after it is whitespace.
+    let mut after_word = false;
+    let mut i = 0;
+    while let Some(n) = memchr::memmem::find(&value[i..], b"=?") {
+        let at = i + n;
+        let mut stream = MessageStream::new(&value[at + 1..]);
+        let Some(text) = stream.decode_rfc2047() else {
+            i = at + 1;
+            continue;
+        };
+        let gap = &value[plain_from..at];
+        if !(after_word && gap.iter().all(u8::is_ascii_whitespace)) {
+            push_unfolded(&mut out, gap);
+        }
+        out.push_str(&text);
+        after_word = true;
+        i = at + 1 + stream.offset();
+        plain_from = i;
+    }
+    push_unfolded(&mut out, &value[plain_from..]);
+    Some(out)
+}
+
+/// Appends raw header bytes without their folding CR/LF; bytes that are not
+/// UTF-8 become U+FFFD (they separate tokens, as they would on screen).
+fn push_unfolded(out: &mut String, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    out.extend(text.chars().filter(|&c| c != '\r' && c != '\n'));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode;
+
+    #[test]
+    fn table() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("a@x.test, b@y.test", None),
+            ("=?utf-8?q?p1=40example.net?=", Some("p1@example.net")),
+            (
+                "=?UTF-8?B?cDFAZXhhbXBsZS5uZXQsIHAyQGV4YW1wbGUubmV0?=",
+                Some("p1@example.net, p2@example.net"),
+            ),
+            // Adjacent words join across whitespace and folding.
+            ("=?utf-8?q?p1?=\r\n =?utf-8?q?=40x.test?=", Some("p1@x.test")),
+            // Plain text between words stays.
+            ("=?utf-8?q?a?= and =?utf-8?q?b?=", Some("a and b")),
+            // Inside a quoted string and mid-word, as clients decode.
+            (
+                "\"=?iso-8859-1?q?M=FCller?=\" <m@x.test>",
+                Some("\"M\u{fc}ller\" <m@x.test>"),
+            ),
+            ("x=?utf-8?q?y?=z", Some("xyz")),
+            // Not a word: left as it is.
+            ("=?broken <a@x.test>", Some("=?broken <a@x.test>")),
+            ("=?utf-8?x?abc?=", Some("=?utf-8?x?abc?=")),
+        ];
+        for &(input, want) in cases {
+            assert_eq!(decode(input.as_bytes()).as_deref(), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn never_panics_on_fragments() {
+        for s in ["=?", "=?=", "=?u?q?", "=?u?b?=?=", "=?utf-8?q?=", "a=?\u{e9}?q?x?="] {
+            let _ = decode(s.as_bytes());
+        }
+    }
+}
