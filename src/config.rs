@@ -1131,10 +1131,12 @@ impl Validator {
             .collect();
         let visible_headers = match raw.visible_headers {
             None => VisibleHeaders::default(),
-            Some(names) => VisibleHeaders::new(names.iter().map(String::as_str)).unwrap_or_else(|e| {
-                self.bad("policy.visible_headers", e);
-                VisibleHeaders::default()
-            }),
+            Some(names) => {
+                VisibleHeaders::new(names.iter().map(String::as_str)).unwrap_or_else(|e| {
+                    self.bad("policy.visible_headers", e);
+                    VisibleHeaders::default()
+                })
+            }
         };
         let attached_messages = match raw.attached_messages.as_deref() {
             None | Some("count") => AttachedMessages::Count,

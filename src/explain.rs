@@ -112,9 +112,20 @@ pub fn explain(
     );
     // Every counted address and where it was first seen: the admin's way
     // to see why a mail counts what it counts.
-    let width = d.visible.external.iter().map(str::len).max().unwrap_or(0).min(60);
+    let width = d
+        .visible
+        .external
+        .iter()
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
+        .min(60);
     for (a, seen) in d.visible.external.iter().zip(&d.visible.seen) {
-        let _ = writeln!(out, "  counted  {a:<width$}  {}", seen.describe(&policy.visible_headers));
+        let _ = writeln!(
+            out,
+            "  counted  {a:<width$}  {}",
+            seen.describe(&policy.visible_headers)
+        );
     }
     let _ = writeln!(
         out,

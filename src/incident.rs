@@ -41,13 +41,14 @@ pub struct Record {
     pub message_id: Option<String>,
     /// Subject, RFC 2047-decoded.
     pub subject: Option<String>,
-    /// Distinct external addresses visible in To/Cc.
+    /// Distinct external addresses visible to the recipients (every
+    /// visible header, attached messages included).
     pub visible_external: usize,
-    /// Distinct internal addresses visible in To/Cc.
+    /// Distinct internal addresses visible to the recipients.
     pub visible_internal: usize,
     /// Distinct external domains among them.
     pub external_domains: usize,
-    /// Mailboxes in To/Cc shown with a display name (names are personal
+    /// Mailboxes in the visible headers shown with a display name (names are personal
     /// data too).
     pub display_names: usize,
     /// Of `visible_external`, how many were seen in the header of an

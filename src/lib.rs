@@ -1,7 +1,8 @@
 //! bccguard: an SMTP submission proxy that stops open distribution lists.
 //!
 //! Office mail clients submit through the guard; the guard reads every
-//! message, counts the *external* addresses a reader would see in To/Cc, and
+//! message, counts the *external* addresses a reader would see (To, Cc, Reply-To,
+//! display names, encoded words, attached messages: [`policy::count`]), and
 //! above a threshold rejects the mail, hides the recipients (Bcc), or splits
 //! it into one copy per recipient, before relaying it to the organisation's
 //! real mail server. Every such event becomes an incident record.

@@ -184,7 +184,7 @@ impl Metrics {
         );
         registry.register(
             "bccguard_visible_external_recipients",
-            "Distinct external addresses visible in To/Cc per message",
+            "Distinct external addresses visible to the recipients per message",
             visible_external.clone(),
         );
         registry.register(

@@ -258,6 +258,7 @@ pub fn vars(cfg: &Config, i: &Incident, lang: Lang) -> HashMap<&'static str, Str
         ),
         ("visible_external", r.visible_external.to_string()),
         ("external_domains", r.external_domains.to_string()),
+        ("visible_seen", seen_text(r)),
         ("envelope_recipients", r.envelope_recipients.to_string()),
         ("client_ip", r.client_ip.clone()),
         (
@@ -272,6 +273,19 @@ pub fn vars(cfg: &Config, i: &Incident, lang: Lang) -> HashMap<&'static str, Str
     ]);
     v.insert("next_steps", next_steps(cfg, i, lang));
     v
+}
+
+/// `To address 12, Reply-To display name 3` from the record's counts (an
+/// older record without them: "-").
+fn seen_text(r: &crate::incident::Record) -> String {
+    if r.visible_seen.is_empty() {
+        return "-".into();
+    }
+    r.visible_seen
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn next_steps(cfg: &Config, i: &Incident, lang: Lang) -> String {

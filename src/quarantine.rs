@@ -225,12 +225,8 @@ async fn send(cfg: &Config, held: &Held, how: ReleaseAs) -> Result<Released, Str
         // every address is not sent.
         let keep = KeepVisible::new(&cfg.policy, None);
         let rw = rewrite::hide(&held.message, &decision.headers, &keep, &fallback);
-        rewrite::check(&cfg.policy, &decision, &rw, &held.mail_from, None).map_err(|u| {
-            format!(
-                "{}; release it --as original, or drop it",
-                u.describe()
-            )
-        })?;
+        rewrite::check(&cfg.policy, &decision, &rw, &held.mail_from, None)
+            .map_err(|u| format!("{}; release it --as original, or drop it", u.describe()))?;
     }
     let tls = match cfg.upstream.tls {
         crate::config::UpstreamTls::None => None,

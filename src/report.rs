@@ -405,12 +405,12 @@ pub fn draft(cfg: &Config, i: &Incident, steps: &[Step], now: i64, lang: Lang) -
         "{}",
         if de {
             format!(
-                "Eine E-Mail mit {} externen Empfängeradressen (aus {} Domains) sichtbar in An/Cc (\"offener Verteiler\"): jeder Empfänger kann die Adressen aller anderen sehen. Art: Verletzung der Vertraulichkeit (unbefugte Offenlegung), Fehlversand durch eine Person, kein Angriff.",
+                "Eine E-Mail mit {} externen Empfängeradressen (aus {} Domains) für jeden Empfänger sichtbar in den Adresszeilen (\"offener Verteiler\"): jeder Empfänger kann die Adressen aller anderen sehen. Art: Verletzung der Vertraulichkeit (unbefugte Offenlegung), Fehlversand durch eine Person, kein Angriff.",
                 r.visible_external, r.external_domains
             )
         } else {
             format!(
-                "An e-mail with {} external recipient addresses (in {} domains) visible in To/Cc (an \"open distribution list\"): every recipient can see the addresses of all the others. Type: breach of confidentiality (unauthorised disclosure), a human error in sending, not an attack.",
+                "An e-mail with {} external recipient addresses (in {} domains) visible to every recipient in its address headers (an \"open distribution list\"): every recipient can see the addresses of all the others. Type: breach of confidentiality (unauthorised disclosure), a human error in sending, not an attack.",
                 r.visible_external, r.external_domains
             )
         }

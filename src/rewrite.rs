@@ -214,7 +214,8 @@ impl<'m> Prepared<'m> {
                 let value = bytes(msg, f.value.clone());
                 let mut elements = Vec::new();
                 if role != Role::Bcc {
-                    let entry = |m: MailboxRef<'m>| entry(value, m, keep);
+                    let encoded = memchr::memmem::find(value, b"=?").is_some();
+                    let entry = |m: MailboxRef<'m>| entry(value, m, keep, encoded);
                     for_each(value, |element| match element {
                         ElementRef::Mailbox(m) => elements.push(Item::Mailbox(entry(m))),
                         ElementRef::Group { name, members, .. } => {
@@ -272,7 +273,6 @@ impl<'m> Prepared<'m> {
             }
         }
         head.extend_from_slice(bytes(msg, cursor..end));
-        // Inserted from the back, so the earlier offset stays valid.
         let mut inserts: Vec<(Option<usize>, &[u8], &str)> = Vec::new();
         // Some providers (GMX, WEB.DE) and list servers refuse mail without To
         // (RFC 5322 3.6.3 allows it, they do not).
@@ -284,8 +284,11 @@ impl<'m> Prepared<'m> {
         if let (Some(at), false, Some(sender)) = (first_reply_to, reply_to_kept, &self.sender) {
             inserts.push((Some(at), b"Reply-To: ", sender));
         }
-        inserts.sort_by_key(|(at, ..)| std::cmp::Reverse(at.unwrap_or(usize::MAX)));
-        for (at, name, value) in inserts {
+        // From the back; at one offset the later field first, so the order
+        // of the original fields is kept.
+        let mut inserts: Vec<_> = inserts.into_iter().enumerate().collect();
+        inserts.sort_by_key(|(i, (at, ..))| std::cmp::Reverse((at.unwrap_or(usize::MAX), *i)));
+        for (_, (at, name, value)) in inserts {
             let at = at.unwrap_or_else(|| {
                 if !head.is_empty() && !head.ends_with(b"\r\n") {
                     head.extend_from_slice(b"\r\n");
@@ -295,12 +298,7 @@ impl<'m> Prepared<'m> {
             // The value comes from the sender's own addresses; a CR or LF in
             // it would start a header of the sender's choosing, so none passes.
             let value = value.bytes().filter(|&b| b != b'\r' && b != b'\n');
-            let field: Vec<u8> = name
-                .iter()
-                .copied()
-                .chain(value)
-                .chain(*b"\r\n")
-                .collect();
+            let field: Vec<u8> = name.iter().copied().chain(value).chain(*b"\r\n").collect();
             head.splice(at..at, field);
         }
         Rewritten { head, rest: end }
@@ -339,29 +337,33 @@ fn role(msg: &[u8], f: &Field, visible: &VisibleHeaders) -> Option<Role> {
 }
 
 /// One mailbox of a rewritten field, asked once whether it stays.
-fn entry<'m>(value: &'m [u8], m: MailboxRef<'m>, keep: &dyn Keep) -> Entry<'m> {
+/// `encoded`: the field holds an encoded word somewhere.
+fn entry<'m>(value: &'m [u8], m: MailboxRef<'m>, keep: &dyn Keep, encoded: bool) -> Entry<'m> {
+    let span = bytes(value, m.span.clone());
+    // A plain mailbox shows only its own address unless an encoded word in
+    // it hides another ([`MailboxRef::plain`]): the common case costs
+    // nothing.
+    let suspect = !m.plain || (encoded && memchr::memmem::find(span, b"=?").is_some());
+    let bare = suspect.then(|| format!("<{}>", m.address));
     let key = if m.normal {
-        Some(m.address.clone())
+        Some(m.address)
     } else {
-        normalize_cow_address(m.address.clone()).ok()
+        normalize_cow_address(m.address).ok()
+    };
+    let bare = bare.filter(|_| !shows_nothing(span, key.as_deref()));
+    // An address whose own text shows others (`<"p1@x p2@y".a@example.org>`)
+    // cannot be kept in any form: it is dropped, even from its own copy.
+    let key = match &bare {
+        Some(b) if !shows_nothing(b.as_bytes(), key.as_deref()) => None,
+        _ => key,
     };
     let kept = key.as_deref().is_some_and(|k| keep.keep(k));
-    let span = bytes(value, m.span.clone());
-    let bare = (!m.plain || shows_more_than_one(span))
-        .then(|| !shows_nothing(span, key.as_deref()))
-        .filter(|&shows| shows)
-        .map(|_| format!("<{}>", m.address));
     Entry {
         key,
         kept,
         span: m.span,
         bare,
     }
-}
-
-/// A cheap pre-check: another `@`, or an encoded word that may hide one.
-fn shows_more_than_one(span: &[u8]) -> bool {
-    memchr::memchr_iter(b'@', span).nth(1).is_some() || memchr::memmem::find(span, b"=?").is_some()
 }
 
 /// Shows `text`, as written and decoded, no address but `own`?
@@ -374,7 +376,11 @@ fn shows_nothing(text: &[u8], own: Option<&str>) -> bool {
         });
         found
     };
-    !other(text) && !encoded::decode(text).is_some_and(|d| other(d.as_bytes()))
+    !other(text)
+        && ![encoded::decode(text), encoded::decode_spaced(text)]
+            .iter()
+            .flatten()
+            .any(|d| other(d.as_bytes()))
 }
 
 /// Why a rewritten message would still show external addresses.
@@ -434,7 +440,9 @@ pub fn check(
     let left = crate::policy::count::count(head, &headers, policy);
     let sender = normalize_address(mail_from);
     let allowed = |a: &str| {
-        Some(a) == decision.header_from.as_deref() || Some(a) == sender.as_deref() || Some(a) == also
+        Some(a) == decision.header_from.as_deref()
+            || Some(a) == sender.as_deref()
+            || Some(a) == also
     };
     let mut visible = 0;
     let mut header = None;

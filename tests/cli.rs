@@ -167,7 +167,10 @@ fn explain_reports_the_cancellation_mail_and_sends_nothing() {
         stdout.contains("from <praxis@example.org>, 3 recipient(s)"),
         "{stdout}"
     );
-    assert!(!stdout.contains("taken from the visible addresses"), "{stdout}");
+    assert!(
+        !stdout.contains("taken from the visible addresses"),
+        "{stdout}"
+    );
     assert!(stdout.contains("1494 external"), "{stdout}");
 }
 

@@ -790,11 +790,7 @@ async fn groups_display_names_and_comments_are_counted_as_a_reader_sees_them() {
     // so they count like the mailboxes' own: p1, p2, p3 and p7, p8, h, p9.
     let to = "\"p7@ext7.test, p8@ext8.test\" <p1@ext1.test>, \"Mueller, Hans (h@ext3.test)\" <p2@ext2.test>, p3@ext3.test (p9@ext9.test)";
     let i = count_of(&guard, &up, to, None).await;
-    assert_eq!(
-        counts(i),
-        (7, 0),
-        "addresses in display names and comments"
-    );
+    assert_eq!(counts(i), (7, 0), "addresses in display names and comments");
 
     // Groups mixed with plain addresses, in To and Cc, duplicates once.
     let i = count_of(

@@ -66,9 +66,9 @@ pub(crate) struct MailboxRef<'a> {
     /// `false` only means "not known"; the counter then checks.
     pub(crate) normal: bool,
     /// Read by the fast path: written as `a@x`, `Name <a@x>` or
-    /// `"Quoted" <a@x>` with a plain dot-atom addr-spec, so the address is
-    /// the only address-like token in the span unless the span holds
-    /// another `@` ([`crate::message::tokens`]).
+    /// `"Quoted" <a@x>` with a plain dot-atom addr-spec and no other `@`,
+    /// so the address is the only address-like token in the span, unless an
+    /// encoded word in the name hides one ([`crate::message::tokens`]).
     pub(crate) plain: bool,
     /// As [`Mailbox::span`].
     pub(crate) span: Range<usize>,
@@ -272,10 +272,14 @@ impl<'a> Parser<'a> {
     /// Turns the collected tokens into an element; `None` when there is
     /// nothing but comments (an empty list element, RFC 5322 4.4).
     fn classify(&self, broken: bool) -> Option<ElementRef<'a>> {
-        if self.buf.iter().all(|t| t.kind == Kind::Comment) {
-            return None;
-        }
         let span = self.buf.first()?.start..self.buf.last()?.end;
+        if self.buf.iter().all(|t| t.kind == Kind::Comment) {
+            // Nothing but comments is an empty element, unless a comment
+            // shows an address: `To: (p1@x, p2@y)` discloses them, so the
+            // element is kept for the counter (and dropped by a rewrite).
+            return memchr::memchr(b'@', &self.v[span.clone()])
+                .map(|_| ElementRef::Invalid { span });
+        }
         if !broken && let Some(address) = mailbox(self.v, &self.buf) {
             return Some(ElementRef::Mailbox(MailboxRef {
                 address: Cow::Owned(address),

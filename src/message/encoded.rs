@@ -16,6 +16,18 @@ use mail_parser::parsers::MessageStream;
 /// `None` when the value holds no `=?` at all (nothing to decode: callers
 /// skip the second look, which is every field of nearly every message).
 pub fn decode(value: &[u8]) -> Option<String> {
+    decode_with(value, false)
+}
+
+/// [`decode`] with each decoded word set apart by spaces from text that
+/// touches it: how a reader that takes `=?...?=c@x.test` as a word followed
+/// by more text sees it (mail-parser does). The counter reads both forms,
+/// so neither reading hides an address.
+pub fn decode_spaced(value: &[u8]) -> Option<String> {
+    decode_with(value, true)
+}
+
+fn decode_with(value: &[u8], spaced: bool) -> Option<String> {
     memchr::memmem::find(value, b"=?")?;
     let mut out = String::with_capacity(value.len());
     // Bytes since the last decoded word that are not yet in `out`.
@@ -34,7 +46,13 @@ pub fn decode(value: &[u8]) -> Option<String> {
         if !(after_word && gap.iter().all(u8::is_ascii_whitespace)) {
             push_unfolded(&mut out, gap);
         }
+        if spaced && !out.is_empty() && !out.ends_with(' ') {
+            out.push(' ');
+        }
         out.push_str(&text);
+        if spaced {
+            out.push(' ');
+        }
         after_word = true;
         i = at + 1 + stream.offset();
         plain_from = i;
@@ -52,7 +70,7 @@ fn push_unfolded(out: &mut String, bytes: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::decode;
+    use super::{decode, decode_spaced};
 
     #[test]
     fn table() {
@@ -64,7 +82,10 @@ mod tests {
                 Some("p1@example.net, p2@example.net"),
             ),
             // Adjacent words join across whitespace and folding.
-            ("=?utf-8?q?p1?=\r\n =?utf-8?q?=40x.test?=", Some("p1@x.test")),
+            (
+                "=?utf-8?q?p1?=\r\n =?utf-8?q?=40x.test?=",
+                Some("p1@x.test"),
+            ),
             // Plain text between words stays.
             ("=?utf-8?q?a?= and =?utf-8?q?b?=", Some("a and b")),
             // Inside a quoted string and mid-word, as clients decode.
@@ -83,8 +104,24 @@ mod tests {
     }
 
     #[test]
+    fn spaced_sets_words_apart() {
+        assert_eq!(
+            decode_spaced(b"=?utf-8?q?h=40e.test?=c@x.test").as_deref(),
+            Some("h@e.test c@x.test")
+        );
+        assert_eq!(decode_spaced(b"a@x.test").as_deref(), None);
+    }
+
+    #[test]
     fn never_panics_on_fragments() {
-        for s in ["=?", "=?=", "=?u?q?", "=?u?b?=?=", "=?utf-8?q?=", "a=?\u{e9}?q?x?="] {
+        for s in [
+            "=?",
+            "=?=",
+            "=?u?q?",
+            "=?u?b?=?=",
+            "=?utf-8?q?=",
+            "a=?\u{e9}?q?x?=",
+        ] {
             let _ = decode(s.as_bytes());
         }
     }

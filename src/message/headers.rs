@@ -183,10 +183,7 @@ fn field_at(msg: &[u8], start: usize, line_end: usize, next: usize) -> Field {
         ) {
             return malformed;
         }
-        return Field {
-            kind,
-            ..malformed
-        };
+        return Field { kind, ..malformed };
     }
     Field {
         kind: kind_of(name),

@@ -46,7 +46,10 @@ pub struct Attached {
 /// Every attached header section in `msg` (scanned as `headers`), in order.
 pub fn attached(msg: &[u8], headers: &Headers, limits: Limits) -> Result<Vec<Attached>, MimeError> {
     let mut out = Vec::new();
-    let mut walk = Walk { limits, out: &mut out };
+    let mut walk = Walk {
+        limits,
+        out: &mut out,
+    };
     walk.entity(msg, headers, 0, 0)?;
     Ok(out)
 }
@@ -60,7 +63,13 @@ impl Walk<'_> {
     /// One MIME entity: `bytes` is its header section and body, `depth` the
     /// nesting of multiparts, `messages` how many attached messages enclose
     /// it.
-    fn entity(&mut self, bytes: &[u8], headers: &Headers, depth: usize, messages: usize) -> Result<(), MimeError> {
+    fn entity(
+        &mut self,
+        bytes: &[u8],
+        headers: &Headers,
+        depth: usize,
+        messages: usize,
+    ) -> Result<(), MimeError> {
         if depth > self.limits.max_depth {
             return Err(MimeError::TooDeep);
         }
@@ -225,7 +234,11 @@ fn percent_decode(v: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < v.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (v[i], v.get(i + 1).and_then(|&b| hex(b)), v.get(i + 2).and_then(|&b| hex(b))) {
+        match (
+            v[i],
+            v.get(i + 1).and_then(|&b| hex(b)),
+            v.get(i + 2).and_then(|&b| hex(b)),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 out.push((h * 16 + l) as u8);
                 i += 3;
@@ -258,7 +271,11 @@ fn parts<'b>(body: &'b [u8], boundary: &[u8]) -> Vec<&'b [u8]> {
     }
     candidates.extend(finder.find_iter(body));
     for at in candidates {
-        let name_end = if at == 0 { delim.len() - 2 } else { at + delim.len() };
+        let name_end = if at == 0 {
+            delim.len() - 2
+        } else {
+            at + delim.len()
+        };
         let rest = &body[name_end..];
         let close = rest.starts_with(b"--");
         let after = if close { &rest[2..] } else { rest };
@@ -287,7 +304,9 @@ fn parts<'b>(body: &'b [u8], boundary: &[u8]) -> Vec<&'b [u8]> {
 fn decode<'b>(body: &'b [u8], encoding: &str) -> Cow<'b, [u8]> {
     let decoded = match encoding {
         "base64" => mail_parser::decoders::base64::base64_decode(body),
-        "quoted-printable" => mail_parser::decoders::quoted_printable::quoted_printable_decode(body),
+        "quoted-printable" => {
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(body)
+        }
         _ => None,
     };
     decoded.map_or(Cow::Borrowed(body), Cow::Owned)
@@ -296,10 +315,10 @@ fn decode<'b>(body: &'b [u8], encoding: &str) -> Cow<'b, [u8]> {
 /// Line ends as SMTP has them: a bare LF or CR becomes CRLF (files and
 /// decoded attachments often have LF only; the header scanner reads CRLF).
 pub fn crlf<'b>(raw: Cow<'b, [u8]>) -> Cow<'b, [u8]> {
-    let bare = raw
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| (b == b'\n' && (i == 0 || raw[i - 1] != b'\r')) || (b == b'\r' && raw.get(i + 1) != Some(&b'\n')));
+    let bare = raw.iter().enumerate().any(|(i, &b)| {
+        (b == b'\n' && (i == 0 || raw[i - 1] != b'\r'))
+            || (b == b'\r' && raw.get(i + 1) != Some(&b'\n'))
+    });
     if !bare {
         return raw;
     }
@@ -346,7 +365,10 @@ mod tests {
     fn a_forwarded_message_is_found() {
         assert_eq!(
             headers_of(FORWARD),
-            Ok(vec![("To: p1@e.net, p2@e.net\r\nSubject: old\r\n".to_string(), 1)])
+            Ok(vec![(
+                "To: p1@e.net, p2@e.net\r\nSubject: old\r\n".to_string(),
+                1
+            )])
         );
     }
 
@@ -366,7 +388,10 @@ mod tests {
             headers_of(&msg),
             Ok(vec![
                 ("To: deep@e.net\r\nSubject: lf only\r\n".to_string(), 1),
-                ("To: eml@e.net\r\nContent-Type: multipart/mixed; boundary=in\r\n".to_string(), 1),
+                (
+                    "To: eml@e.net\r\nContent-Type: multipart/mixed; boundary=in\r\n".to_string(),
+                    1
+                ),
                 ("To: bounced@e.net".to_string(), 2),
             ])
         );
@@ -379,7 +404,10 @@ mod tests {
             Ok(vec![("Cc: a@e.net\r\n".to_string(), 1)])
         );
         let open = "Content-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\nContent-Type: message/rfc822\r\n\r\nTo: a@e.net\r\n";
-        assert_eq!(headers_of(open), Ok(vec![("To: a@e.net\r\n".to_string(), 1)]));
+        assert_eq!(
+            headers_of(open),
+            Ok(vec![("To: a@e.net\r\n".to_string(), 1)])
+        );
         // A line that merely starts like the delimiter is not one.
         let near = "Content-Type: multipart/mixed; boundary=z\r\n\r\n--zz\r\nContent-Type: message/rfc822\r\n\r\nTo: a@e.net\r\n";
         assert_eq!(headers_of(near), Ok(vec![]));
@@ -402,7 +430,8 @@ mod tests {
 
     #[test]
     fn rfc2231_values() {
-        let (media, p) = params(b" Multipart/Mixed (c); name*=utf-8''Fwd%20x.eml; boundary=\"a;b\"");
+        let (media, p) =
+            params(b" Multipart/Mixed (c); name*=utf-8''Fwd%20x.eml; boundary=\"a;b\"");
         assert_eq!(media, "multipart/mixed");
         assert_eq!(param(&p, "name").as_deref(), Some("Fwd x.eml"));
         assert_eq!(param(&p, "boundary").as_deref(), Some("a;b"));

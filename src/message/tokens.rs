@@ -65,16 +65,25 @@ pub fn token_at(text: &[u8], at: usize) -> Option<Range<usize>> {
     if rest.first() == Some(&b'[') {
         let close = rest[1..]
             .iter()
-            .position(|&b| matches!(b, b']' | b'[' | b'\\' | b',' | b';' | b'<' | b'>' | b'@' | b'"'))
+            .position(|&b| {
+                matches!(
+                    b,
+                    b']' | b'[' | b'\\' | b',' | b';' | b'<' | b'>' | b'@' | b'"'
+                )
+            })
             .filter(|&n| n > 0 && rest[1 + n] == b']')?;
         return Some(start..at + 3 + close);
     }
-    let mut end = rest.iter().position(|&b| !is_domain(b)).unwrap_or(rest.len());
+    let mut end = rest
+        .iter()
+        .position(|&b| !is_domain(b))
+        .unwrap_or(rest.len());
     while end > 0 && matches!(rest[end - 1], b'.' | b'-') {
         end -= 1;
     }
     let domain = &rest[..end];
-    (!domain.is_empty() && domain.contains(&b'.') && domain[0] != b'.').then_some(start..at + 1 + end)
+    (!domain.is_empty() && domain.contains(&b'.') && domain[0] != b'.')
+        .then_some(start..at + 1 + end)
 }
 
 /// Calls `f` with every token in `text` and where it stands. Linear: one
@@ -123,7 +132,9 @@ mod tests {
 
     fn tokens(s: &str) -> Vec<(String, Place)> {
         let mut out = Vec::new();
-        for_each(s.as_bytes(), |t, p| out.push((String::from_utf8_lossy(t).into_owned(), p)));
+        for_each(s.as_bytes(), |t, p| {
+            out.push((String::from_utf8_lossy(t).into_owned(), p))
+        });
         out
     }
 
@@ -135,31 +146,49 @@ mod tests {
             ("Name <a@x.test>", &[("a@x.test", Angle)]),
             (
                 "\"p1@e.net, p2@e.net\" <amt@example.org>",
-                &[("p1@e.net", Phrase), ("p2@e.net", Phrase), ("amt@example.org", Angle)],
+                &[
+                    ("p1@e.net", Phrase),
+                    ("p2@e.net", Phrase),
+                    ("amt@example.org", Angle),
+                ],
             ),
             (
                 "amt@example.org (p1@e.net)",
                 &[("amt@example.org", Phrase), ("p1@e.net", Comment)],
             ),
-            ("a@x.test b@y.test c@z.test", &[("a@x.test", Phrase), ("b@y.test", Phrase), ("c@z.test", Phrase)]),
+            (
+                "a@x.test b@y.test c@z.test",
+                &[
+                    ("a@x.test", Phrase),
+                    ("b@y.test", Phrase),
+                    ("c@z.test", Phrase),
+                ],
+            ),
             ("Meeting @ 5pm, Team@Work", &[]),
             ("..a.b@x.test.", &[("a.b@x.test", Phrase)]),
             ("a@[192.0.2.1]", &[("a@[192.0.2.1]", Phrase)]),
             ("a@[x, b@y.test]", &[("b@y.test", Phrase)]),
             ("a@b.c@d.e", &[("a@b.c", Phrase), ("b.c@d.e", Phrase)]),
-            ("M\u{fc}ller@m\u{fc}ller.de", &[("M\u{fc}ller@m\u{fc}ller.de", Phrase)]),
+            (
+                "M\u{fc}ller@m\u{fc}ller.de",
+                &[("M\u{fc}ller@m\u{fc}ller.de", Phrase)],
+            ),
             ("\"a\\\"@x.test\"", &[]),
             ("@x.test, a@, @", &[]),
         ];
         for &(input, want) in cases {
-            let want: Vec<(String, Place)> = want.iter().map(|&(t, p)| (t.to_string(), p)).collect();
+            let want: Vec<(String, Place)> =
+                want.iter().map(|&(t, p)| (t.to_string(), p)).collect();
             assert_eq!(tokens(input), want, "{input:?}");
         }
     }
 
     #[test]
     fn bracket_without_close_still_shows_the_next_address() {
-        assert_eq!(tokens("a@[x, b@y.test"), vec![("b@y.test".to_string(), Place::Phrase)]);
+        assert_eq!(
+            tokens("a@[x, b@y.test"),
+            vec![("b@y.test".to_string(), Place::Phrase)]
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub const NAMES: [&str; 8] = [
 ];
 
 /// Every placeholder a template may use.
-pub const PLACEHOLDERS: [&str; 22] = [
+pub const PLACEHOLDERS: [&str; 23] = [
     "id",
     "time",
     "class",
@@ -39,6 +39,7 @@ pub const PLACEHOLDERS: [&str; 22] = [
     "subject",
     "visible_external",
     "external_domains",
+    "visible_seen",
     "envelope_recipients",
     "client_ip",
     "auth_user",
@@ -197,6 +198,7 @@ fn builtin(name: &str, lang: Lang) -> Template {
              Sender:               {sender}\n\
              Subject:              {subject}\n\
              Visible external:     {visible_external} addresses in {external_domains} domains\n\
+             Seen as:              {visible_seen}\n\
              Envelope recipients:  {envelope_recipients}\n\
              Client:               {client_ip} {auth_user}\n\n\
              {next_steps}\n\n\
@@ -214,6 +216,7 @@ fn builtin(name: &str, lang: Lang) -> Template {
              Absender:             {sender}\n\
              Betreff:              {subject}\n\
              Sichtbar extern:      {visible_external} Adressen in {external_domains} Domains\n\
+             Gesehen als:          {visible_seen}\n\
              Empfänger (Umschlag): {envelope_recipients}\n\
              Client:               {client_ip} {auth_user}\n\n\
              {next_steps}\n\n\
@@ -237,7 +240,7 @@ fn builtin(name: &str, lang: Lang) -> Template {
         ("sender_hold", Lang::En) => t(
             "Held for review: {subject}",
             "Your message \"{subject}\" ({time}) showed {visible_external} external\n\
-             addresses in To/Cc: every recipient would have seen all the others.\n\n\
+             addresses to every recipient: each would have seen all the others.\n\n\
              It has NOT been sent. It is held for review by your data protection\n\
              officer under the reference {id}. Please do not send it again; you\n\
              will be told when it is released or deleted.\n",
@@ -245,7 +248,7 @@ fn builtin(name: &str, lang: Lang) -> Template {
         ("sender_hold", Lang::De) => t(
             "Zur Prüfung zurückgehalten: {subject}",
             "Ihre Nachricht \"{subject}\" ({time}) zeigte {visible_external} externe\n\
-             Adressen in An/Cc: jeder Empfänger hätte alle anderen gesehen.\n\n\
+             Adressen für jeden Empfänger: jeder hätte alle anderen gesehen.\n\n\
              Sie wurde NICHT versendet, sondern wird unter dem Zeichen {id} zur\n\
              Prüfung durch Ihre Datenschutzbeauftragte bzw. Ihren\n\
              Datenschutzbeauftragten zurückgehalten. Bitte senden Sie sie nicht\n\
@@ -254,27 +257,27 @@ fn builtin(name: &str, lang: Lang) -> Template {
         ("sender_bcc", Lang::En) => t(
             "Sent with the recipients hidden: {subject}",
             "Your message \"{subject}\" ({time}) showed {visible_external} external\n\
-             addresses in To/Cc. To protect them, it went out with the external\n\
+             addresses to every recipient. To protect them, it went out with the external\n\
              recipients moved to Bcc: everyone received it, nobody can see the\n\
              others. Reference: {id}.\n",
         ),
         ("sender_bcc", Lang::De) => t(
             "Mit verborgenen Empfängern versendet: {subject}",
             "Ihre Nachricht \"{subject}\" ({time}) zeigte {visible_external} externe\n\
-             Adressen in An/Cc. Zu deren Schutz wurde sie mit den externen\n\
+             Adressen für jeden Empfänger. Zu deren Schutz wurde sie mit den externen\n\
              Empfängern in Bcc versendet: alle haben sie erhalten, niemand sieht\n\
              die anderen. Zeichen: {id}.\n",
         ),
         ("sender_split", Lang::En) => t(
             "Sent as separate copies: {subject}",
             "Your message \"{subject}\" ({time}) showed {visible_external} external\n\
-             addresses in To/Cc. To protect them, it went out as separate copies,\n\
+             addresses to every recipient. To protect them, it went out as separate copies,\n\
              one per recipient, each showing only its own address. Reference: {id}.\n",
         ),
         ("sender_split", Lang::De) => t(
             "Als Einzelnachrichten versendet: {subject}",
             "Ihre Nachricht \"{subject}\" ({time}) zeigte {visible_external} externe\n\
-             Adressen in An/Cc. Zu deren Schutz wurde sie als einzelne Kopien\n\
+             Adressen für jeden Empfänger. Zu deren Schutz wurde sie als einzelne Kopien\n\
              versendet, eine je Empfänger, jede nur mit der eigenen Adresse.\n\
              Zeichen: {id}.\n",
         ),

@@ -18,10 +18,10 @@ use std::ops::{Index, Range};
 use super::DomainSet;
 use super::domains::{is_normal_domain, normalize_cow};
 use crate::message::address::{ElementRef, MailboxRef, for_each};
+use crate::message::encoded;
 use crate::message::headers::{FieldKind, Headers, scan};
 use crate::message::mime::Attached;
 use crate::message::tokens::{self, Place};
-use crate::message::encoded;
 
 /// The hasher of the counter's sets. The keys are addresses a sender chose,
 /// so the hash must be keyed (HashDoS: 30,000 colliding addresses in a 1 MB
@@ -60,13 +60,20 @@ impl Visible {
     /// headers by name, `an attached message`: "To/Cc, Reply-To and an
     /// attached message".
     pub fn places(&self, headers: &VisibleHeaders) -> String {
-        let mut ids: Vec<u8> = self.seen.iter().filter(|s| !s.attached).map(|s| s.header).collect();
+        let mut ids: Vec<u8> = self
+            .seen
+            .iter()
+            .filter(|s| !s.attached)
+            .map(|s| s.header)
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         let mut names: Vec<String> = Vec::new();
-        let to_cc = ids
-            .iter()
-            .any(|&i| ["to", "cc"].iter().any(|n| n.eq_ignore_ascii_case(headers.name(i))));
+        let to_cc = ids.iter().any(|&i| {
+            ["to", "cc"]
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(headers.name(i)))
+        });
         if to_cc {
             names.push("To/Cc".into());
         }
@@ -292,7 +299,9 @@ impl VisibleHeaders {
                 return Err(format!("{name:?} is not a header field name"));
             }
             if Self::REMOVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-                return Err(format!("{name} is always removed before relaying, never visible"));
+                return Err(format!(
+                    "{name} is always removed before relaying, never visible"
+                ));
             }
             if !out.iter().any(|n| n.eq_ignore_ascii_case(name)) {
                 out.push(name.to_string());
@@ -337,7 +346,9 @@ impl VisibleHeaders {
     /// Is header `i` an originator field (From, Resent-From)?
     pub fn is_originator(&self, i: u8) -> bool {
         let name = self.name(i);
-        Self::ORIGINATORS.iter().any(|o| o.eq_ignore_ascii_case(name))
+        Self::ORIGINATORS
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(name))
     }
 }
 
@@ -482,7 +493,8 @@ impl<'a, 'p> Tally<'a, 'p> {
             n += 1;
             // Part of an encoded word: the decoded value is read for it
             // (and the raw text again if the word does not decode).
-            if memchr::memmem::find(t, b"=?").is_some() || memchr::memmem::find(t, b"?=").is_some() {
+            if memchr::memmem::find(t, b"=?").is_some() || memchr::memmem::find(t, b"?=").is_some()
+            {
                 return;
             }
             let how = match place {
@@ -497,13 +509,13 @@ impl<'a, 'p> Tally<'a, 'p> {
 
     fn mailbox(&mut self, value: &'a [u8], m: MailboxRef<'a>) {
         self.named += usize::from(has_display_name(value, &m));
-        let span = value.get(m.span.clone()).unwrap_or_default();
-        // The fast path's addr-spec is the only token unless another `@`
-        // stands in its span (a quoted display name holding addresses).
-        let more = !m.plain || memchr::memchr_iter(b'@', span).nth(1).is_some();
+        // The fast path's addr-spec is the only token in its span (encoded
+        // words are read by the field's decoded pass).
+        let more = !m.plain;
+        let span = m.span.clone();
         self.address(m.address, m.normal, How::Address);
         if more {
-            self.tokens(span, How::DisplayName);
+            self.tokens(value.get(span).unwrap_or_default(), How::DisplayName);
         }
     }
 
@@ -550,7 +562,12 @@ impl<'a, 'p> Tally<'a, 'p> {
             }
             ElementRef::Invalid { span } => self.invalid(value, span),
         });
-        if let Some(decoded) = encoded::decode(value) {
+        // Both readings of the words: joined to the text they touch, and
+        // set apart from it ([`encoded::decode_spaced`]).
+        for decoded in [encoded::decode(value), encoded::decode_spaced(value)]
+            .into_iter()
+            .flatten()
+        {
             let mut found = Vec::new();
             tokens::for_each(decoded.as_bytes(), |t, _| found.push(t.to_vec()));
             for t in found {
@@ -560,11 +577,12 @@ impl<'a, 'p> Tally<'a, 'p> {
         }
     }
 
-    /// Every visible field of one header section. Originator fields count
-    /// only when together they show more than one address.
+    /// Every visible field of one header section. An originator field
+    /// (From, Resent-From) counts only when its fields together show more
+    /// than one address.
     fn section(&mut self, msg: &'a [u8], headers: &Headers, visible: &VisibleHeaders) {
-        let mut originators = Tally::new(self.internal);
-        originators.at = self.at;
+        // One side tally per originator header name.
+        let mut originators: Vec<(u8, Tally<'a, 'p>)> = Vec::new();
         for f in &headers.fields {
             if matches!(f.kind, FieldKind::Bcc | FieldKind::ResentBcc) {
                 continue;
@@ -576,17 +594,27 @@ impl<'a, 'p> Tally<'a, 'p> {
                 continue;
             };
             if visible.is_originator(header) {
-                originators.at.header = header;
-                originators.field(value);
+                let i = match originators.iter().position(|(h, _)| *h == header) {
+                    Some(i) => i,
+                    None => {
+                        let mut side = Tally::new(self.internal);
+                        side.at = Seen { header, ..self.at };
+                        originators.push((header, side));
+                        originators.len() - 1
+                    }
+                };
+                originators[i].1.field(value);
             } else {
                 self.at.header = header;
                 self.field(value);
             }
         }
-        let distinct: HashSet<&str> = originators.all.iter().map(|(k, ..)| k.as_ref()).collect();
-        if distinct.len() > 1 {
-            self.named += originators.named;
-            self.all.append(&mut originators.all);
+        for (_, mut side) in originators {
+            let distinct: HashSet<&str> = side.all.iter().map(|(k, ..)| k.as_ref()).collect();
+            if distinct.len() > 1 {
+                self.named += side.named;
+                self.all.append(&mut side.all);
+            }
         }
     }
 
@@ -700,9 +728,12 @@ pub fn count_with_attached(
         inner.at.attached = true;
         inner.section(&a.header, &h, &policy.visible_headers);
         tally.named += inner.named;
-        tally
-            .all
-            .extend(inner.all.into_iter().map(|(k, c, s)| (Cow::Owned(k.into_owned()), c, s)));
+        tally.all.extend(
+            inner
+                .all
+                .into_iter()
+                .map(|(k, c, s)| (Cow::Owned(k.into_owned()), c, s)),
+        );
     }
     tally.finish()
 }

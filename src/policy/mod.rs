@@ -220,8 +220,11 @@ pub fn decide(
     // Forwarding a list inside the organisation discloses nothing new; to
     // anyone outside it does.
     let leaves = envelope.rcpt_to.iter().any(|r| {
-        count::normalize_address(r)
-            .is_none_or(|n| !policy.internal_domains.contains_normal(count::domain_of(&n)))
+        count::normalize_address(r).is_none_or(|n| {
+            !policy
+                .internal_domains
+                .contains_normal(count::domain_of(&n))
+        })
     });
     let attached = if leaves && policy.attached_messages == AttachedMessages::Count {
         let limits = mime::Limits {

@@ -268,3 +268,59 @@ fn timing() {
         );
     }
 }
+
+/// A forwarded list (message/rfc822 attached) counts when the mail leaves
+/// the organisation, not when it stays inside; `ignore` turns it off; what
+/// cannot be read in full is an error, never a pass.
+#[test]
+fn attached_messages_count_for_mail_that_leaves() {
+    let inner: Vec<String> = (0..20).map(|i| format!("p{i}@ext{i}.de")).collect();
+    let msg = format!(
+        "From: alice@example.org\r\nTo: partner@other.de\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nFYI\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n\
+         From: amt@example.org\r\nTo: {}\r\nSubject: old\r\n\r\nold\r\n--b--\r\n",
+        inner.join(", ")
+    );
+    let p = policy(10, vec![]);
+    let out = ["partner@other.de".to_string()];
+    let inside = ["bob@example.org".to_string()];
+    fn env(rcpt_to: &[String]) -> Envelope<'_> {
+        Envelope {
+            mail_from: "alice@example.org",
+            rcpt_to,
+        }
+    }
+    let (leak, internal) = (&out[..], &inside[..]);
+    let d = decide(&p, env(leak), msg.as_bytes()).expect("readable");
+    assert_eq!(d.visible.external.len(), 21);
+    assert_eq!(d.visible.attached, 20);
+    assert_eq!(d.action, Some(Action::Reject));
+    assert_eq!(
+        d.visible.places(&p.visible_headers),
+        "To/Cc and an attached message"
+    );
+    let d = decide(&p, env(internal), msg.as_bytes()).expect("readable");
+    assert_eq!((d.visible.external.len(), d.action), (1, None));
+    let ignore = Policy {
+        attached_messages: AttachedMessages::Ignore,
+        ..policy(10, vec![])
+    };
+    let d = decide(&ignore, env(leak), msg.as_bytes()).expect("readable");
+    assert_eq!((d.visible.attached, d.action), (0, None));
+    let shallow = Policy {
+        mime_nesting_limit: 1,
+        ..policy(10, vec![])
+    };
+    assert_eq!(
+        decide(&shallow, env(leak), msg.as_bytes()).err(),
+        Some(HeaderError::TooDeep)
+    );
+    let tight = Policy {
+        max_header_size: 120,
+        ..policy(10, vec![])
+    };
+    assert_eq!(
+        decide(&tight, env(leak), msg.as_bytes()).err(),
+        Some(HeaderError::AttachedTooBig)
+    );
+}

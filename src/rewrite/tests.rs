@@ -111,6 +111,113 @@ fn hide_table() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Issue 14: every visible header is rewritten, not only To/Cc; what a
+/// kept mailbox's name or comment shows goes; From is never touched.
+#[test]
+fn hide_rewrites_every_visible_header() {
+    const U: &str = "undisclosed-recipients:;";
+    let cases: &[(&str, &str)] = &[
+        // Reply-To emptied: the sender (header From).
+        (
+            "From: Amt <amt@example.org>\r\nTo: x@ext.de\r\nReply-To: p1@ext.de, p2@ext.de\r\n\r\nb",
+            "From: Amt <amt@example.org>\r\nTo: undisclosed-recipients:;\r\nReply-To: amt@example.org\r\n\r\nb",
+        ),
+        // Reply-To with an internal address keeps it.
+        (
+            "From: amt@example.org\r\nReply-To: p1@ext.de, team@example.org\r\nTo: a@example.org\r\n\r\nb",
+            "From: amt@example.org\r\nReply-To: team@example.org\r\nTo: a@example.org\r\n\r\nb",
+        ),
+        // Other visible headers: emptied fields go.
+        (
+            "To: a@example.org\r\nMail-Followup-To: p1@ext.de\r\nResent-Cc: p2@ext.de, r@example.org\r\nX: 1\r\n\r\nb",
+            "To: a@example.org\r\nResent-Cc: r@example.org\r\nX: 1\r\n\r\nb",
+        ),
+        // A kept mailbox showing other addresses is written bare.
+        (
+            "To: \"p1@ext.de, p2@ext.de\" <amt@example.org>, Bob <b@example.org>\r\n\r\nb",
+            "To: <amt@example.org>, Bob <b@example.org>\r\n\r\nb",
+        ),
+        (
+            "To: amt@example.org (p1@ext.de)\r\n\r\nb",
+            "To: <amt@example.org>\r\n\r\nb",
+        ),
+        (
+            "To: =?utf-8?q?p1=40ext.de?= <amt@example.org>\r\n\r\nb",
+            "To: <amt@example.org>\r\n\r\nb",
+        ),
+        // A name equal to its own address, or free of addresses, stays.
+        (
+            "To: \"amt@example.org\" <amt@example.org>, =?utf-8?q?M=C3=BCller?= <m@example.org>\r\n\r\nb",
+            "To: \"amt@example.org\" <amt@example.org>,\r\n =?utf-8?q?M=C3=BCller?= <m@example.org>\r\n\r\nb",
+        ),
+        // A group name showing an address: its members stay, the name goes.
+        (
+            "To: \"p1@ext.de\": a@example.org, x@ext.de;\r\n\r\nb",
+            "To: a@example.org\r\n\r\nb",
+        ),
+        // A comment-only element showing addresses goes.
+        (
+            "To: (p1@ext.de), a@example.org\r\n\r\nb",
+            "To: a@example.org\r\n\r\nb",
+        ),
+        // From is the author: never rewritten (check refuses instead).
+        (
+            "From: a@example.org, p1@ext.de\r\nTo: x@ext.de\r\n\r\nb",
+            "From: a@example.org, p1@ext.de\r\nTo: undisclosed-recipients:;\r\n\r\nb",
+        ),
+    ];
+    let failures: Vec<String> = cases
+        .iter()
+        .filter(|(msg, want)| hidden(msg, U) != *want)
+        .map(|(msg, want)| format!("{msg:?}:\n  got  {:?}\n  want {want:?}", hidden(msg, U)))
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `check` refuses what a rewrite cannot hide, and passes what it did.
+#[test]
+fn check_refuses_what_the_rewrite_cannot_hide() {
+    use crate::policy::{Action, Envelope, decide};
+    let policy = crate::policy::Policy {
+        max_external_recipients: 2,
+        action: Action::Bcc,
+        ..internal_policy()
+    };
+    let rcpts = ["x@ext.de".to_string()];
+    let env = Envelope {
+        mail_from: "a@example.org",
+        rcpt_to: &rcpts,
+    };
+    let outcome = |msg: &str| {
+        let d = decide(&policy, env, msg.as_bytes()).expect("fits");
+        assert_eq!(d.action, Some(Action::Bcc), "{msg:?}");
+        let keep = KeepVisible::new(&policy, None);
+        let rw = hide(
+            msg.as_bytes(),
+            &d.headers,
+            &keep,
+            "undisclosed-recipients:;",
+        );
+        check(&policy, &d, &rw, "a@example.org", None)
+    };
+    assert_eq!(
+        outcome(
+            "From: a@example.org\r\nTo: p1@e.de, p2@e.de, p3@e.de\r\nReply-To: p4@e.de\r\n\r\nb"
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        outcome("From: a@example.org, p1@e.de, p2@e.de\r\nTo: p3@e.de\r\n\r\nb"),
+        Err(Unsafe::Left {
+            header: "From".into(),
+            visible: 2
+        })
+    );
+    let attached = "From: a@example.org\r\nTo: x@ext.de\r\nContent-Type: message/rfc822\r\n\r\n\
+                    To: p1@e.de, p2@e.de, p3@e.de\r\n\r\nold\r\n";
+    assert_eq!(outcome(attached), Err(Unsafe::Attached { visible: 3 }));
+}
+
 #[test]
 fn strip_bcc_table() {
     let cases: &[(&str, Option<&str>)] = &[

@@ -86,12 +86,18 @@ impl Session {
             Ok(d) => d,
             Err(e) => {
                 let (label, r) = match e {
-                    HeaderError::TooBig => ("header_too_big", reply::header_too_big(policy.max_header_size)),
+                    HeaderError::TooBig => (
+                        "header_too_big",
+                        reply::header_too_big(policy.max_header_size),
+                    ),
                     HeaderError::AttachedTooBig => (
                         "attached_header_too_big",
                         reply::attached_header_too_big(policy.max_header_size),
                     ),
-                    HeaderError::TooDeep => ("mime_too_deep", reply::mime_too_deep(policy.mime_nesting_limit)),
+                    HeaderError::TooDeep => (
+                        "mime_too_deep",
+                        reply::mime_too_deep(policy.mime_nesting_limit),
+                    ),
                 };
                 self.shared.metrics.refused(label);
                 tracing::info!(client = %self.peer, queue_id = %queue_id, reason = label, reply = %r.summary(), "message refused: cannot be read in full");
@@ -119,7 +125,12 @@ impl Session {
         let fallback = decision.empty_to_value(policy.empty_to, &tx.mail_from);
         let (bcc_rewrite, unsafe_rewrite) = match decision.action {
             Some(Action::Bcc | Action::Split) if !decision.signed => {
-                let rw = rewrite::hide(&msg, &decision.headers, &KeepVisible::new(policy, None), &fallback);
+                let rw = rewrite::hide(
+                    &msg,
+                    &decision.headers,
+                    &KeepVisible::new(policy, None),
+                    &fallback,
+                );
                 let why = rewrite::check(policy, &decision, &rw, &tx.mail_from, None).err();
                 (Some(rw), why.map(|u| u.describe()))
             }
@@ -194,12 +205,20 @@ impl Session {
                 self.abort_upstream().await;
                 let why = unsafe_rewrite.as_deref().unwrap_or_default();
                 let r = reply::cannot_rewrite_safely(why, &queue_id);
-                (r, Some(("reject", unsafe_reason.as_deref().unwrap_or_default())))
+                (
+                    r,
+                    Some(("reject", unsafe_reason.as_deref().unwrap_or_default())),
+                )
             }
             Some(Action::Bcc) => {
                 let rw = match bcc_rewrite {
                     Some(rw) => rw,
-                    None => rewrite::hide(&msg, &decision.headers, &KeepVisible::new(policy, None), &fallback),
+                    None => rewrite::hide(
+                        &msg,
+                        &decision.headers,
+                        &KeepVisible::new(policy, None),
+                        &fallback,
+                    ),
                 };
                 let parts = [received.as_bytes(), &rw.head, &msg[rw.rest..]];
                 let r = self.relay_parts(&tx, &parts, &queue_id).await;

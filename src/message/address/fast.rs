@@ -74,8 +74,11 @@ pub(super) fn simple<'a>(
     let (addr, normal, span_end) = loop {
         match *v.get(i)? {
             b'"' => {
-                // A quoted word without quoted-pairs.
-                let len = memchr::memchr2(b'"', b'\\', v.get(i + 1..)?)?;
+                // A quoted word without quoted-pairs, and without an `@`:
+                // a name that shows an address goes the general way, so a
+                // plain element's addr-spec is its only `@`
+                // ([`MailboxRef::plain`]).
+                let len = memchr::memchr3(b'"', b'\\', b'@', v.get(i + 1..)?)?;
                 if v[i + 1 + len] != b'"' {
                     return None;
                 }

@@ -83,7 +83,11 @@ fn every_address_a_reader_sees_counts() {
         // Other address headers.
         ("Reply-To: a@x.com, b@y.com\r\n", 2, 0),
         ("Mail-Followup-To: a@x.com, b@y.com\r\n", 2, 0),
-        ("Mail-Reply-To: a@x.com\r\nResent-To: b@y.com\r\nResent-Cc: c@z.com\r\n", 3, 0),
+        (
+            "Mail-Reply-To: a@x.com\r\nResent-To: b@y.com\r\nResent-Cc: c@z.com\r\n",
+            3,
+            0,
+        ),
         ("Reply-To\x0c: a@x.com, b@y.com\r\n", 2, 0),
         ("Sender: a@x.com, b@y.com\r\n", 0, 0),
         // From and Resent-From: the sender alone is not a list.

@@ -1,0 +1,114 @@
+//! The deliberately lenient reader the counter is compared with, shared
+//! by the property tests (tests/properties.rs) and the cargo-fuzz target
+//! (fuzz/fuzz_targets/decide_hide.rs). Written apart from
+//! src/message/tokens.rs on purpose: a regular expression over what
+//! mail-parser decodes, so a bug in the guard's reader is not repeated here.
+
+use bccguard::policy::count::normalize_address;
+use bccguard::policy::{DomainSet, VisibleHeaders};
+
+/// The lenient reader: for every visible header, the value as mail-parser
+/// decodes an unstructured field (RFC 2047 words, folding), then every
+/// address-like token a regular expression finds: a run of atext, dots and
+/// non-ASCII before an `@`, a domain literal or a run of letters, digits,
+/// `-`, `_`, dots and non-ASCII after it with a dot inside. A raw token
+/// holding encoded-word syntax (`=?`, `?=`) is read decoded instead. From
+/// and Resent-From each count only when they show more than one address
+/// (`originators: false` leaves them out).
+/// Returns the distinct external addresses, normalised as the guard does.
+pub fn lenient_external(msg: &str, internal: &DomainSet, originators: bool) -> Vec<String> {
+    use std::collections::BTreeSet;
+    let token = token_regex();
+    let visible = VisibleHeaders::default();
+    let head = msg.split("\r\n\r\n").next().unwrap_or_default();
+    // Unfold into (name, value) fields.
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in head.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = fields.last_mut() {
+                last.1.push_str(line);
+            }
+        } else if let Some((n, v)) = line.split_once(':') {
+            fields.push((n.trim().to_string(), v.to_string()));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut from: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for (name, value) in fields {
+        if !visible
+            .names()
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(&name))
+        {
+            continue;
+        }
+        let raw = format!("Subject:{value}\r\n\r\n");
+        let decoded = mail_parser::MessageParser::default()
+            .parse_headers(raw.as_bytes())
+            .and_then(|m| m.subject().map(str::to_string))
+            .unwrap_or_default();
+        let originator = ["from", "resent-from"]
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(&name));
+        if originator && !originators {
+            continue;
+        }
+        for text in [value.as_str(), decoded.as_str()] {
+            for c in token.captures_iter(text) {
+                let local = c[1].trim_start_matches('.');
+                let domain = c[2].trim_end_matches(['.', '-']);
+                let ok = !local.is_empty()
+                    && (domain.starts_with('[')
+                        || (domain.contains('.') && !domain.starts_with('.')));
+                let encoded = c[0].contains("=?") || c[0].contains("?=");
+                if !ok || encoded {
+                    continue;
+                }
+                let addr = format!("{local}@{domain}");
+                let key = normalize_address(&addr).unwrap_or_else(|| addr.to_lowercase());
+                if originator {
+                    from.entry(name.to_ascii_lowercase())
+                        .or_default()
+                        .insert(key);
+                } else {
+                    seen.insert(key);
+                }
+            }
+        }
+    }
+    for (_, addresses) in from {
+        if addresses.len() > 1 {
+            seen.extend(addresses);
+        }
+    }
+    seen.into_iter()
+        .filter(|a| {
+            let domain = a.rsplit_once('@').map_or("", |(_, d)| d);
+            !(normalize_address(a).is_some() && internal.contains(domain))
+        })
+        .collect()
+}
+
+/// The address-like token: local part, `@`, domain (both captured).
+fn token_regex() -> &'static regex::Regex {
+    static TOKEN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        regex::Regex::new(
+            r#"([A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-[^\x00-\x7F]]+)@(\[[^\[\]\\,;<>@"]+\]|[A-Za-z0-9\-_.[^\x00-\x7F]]+)"#,
+        )
+        .expect("regex")
+    })
+}
+
+/// The person an address string names, as a reader takes it: the last
+/// address-like token in it (`)Name)a@x.test ` is a@x.test), lowercased;
+/// the string itself when it holds none.
+pub fn person(address: &str) -> String {
+    let last = token_regex().captures_iter(address).last().map(|c| {
+        let local = c[1].trim_start_matches('.');
+        let domain = c[2].trim_end_matches(['.', '-']);
+        format!("{local}@{domain}")
+    });
+    last.unwrap_or_else(|| address.trim().to_string())
+        .to_lowercase()
+}
