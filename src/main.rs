@@ -56,7 +56,7 @@ enum Cmd {
         config: Option<PathBuf>,
         /// The message (.eml, RFC 5322).
         message: PathBuf,
-        /// Envelope recipient (repeatable); default: the To/Cc addresses.
+        /// Envelope recipient (repeatable); default: the visible addresses.
         #[arg(long = "rcpt")]
         rcpt: Vec<String>,
         /// Envelope sender; default: the header From.

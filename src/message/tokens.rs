@@ -5,7 +5,7 @@
 //!
 //! A token is `local@domain` around every `@`:
 //! - `local`: the longest run of atext, dots and non-ASCII bytes (RFC 5322
-//!   3.2.3, RFC 6532) before the `@`, leading dots dropped;
+//!   3.2.3, RFC 6532) before the `@`, leading dots and apostrophes dropped;
 //! - `domain`: a domain literal `[...]`, or the longest run of letters,
 //!   digits, `-`, `_`, dots and non-ASCII bytes after it, trailing dots and
 //!   hyphens dropped, holding at least one dot (`Meeting@5pm` and `Team@Work`
@@ -55,7 +55,9 @@ pub fn token_at(text: &[u8], at: usize) -> Option<Range<usize>> {
     while start > 0 && is_local(text[start - 1]) {
         start -= 1;
     }
-    while start < at && text[start] == b'.' {
+    // Leading dots, and the apostrophe Outlook quotes a display name with
+    // (`'jane@x.test' <jane@x.test>` shows jane@x.test, not 'jane@...).
+    while start < at && matches!(text[start], b'.' | b'\'') {
         start += 1;
     }
     if start == at {
@@ -166,6 +168,11 @@ mod tests {
             ),
             ("Meeting @ 5pm, Team@Work", &[]),
             ("..a.b@x.test.", &[("a.b@x.test", Phrase)]),
+            (
+                "'jane@x.test' <jane@x.test>",
+                &[("jane@x.test", Phrase), ("jane@x.test", Angle)],
+            ),
+            ("o'brien@x.test", &[("o'brien@x.test", Phrase)]),
             ("a@[192.0.2.1]", &[("a@[192.0.2.1]", Phrase)]),
             ("a@[x, b@y.test]", &[("b@y.test", Phrase)]),
             ("a@b.c@d.e", &[("a@b.c", Phrase), ("b.c@d.e", Phrase)]),

@@ -10,7 +10,8 @@ use bccguard::policy::{DomainSet, VisibleHeaders};
 /// The lenient reader: for every visible header, the value as mail-parser
 /// decodes an unstructured field (RFC 2047 words, folding), then every
 /// address-like token a regular expression finds: a run of atext, dots and
-/// non-ASCII before an `@`, a domain literal or a run of letters, digits,
+/// non-ASCII before an `@` (leading dots and apostrophes dropped), a
+/// domain literal or a run of letters, digits,
 /// `-`, `_`, dots and non-ASCII after it with a dot inside. A raw token
 /// holding encoded-word syntax (`=?`, `?=`) is read decoded instead. From
 /// and Resent-From each count only when they show more than one address
@@ -55,7 +56,7 @@ pub fn lenient_external(msg: &str, internal: &DomainSet, originators: bool) -> V
         }
         for text in [value.as_str(), decoded.as_str()] {
             for c in token.captures_iter(text) {
-                let local = c[1].trim_start_matches('.');
+                let local = c[1].trim_start_matches(['.', '\'']);
                 let domain = c[2].trim_end_matches(['.', '-']);
                 let ok = !local.is_empty()
                     && (domain.starts_with('[')
@@ -105,7 +106,7 @@ fn token_regex() -> &'static regex::Regex {
 /// the string itself when it holds none.
 pub fn person(address: &str) -> String {
     let last = token_regex().captures_iter(address).last().map(|c| {
-        let local = c[1].trim_start_matches('.');
+        let local = c[1].trim_start_matches(['.', '\'']);
         let domain = c[2].trim_end_matches(['.', '-']);
         format!("{local}@{domain}")
     });

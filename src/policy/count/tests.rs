@@ -99,6 +99,7 @@ fn every_address_a_reader_sees_counts() {
         ("Resent-From: a@x.com, b@y.com\r\n", 2, 0),
         // Display names and comments.
         ("To: \"a@x.com\" <a@x.com>\r\n", 1, 0),
+        ("To: 'a@x.com' <a@x.com>, 'B@Y.com' <b@y.com>\r\n", 2, 0),
         ("To: \"Boss boss@example.org\" <c@z.com>\r\n", 1, 1),
         (
             "To: \"p1@e.net, p2@e.net, p3@e.net\" <amt@example.org>\r\n",
