@@ -411,3 +411,60 @@ async fn serve_delivers_into_the_maildir_and_exits_cleanly_on_sigterm() {
         served.log()
     );
 }
+
+/// `explain` lists every counted address and where it was seen: a display
+/// name, an encoded word, an unparseable Reply-To, an attached message; and
+/// says why a bcc rewrite would be refused.
+#[test]
+fn explain_lists_every_counted_address_and_where_it_was_seen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let eml = dir.path().join("fwd.eml");
+    // Cc is "p3@ext3.test, p4@ext4.test" as one base64 word.
+    std::fs::write(
+        &eml,
+        "From: Amt <amt@example.org>\n\
+         To: \"p1@ext1.test, p2@ext2.test\" <team@example.org>\n\
+         Cc: =?utf-8?b?cDNAZXh0My50ZXN0LCBwNEBleHQ0LnRlc3Q=?=\n\
+         Reply-To: p5@ext5.test p6@ext6.test\n\
+         Subject: fwd\n\
+         Content-Type: multipart/mixed; boundary=b\n\n\
+         --b\nContent-Type: message/rfc822\n\n\
+         To: p7@ext7.test, p8@ext8.test, p9@ext9.test\n\nold\n--b--\n",
+    )
+    .expect("write eml");
+    let explain = |config: &str, rcpt: &str| {
+        let policy = dir.path().join("policy.yaml");
+        std::fs::write(&policy, config).expect("write policy");
+        let (out, stdout, stderr) = run(bccguard()
+            .current_dir(dir.path())
+            .arg("explain")
+            .arg("--config")
+            .arg(&policy)
+            .args(["--rcpt", rcpt])
+            .arg(&eml));
+        assert!(out.status.success(), "{stderr}");
+        stdout
+    };
+    let base = "upstream:\n  maildir: ./outbox\npolicy:\n  internal_domains: [example.org]\n  max_external_recipients: 2\n";
+    let out = explain(&format!("{base}  action: reject\n"), "partner@ext0.test");
+    for line in [
+        "9 external address(es) in 9 domain(s), 1 internal; in To/Cc, Reply-To and an attached message",
+        "counted  p1@ext1.test  To, display name",
+        "counted  p3@ext3.test  Cc, encoded word",
+        "counted  p5@ext5.test  Reply-To, unparseable token",
+        "counted  p9@ext9.test  To, address, attached message",
+        "threshold: 2 -> exceeded",
+    ] {
+        assert!(out.contains(line), "{line:?} missing in\n{out}");
+    }
+    // Sent inside the organisation, the attachment does not count.
+    let out = explain(&format!("{base}  action: reject\n"), "boss@example.org");
+    assert!(out.contains("6 external address(es)"), "{out}");
+    assert!(!out.contains("attached message"), "{out}");
+    // In bcc mode the attached list (3 > 2) cannot be hidden.
+    let out = explain(&format!("{base}  action: bcc\n"), "partner@ext0.test");
+    assert!(
+        out.contains("action:    reject: an attached message shows 3 external addresses"),
+        "{out}"
+    );
+}
