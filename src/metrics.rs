@@ -40,7 +40,7 @@ pub const UPSTREAM_ERROR_KINDS: [&str; 8] = [
     "connect", "timeout", "closed", "protocol", "refused", "tls", "tempfail", "maildir",
 ];
 /// `reason` label values of `bccguard_refused_total` (input the guard refused).
-pub const REFUSAL_REASONS: [&str; 15] = [
+pub const REFUSAL_REASONS: [&str; 17] = [
     "relay_denied",
     "tls_required",
     "auth_failed",
@@ -48,6 +48,8 @@ pub const REFUSAL_REASONS: [&str; 15] = [
     "sender_mismatch",
     "too_big",
     "header_too_big",
+    "attached_header_too_big",
+    "mime_too_deep",
     "line_too_long",
     "bare_newline",
     "nul",
