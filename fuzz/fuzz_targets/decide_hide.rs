@@ -85,7 +85,8 @@ fn well_formed_head(head: &[u8]) -> bool {
     true
 }
 
-/// Distinct lowercase addresses mail-parser finds in To and Cc.
+/// Distinct addresses mail-parser finds in To and Cc, each as the person
+/// it names ([`oracle::person`]).
 fn mail_parser_addresses(msg: &[u8]) -> Vec<String> {
     let Some(parsed) = mail_parser::MessageParser::default().parse_headers(msg) else {
         return Vec::new();
@@ -97,7 +98,8 @@ fn mail_parser_addresses(msg: &[u8]) -> Vec<String> {
         .flat_map(|a| a.iter())
         .filter_map(|a| a.address.as_deref())
         .filter(|a| a.contains('@'))
-        .map(str::to_lowercase)
+        // `\x07x@y` and `x@y` are one person to a reader.
+        .map(oracle::person)
         .collect();
     theirs.sort();
     theirs.dedup();
