@@ -1356,6 +1356,16 @@ mod tests {
             DEFAULT_MAX_EXTERNAL_RECIPIENTS
         );
         assert_eq!(c.policy.action, Action::Reject);
+        assert_eq!(c.policy.visible_headers, VisibleHeaders::default());
+        assert_eq!(c.policy.attached_messages, AttachedMessages::Count);
+        assert_eq!(c.policy.mime_nesting_limit, DEFAULT_MIME_NESTING_LIMIT);
+        // The embedded policy.yaml spells the defaults out.
+        let embedded = Config::embedded_default().expect("valid");
+        assert_eq!(embedded.policy.visible_headers, VisibleHeaders::default());
+        assert_eq!(
+            embedded.policy.mime_nesting_limit,
+            DEFAULT_MIME_NESTING_LIMIT
+        );
         assert_eq!(
             c.metrics.listen,
             Some(DEFAULT_METRICS_LISTEN.parse().unwrap())
@@ -1392,6 +1402,22 @@ mod tests {
             (
                 "policy:\n  max_external_recipients: many\n",
                 "policy.max_external_recipients: \"many\" is not a whole number",
+            ),
+            (
+                "policy:\n  visible_headers: [To, Reply-To]\n",
+                "policy.visible_headers: must include Cc",
+            ),
+            (
+                "policy:\n  visible_headers: [To, Cc, Resent-Bcc]\n",
+                "policy.visible_headers: Resent-Bcc is always removed before relaying",
+            ),
+            (
+                "policy:\n  attached_messages: sometimes\n",
+                "policy.attached_messages: unknown value \"sometimes\", expected one of count, ignore",
+            ),
+            (
+                "policy:\n  mime_nesting_limit: 0\n",
+                "policy.mime_nesting_limit: 0 is too small (minimum 1)",
             ),
             (
                 "policy:\n  internal_domains: [\"exa mple.org\"]\n",
