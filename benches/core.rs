@@ -47,6 +47,80 @@ fn decide(c: &mut Criterion) {
     g.finish();
 }
 
+/// The shapes issue 14 reads beyond plain mailboxes, 1,494 addresses each:
+/// Outlook's quoted-address display names (`'p@x' <p@x>`: the general
+/// parser and a token scan per mailbox), the list as one base64 encoded
+/// word (decoded, then tokens), space-separated (one unparseable element),
+/// and the list forwarded as an attached message/rfc822 to one external
+/// recipient (the MIME walk, then the attached header).
+fn decide_visible(c: &mut Criterion) {
+    use base64::Engine as _;
+    let p = policy();
+    let n = 1494;
+    let addrs: Vec<String> = (0..n)
+        .map(|i| format!("patient{i}@mail{}.test", i % 37))
+        .collect();
+    let head = "From: Impfzentrum <termine@example.org>\r\n";
+    let tail = "Subject: Terminabsage\r\n\r\nIhr Termin muss leider abgesagt werden.\r\n";
+    let named: Vec<String> = addrs.iter().map(|a| format!("'{a}' <{a}>")).collect();
+    let word = base64::engine::general_purpose::STANDARD.encode(addrs.join(", "));
+    let shapes = [
+        (
+            "quoted_names",
+            format!("{head}To: {}\r\n{tail}", named.join(",\r\n ")),
+        ),
+        (
+            "encoded_word",
+            format!("{head}To: =?utf-8?b?{word}?=\r\n{tail}"),
+        ),
+        (
+            "space_separated",
+            format!("{head}To: {}\r\n{tail}", addrs.join("\r\n ")),
+        ),
+        (
+            "attached",
+            format!(
+                "{head}To: partner@other.test\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+                 --b\r\nContent-Type: text/plain\r\n\r\nFYI\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n\
+                 {}--b--\r\n",
+                String::from_utf8(mail(n, 4096)).expect("utf-8")
+            ),
+        ),
+    ];
+    let rcpts = ["partner@other.test".to_string()];
+    let mut g = c.benchmark_group("decide_visible");
+    g.throughput(Throughput::Elements(n as u64));
+    for (name, msg) in &shapes {
+        let d = policy::decide(
+            &p,
+            Envelope {
+                mail_from: "termine@example.org",
+                rcpt_to: &rcpts,
+            },
+            msg.as_bytes(),
+        )
+        .expect("decide");
+        assert!(
+            d.visible.external.len() >= n,
+            "{name}: {}",
+            d.visible.external.len()
+        );
+        g.bench_with_input(BenchmarkId::from_parameter(name), msg, |b, msg| {
+            b.iter(|| {
+                policy::decide(
+                    &p,
+                    Envelope {
+                        mail_from: "termine@example.org",
+                        rcpt_to: &rcpts,
+                    },
+                    black_box(msg.as_bytes()),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
 fn bcc_rewrite(c: &mut Criterion) {
     let p = policy();
     let mut g = c.benchmark_group("bcc_rewrite");
@@ -112,5 +186,12 @@ fn data_reader(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decide, bcc_rewrite, split_copy, data_reader);
+criterion_group!(
+    benches,
+    decide,
+    decide_visible,
+    bcc_rewrite,
+    split_copy,
+    data_reader
+);
 criterion_main!(benches);

@@ -376,11 +376,7 @@ fn shows_nothing(text: &[u8], own: Option<&str>) -> bool {
         });
         found
     };
-    !other(text)
-        && ![encoded::decode(text), encoded::decode_spaced(text)]
-            .iter()
-            .flatten()
-            .any(|d| other(d.as_bytes()))
+    !other(text) && !encoded::readings(text).iter().any(|d| other(d.as_bytes()))
 }
 
 /// Why a rewritten message would still show external addresses.

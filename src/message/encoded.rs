@@ -16,20 +16,33 @@ use mail_parser::parsers::MessageStream;
 /// `None` when the value holds no `=?` at all (nothing to decode: callers
 /// skip the second look, which is every field of nearly every message).
 pub fn decode(value: &[u8]) -> Option<String> {
-    decode_with(value, false)
+    decode_with(value, false).map(|(text, _)| text)
 }
 
 /// [`decode`] with each decoded word set apart by spaces from text that
 /// touches it: how a reader that takes `=?...?=c@x.test` as a word followed
-/// by more text sees it (mail-parser does). The counter reads both forms,
-/// so neither reading hides an address.
+/// by more text sees it (mail-parser does).
 pub fn decode_spaced(value: &[u8]) -> Option<String> {
-    decode_with(value, true)
+    decode_with(value, true).map(|(text, _)| text)
 }
 
-fn decode_with(value: &[u8], spaced: bool) -> Option<String> {
+/// Every reading of the value a reader may see: none without an encoded
+/// word; the decoded text; and, only when a word touches other text, the
+/// spaced one too ([`decode_spaced`]). The counter reads them all, so
+/// neither reading hides an address, and the common case decodes once.
+pub fn readings(value: &[u8]) -> Vec<String> {
+    let Some((joined, touches)) = decode_with(value, false) else {
+        return Vec::new();
+    };
+    let spaced = touches.then(|| decode_spaced(value)).flatten();
+    std::iter::once(joined).chain(spaced).collect()
+}
+
+/// The decoded text, and whether a decoded word touched other text.
+fn decode_with(value: &[u8], spaced: bool) -> Option<(String, bool)> {
     memchr::memmem::find(value, b"=?")?;
     let mut out = String::with_capacity(value.len());
+    let mut touches = false;
     // Bytes since the last decoded word that are not yet in `out`.
     let mut plain_from = 0;
     // `out` ends with a decoded word, and everything after it is whitespace.
@@ -46,6 +59,9 @@ fn decode_with(value: &[u8], spaced: bool) -> Option<String> {
         if !(after_word && gap.iter().all(u8::is_ascii_whitespace)) {
             push_unfolded(&mut out, gap);
         }
+        let end = at + 1 + stream.offset();
+        touches |= at > 0 && !value[at - 1].is_ascii_whitespace()
+            || value.get(end).is_some_and(|b| !b.is_ascii_whitespace());
         if spaced && !out.is_empty() && !out.ends_with(' ') {
             out.push(' ');
         }
@@ -54,11 +70,11 @@ fn decode_with(value: &[u8], spaced: bool) -> Option<String> {
             out.push(' ');
         }
         after_word = true;
-        i = at + 1 + stream.offset();
+        i = end;
         plain_from = i;
     }
     push_unfolded(&mut out, &value[plain_from..]);
-    Some(out)
+    Some((out, touches))
 }
 
 /// Appends raw header bytes without their folding CR/LF; bytes that are not
@@ -110,6 +126,19 @@ mod tests {
             Some("h@e.test c@x.test")
         );
         assert_eq!(decode_spaced(b"a@x.test").as_deref(), None);
+    }
+
+    #[test]
+    fn readings_add_the_spaced_one_only_when_a_word_touches_text() {
+        assert!(super::readings(b"a@x.test").is_empty());
+        assert_eq!(
+            super::readings(b"=?utf-8?q?p1=40x.test?= <a@x.test>").len(),
+            1
+        );
+        assert_eq!(
+            super::readings(b"=?utf-8?q?h=40e.test?=c@x.test"),
+            ["h@e.testc@x.test", "h@e.test c@x.test"]
+        );
     }
 
     #[test]

@@ -519,31 +519,36 @@ impl<'a, 'p> Tally<'a, 'p> {
         }
     }
 
-    /// An element that does not parse: its tokens, or when it shows none
-    /// (as written or decoded: the field's decoded pass counts those), the
-    /// element itself as one external address.
-    fn invalid(&mut self, value: &'a [u8], span: Range<usize>) {
+    /// An element that does not parse: its tokens, or when it shows none,
+    /// the element itself as one external address; unless it holds an
+    /// encoded word and the field's decoded readings show addresses (they
+    /// are counted from there).
+    fn invalid(&mut self, value: &'a [u8], span: Range<usize>, decoded_shows: bool) {
         let text = value.get(span).unwrap_or_default();
         if self.tokens(text, How::Unparseable) > 0 {
             return;
         }
-        let decoded_shows = encoded::decode(text).is_some_and(|d| {
-            let mut any = false;
-            tokens::for_each(d.as_bytes(), |_, _| any = true);
-            any
-        });
-        if !decoded_shows {
+        if !(decoded_shows && memchr::memmem::find(text, b"=?").is_some()) {
             self.unparseable(text, How::Unparseable);
         }
     }
 
     /// One field value: its mailboxes, the tokens around them, and the
-    /// tokens of its decoded form.
+    /// tokens of its decoded readings ([`encoded::readings`]).
     fn field(&mut self, value: &'a [u8]) {
         // About one element per comma: reserved up front instead of
         // doubling through 1,494 pushes (a SIMD count, cheap next to them).
         self.all
             .reserve(memchr::memchr_iter(b',', value).count() + 1);
+        // The decoded readings' tokens, counted after the structure so an
+        // address written plainly is first seen as what it is.
+        let mut decoded = Vec::new();
+        for reading in encoded::readings(value) {
+            tokens::for_each(reading.as_bytes(), |t, _| {
+                decoded.push(String::from_utf8_lossy(t).into_owned());
+            });
+        }
+        let decoded_shows = !decoded.is_empty();
         for_each(value, |element| match element {
             ElementRef::Mailbox(m) => self.mailbox(value, m),
             ElementRef::Group {
@@ -557,23 +562,13 @@ impl<'a, 'p> Tally<'a, 'p> {
                     self.mailbox(value, m);
                 }
                 for span in invalid {
-                    self.invalid(value, span);
+                    self.invalid(value, span, decoded_shows);
                 }
             }
-            ElementRef::Invalid { span } => self.invalid(value, span),
+            ElementRef::Invalid { span } => self.invalid(value, span, decoded_shows),
         });
-        // Both readings of the words: joined to the text they touch, and
-        // set apart from it ([`encoded::decode_spaced`]).
-        for decoded in [encoded::decode(value), encoded::decode_spaced(value)]
-            .into_iter()
-            .flatten()
-        {
-            let mut found = Vec::new();
-            tokens::for_each(decoded.as_bytes(), |t, _| found.push(t.to_vec()));
-            for t in found {
-                let t = String::from_utf8_lossy(&t).into_owned();
-                self.address(Cow::Owned(t), false, How::EncodedWord);
-            }
+        for t in decoded {
+            self.address(Cow::Owned(t), false, How::EncodedWord);
         }
     }
 

@@ -55,13 +55,14 @@ pub fn lenient_external(msg: &str, internal: &DomainSet, originators: bool) -> V
             continue;
         }
         for text in [value.as_str(), decoded.as_str()] {
-            for c in token.captures_iter(text) {
-                let local = c[1].trim_start_matches(['.', '\'']);
-                let domain = c[2].trim_end_matches(['.', '-']);
+            for (local, domain) in tokens(token, text) {
+                let local = local.trim_start_matches(['.', '\'']);
+                let domain = domain.trim_end_matches(['.', '-']);
                 let ok = !local.is_empty()
                     && (domain.starts_with('[')
                         || (domain.contains('.') && !domain.starts_with('.')));
-                let encoded = c[0].contains("=?") || c[0].contains("?=");
+                let whole = format!("{local}@{domain}");
+                let encoded = whole.contains("=?") || whole.contains("?=");
                 if !ok || encoded {
                     continue;
                 }
@@ -86,6 +87,28 @@ pub fn lenient_external(msg: &str, internal: &DomainSet, originators: bool) -> V
         .filter(|a| {
             let domain = a.rsplit_once('@').map_or("", |(_, d)| d);
             !(normalize_address(a).is_some() && internal.contains(domain))
+        })
+        .collect()
+}
+
+/// Around every `@` of `text` on its own (tokens of neighbouring `@`s may
+/// share bytes, as a reader's eye does): the longest local part the
+/// expression allows before it and the domain after it.
+fn tokens<'t>(token: &regex::Regex, text: &'t str) -> Vec<(&'t str, &'t str)> {
+    static LOCAL_END: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    static DOMAIN_START: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    // The two halves of `token_regex`, anchored at the `@`.
+    let pattern = token.as_str();
+    let (local, domain) = pattern.split_once(")@(").expect("local)@(domain");
+    let local_end =
+        LOCAL_END.get_or_init(|| regex::Regex::new(&format!("{local})$")).expect("regex"));
+    let domain_start =
+        DOMAIN_START.get_or_init(|| regex::Regex::new(&format!("^({domain}")).expect("regex"));
+    text.match_indices('@')
+        .filter_map(|(at, _)| {
+            let l = local_end.find(&text[..at])?;
+            let d = domain_start.find(&text[at + 1..])?;
+            Some((l.as_str(), d.as_str()))
         })
         .collect()
 }
