@@ -523,12 +523,19 @@ impl<'a, 'p> Tally<'a, 'p> {
     /// the element itself as one external address; unless it holds an
     /// encoded word and the field's decoded readings show addresses (they
     /// are counted from there).
+    ///
+    /// An `@` that shows no token (`x@host`, `@@`) still shows something
+    /// a lenient client may call an address: the element then counts as
+    /// one besides its tokens (fail closed: one too many, never one too
+    /// few).
     fn invalid(&mut self, value: &'a [u8], span: Range<usize>, decoded_shows: bool) {
         let text = value.get(span).unwrap_or_default();
-        if self.tokens(text, How::Unparseable) > 0 {
+        let found = self.tokens(text, How::Unparseable);
+        let ats = memchr::memchr_iter(b'@', text).count();
+        if found > 0 && found >= ats {
             return;
         }
-        if !(decoded_shows && memchr::memmem::find(text, b"=?").is_some()) {
+        if !(found == 0 && decoded_shows && memchr::memmem::find(text, b"=?").is_some()) {
             self.unparseable(text, How::Unparseable);
         }
     }
