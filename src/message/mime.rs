@@ -84,7 +84,7 @@ impl Walk<'_> {
                 self.entity(part, &h, depth + 1, messages)?;
             }
         } else if matches!(info.media.as_str(), "message/rfc822" | "message/global") || info.eml {
-            let inner = crlf(decode(body, &info.encoding));
+            let inner = decoded(body, &info.encoding);
             let h = self.scan(&inner)?;
             self.out.push(Attached {
                 header: inner[..h.end].to_vec(),
@@ -92,7 +92,7 @@ impl Walk<'_> {
             });
             self.entity(&inner, &h, depth + 1, messages + 1)?;
         } else if info.media == "text/rfc822-headers" {
-            let inner = crlf(decode(body, &info.encoding));
+            let inner = decoded(body, &info.encoding);
             let h = self.scan(&inner)?;
             self.out.push(Attached {
                 header: inner[..h.end].to_vec(),
@@ -312,9 +312,21 @@ fn decode<'b>(body: &'b [u8], encoding: &str) -> Cow<'b, [u8]> {
     decoded.map_or(Cow::Borrowed(body), Cow::Owned)
 }
 
+/// The body as the header scanner reads it: decoded by its transfer
+/// encoding, then with CRLF line ends. Undecoded bytes are a slice of the
+/// message the DATA reader already holds to CRLF, so only decoded ones are
+/// scanned for bare line ends (a hundred nested levels do not each rescan
+/// the whole message).
+fn decoded<'b>(body: &'b [u8], encoding: &str) -> Cow<'b, [u8]> {
+    match decode(body, encoding) {
+        Cow::Borrowed(b) => Cow::Borrowed(b),
+        owned => crlf(owned),
+    }
+}
+
 /// Line ends as SMTP has them: a bare LF or CR becomes CRLF (files and
 /// decoded attachments often have LF only; the header scanner reads CRLF).
-pub fn crlf<'b>(raw: Cow<'b, [u8]>) -> Cow<'b, [u8]> {
+fn crlf<'b>(raw: Cow<'b, [u8]>) -> Cow<'b, [u8]> {
     let bare = raw.iter().enumerate().any(|(i, &b)| {
         (b == b'\n' && (i == 0 || raw[i - 1] != b'\r'))
             || (b == b'\r' && raw.get(i + 1) != Some(&b'\n'))
