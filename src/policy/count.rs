@@ -428,6 +428,8 @@ struct Tally<'a, 'p> {
     all: Vec<(Cow<'a, str>, Class, Seen)>,
     named: usize,
     internal: &'p DomainSet,
+    /// The field being read has decoded readings ([`encoded::readings`]).
+    words: bool,
     /// Where the next entries are seen.
     at: Seen,
 }
@@ -438,6 +440,7 @@ impl<'a, 'p> Tally<'a, 'p> {
             all: Vec::new(),
             named: 0,
             internal,
+            words: false,
             at: Seen {
                 header: 0,
                 how: How::Address,
@@ -489,12 +492,15 @@ impl<'a, 'p> Tally<'a, 'p> {
     /// angle-addr was written. Returns how many.
     fn tokens(&mut self, text: &'a [u8], phrase: How) -> usize {
         let mut n = 0;
+        let words = self.words;
         tokens::for_each(text, |t, place| {
             n += 1;
-            // Part of an encoded word: the decoded value is read for it
-            // (and the raw text again if the word does not decode).
-            if memchr::memmem::find(t, b"=?").is_some() || memchr::memmem::find(t, b"?=").is_some()
-            {
+            // Part of an encoded word in a field that has them: the decoded
+            // readings are read for it (with the raw text of a word that
+            // does not decode).
+            let fragment = memchr::memmem::find(t, b"=?").is_some()
+                || memchr::memmem::find(t, b"?=").is_some();
+            if words && fragment {
                 return;
             }
             let how = match place {
@@ -550,7 +556,9 @@ impl<'a, 'p> Tally<'a, 'p> {
         // The decoded readings' tokens, counted after the structure so an
         // address written plainly is first seen as what it is.
         let mut decoded = Vec::new();
-        for reading in encoded::readings(value) {
+        let readings = encoded::readings(value);
+        self.words = !readings.is_empty();
+        for reading in readings {
             tokens::for_each(reading.as_bytes(), |t, _| {
                 decoded.push(String::from_utf8_lossy(t).into_owned());
             });
