@@ -206,11 +206,23 @@ impl<'m> Prepared<'m> {
     /// `keep` about every address once.
     pub fn new(msg: &'m [u8], headers: &Headers, keep: &dyn Keep) -> Self {
         let visible = keep.visible_headers();
+        // The role of the last named field: a nameless line after a
+        // rewritten one is read as more of it (the counter does), so one
+        // that shows an address goes with it.
+        let mut last = None;
         let fields = headers
             .fields
             .iter()
             .filter_map(|f| {
-                let role = role(msg, f, visible)?;
+                let role = if f.name.is_empty() {
+                    let rewritten = matches!(last, Some(Role::To | Role::ReplyTo | Role::Other));
+                    let shows = memchr::memchr(b'@', bytes(msg, f.span.clone())).is_some();
+                    (rewritten && shows).then_some(Role::Bcc)
+                } else {
+                    last = role(msg, f, visible);
+                    last
+                };
+                let role = role?;
                 let value = bytes(msg, f.value.clone());
                 let mut elements = Vec::new();
                 if role != Role::Bcc {

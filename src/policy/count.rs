@@ -587,20 +587,50 @@ impl<'a, 'p> Tally<'a, 'p> {
         }
     }
 
+    /// A field value, or a nameless line read as more of the field before
+    /// it: its tokens, and itself when an `@` in it shows none (a line of
+    /// junk without `@` shows no address and counts nothing).
+    fn field_or_line(&mut self, value: &'a [u8], line: bool) {
+        if !line {
+            return self.field(value);
+        }
+        if memchr::memchr(b'@', value).is_some() {
+            self.words = false;
+            self.invalid(value, 0..value.len(), false);
+        }
+    }
+
     /// Every visible field of one header section. An originator field
     /// (From, Resent-From) counts only when its fields together show more
     /// than one address.
     fn section(&mut self, msg: &'a [u8], headers: &Headers, visible: &VisibleHeaders) {
         // One side tally per originator header name.
         let mut originators: Vec<(u8, Tally<'a, 'p>)> = Vec::new();
+        // The visible header the last named field was: a line with no field
+        // name (no colon) and its folded lines are read as more of it, as a
+        // lenient reader unfolds them.
+        let mut last: Option<u8> = None;
         for f in &headers.fields {
-            if matches!(f.kind, FieldKind::Bcc | FieldKind::ResentBcc) {
-                continue;
+            let nameless = f.name.is_empty();
+            let header = if nameless {
+                last
+            } else if matches!(f.kind, FieldKind::Bcc | FieldKind::ResentBcc) {
+                None
+            } else {
+                visible.index(&f.lenient_name(msg))
+            };
+            if !nameless {
+                last = header;
             }
-            let Some(header) = visible.index(&f.lenient_name(msg)) else {
+            let Some(header) = header else {
                 continue;
             };
-            let Some(value) = msg.get(f.value.clone()) else {
+            let range = if nameless {
+                f.span.clone()
+            } else {
+                f.value.clone()
+            };
+            let Some(value) = msg.get(range) else {
                 continue;
             };
             if visible.is_originator(header) {
@@ -613,10 +643,10 @@ impl<'a, 'p> Tally<'a, 'p> {
                         originators.len() - 1
                     }
                 };
-                originators[i].1.field(value);
+                originators[i].1.field_or_line(value, nameless);
             } else {
                 self.at.header = header;
-                self.field(value);
+                self.field_or_line(value, nameless);
             }
         }
         for (_, mut side) in originators {

@@ -160,6 +160,12 @@ fn hide_rewrites_every_visible_header() {
             "To: (p1@ext.de), a@example.org\r\n\r\nb",
             "To: a@example.org\r\n\r\nb",
         ),
+        // A nameless line after a rewritten field goes with it when it
+        // shows an address; junk without one stays.
+        (
+            "To: x@ext.de\r\njunk p1@ext.de\r\n\tp2@ext.de\r\nX: 1\r\nplain junk\r\n\r\nb",
+            "To: undisclosed-recipients:;\r\nX: 1\r\nplain junk\r\n\r\nb",
+        ),
         // From is the author: never rewritten (check refuses instead).
         (
             "From: a@example.org, p1@ext.de\r\nTo: x@ext.de\r\n\r\nb",

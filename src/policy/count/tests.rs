@@ -121,6 +121,14 @@ fn every_address_a_reader_sees_counts() {
         ("To: a@x.com; b@y.com: c@z.com\r\n", 3, 0),
         ("To: <a@x.com b@y.com>\r\n", 2, 0),
         ("To: Meeting @ 5pm\r\n", 1, 0),
+        // A line with no name is read as more of the field above (fuzz).
+        (
+            "To: a@example.org\r\njunk p1@e.net\r\n\t p2@f.net\r\n",
+            2,
+            1,
+        ),
+        ("Subject: s\r\njunk p1@e.net\r\n", 0, 0),
+        ("To: a@example.org\r\njunk line\r\n", 0, 1),
         // `?=` in a field without encoded words is just text (fuzz finding).
         ("To: o:t-Cc?=@e.net, x@f.net\r\n", 2, 0),
     ];
