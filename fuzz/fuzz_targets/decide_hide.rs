@@ -98,8 +98,15 @@ fn mail_parser_addresses(msg: &[u8]) -> Vec<String> {
         .flat_map(|a| a.iter())
         .filter_map(|a| a.address.as_deref())
         .filter(|a| a.contains('@'))
-        // `\x07x@y` and `x@y` are one person to a reader.
+        // `\x07x@y` and `x@y` are one person to a reader; `t_@____` and
+        // `$@.example` are no address at all (the guard's tokens have a
+        // dotted domain: README "How it decides").
         .map(oracle::person)
+        .filter(|a| {
+            a.rsplit_once('@').is_some_and(|(l, d)| {
+                !l.is_empty() && (d.starts_with('[') || (d.contains('.') && !d.starts_with('.')))
+            })
+        })
         .collect();
     theirs.sort();
     theirs.dedup();

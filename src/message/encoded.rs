@@ -16,33 +16,57 @@ use mail_parser::parsers::MessageStream;
 /// `None` when the value holds no `=?` at all (nothing to decode: callers
 /// skip the second look, which is every field of nearly every message).
 pub fn decode(value: &[u8]) -> Option<String> {
-    decode_with(value, false).map(|(text, _)| text)
+    decode_with(value, false, false).map(|r| r.text)
 }
 
 /// [`decode`] with each decoded word set apart by spaces from text that
 /// touches it: how a reader that takes `=?...?=c@x.test` as a word followed
 /// by more text sees it (mail-parser does).
 pub fn decode_spaced(value: &[u8]) -> Option<String> {
-    decode_with(value, true).map(|(text, _)| text)
+    decode_with(value, true, false).map(|r| r.text)
 }
 
 /// Every reading of the value a reader may see: none without an encoded
-/// word; the decoded text; and, only when a word touches other text, the
-/// spaced one too ([`decode_spaced`]). The counter reads them all, so
-/// neither reading hides an address, and the common case decodes once.
+/// word; the decoded text; the spaced one too, only when a word touches
+/// other text ([`decode_spaced`]); and one that decodes only words with a
+/// proper charset token (RFC 2047 2), only when some word's charset is not
+/// one (mail-parser decodes `=?a@x.test?q?m?=`, swallowing the address a
+/// stricter reader shows). The counter reads them all, so no reading hides
+/// an address, and the common case decodes once.
 pub fn readings(value: &[u8]) -> Vec<String> {
-    let Some((joined, touches)) = decode_with(value, false) else {
+    let Some(lenient) = decode_with(value, false, false) else {
         return Vec::new();
     };
-    let spaced = touches.then(|| decode_spaced(value)).flatten();
-    std::iter::once(joined).chain(spaced).collect()
+    let spaced = lenient
+        .touches
+        .then(|| decode_with(value, true, false))
+        .flatten();
+    let strict = lenient
+        .odd_charset
+        .then(|| decode_with(value, false, true))
+        .flatten();
+    std::iter::once(lenient)
+        .chain(spaced)
+        .chain(strict)
+        .map(|r| r.text)
+        .collect()
 }
 
-/// The decoded text, and whether a decoded word touched other text.
-fn decode_with(value: &[u8], spaced: bool) -> Option<(String, bool)> {
+/// One decoded reading.
+struct Reading {
+    text: String,
+    /// A decoded word touched other text.
+    touches: bool,
+    /// A decoded word's charset was not a token.
+    odd_charset: bool,
+}
+
+/// Decodes `value`; `spaced` sets words apart, `strict` decodes only words
+/// whose charset is a token.
+fn decode_with(value: &[u8], spaced: bool, strict: bool) -> Option<Reading> {
     memchr::memmem::find(value, b"=?")?;
     let mut out = String::with_capacity(value.len());
-    let mut touches = false;
+    let (mut touches, mut odd_charset) = (false, false);
     // Bytes since the last decoded word that are not yet in `out`.
     let mut plain_from = 0;
     // `out` ends with a decoded word, and everything after it is whitespace.
@@ -50,11 +74,28 @@ fn decode_with(value: &[u8], spaced: bool) -> Option<(String, bool)> {
     let mut i = 0;
     while let Some(n) = memchr::memmem::find(&value[i..], b"=?") {
         let at = i + n;
+        // A charset is a token (RFC 2047 2: no specials, no space); one that
+        // is not would let a "word" swallow the addresses up to some later
+        // `?q?`.
+        let charset_ok = value[at + 2..]
+            .iter()
+            .position(|&b| b == b'?')
+            .is_some_and(|len| {
+                len > 0
+                    && value[at + 2..at + 2 + len]
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || b"-_.:*".contains(&b))
+            });
+        if strict && !charset_ok {
+            i = at + 1;
+            continue;
+        }
         let mut stream = MessageStream::new(&value[at + 1..]);
         let Some(text) = stream.decode_rfc2047() else {
             i = at + 1;
             continue;
         };
+        odd_charset |= !charset_ok;
         let gap = &value[plain_from..at];
         if !(after_word && gap.iter().all(u8::is_ascii_whitespace)) {
             push_unfolded(&mut out, gap);
@@ -74,7 +115,11 @@ fn decode_with(value: &[u8], spaced: bool) -> Option<(String, bool)> {
         plain_from = i;
     }
     push_unfolded(&mut out, &value[plain_from..]);
-    Some((out, touches))
+    Some(Reading {
+        text: out,
+        touches,
+        odd_charset,
+    })
 }
 
 /// Appends raw header bytes without their folding CR/LF; bytes that are not
@@ -113,6 +158,9 @@ mod tests {
             // Not a word: left as it is.
             ("=?broken <a@x.test>", Some("=?broken <a@x.test>")),
             ("=?utf-8?x?abc?=", Some("=?utf-8?x?abc?=")),
+            // A "charset" holding an address: decoded here; the strict
+            // reading of `readings` keeps it.
+            ("=?a@x.test?q?m?=", Some("m")),
         ];
         for &(input, want) in cases {
             assert_eq!(decode(input.as_bytes()).as_deref(), want, "{input:?}");
@@ -138,6 +186,14 @@ mod tests {
         assert_eq!(
             super::readings(b"=?utf-8?q?h=40e.test?=c@x.test"),
             ["h@e.testc@x.test", "h@e.test c@x.test"]
+        );
+    }
+
+    #[test]
+    fn a_charset_that_is_no_token_adds_the_strict_reading() {
+        assert_eq!(
+            super::readings(b"=?a@x.test?q?m?="),
+            ["m", "=?a@x.test?q?m?="]
         );
     }
 
