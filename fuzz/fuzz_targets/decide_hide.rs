@@ -85,8 +85,8 @@ fn well_formed_head(head: &[u8]) -> bool {
     true
 }
 
-/// Distinct addresses mail-parser finds in To and Cc, each as the person
-/// it names ([`oracle::person`]).
+/// Distinct addresses mail-parser finds in To and Cc, each as the address
+/// it shows ([`oracle::address_shaped`]).
 fn mail_parser_addresses(msg: &[u8]) -> Vec<String> {
     let Some(parsed) = mail_parser::MessageParser::default().parse_headers(msg) else {
         return Vec::new();
@@ -101,12 +101,7 @@ fn mail_parser_addresses(msg: &[u8]) -> Vec<String> {
         // `\x07x@y` and `x@y` are one person to a reader; `t_@____` and
         // `$@.example` are no address at all (the guard's tokens have a
         // dotted domain: README "How it decides").
-        .map(oracle::person)
-        .filter(|a| {
-            a.rsplit_once('@').is_some_and(|(l, d)| {
-                !l.is_empty() && (d.starts_with('[') || (d.contains('.') && !d.starts_with('.')))
-            })
-        })
+        .filter_map(oracle::address_shaped)
         .collect();
     theirs.sort();
     theirs.dedup();

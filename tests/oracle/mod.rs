@@ -4,6 +4,9 @@
 //! src/message/tokens.rs on purpose: a regular expression over what
 //! mail-parser decodes, so a bug in the guard's reader is not repeated here.
 
+// Shared by the property tests and the fuzz target; each uses a part.
+#![allow(dead_code)]
+
 use bccguard::policy::count::normalize_address;
 use bccguard::policy::{DomainSet, VisibleHeaders};
 
@@ -135,4 +138,16 @@ pub fn person(address: &str) -> String {
     });
     last.unwrap_or_else(|| address.trim().to_string())
         .to_lowercase()
+}
+
+/// [`person`], only when the string holds an address-like token with a
+/// dotted domain or a closed domain literal (what the guard's tokens are):
+/// `t_@____` and `x@[=?` are no address at all.
+pub fn address_shaped(address: &str) -> Option<String> {
+    let c = token_regex().captures_iter(address).last()?;
+    let local = c[1].trim_start_matches(['.', '\'']);
+    let domain = c[2].trim_end_matches(['.', '-']);
+    let ok = !local.is_empty()
+        && (domain.starts_with('[') || (domain.contains('.') && !domain.starts_with('.')));
+    ok.then(|| format!("{local}@{domain}").to_lowercase())
 }
