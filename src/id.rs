@@ -4,17 +4,13 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// A new id such as `01JDZ3K8Q4M7T2XW`.
 pub fn new_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let ms = crate::clock::since_epoch().as_millis() as u64;
     // RandomState is seeded from the OS once per process; hashing a counter
     // with it gives distinct, unpredictable values without another crate.
     let mut h = std::hash::RandomState::new().build_hasher();

@@ -126,15 +126,6 @@ impl IncidentLog {
     }
 }
 
-/// Current time in RFC 3339, UTC, second precision.
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,7 +133,7 @@ mod tests {
     fn record(id: &str) -> Record {
         Record {
             id: id.into(),
-            time: now_rfc3339(),
+            time: crate::clock::now_rfc3339(),
             action: "reject".into(),
             class: "prevented".into(),
             rule: "default".into(),

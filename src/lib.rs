@@ -38,6 +38,7 @@
 //! listeners (port 0) and their own shutdown signal.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod config;
 pub mod dsn;
 pub mod explain;

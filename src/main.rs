@@ -372,7 +372,7 @@ async fn incident(config: Config, command: IncidentCmd) -> anyhow::Result<()> {
                 Some(s) => {
                     let d = humantime::parse_duration(&s)
                         .with_context(|| format!("--since {s:?}: not a duration (e.g. 24h, 7d)"))?;
-                    bccguard::spool::now() as i64 - d.as_secs() as i64
+                    bccguard::clock::now() as i64 - d.as_secs() as i64
                 }
                 None => 0,
             };
@@ -396,7 +396,7 @@ async fn incident(config: Config, command: IncidentCmd) -> anyhow::Result<()> {
                 .with_context(|| format!("--lang {lang:?}: expected de or en"))?;
             let key = id.clone();
             let (i, steps) = call(&store, move |s| Ok((s.incident(&key)?, s.steps(&key)?))).await?;
-            let now = bccguard::spool::now() as i64;
+            let now = bccguard::clock::now() as i64;
             print!(
                 "{}",
                 bccguard::report::draft(&config, &i, &steps, now, lang)

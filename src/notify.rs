@@ -64,16 +64,7 @@ pub fn deadline(i: &Incident) -> Option<i64> {
     (i.class == Class::Disclosed).then(|| i.disclosed_at.unwrap_or(i.recorded_at) + ART33_DEADLINE)
 }
 
-/// Unix seconds as RFC 3339 UTC.
-pub fn rfc3339(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+pub use crate::clock::rfc3339;
 
 /// Sends due notices until shutdown.
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -97,7 +88,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn pass(shared: &Arc<Shared>) -> Result<(), store::StoreError> {
-    let now = crate::spool::now() as i64;
+    let now = crate::clock::now() as i64;
     let due = store::call(&shared.store, move |s| s.due_notices(now)).await?;
     if due.is_empty() {
         return Ok(());
@@ -158,7 +149,7 @@ async fn settle(
     notices: &[Notice],
     result: Result<String, String>,
 ) -> Result<(), store::StoreError> {
-    let now = crate::spool::now() as i64;
+    let now = crate::clock::now() as i64;
     let cfg = shared.config();
     let kind = notices.first().map_or(NoticeKind::Dpo, |n| n.kind);
     match result {

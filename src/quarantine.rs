@@ -112,7 +112,7 @@ pub async fn release(
     how: ReleaseAs,
     actor: &str,
 ) -> Result<Released, QuarantineError> {
-    let now = crate::spool::now() as i64;
+    let now = crate::clock::now() as i64;
     let key = id.to_string();
     let held = store::call(store, move |s| s.claim(&key, now)).await?;
     let result = send(cfg, &held, how).await;
@@ -124,7 +124,7 @@ pub async fn release(
                 "released",
                 format!("as {}: {}", how.as_str(), released.summary),
             );
-            let disclosed = (how == ReleaseAs::Original).then_some(crate::spool::now() as i64);
+            let disclosed = (how == ReleaseAs::Original).then_some(crate::clock::now() as i64);
             let notices = end_notices(cfg, "released");
             store::call(store, move |s| {
                 s.finish(&id, HoldState::Released, &step, disclosed, &notices)
@@ -166,7 +166,7 @@ pub async fn drop_held(
 pub async fn expire_due(shared: &Arc<Shared>) {
     let cfg = shared.config();
     let retention = cfg.quarantine.retention;
-    let cutoff = crate::spool::now() as i64 - retention.as_secs() as i64;
+    let cutoff = crate::clock::now() as i64 - retention.as_secs() as i64;
     let due = match store::call(&shared.store, move |s| s.held_before(cutoff)).await {
         Ok(ids) => ids,
         Err(e) => {

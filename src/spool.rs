@@ -116,14 +116,6 @@ pub struct Spool {
     dir: PathBuf,
 }
 
-/// Unix seconds now.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Spool {
     /// Opens (creating) the directory and removes unfinished writes.
     pub fn open(dir: &Path) -> io::Result<Self> {
@@ -258,7 +250,7 @@ async fn scan(shared: &Arc<Shared>, spool: &Arc<Spool>, retry: RetryPolicy) -> i
         .await
         .map_err(io::Error::other)??;
     shared.metrics.spool_size(entries.len());
-    let now = now();
+    let now = crate::clock::now();
     for (name, mut entry) in entries.into_iter().filter(|(_, e)| e.next_attempt <= now) {
         let expired = now.saturating_sub(entry.created) >= retry.max_age.as_secs();
         let outcome = if entry.failed {
@@ -359,7 +351,7 @@ async fn bounce(
         sender: &entry.mail_from,
         queue_id: &entry.queue_id,
         arrival: &date(UNIX_EPOCH + Duration::from_secs(entry.created)),
-        date: &date(SystemTime::now()),
+        date: &date(crate::clock::system_now()),
         token: &token,
         failures: &failures,
         original_headers: headers,
@@ -370,7 +362,7 @@ async fn bounce(
         mail_params: String::new(),
         rcpt: entry.mail_from.clone(),
         rcpt_params: String::new(),
-        created: now(),
+        created: crate::clock::now(),
         attempts: 0,
         next_attempt: 0,
         last_error: None,

@@ -145,7 +145,7 @@ impl Step {
     /// A step happening now.
     pub fn now(actor: &str, step: &str, detail: impl Into<String>) -> Step {
         Step {
-            time: crate::incident::now_rfc3339(),
+            time: crate::clock::now_rfc3339(),
             actor: actor.to_string(),
             step: step.to_string(),
             detail: detail.into(),

@@ -22,9 +22,10 @@
 
 use std::sync::Arc;
 
+use crate::clock::now_rfc3339;
 use crate::config::Recipients;
 use crate::id::new_id;
-use crate::incident::{Record, now_rfc3339};
+use crate::incident::Record;
 use crate::message::headers::{FieldKind, HeaderError, Headers};
 use crate::policy::{self, Action, Decision, Envelope};
 use crate::rewrite::{self, KeepVisible, Prepared};
@@ -51,7 +52,7 @@ impl SpoolJob {
     /// Writes each remaining copy (built one at a time: memory stays at one
     /// copy); returns how many. Blocking.
     fn store(self) -> std::io::Result<usize> {
-        let now = crate::spool::now();
+        let now = crate::clock::now();
         let mut stored = 0;
         let sender = (&self.tx.mail_from[..], &self.tx.mail_params[..]);
         for (j, rcpt) in self.tx.rcpts.iter().enumerate().skip(self.from) {
@@ -162,7 +163,7 @@ impl Session {
                 self.abort_upstream().await;
                 held = Some(crate::store::Held {
                     id: queue_id.clone(),
-                    held_at: crate::spool::now() as i64,
+                    held_at: crate::clock::now() as i64,
                     mail_from: tx.mail_from.clone(),
                     mail_params: tx.mail_params.clone(),
                     rcpts: tx.rcpts.clone(),
@@ -364,7 +365,7 @@ impl Session {
         }
         let total = tx.rcpts.len();
         let delivered = total - refused.len();
-        let now = crate::spool::now();
+        let now = crate::clock::now();
         let sender = (&tx.mail_from[..], &tx.mail_params[..]);
         let entries: Vec<crate::spool::Entry> = refused
             .iter()
@@ -511,9 +512,7 @@ impl Session {
             .tls_description()
             .map(|t| format!("\r\n\t(using {t})"))
             .unwrap_or_default();
-        let date = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc2822)
-            .unwrap_or_default();
+        let date = crate::clock::now_rfc2822();
         let helo: String = helo.chars().filter(|c| !c.is_control()).take(255).collect();
         format!(
             "Received: from {helo} ({ip})\r\n\tby {} (bccguard) with {with} id {queue_id}{tls};\r\n\t{date}\r\n",
@@ -610,7 +609,7 @@ impl Session {
                 event: "incident".into(),
             });
         }
-        let now = crate::spool::now() as i64;
+        let now = crate::clock::now() as i64;
         let hold = held.is_some();
         let steps = vec![Step::now(
             "bccguard",

@@ -162,7 +162,7 @@ fn insert_step(tx: &Connection, id: &str, s: &Step) -> rusqlite::Result<()> {
 }
 
 fn insert_notices(tx: &Connection, id: &str, notices: &[NewNotice]) -> rusqlite::Result<()> {
-    let now = crate::spool::now() as i64;
+    let now = crate::clock::now() as i64;
     for n in notices {
         tx.execute(
             "INSERT INTO outbox (incident, kind, event, created, next_attempt) VALUES (?1, ?2, ?3, ?4, ?4)",

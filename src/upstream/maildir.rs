@@ -80,9 +80,7 @@ impl Maildir {
 
 fn unique_name() -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = crate::clock::since_epoch();
     let host =
         std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
     // Maildir names must not contain '/' or ':' (the flags separator).
