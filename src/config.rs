@@ -23,7 +23,11 @@ use crate::policy::{
     VisibleHeaders,
 };
 
+pub mod authorities;
+mod url;
 mod workflow;
+
+pub use url::Url;
 
 pub use workflow::{
     Controller, DEFAULT_DIGEST_AFTER, DEFAULT_DIGEST_INTERVAL, DEFAULT_NOTICE_MAX_AGE,
@@ -36,6 +40,13 @@ pub use workflow::{
 /// binary, so `bccguard serve` works out of the box.
 pub const DEFAULT_POLICY_YAML: &str = include_str!("../policy.yaml");
 
+/// How long a trusted peer has to deliver its whole header, by default
+/// (`server.proxy_protocol_timeout`; Postfix's
+/// `postscreen_upstream_proxy_timeout` is 5 s too). The PROXY protocol
+/// spec, section 2, says "a few seconds (at least 3 seconds to cover a TCP
+/// retransmit)"; load balancers send the
+/// header with the connection, so a late one is a broken or hostile peer.
+pub const DEFAULT_PROXY_PROTOCOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default listener: loopback, unprivileged submission port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2525";
 /// Default `/metrics` listener: loopback, a port of its own.
@@ -119,7 +130,30 @@ pub struct SpoolConfig {
     /// `path`: the spool directory.
     pub path: PathBuf,
     /// `retry_min`, `retry_max`, `max_age`, `scan_interval`.
-    pub retry: crate::spool::RetryPolicy,
+    pub retry: RetryPolicy,
+}
+
+/// Retry policy (`spool.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// First retry after this long; doubles per attempt.
+    pub retry_min: Duration,
+    /// Longest wait between attempts.
+    pub retry_max: Duration,
+    /// Give up (and notify the sender) after this long.
+    pub max_age: Duration,
+    /// How often the spool is scanned for due entries.
+    pub scan_interval: Duration,
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `attempts + 1`.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempts.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX);
+        self.retry_min.saturating_mul(factor).min(self.retry_max)
+    }
 }
 
 /// Default spool directory.
@@ -654,7 +688,7 @@ impl Validator {
         if path.as_os_str().is_empty() {
             self.bad("spool.path", "must not be empty");
         }
-        let retry = crate::spool::RetryPolicy {
+        let retry = RetryPolicy {
             retry_min: self.duration("spool.retry_min", raw.retry_min, DEFAULT_SPOOL_RETRY_MIN),
             retry_max: self.duration("spool.retry_max", raw.retry_max, DEFAULT_SPOOL_RETRY_MAX),
             max_age: self.duration("spool.max_age", raw.max_age, DEFAULT_SPOOL_MAX_AGE),
@@ -709,7 +743,7 @@ impl Validator {
         let proxy_protocol_timeout = self.duration(
             "server.proxy_protocol_timeout",
             raw.proxy_protocol_timeout,
-            crate::proxy_protocol::HEADER_TIMEOUT,
+            DEFAULT_PROXY_PROTOCOL_TIMEOUT,
         );
         let limits = self.limits(raw.limits);
         let tls = self.server_tls(raw.tls);

@@ -59,6 +59,7 @@ pub mod session;
 pub mod smtp;
 pub mod spool;
 pub mod store;
+pub mod templates;
 pub mod timer;
 pub mod tls;
 pub mod upstream;

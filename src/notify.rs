@@ -16,7 +16,6 @@
 //! recipient addresses.
 
 pub mod mail;
-pub mod templates;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -25,7 +24,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use templates::Templates;
+pub use crate::templates::{self, Lang, Templates};
 
 use crate::config::Config;
 use crate::server::Shared;
@@ -38,26 +37,6 @@ pub const NOTIFY_POLL: Duration = Duration::from_secs(5);
 pub const DIGEST_WINDOW: Duration = Duration::from_secs(3600);
 /// Art. 33(1): "not later than 72 hours after having become aware of it".
 pub const ART33_DEADLINE: i64 = 72 * 3600;
-
-/// A language of the guard's texts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Lang {
-    /// Deutsch.
-    De,
-    /// English.
-    En,
-}
-
-impl Lang {
-    /// `de` / `en`.
-    pub fn parse(s: &str) -> Option<Lang> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "de" => Some(Lang::De),
-            "en" => Some(Lang::En),
-            _ => None,
-        }
-    }
-}
 
 /// The Art. 33 deadline of a disclosed incident (Unix seconds).
 pub fn deadline(i: &Incident) -> Option<i64> {

@@ -47,11 +47,8 @@ const V2_FIXED_LEN: usize = 16;
 /// buffer.
 pub const V2_MAX_PAYLOAD: usize = 2048;
 /// How long a trusted peer has to deliver its whole header, by default
-/// (`server.proxy_protocol_timeout`; Postfix's
-/// `postscreen_upstream_proxy_timeout` is 5 s too). 2 says "a few seconds
-/// (at least 3 seconds to cover a TCP retransmit)"; load balancers send the
-/// header with the connection, so a late one is a broken or hostile peer.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// ([`crate::config::DEFAULT_PROXY_PROTOCOL_TIMEOUT`]).
+pub const HEADER_TIMEOUT: Duration = crate::config::DEFAULT_PROXY_PROTOCOL_TIMEOUT;
 
 /// Address block lengths for TCP over IPv4 and IPv6 (2.2).
 const V2_INET_LEN: usize = 4 + 4 + 2 + 2;

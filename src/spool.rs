@@ -87,28 +87,7 @@ impl Entry {
     }
 }
 
-/// Retry policy (`spool.*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// First retry after this long; doubles per attempt.
-    pub retry_min: Duration,
-    /// Longest wait between attempts.
-    pub retry_max: Duration,
-    /// Give up (and notify the sender) after this long.
-    pub max_age: Duration,
-    /// How often the spool is scanned for due entries.
-    pub scan_interval: Duration,
-}
-
-impl RetryPolicy {
-    /// Delay before attempt `attempts + 1`.
-    pub fn backoff(&self, attempts: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempts.saturating_sub(1).min(20))
-            .unwrap_or(u32::MAX);
-        self.retry_min.saturating_mul(factor).min(self.retry_max)
-    }
-}
+pub use crate::config::RetryPolicy;
 
 /// A spool directory.
 #[derive(Debug)]

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::authorities::{self, Authority};
+use super::url::Url;
 use super::{DEFAULT_INCIDENTS_PATH, UpstreamTls, Validator};
-use crate::notify::webhook::Url;
-use crate::notify::{Lang, Templates};
 use crate::policy::Action;
-use crate::report::{self, Authority};
+use crate::templates::{Lang, Templates};
 
 /// Default database of the incident register, the quarantine and the
 /// outbox of notices.
@@ -281,9 +281,9 @@ impl Validator {
             reporting_person: c.reporting_person.unwrap_or_default(),
         };
         let authority = raw.authority.filter(|a| !a.is_empty()).and_then(|code| {
-            let found = report::authority(&code);
+            let found = authorities::authority(&code);
             if found.is_none() {
-                let codes: Vec<_> = report::AUTHORITIES.iter().map(|a| a.code).collect();
+                let codes: Vec<_> = authorities::AUTHORITIES.iter().map(|a| a.code).collect();
                 self.bad(
                     "incidents.authority",
                     format!(
@@ -424,7 +424,7 @@ mod tests {
         assert_eq!(i.sender_notice, [crate::policy::Action::Hold]);
         assert_eq!(
             i.languages,
-            [crate::notify::Lang::De, crate::notify::Lang::En]
+            [crate::templates::Lang::De, crate::templates::Lang::En]
         );
         assert!(i.from.starts_with("bccguard@"));
         assert_eq!(

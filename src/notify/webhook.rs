@@ -8,83 +8,13 @@
 //! for one POST a minute at most; retries come from the outbox
 //! ([`crate::notify`]), not from here.
 
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-/// A parsed `http://` or `https://` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    /// TLS (https).
-    pub tls: bool,
-    /// Host name or IP (no brackets).
-    pub host: String,
-    /// Port (default 80 / 443).
-    pub port: u16,
-    /// Path and query, starting with `/`.
-    pub path: String,
-}
-
-impl fmt::Display for Url {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.tls { "https" } else { "http" };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        write!(f, "{scheme}://{host}:{}{}", self.port, self.path)
-    }
-}
-
-impl Url {
-    /// Parses `http[s]://host[:port][/path]`; no user info, no fragment.
-    pub fn parse(s: &str) -> Result<Url, String> {
-        let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = s.strip_prefix("http://") {
-            (false, r)
-        } else {
-            return Err("must start with http:// or https://".into());
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        if authority.contains('@') || path.contains('#') || path.contains(char::is_whitespace) {
-            return Err("no user info, fragment or spaces allowed".into());
-        }
-        let default = if tls { 443 } else { 80 };
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or("unclosed [")?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
-                None => default,
-            };
-            (h.to_string(), port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_string(),
-                    p.parse().map_err(|_| format!("bad port {p:?}"))?,
-                ),
-                None => (authority.to_string(), default),
-            }
-        };
-        if host.is_empty() {
-            return Err("no host".into());
-        }
-        Ok(Url {
-            tls,
-            host,
-            port,
-            path: path.to_string(),
-        })
-    }
-}
+pub use crate::config::Url;
 
 /// POSTs `body` as JSON; returns the status code (2xx is success). The
 /// whole exchange may take `timeout` (`incidents.webhook_timeout`); https

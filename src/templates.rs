@@ -5,13 +5,34 @@
 //! configuration error, so a typo is found by `bccguard check`, not by the
 //! DPO reading `{sbject}` in an incident mail.
 //!
+//! A leaf: the configuration validates overrides against it, and the
+//! notifier and the report render it.
+//!
 //! No template has a placeholder for recipient addresses: a notice about
 //! an open distribution list must not become a second copy of it.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::Lang;
+/// A language of the guard's texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lang {
+    /// Deutsch.
+    De,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// `de` / `en`.
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "de" => Some(Lang::De),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+}
 
 /// Every template, by name.
 pub const NAMES: [&str; 8] = [
