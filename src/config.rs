@@ -815,7 +815,7 @@ impl Validator {
                     cert: cert.into(),
                     key: key.into(),
                 };
-                if let Err(e) = crate::tls::load_certified_key(&tls.cert, &tls.key) {
+                if let Err(e) = crate::net::tls::load_certified_key(&tls.cert, &tls.key) {
                     self.bad("server.tls", e.to_string());
                 }
                 Some(tls)
@@ -972,7 +972,7 @@ impl Validator {
         let tls_verify = self.flag("upstream.tls_verify", raw.tls_verify, true);
         let ca = raw.ca.filter(|c| !c.is_empty()).map(PathBuf::from);
         if tls != UpstreamTls::None
-            && let Err(e) = crate::tls::connector(ca.as_deref(), tls_verify)
+            && let Err(e) = crate::net::tls::connector(ca.as_deref(), tls_verify)
         {
             self.bad("upstream.ca", e.to_string());
         }

@@ -10,8 +10,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use bccguard::config::Config;
-use bccguard::quarantine::ReleaseAs;
-use bccguard::server::{self, Listeners, Shared};
+use bccguard::incident::quarantine::ReleaseAs;
+use bccguard::relay::Shared;
+use bccguard::relay::server::{self, Listeners};
 
 /// SMTP submission guard against open distribution lists (To/Cc leaks).
 #[derive(Parser, Debug)]
@@ -244,7 +245,7 @@ fn health(path: Option<PathBuf>, ready: bool) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let code = runtime
-        .block_on(bccguard::health::probe(addr, endpoint))
+        .block_on(bccguard::relay::health::probe(addr, endpoint))
         .with_context(|| format!("GET {endpoint} on {addr}"))?;
     anyhow::ensure!(code == 200, "GET {endpoint} on {addr}: HTTP {code}");
     println!("GET {endpoint} on {addr}: HTTP 200");
@@ -264,9 +265,9 @@ where
         .block_on(f())
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn bccguard::store::Store>> {
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn bccguard::incident::store::Store>> {
     let path = &config.store.path;
-    let store = bccguard::store::SqliteStore::open_existing(path).with_context(|| {
+    let store = bccguard::incident::store::SqliteStore::open_existing(path).with_context(|| {
         format!(
             "store.path {}: cannot open the guard's database{}",
             path.display(),
@@ -281,9 +282,9 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn bccguard::store::Store>
 }
 
 async fn quarantine(config: Config, command: QuarantineCmd) -> anyhow::Result<()> {
-    use bccguard::store::call;
+    use bccguard::incident::store::call;
     let store = open_store(&config)?;
-    let actor = bccguard::quarantine::actor();
+    let actor = bccguard::incident::quarantine::actor();
     match command {
         QuarantineCmd::List => {
             let held = call(&store, |s| s.held()).await?;
@@ -295,7 +296,7 @@ async fn quarantine(config: Config, command: QuarantineCmd) -> anyhow::Result<()
                     "{}  held {}  expires {}  {}  {} external  {}  \"{}\"",
                     r.id,
                     r.time,
-                    bccguard::notify::rfc3339(i.recorded_at + retention),
+                    bccguard::incident::notify::rfc3339(i.recorded_at + retention),
                     i.hold.map_or("", |h| h.as_str()),
                     r.visible_external,
                     r.header_from.as_deref().unwrap_or(&r.mail_from),
@@ -329,7 +330,7 @@ async fn quarantine(config: Config, command: QuarantineCmd) -> anyhow::Result<()
             );
         }
         QuarantineCmd::Release { id, how } => {
-            let done = bccguard::quarantine::release(&store, &config, &id, how, &actor).await?;
+            let done = bccguard::incident::quarantine::release(&store, &config, &id, how, &actor).await?;
             println!(
                 "incident {id}: released as {} by {actor}: {}",
                 how.as_str(),
@@ -340,21 +341,21 @@ async fn quarantine(config: Config, command: QuarantineCmd) -> anyhow::Result<()
             }
         }
         QuarantineCmd::Drop { id } => {
-            bccguard::quarantine::drop_held(&store, &config, &id, &actor).await?;
+            bccguard::incident::quarantine::drop_held(&store, &config, &id, &actor).await?;
             println!("incident {id}: dropped by {actor}; the sender will be told");
         }
     }
     Ok(())
 }
 
-async fn print_incident(store: &Arc<dyn bccguard::store::Store>, id: &str) -> anyhow::Result<()> {
+async fn print_incident(store: &Arc<dyn bccguard::incident::store::Store>, id: &str) -> anyhow::Result<()> {
     let key = id.to_string();
     let (i, steps) =
-        bccguard::store::call(store, move |s| Ok((s.incident(&key)?, s.steps(&key)?))).await?;
+        bccguard::incident::store::call(store, move |s| Ok((s.incident(&key)?, s.steps(&key)?))).await?;
     println!("{}", serde_json::to_string_pretty(&i.record)?);
     println!("class now: {}", i.class);
-    if let Some(d) = bccguard::notify::deadline(&i) {
-        println!("Art. 33 deadline: {}", bccguard::notify::rfc3339(d));
+    if let Some(d) = bccguard::incident::notify::deadline(&i) {
+        println!("Art. 33 deadline: {}", bccguard::incident::notify::rfc3339(d));
     }
     println!("steps:");
     for s in steps {
@@ -364,7 +365,7 @@ async fn print_incident(store: &Arc<dyn bccguard::store::Store>, id: &str) -> an
 }
 
 async fn incident(config: Config, command: IncidentCmd) -> anyhow::Result<()> {
-    use bccguard::store::{Class, call};
+    use bccguard::incident::store::{Class, call};
     let store = open_store(&config)?;
     match command {
         IncidentCmd::List { since, class } => {
@@ -384,25 +385,25 @@ async fn incident(config: Config, command: IncidentCmd) -> anyhow::Result<()> {
                     None => None,
                 };
             let list = call(&store, move |s| s.incidents(since, class)).await?;
-            println!("{}", bccguard::report::LIST_HEADER);
+            println!("{}", bccguard::incident::report::LIST_HEADER);
             for i in &list {
-                println!("{}", bccguard::report::list_line(i));
+                println!("{}", bccguard::incident::report::list_line(i));
             }
             println!("{} incident(s)", list.len());
         }
         IncidentCmd::Show { id } => print_incident(&store, &id).await?,
         IncidentCmd::Report { id, lang } => {
-            let lang = bccguard::notify::Lang::parse(&lang)
+            let lang = bccguard::incident::notify::Lang::parse(&lang)
                 .with_context(|| format!("--lang {lang:?}: expected de or en"))?;
             let key = id.clone();
             let (i, steps) = call(&store, move |s| Ok((s.incident(&key)?, s.steps(&key)?))).await?;
             let now = bccguard::clock::now() as i64;
             print!(
                 "{}",
-                bccguard::report::draft(&config, &i, &steps, now, lang)
+                bccguard::incident::report::draft(&config, &i, &steps, now, lang)
             );
-            let step = bccguard::store::Step::now(
-                &bccguard::quarantine::actor(),
+            let step = bccguard::incident::store::Step::now(
+                &bccguard::incident::quarantine::actor(),
                 "report drafted",
                 format!("Art. 33 draft ({lang:?})"),
             );
@@ -470,7 +471,7 @@ fn spawn_reload(shared: Arc<Shared>, path: Option<PathBuf>) {
         if let Some(path) = path {
             tokio::spawn(async move {
                 let _keep = tx;
-                bccguard::reload::watch(shared, path, rx, bccguard::reload::POLL_INTERVAL).await;
+                bccguard::relay::reload::watch(shared, path, rx, bccguard::relay::reload::POLL_INTERVAL).await;
             });
         }
         return;
@@ -486,11 +487,11 @@ fn spawn_reload(shared: Arc<Shared>, path: Option<PathBuf>) {
         }
     });
     if let Some(path) = path {
-        tokio::spawn(bccguard::reload::watch(
+        tokio::spawn(bccguard::relay::reload::watch(
             shared,
             path,
             rx,
-            bccguard::reload::POLL_INTERVAL,
+            bccguard::relay::reload::POLL_INTERVAL,
         ));
     }
 }

@@ -1,5 +1,6 @@
-//! The Prometheus registry and the HTTP listener that serves it, together
-//! with the probes `/healthz` and `/readyz` ([`crate::health`]).
+//! The Prometheus registry: every counter, gauge and histogram the guard
+//! keeps. A leaf every layer may count into; the relay serves it over HTTP
+//! ([`crate::relay::http`]).
 //!
 //! Metric names and labels are a public interface (dashboards and alerts
 //! depend on them): `bccguard_messages_total{action}`,
@@ -10,20 +11,13 @@
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 
-use crate::server::Shared;
 
 /// `action` label values of `bccguard_messages_total`.
 pub const MESSAGE_ACTIONS: [&str; 7] =
@@ -333,47 +327,6 @@ pub struct SessionGauge(Arc<Metrics>);
 impl Drop for SessionGauge {
     fn drop(&mut self) {
         self.0.sessions_active.dec();
-    }
-}
-
-/// Serves `GET /metrics`, `/healthz` and `/readyz` until `shutdown`
-/// resolves.
-pub async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(render))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(shared);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-async fn render(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        shared.metrics.render(),
-    )
-}
-
-const TEXT: [(header::HeaderName, &str); 1] = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-
-async fn healthz() -> impl IntoResponse {
-    (StatusCode::OK, TEXT, "ok\n")
-}
-
-async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    match crate::health::readiness(&shared.config(), shared.is_draining()).await {
-        Ok(report) => (StatusCode::OK, TEXT, report),
-        Err(report) => (StatusCode::SERVICE_UNAVAILABLE, TEXT, report),
     }
 }
 

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bccguard::store::{Class, HoldState, SqliteStore, Store};
+use bccguard::incident::store::{Class, HoldState, SqliteStore, Store};
 use common::*;
 
 /// The test policy.yaml: threshold 3, `action` as given, more
@@ -391,7 +391,7 @@ async fn dropping_a_held_mail_tells_the_sender() {
     assert_eq!(r.code, 250, "{}", r.text);
     let id = incident_id(&r.text);
     let cfg = guard.shared.config();
-    bccguard::quarantine::drop_held(&guard.shared.store, &cfg, &id, "dpo-ben")
+    bccguard::incident::quarantine::drop_held(&guard.shared.store, &cfg, &id, "dpo-ben")
         .await
         .unwrap();
     let is_drop = |n: &Delivered| readable(n).contains("was NOT sent");
@@ -728,7 +728,7 @@ async fn a_monitor_incident_is_disclosed_and_drafted_for_the_right_authority() {
     let id = record["id"].as_str().unwrap().to_string();
     let i = guard.shared.store.incident(&id).unwrap();
     assert_eq!(i.class, Class::Disclosed);
-    let deadline = bccguard::notify::rfc3339(i.recorded_at + 72 * 3600);
+    let deadline = bccguard::incident::notify::rfc3339(i.recorded_at + 72 * 3600);
 
     let config = config_file(dir.path(), &config(&up, "monitor", incidents), &store);
     let en = bccguard(&config, &["incident", "report", &id, "--lang", "en"]);
@@ -864,7 +864,7 @@ async fn release_as_split_sends_one_copy_each_and_as_original_discloses() {
     let second = incident_id(&send_open_list(guard.smtp).await.text);
     let cfg = guard.shared.config();
     let store = &guard.shared.store;
-    use bccguard::quarantine::{ReleaseAs, release};
+    use bccguard::incident::quarantine::{ReleaseAs, release};
 
     let done = release(store, &cfg, &first, ReleaseAs::Split, "dpo-carl")
         .await
@@ -904,6 +904,6 @@ async fn release_as_split_sends_one_copy_each_and_as_original_discloses() {
         "a released original is a disclosure"
     );
     assert!(i.disclosed_at.is_some_and(|t| t >= i.recorded_at));
-    assert!(bccguard::notify::deadline(&i).is_some());
+    assert!(bccguard::incident::notify::deadline(&i).is_some());
     guard.stop().await;
 }

@@ -62,7 +62,7 @@ async fn a_changed_policy_applies_in_place_and_a_broken_one_keeps_the_old() {
     );
     write(&path, &running);
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(bccguard::reload::watch(
+    tokio::spawn(bccguard::relay::reload::watch(
         guard.shared.clone(),
         path.clone(),
         rx,

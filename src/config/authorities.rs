@@ -1,6 +1,6 @@
 //! The built-in directory of the German supervisory authorities: the
 //! values `incidents.authority` chooses from (checked at load time), and
-//! the addresses the Art. 33 draft ([`crate::report`]) names.
+//! the addresses the Art. 33 draft ([`crate::incident::report`]) names.
 
 /// A supervisory authority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

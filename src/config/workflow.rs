@@ -268,7 +268,7 @@ impl Validator {
         });
         let webhook_ca = raw.webhook_ca.filter(|c| !c.is_empty()).map(PathBuf::from);
         if let Some(ca) = &webhook_ca
-            && let Err(e) = crate::tls::connector(Some(ca), true)
+            && let Err(e) = crate::net::tls::connector(Some(ca), true)
         {
             self.bad("incidents.webhook_ca", e.to_string());
         }

@@ -15,7 +15,7 @@
 //! changed configuration never reuses an old session. A pooled session that
 //! upstream closed in the meantime fails at its first command, before
 //! anything was accepted; the session then retries once on a new connection
-//! ([`crate::session`]).
+//! ([`crate::relay::session`]).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::Upstream;
 use crate::config::{UpstreamConfig, UpstreamTarget};
 
-/// The pool (one per process, in [`crate::server::Shared`]).
+/// The pool (one per process, in [`crate::relay::Shared`]).
 #[derive(Debug, Default)]
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,

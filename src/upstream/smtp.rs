@@ -28,8 +28,8 @@ use crate::config::{UpstreamAuth, UpstreamConfig, UpstreamTls};
 use crate::smtp::data::Stuffer;
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::sasl::{self, Credentials};
-use crate::timer::{Deadline, Timer};
-use crate::tls::Stream;
+use crate::net::timer::{Deadline, Timer};
+use crate::net::tls::Stream;
 
 /// Longest reply line accepted from upstream (RFC 5321 4.5.3.1.5 says 512;
 /// real servers send longer texts).
@@ -103,7 +103,7 @@ pub struct Client {
     out: Vec<u8>,
     /// The reply line being read (kept: one allocation per session).
     line: Vec<u8>,
-    /// Deadlines of every exchange ([`crate::timer`]).
+    /// Deadlines of every exchange ([`crate::net::timer`]).
     timer: Timer,
     /// False once the connection was given up in the middle of a DATA
     /// section: it must not be used again (see [`Client::send_copies`]).

@@ -1,6 +1,6 @@
 //! Shared harness for the black-box tests: a real upstream SMTP server
 //! (aiosmtpd, `tests/peers/upstream.py`), the guard started in-process on
-//! port 0 via `bccguard::server::run`, and a raw SMTP client for scripted
+//! port 0 via `bccguard::relay::server::run`, and a raw SMTP client for scripted
 //! byte-exact sessions. Real sockets everywhere; no fixed ports, no sleeps
 //! for synchronisation.
 #![allow(dead_code)]
@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bccguard::config::Config;
-use bccguard::server::{self, Listeners, Shared};
+use bccguard::relay::Shared;
+use bccguard::relay::server::{self, Listeners};
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf,
     WriteHalf,
@@ -859,8 +860,8 @@ impl Pki {
     /// peers written in Rust; the guard's own acceptor set-up).
     pub fn acceptor(&self, file: &str) -> tokio_rustls::TlsAcceptor {
         let (cert, key) = self.leaf(file);
-        let cert = bccguard::tls::ReloadingCert::new(&cert, &key).expect("test certificate");
-        bccguard::tls::acceptor(Arc::new(cert)).expect("test acceptor")
+        let cert = bccguard::net::tls::ReloadingCert::new(&cert, &key).expect("test certificate");
+        bccguard::net::tls::acceptor(Arc::new(cert)).expect("test acceptor")
     }
 }
 

@@ -9,15 +9,15 @@
 //!   per recipient follows, each copy showing only its own address plus the
 //!   internal ones;
 //! - hold: upstream's transaction is aborted; the message goes into the
-//!   quarantine ([`crate::store`]) and the client hears 250 only after that
+//!   quarantine ([`crate::incident::store`]) and the client hears 250 only after that
 //!   commit (451 if it fails: never a 250 for a message nobody holds).
 //!
 //! Every incident goes into the JSON-lines log and the register, with the
-//! notices it asks for ([`crate::notify`]).
+//! notices it asks for ([`crate::incident::notify`]).
 //!
 //! The client hears 250 only after upstream said 250 for every copy, or,
 //! when a split fails part-way or upstream refuses some deferred recipients,
-//! after the rest are durably in the spool ([`crate::spool`]; README,
+//! after the rest are durably in the spool ([`crate::relay::spool`]; README,
 //! "Split and partial failure", "Deferred recipients").
 
 use std::sync::Arc;
@@ -36,7 +36,7 @@ use super::{Session, Transaction};
 
 /// The copies of a split from `from` on, to be written to the spool.
 struct SpoolJob {
-    spool: Arc<crate::spool::Spool>,
+    spool: Arc<crate::relay::spool::Spool>,
     policy: policy::Policy,
     headers: crate::message::headers::Headers,
     msg: Vec<u8>,
@@ -60,7 +60,7 @@ impl SpoolJob {
             let rw = rewrite::hide(&self.msg, &self.headers, &keep, &self.fallback);
             // The first of them is the copy upstream refused.
             let refusal = (j == self.from).then_some(&self.failure);
-            let entry = crate::spool::Entry::new(&self.queue_id, sender, rcpt, now, refusal);
+            let entry = crate::relay::spool::Entry::new(&self.queue_id, sender, rcpt, now, refusal);
             self.spool.store(
                 &entry,
                 &[self.received.as_bytes(), &rw.head, &self.msg[rw.rest..]],
@@ -161,7 +161,7 @@ impl Session {
             }
             Some(Action::Hold) => {
                 self.abort_upstream().await;
-                held = Some(crate::store::Held {
+                held = Some(crate::incident::store::Held {
                     id: queue_id.clone(),
                     held_at: crate::clock::now() as i64,
                     mail_from: tx.mail_from.clone(),
@@ -367,10 +367,10 @@ impl Session {
         let delivered = total - refused.len();
         let now = crate::clock::now();
         let sender = (&tx.mail_from[..], &tx.mail_params[..]);
-        let entries: Vec<crate::spool::Entry> = refused
+        let entries: Vec<crate::relay::spool::Entry> = refused
             .iter()
             .map(|&i| {
-                crate::spool::Entry::new(queue_id, sender, &tx.rcpts[i], now, Some(&replies[i]))
+                crate::relay::spool::Entry::new(queue_id, sender, &tx.rcpts[i], now, Some(&replies[i]))
             })
             .collect();
         let bounced = entries.iter().filter(|e| e.failed).count();
@@ -533,9 +533,9 @@ impl Session {
         queue_id: &str,
         (action, reason): (&'static str, &str),
         reply: &Reply,
-        held: Option<crate::store::Held>,
+        held: Option<crate::incident::store::Held>,
     ) -> bool {
-        use crate::store::{Class, HoldState, Incident, NewNotice, NoticeKind, Step};
+        use crate::incident::store::{Class, HoldState, Incident, NewNotice, NoticeKind, Step};
         let (message_id, subject) = describe(msg, &decision.headers);
         let display_names = decision.visible.named;
         let outcome = match action {

@@ -1,4 +1,4 @@
-//! The accept loop and the state shared by all sessions.
+//! The accept loop, and the tasks that run beside it.
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so the
 //! binary binds what `policy.yaml` says while tests bind port 0. Connection
@@ -10,215 +10,26 @@
 //!
 //! With `server.proxy_protocol`, a connection is admitted only from
 //! `server.proxy_trusted_networks` and only after a valid PROXY header
-//! ([`crate::proxy_protocol`]); the session, the connection limits, the
+//! ([`crate::relay::proxy_protocol`]); the session, the connection limits, the
 //! `Received` header and incident records then see the client the header
 //! names, not the load balancer.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{Config, UpstreamTls};
-use crate::incident::IncidentLog;
-use crate::metrics::{self, Metrics};
-use crate::proxy_protocol::{self, ReadError};
-use crate::session::Session;
+use crate::config::Config;
+use crate::relay::proxy_protocol::{self, ReadError};
+use crate::relay::session::Session;
+use crate::relay::Shared;
 use crate::smtp::reply;
-use crate::spool::{self, Spool};
-use crate::store::{SqliteStore, Store};
-use crate::tls::{self, ReloadingCert, Stream, TlsSetupError};
-use crate::upstream;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
-
-/// State every session can reach.
-pub struct Shared {
-    config: ArcSwap<Config>,
-    /// The process's metrics.
-    pub metrics: Arc<Metrics>,
-    /// The incident log.
-    pub incidents: Arc<IncidentLog>,
-    /// Idle upstream sessions, reused by the next client session.
-    pub upstream_pool: upstream::pool::Pool,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-    active: AtomicUsize,
-    /// STARTTLS / implicit TLS towards clients, if a certificate is set.
-    tls_acceptor: ArcSwapOption<TlsAcceptor>,
-    /// TLS towards upstream, if `upstream.tls` is not `none`.
-    upstream_tls: ArcSwapOption<TlsConnector>,
-    /// Split copies the guard owns (see [`crate::spool`]).
-    pub spool: Arc<Spool>,
-    /// The incident register, quarantine and notice outbox.
-    pub store: Arc<dyn Store>,
-    /// Wakes the notifier when an incident queued a notice.
-    pub workflow: tokio::sync::Notify,
-    draining: AtomicBool,
-}
-
-impl Shared {
-    /// Builds the shared state; opens the incident log (an unwritable log
-    /// is a start-up error, not a surprise at the first incident).
-    pub fn new(config: Config) -> std::io::Result<Self> {
-        let incidents = IncidentLog::open(&config.incidents.path)?;
-        let (tls_acceptor, upstream_tls) = tls_setup(&config).map_err(std::io::Error::other)?;
-        let spool = Arc::new(Spool::open(&config.spool.path).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("spool {}: {e}", config.spool.path.display()),
-            )
-        })?);
-        let store = SqliteStore::open(&config.store.path).map_err(|e| {
-            std::io::Error::other(format!("store.path {}: {e}", config.store.path.display()))
-        })?;
-        Ok(Self {
-            store: Arc::new(store),
-            workflow: tokio::sync::Notify::new(),
-            config: ArcSwap::from_pointee(config),
-            metrics: Arc::new(Metrics::new()),
-            incidents: Arc::new(incidents),
-            upstream_pool: upstream::pool::Pool::default(),
-            per_ip: Mutex::new(HashMap::new()),
-            active: AtomicUsize::new(0),
-            tls_acceptor: ArcSwapOption::from(tls_acceptor.map(Arc::new)),
-            upstream_tls: ArcSwapOption::from(upstream_tls.map(Arc::new)),
-            spool,
-            draining: AtomicBool::new(false),
-        })
-    }
-
-    /// True once shutdown has begun (`/readyz` answers 503).
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
-    /// The configuration in force now (a session takes a new snapshot at
-    /// each transaction).
-    pub fn config(&self) -> Arc<Config> {
-        self.config.load_full()
-    }
-
-    /// TLS towards clients, if a certificate is configured.
-    pub fn tls_acceptor(&self) -> Option<Arc<TlsAcceptor>> {
-        self.tls_acceptor.load_full()
-    }
-
-    /// TLS towards upstream, if `upstream.tls` asks for it.
-    pub fn upstream_tls(&self) -> Option<Arc<TlsConnector>> {
-        self.upstream_tls.load_full()
-    }
-
-    /// Puts a new configuration in force, atomically, or keeps the old one
-    /// and says why. Keys that need a restart (listeners, the incident log,
-    /// the spool directory) keep their running values, with a warning.
-    /// Sessions pick the new policy up at their next transaction.
-    pub fn reload(&self, new: Config) -> Result<Vec<String>, TlsSetupError> {
-        let old = self.config();
-        let mut new = new;
-        let mut notes = Vec::new();
-        let mut keep = |name: &str, changed: bool| {
-            if changed {
-                notes.push(format!("{name} changed: takes effect after a restart"));
-            }
-        };
-        keep("server.listen", new.server.listen != old.server.listen);
-        keep(
-            "server.tls_listen",
-            new.server.tls_listen != old.server.tls_listen,
-        );
-        keep(
-            "server.proxy_protocol",
-            new.server.proxy_protocol != old.server.proxy_protocol,
-        );
-        keep("metrics.listen", new.metrics.listen != old.metrics.listen);
-        keep("incidents.path", new.incidents.path != old.incidents.path);
-        keep("spool.path", new.spool.path != old.spool.path);
-        keep("store.path", new.store.path != old.store.path);
-        new.server.listen = old.server.listen.clone();
-        new.server.tls_listen = old.server.tls_listen.clone();
-        new.server.proxy_protocol = old.server.proxy_protocol;
-        new.metrics = old.metrics.clone();
-        new.incidents = old.incidents.clone();
-        new.spool.path = old.spool.path.clone();
-        new.store.path = old.store.path.clone();
-        // TLS material first: a certificate that does not load fails the
-        // whole reload, and nothing changes.
-        let (acceptor, connector) = tls_setup(&new)?;
-        self.tls_acceptor.store(acceptor.map(Arc::new));
-        self.upstream_tls.store(connector.map(Arc::new));
-        self.config.store(Arc::new(new));
-        Ok(notes)
-    }
-
-    /// Takes a connection slot for `ip`, or says why not.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let limits = self.config().server.limits;
-        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if self.active.load(Ordering::Relaxed) >= limits.max_connections {
-            return None;
-        }
-        let n = map.entry(ip).or_insert(0);
-        if *n >= limits.max_connections_per_ip {
-            return None;
-        }
-        *n += 1;
-        self.active.fetch_add(1, Ordering::Relaxed);
-        Some(Slot {
-            shared: self.clone(),
-            ip,
-        })
-    }
-}
-
-/// Builds the TLS acceptor (clients) and connector (upstream) once.
-fn tls_setup(
-    config: &Config,
-) -> Result<(Option<TlsAcceptor>, Option<TlsConnector>), TlsSetupError> {
-    let acceptor = match &config.server.tls {
-        Some(t) => Some(tls::acceptor(Arc::new(ReloadingCert::new(
-            &t.cert, &t.key,
-        )?))?),
-        None => None,
-    };
-    let upstream = &config.upstream;
-    let connector = match upstream.tls {
-        UpstreamTls::None => None,
-        UpstreamTls::StartTls | UpstreamTls::Tls => {
-            if !upstream.tls_verify {
-                tracing::warn!(
-                    "upstream.tls_verify is false: upstream's certificate is NOT checked (labs only)"
-                );
-            }
-            Some(tls::connector(upstream.ca.as_deref(), upstream.tls_verify)?)
-        }
-    };
-    Ok((acceptor, connector))
-}
-
-/// A held per-IP connection slot, released on drop.
-struct Slot {
-    shared: Arc<Shared>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut map = self.shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        self.shared.active.fetch_sub(1, Ordering::Relaxed);
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
-}
+use crate::relay::spool;
+use crate::net::tls::Stream;
 
 /// Bound sockets for [`run`].
 #[derive(Debug)]
@@ -277,7 +88,7 @@ pub async fn run(
             let stopped = async move {
                 let _ = metrics_stop_rx.wait_for(|s| *s).await;
             };
-            if let Err(e) = metrics::serve(listener, shared, stopped).await {
+            if let Err(e) = crate::relay::http::serve(listener, shared, stopped).await {
                 tracing::error!("metrics endpoint failed: {e}");
             }
         })
@@ -289,7 +100,14 @@ pub async fn run(
         shared.config().spool.retry,
         stop_rx.clone(),
     ));
-    tasks.spawn(crate::notify::run(shared.clone(), stop_rx.clone()));
+    tasks.spawn(crate::incident::notify::run(
+        shared.workflow_handles(),
+        stop_rx.clone(),
+    ));
+    tasks.spawn(crate::incident::quarantine::run_expiry(
+        shared.workflow_handles(),
+        stop_rx.clone(),
+    ));
     for listener in listeners.smtp {
         tasks.spawn(accept_loop(
             listener,
@@ -303,7 +121,7 @@ pub async fn run(
     }
     shutdown.await;
     tracing::info!("shutting down: no new connections, finishing open sessions");
-    shared.draining.store(true, Ordering::Relaxed);
+    shared.start_draining();
     let _ = stop_tx.send(true);
     let grace = shared.config().server.shutdown_grace;
     let drained =

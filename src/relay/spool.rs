@@ -10,7 +10,7 @@
 //! here, each a self-contained single-recipient message, fsynced before the
 //! client hears 250, and from then on the guard delivers them: retried with
 //! exponential backoff across restarts, and on permanent failure or expiry
-//! the sender gets a delivery status notification ([`crate::dsn`]).
+//! the sender gets a delivery status notification ([`crate::relay::dsn`]).
 //!
 //! Layout: `<id>.eml` (the exact bytes of the copy) and `<id>.json` (its
 //! envelope and retry state). Both are written to a temporary name, fsynced
@@ -27,8 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::dsn;
-use crate::server::Shared;
+use crate::relay::dsn;
+use crate::relay::Shared;
 use crate::smtp::reply::Reply;
 use crate::upstream::{self, UpstreamError};
 

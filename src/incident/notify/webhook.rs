@@ -6,7 +6,7 @@
 //! per connection (`Connection: close`), success is any 2xx status line.
 //! A full HTTP client (reqwest, hyper-rustls) would add dozens of crates
 //! for one POST a minute at most; retries come from the outbox
-//! ([`crate::notify`]), not from here.
+//! ([`crate::incident::notify`]), not from here.
 
 use std::path::Path;
 use std::time::Duration;
@@ -44,7 +44,7 @@ async fn post_inner(url: &Url, body: &[u8], ca: Option<&Path>) -> Result<u16, St
     .into_bytes();
     head.extend_from_slice(body);
     if url.tls {
-        let connector = crate::tls::connector(ca, true).map_err(|e| e.to_string())?;
+        let connector = crate::net::tls::connector(ca, true).map_err(|e| e.to_string())?;
         let name = rustls_pki_types::ServerName::try_from(url.host.clone())
             .map_err(|e| format!("{}: {e}", url.host))?;
         let stream = connector

@@ -5,7 +5,7 @@
 //! (`incidents.webhook`).
 //!
 //! Every notice is queued in the store's outbox in the same transaction as
-//! the event it reports ([`crate::store`]); [`run`] sends what is due,
+//! the event it reports ([`crate::incident::store`]); [`run`] sends what is due,
 //! woken at once by a new incident and otherwise every [`NOTIFY_POLL`]
 //! (which also picks up what the CLI queued: a drop, a release), so the
 //! DPO hears of an incident within seconds, in a burst within
@@ -19,7 +19,6 @@ pub mod mail;
 pub mod webhook;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -27,8 +26,8 @@ use tokio::sync::watch;
 pub use crate::templates::{self, Lang, Templates};
 
 use crate::config::Config;
-use crate::server::Shared;
-use crate::store::{self, Class, HoldState, Incident, Notice, NoticeKind, Step};
+use crate::incident::Workflow;
+use crate::incident::store::{self, Class, HoldState, Incident, Notice, NoticeKind, Step};
 
 /// How often the outbox is looked at without a wake-up (the CLI cannot
 /// wake the guard).
@@ -46,47 +45,46 @@ pub fn deadline(i: &Incident) -> Option<i64> {
 pub use crate::clock::rfc3339;
 
 /// Sends due notices until shutdown.
-pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn run(wf: Workflow, mut stop: watch::Receiver<bool>) {
     loop {
-        crate::quarantine::expire_due(&shared).await;
-        if let Err(e) = pass(&shared).await {
+        if let Err(e) = pass(&wf).await {
             tracing::error!("notices: {e}");
         }
         // A digest waiting for its interval, or a retry waiting for its
         // first backoff, is due before the next poll.
-        let cfg = shared.config();
+        let cfg = wf.config();
         let poll = NOTIFY_POLL
             .min(cfg.incidents.digest_interval)
             .min(cfg.incidents.notice_retry_min);
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
-            _ = shared.workflow.notified() => {}
+            _ = wf.wake.notified() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }
 }
 
-async fn pass(shared: &Arc<Shared>) -> Result<(), store::StoreError> {
+async fn pass(wf: &Workflow) -> Result<(), store::StoreError> {
     let now = crate::clock::now() as i64;
-    let due = store::call(&shared.store, move |s| s.due_notices(now)).await?;
+    let due = store::call(&wf.store, move |s| s.due_notices(now)).await?;
     if due.is_empty() {
         return Ok(());
     }
-    let cfg = shared.config();
+    let cfg = wf.config();
     let (dpo, other): (Vec<Notice>, Vec<Notice>) =
         due.into_iter().partition(|n| n.kind == NoticeKind::Dpo);
     // The DPO first: the Art. 33 clock runs from their knowing, and a hung
     // ticketing system (up to `incidents.webhook_timeout` per POST) or a
     // slow sender notice must not hold their mail up.
     if !dpo.is_empty() {
-        mail_dpo(shared, &cfg, now, &dpo).await?;
+        mail_dpo(wf, &cfg, now, &dpo).await?;
     }
     for n in other {
         let result = match n.kind {
-            NoticeKind::Webhook => send_webhook(shared, &cfg, &n).await,
-            _ => send_to_sender(shared, &cfg, &n).await,
+            NoticeKind::Webhook => send_webhook(wf, &cfg, &n).await,
+            _ => send_to_sender(wf, &cfg, &n).await,
         };
-        settle(shared, &[n], result).await?;
+        settle(wf, &[n], result).await?;
     }
     Ok(())
 }
@@ -95,41 +93,41 @@ async fn pass(shared: &Arc<Shared>) -> Result<(), store::StoreError> {
 /// `incidents.digest_after` went out in the last hour, the rest as one
 /// digest at most every `incidents.digest_interval`.
 async fn mail_dpo(
-    shared: &Arc<Shared>,
+    wf: &Workflow,
     cfg: &Config,
     now: i64,
     dpo: &[Notice],
 ) -> Result<(), store::StoreError> {
     let since = now - DIGEST_WINDOW.as_secs() as i64;
-    let (sent, last) = store::call(&shared.store, move |s| {
+    let (sent, last) = store::call(&wf.store, move |s| {
         s.mails_sent_since(NoticeKind::Dpo, since)
     })
     .await?;
     let room = cfg.incidents.digest_after.saturating_sub(sent);
     let (single, rest) = dpo.split_at(room.min(dpo.len()));
     for n in single {
-        let result = send_to_dpo(shared, cfg, std::slice::from_ref(n)).await;
-        settle(shared, std::slice::from_ref(n), result).await?;
+        let result = send_to_dpo(wf, cfg, std::slice::from_ref(n)).await;
+        settle(wf, std::slice::from_ref(n), result).await?;
     }
     // A digest waits for `digest_interval` after the last mail: one digest
     // a minute at most, so a burst of hundreds is a handful of mails.
     let interval = cfg.incidents.digest_interval.as_secs() as i64;
     let quiet = single.is_empty() && last.is_none_or(|l| now - l >= interval);
     if !rest.is_empty() && quiet {
-        let result = send_to_dpo(shared, cfg, rest).await;
-        settle(shared, rest, result).await?;
+        let result = send_to_dpo(wf, cfg, rest).await;
+        settle(wf, rest, result).await?;
     }
     Ok(())
 }
 
 /// Records the outcome of sending `notices` (one mail or POST).
 async fn settle(
-    shared: &Arc<Shared>,
+    wf: &Workflow,
     notices: &[Notice],
     result: Result<String, String>,
 ) -> Result<(), store::StoreError> {
     let now = crate::clock::now() as i64;
-    let cfg = shared.config();
+    let cfg = wf.config();
     let kind = notices.first().map_or(NoticeKind::Dpo, |n| n.kind);
     match result {
         Ok(detail) => {
@@ -144,7 +142,7 @@ async fn settle(
                     )
                 })
                 .collect();
-            store::call(&shared.store, move |s| {
+            store::call(&wf.store, move |s| {
                 s.notices_sent(&ids, &batch, now)?;
                 for (id, step) in &steps {
                     s.add_step(id, step)?;
@@ -154,7 +152,7 @@ async fn settle(
             .await?;
             // Counted once recorded: whoever sees the metric move finds the
             // step on the incident.
-            shared.metrics.notice(kind.as_str(), "sent");
+            wf.metrics.notice(kind.as_str(), "sent");
             Ok(())
         }
         Err(error) => {
@@ -168,7 +166,7 @@ async fn settle(
                     cfg.incidents.notice_retry_min,
                     cfg.incidents.notice_retry_max,
                 );
-                store::call(&shared.store, move |s| {
+                store::call(&wf.store, move |s| {
                     if give_up {
                         s.notice_failed(n.id, &error)?;
                         let what =
@@ -179,7 +177,7 @@ async fn settle(
                     }
                 })
                 .await?;
-                shared
+                wf
                     .metrics
                     .notice(kind.as_str(), if give_up { "failed" } else { "retry" });
             }
@@ -307,15 +305,15 @@ fn compose(
     (subjects.join(" / "), bodies.join("\n-----\n\n"))
 }
 
-async fn incident(shared: &Arc<Shared>, id: &str) -> Result<Incident, String> {
+async fn incident(wf: &Workflow, id: &str) -> Result<Incident, String> {
     let id = id.to_string();
-    store::call(&shared.store, move |s| s.incident(&id))
+    store::call(&wf.store, move |s| s.incident(&id))
         .await
         .map_err(|e| e.to_string())
 }
 
 async fn send_to_dpo(
-    shared: &Arc<Shared>,
+    wf: &Workflow,
     cfg: &Config,
     notices: &[Notice],
 ) -> Result<String, String> {
@@ -330,7 +328,7 @@ async fn send_to_dpo(
     }
     let mut incidents = Vec::new();
     for n in notices {
-        incidents.push(incident(shared, &n.incident).await?);
+        incidents.push(incident(wf, &n.incident).await?);
     }
     let (subject, body) = match incidents.as_slice() {
         [one] => compose(cfg, "dpo", |lang| vars(cfg, one, lang)),
@@ -382,8 +380,8 @@ async fn send_to_dpo(
     })
 }
 
-async fn send_to_sender(shared: &Arc<Shared>, cfg: &Config, n: &Notice) -> Result<String, String> {
-    let i = incident(shared, &n.incident).await?;
+async fn send_to_sender(wf: &Workflow, cfg: &Config, n: &Notice) -> Result<String, String> {
+    let i = incident(wf, &n.incident).await?;
     let Ok(to) = i.record.mail_from.parse::<lettre::Address>() else {
         // The null sender (or an address lettre cannot use): nobody to tell.
         return Ok(format!(
@@ -393,7 +391,7 @@ async fn send_to_sender(shared: &Arc<Shared>, cfg: &Config, n: &Notice) -> Resul
     };
     let (actor, how) = if n.event == "released" {
         let id = n.incident.clone();
-        let steps = store::call(&shared.store, move |s| s.steps(&id))
+        let steps = store::call(&wf.store, move |s| s.steps(&id))
             .await
             .unwrap_or_default();
         steps
@@ -453,11 +451,11 @@ pub fn webhook_body(i: &Incident, event: &str) -> serde_json::Value {
     })
 }
 
-async fn send_webhook(shared: &Arc<Shared>, cfg: &Config, n: &Notice) -> Result<String, String> {
+async fn send_webhook(wf: &Workflow, cfg: &Config, n: &Notice) -> Result<String, String> {
     let Some(url) = &cfg.incidents.webhook else {
         return Err("incidents.webhook is not set".into());
     };
-    let i = incident(shared, &n.incident).await?;
+    let i = incident(wf, &n.incident).await?;
     let body = serde_json::to_vec(&webhook_body(&i, &n.event)).map_err(|e| e.to_string())?;
     let ca = cfg.incidents.webhook_ca.as_deref();
     match webhook::post(url, &body, cfg.incidents.webhook_timeout, ca).await? {

@@ -2,7 +2,7 @@
 //! decision and per allow rule over the threshold, appended and fsynced,
 //! for log shippers and the data-protection officer (GDPR Art. 33 asks
 //! what happened, when, how many people, what was done). The same record
-//! goes into the incident register ([`crate::store`]), where the workflow
+//! goes into the incident register ([`crate::incident::store`]), where the workflow
 //! steps on it are kept.
 //!
 //! The record deliberately holds no recipient address: it must not become a

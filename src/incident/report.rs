@@ -11,8 +11,8 @@
 use std::fmt::Write as _;
 
 use crate::config::Config;
-use crate::notify::{Lang, deadline, rfc3339};
-use crate::store::{Class, Incident, Step};
+use crate::incident::notify::{Lang, deadline, rfc3339};
+use crate::incident::store::{Class, Incident, Step};
 
 pub use crate::config::authorities::{AUTHORITIES, Authority, DIRECTORY_DATE, authority};
 
@@ -70,7 +70,7 @@ pub fn draft(cfg: &Config, i: &Incident, steps: &[Step], now: i64, lang: Lang) -
     );
     match deadline(i) {
         Some(d) => {
-            let aware = d - crate::notify::ART33_DEADLINE;
+            let aware = d - crate::incident::notify::ART33_DEADLINE;
             let _ = writeln!(
                 o,
                 "- {}: disclosed ({})",

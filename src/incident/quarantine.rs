@@ -15,12 +15,15 @@
 //! two releases, or a release and an expiry, never both act on it.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::policy::{self, Envelope};
 use crate::rewrite::{self, KeepVisible};
-use crate::server::Shared;
-use crate::store::{self, Held, HoldState, NewNotice, NoticeKind, Step, Store, StoreError};
+use crate::incident::Workflow;
+use crate::incident::store::{self, Held, HoldState, NewNotice, NoticeKind, Step, Store, StoreError};
 use crate::upstream::{self, Upstream};
 
 /// How a held message goes out.
@@ -162,18 +165,40 @@ pub async fn drop_held(
     Ok(())
 }
 
-/// Drops what has waited longer than `quarantine.retention`.
-pub async fn expire_due(shared: &Arc<Shared>) {
-    let cfg = shared.config();
+/// How often held mail is checked against `quarantine.retention`, at most
+/// (a shorter retention is checked as often as it is long).
+pub const EXPIRY_POLL: Duration = Duration::from_secs(5);
+
+/// Expires held mail until shutdown. Its own task: the notifier only
+/// sends, and is woken when an expiry queued the sender's notice.
+pub async fn run_expiry(wf: Workflow, mut stop: watch::Receiver<bool>) {
+    loop {
+        if expire_due(&wf).await > 0 {
+            wf.wake.notify_one();
+        }
+        let retention = wf.config().quarantine.retention;
+        let poll = EXPIRY_POLL.min(retention.max(Duration::from_secs(1)));
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Drops what has waited longer than `quarantine.retention`; returns how
+/// many it dropped.
+pub async fn expire_due(wf: &Workflow) -> usize {
+    let cfg = wf.config();
     let retention = cfg.quarantine.retention;
     let cutoff = crate::clock::now() as i64 - retention.as_secs() as i64;
-    let due = match store::call(&shared.store, move |s| s.held_before(cutoff)).await {
+    let due = match store::call(&wf.store, move |s| s.held_before(cutoff)).await {
         Ok(ids) => ids,
         Err(e) => {
             tracing::error!("quarantine expiry: {e}");
-            return;
+            return 0;
         }
     };
+    let mut expired = 0;
     for id in due {
         let step = Step::now(
             "bccguard",
@@ -185,17 +210,21 @@ pub async fn expire_due(shared: &Arc<Shared>) {
         );
         let notices = end_notices(&cfg, "expired");
         let key = id.clone();
-        match store::call(&shared.store, move |s| {
+        match store::call(&wf.store, move |s| {
             s.finish(&key, HoldState::Expired, &step, None, &notices)
         })
         .await
         {
-            Ok(()) => tracing::warn!(incident = %id, "held message expired and deleted"),
+            Ok(()) => {
+                expired += 1;
+                tracing::warn!(incident = %id, "held message expired and deleted");
+            }
             // Released or dropped meanwhile: nothing to do.
             Err(StoreError::NotHeld { .. }) => {}
             Err(e) => tracing::error!(incident = %id, "quarantine expiry: {e}"),
         }
     }
+    expired
 }
 
 async fn send(cfg: &Config, held: &Held, how: ReleaseAs) -> Result<Released, String> {
@@ -231,7 +260,7 @@ async fn send(cfg: &Config, held: &Held, how: ReleaseAs) -> Result<Released, Str
     let tls = match cfg.upstream.tls {
         crate::config::UpstreamTls::None => None,
         _ => Some(
-            crate::tls::connector(cfg.upstream.ca.as_deref(), cfg.upstream.tls_verify)
+            crate::net::tls::connector(cfg.upstream.ca.as_deref(), cfg.upstream.tls_verify)
                 .map_err(|e| e.to_string())?,
         ),
     };

@@ -16,7 +16,7 @@ use tokio::time::timeout;
 use crate::config::UpstreamAuth;
 use crate::smtp::reply;
 use crate::smtp::sasl::{self, Credentials, SaslError};
-use crate::tls::Stream;
+use crate::net::tls::Stream;
 
 use super::{Session, Stop};
 

@@ -13,7 +13,7 @@
 //!   counts.
 //! - **Outbox**: notices to the DPO, to senders and to the webhook, written
 //!   in the same transaction as the event they report, sent and retried by
-//!   [`crate::notify`]. A restart loses none of them.
+//!   [`crate::incident::notify`]. A restart loses none of them.
 //!
 //! The trait is blocking (call it from `spawn_blocking`) and small, so a
 //! shared database can serve a fleet later. SQLite runs in WAL mode with

@@ -26,12 +26,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::{Config, Recipients};
-use crate::server::Shared;
+use crate::relay::Shared;
 use crate::smtp::command::{self, Command, CommandError};
 use crate::smtp::data::{DataError, DataLimits, DataReader};
 use crate::smtp::reply::{self, Reply};
-use crate::timer::{Deadline, Timer};
-use crate::tls::Stream;
+use crate::net::timer::{Deadline, Timer};
+use crate::net::tls::Stream;
 use crate::upstream::{self, RCPT_BATCH, Upstream};
 
 /// Bytes read from the socket at a time inside DATA.
@@ -105,7 +105,7 @@ pub struct Session {
     /// An AUTH exchange waiting for the client's next line.
     sasl: Option<auth::SaslStep>,
     shutdown: watch::Receiver<bool>,
-    /// Deadlines of every read and write ([`crate::timer`]).
+    /// Deadlines of every read and write ([`crate::net::timer`]).
     timer: Timer,
 }
 
