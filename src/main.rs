@@ -330,7 +330,8 @@ async fn quarantine(config: Config, command: QuarantineCmd) -> anyhow::Result<()
             );
         }
         QuarantineCmd::Release { id, how } => {
-            let done = bccguard::incident::quarantine::release(&store, &config, &id, how, &actor).await?;
+            let done =
+                bccguard::incident::quarantine::release(&store, &config, &id, how, &actor).await?;
             println!(
                 "incident {id}: released as {} by {actor}: {}",
                 how.as_str(),
@@ -348,14 +349,21 @@ async fn quarantine(config: Config, command: QuarantineCmd) -> anyhow::Result<()
     Ok(())
 }
 
-async fn print_incident(store: &Arc<dyn bccguard::incident::store::Store>, id: &str) -> anyhow::Result<()> {
+async fn print_incident(
+    store: &Arc<dyn bccguard::incident::store::Store>,
+    id: &str,
+) -> anyhow::Result<()> {
     let key = id.to_string();
     let (i, steps) =
-        bccguard::incident::store::call(store, move |s| Ok((s.incident(&key)?, s.steps(&key)?))).await?;
+        bccguard::incident::store::call(store, move |s| Ok((s.incident(&key)?, s.steps(&key)?)))
+            .await?;
     println!("{}", serde_json::to_string_pretty(&i.record)?);
     println!("class now: {}", i.class);
     if let Some(d) = bccguard::incident::notify::deadline(&i) {
-        println!("Art. 33 deadline: {}", bccguard::incident::notify::rfc3339(d));
+        println!(
+            "Art. 33 deadline: {}",
+            bccguard::incident::notify::rfc3339(d)
+        );
     }
     println!("steps:");
     for s in steps {
@@ -471,7 +479,13 @@ fn spawn_reload(shared: Arc<Shared>, path: Option<PathBuf>) {
         if let Some(path) = path {
             tokio::spawn(async move {
                 let _keep = tx;
-                bccguard::relay::reload::watch(shared, path, rx, bccguard::relay::reload::POLL_INTERVAL).await;
+                bccguard::relay::reload::watch(
+                    shared,
+                    path,
+                    rx,
+                    bccguard::relay::reload::POLL_INTERVAL,
+                )
+                .await;
             });
         }
         return;

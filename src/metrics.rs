@@ -18,7 +18,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-
 /// `action` label values of `bccguard_messages_total`.
 pub const MESSAGE_ACTIONS: [&str; 7] =
     ["pass", "reject", "bcc", "split", "monitor", "allow", "hold"];

@@ -177,8 +177,7 @@ async fn settle(
                     }
                 })
                 .await?;
-                wf
-                    .metrics
+                wf.metrics
                     .notice(kind.as_str(), if give_up { "failed" } else { "retry" });
             }
             Ok(())
@@ -245,7 +244,7 @@ pub fn vars(cfg: &Config, i: &Incident, lang: Lang) -> HashMap<&'static str, Str
 
 /// `To address 12, Reply-To display name 3` from the record's counts (an
 /// older record without them: "-").
-fn seen_text(r: &crate::incident::Record) -> String {
+fn seen_text(r: &crate::incident::record::Record) -> String {
     if r.visible_seen.is_empty() {
         return "-".into();
     }
@@ -312,11 +311,7 @@ async fn incident(wf: &Workflow, id: &str) -> Result<Incident, String> {
         .map_err(|e| e.to_string())
 }
 
-async fn send_to_dpo(
-    wf: &Workflow,
-    cfg: &Config,
-    notices: &[Notice],
-) -> Result<String, String> {
+async fn send_to_dpo(wf: &Workflow, cfg: &Config, notices: &[Notice]) -> Result<String, String> {
     let to: Vec<lettre::Address> = cfg
         .incidents
         .notify
@@ -467,7 +462,7 @@ async fn send_webhook(wf: &Workflow, cfg: &Config, n: &Notice) -> Result<String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::incident::Record;
+    use crate::incident::record::Record;
 
     fn incident(class: Class, hold: Option<HoldState>) -> Incident {
         let record = Record {

@@ -20,10 +20,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::incident::Workflow;
+use crate::incident::store::{
+    self, Held, HoldState, NewNotice, NoticeKind, Step, Store, StoreError,
+};
 use crate::policy::{self, Envelope};
 use crate::rewrite::{self, KeepVisible};
-use crate::incident::Workflow;
-use crate::incident::store::{self, Held, HoldState, NewNotice, NoticeKind, Step, Store, StoreError};
 use crate::upstream::{self, Upstream};
 
 /// How a held message goes out.

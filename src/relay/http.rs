@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::relay::Shared;
+use crate::relay::state::Shared;
 
 /// Serves `GET /metrics`, `/healthz` and `/readyz` until `shutdown`
 /// resolves.
@@ -53,4 +53,3 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         Err(report) => (StatusCode::SERVICE_UNAVAILABLE, TEXT, report),
     }
 }
-

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::relay::Shared;
+use crate::relay::state::Shared;
 
 /// How often the file is looked at for a change.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);

@@ -24,12 +24,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::net::tls::Stream;
 use crate::relay::proxy_protocol::{self, ReadError};
 use crate::relay::session::Session;
-use crate::relay::Shared;
-use crate::smtp::reply;
 use crate::relay::spool;
-use crate::net::tls::Stream;
+use crate::relay::state::Shared;
+use crate::smtp::reply;
 
 /// Bound sockets for [`run`].
 #[derive(Debug)]
@@ -95,7 +95,7 @@ pub async fn run(
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(spool::run(
-        shared.clone(),
+        shared.retrier(),
         shared.spool.clone(),
         shared.config().spool.retry,
         stop_rx.clone(),

@@ -24,11 +24,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tokio_rustls::TlsConnector;
 
+use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::relay::dsn;
-use crate::relay::Shared;
 use crate::smtp::reply::Reply;
 use crate::upstream::{self, UpstreamError};
 
@@ -207,7 +210,7 @@ enum Attempt {
 
 /// Delivers due entries until shutdown; a scan every `scan_interval`.
 pub async fn run(
-    shared: Arc<Shared>,
+    shared: Retrier,
     spool: Arc<Spool>,
     retry: RetryPolicy,
     mut stop: watch::Receiver<bool>,
@@ -223,7 +226,30 @@ pub async fn run(
     }
 }
 
-async fn scan(shared: &Arc<Shared>, spool: &Arc<Spool>, retry: RetryPolicy) -> io::Result<()> {
+/// What the retry task uses of the running process: the configuration in
+/// force, the metrics and the TLS towards upstream (both swapped by a
+/// reload), and nothing of the relay's sessions.
+#[derive(Clone)]
+pub struct Retrier {
+    /// The configuration in force.
+    pub config: Arc<ArcSwap<Config>>,
+    /// The process's metrics.
+    pub metrics: Arc<Metrics>,
+    /// TLS towards upstream, if `upstream.tls` asks for it.
+    pub upstream_tls: Arc<ArcSwapOption<TlsConnector>>,
+}
+
+impl Retrier {
+    fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    fn upstream_tls(&self) -> Option<Arc<TlsConnector>> {
+        self.upstream_tls.load_full()
+    }
+}
+
+async fn scan(shared: &Retrier, spool: &Arc<Spool>, retry: RetryPolicy) -> io::Result<()> {
     let s = spool.clone();
     let entries = tokio::task::spawn_blocking(move || s.entries())
         .await
@@ -258,7 +284,7 @@ async fn scan(shared: &Arc<Shared>, spool: &Arc<Spool>, retry: RetryPolicy) -> i
     Ok(())
 }
 
-async fn attempt(shared: &Shared, spool: &Spool, name: &str, entry: &Entry) -> Attempt {
+async fn attempt(shared: &Retrier, spool: &Spool, name: &str, entry: &Entry) -> Attempt {
     let message = match spool.message(name) {
         Ok(m) => m,
         Err(e) => return Attempt::Failed(format!("451 4.3.0 spooled copy unreadable: {e}")),
@@ -293,7 +319,7 @@ async fn attempt(shared: &Shared, spool: &Spool, name: &str, entry: &Entry) -> A
 /// Gives up on an entry: the sender gets a notice (unless the entry is a
 /// notice itself: no notice about a notice, RFC 3464 / RFC 5321 6.2).
 async fn bounce(
-    shared: &Shared,
+    shared: &Retrier,
     spool: &Spool,
     name: &str,
     entry: &Entry,

@@ -19,7 +19,7 @@ use crate::incident::store::{SqliteStore, Store};
 use crate::incident::{IncidentLog, Workflow};
 use crate::metrics::Metrics;
 use crate::net::tls::{self, ReloadingCert, TlsSetupError};
-use crate::relay::spool::Spool;
+use crate::relay::spool::{Retrier, Spool};
 use crate::upstream;
 
 /// State every session can reach.
@@ -36,7 +36,7 @@ pub struct Shared {
     /// STARTTLS / implicit TLS towards clients, if a certificate is set.
     tls_acceptor: ArcSwapOption<TlsAcceptor>,
     /// TLS towards upstream, if `upstream.tls` is not `none`.
-    upstream_tls: ArcSwapOption<TlsConnector>,
+    upstream_tls: Arc<ArcSwapOption<TlsConnector>>,
     /// Split copies the guard owns (see [`crate::relay::spool`]).
     pub spool: Arc<Spool>,
     /// The incident register, quarantine and notice outbox.
@@ -71,7 +71,7 @@ impl Shared {
             per_ip: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
             tls_acceptor: ArcSwapOption::from(tls_acceptor.map(Arc::new)),
-            upstream_tls: ArcSwapOption::from(upstream_tls.map(Arc::new)),
+            upstream_tls: Arc::new(ArcSwapOption::from(upstream_tls.map(Arc::new))),
             spool,
             draining: AtomicBool::new(false),
         })
@@ -92,6 +92,15 @@ impl Shared {
     /// Marks the start of shutdown (`/readyz` answers 503 from now on).
     pub(super) fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// The handles the spool's retry task uses.
+    pub fn retrier(&self) -> Retrier {
+        Retrier {
+            config: self.config.clone(),
+            metrics: self.metrics.clone(),
+            upstream_tls: self.upstream_tls.clone(),
+        }
     }
 
     /// True once shutdown has begun (`/readyz` answers 503).
@@ -220,4 +229,3 @@ impl Drop for Slot {
         }
     }
 }
-

@@ -25,11 +25,11 @@ use tokio_rustls::TlsConnector;
 
 use super::{Copies, Parts, UpstreamError};
 use crate::config::{UpstreamAuth, UpstreamConfig, UpstreamTls};
+use crate::net::timer::{Deadline, Timer};
+use crate::net::tls::Stream;
 use crate::smtp::data::Stuffer;
 use crate::smtp::reply::{self, Reply};
 use crate::smtp::sasl::{self, Credentials};
-use crate::net::timer::{Deadline, Timer};
-use crate::net::tls::Stream;
 
 /// Longest reply line accepted from upstream (RFC 5321 4.5.3.1.5 says 512;
 /// real servers send longer texts).

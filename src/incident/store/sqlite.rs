@@ -12,7 +12,7 @@ use super::{
     BUSY_TIMEOUT, Class, Held, HoldState, Incident, NewNotice, Notice, NoticeKind,
     STALE_CLAIM_SECS, Step, Store, StoreError,
 };
-use crate::incident::Record;
+use crate::incident::record::Record;
 
 /// The schema; `user_version` says which one a file has.
 const SCHEMA: &str = "

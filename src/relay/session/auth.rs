@@ -14,9 +14,9 @@
 use tokio::time::timeout;
 
 use crate::config::UpstreamAuth;
+use crate::net::tls::Stream;
 use crate::smtp::reply;
 use crate::smtp::sasl::{self, Credentials, SaslError};
-use crate::net::tls::Stream;
 
 use super::{Session, Stop};
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use crate::clock::now_rfc3339;
 use crate::config::Recipients;
 use crate::id::new_id;
-use crate::incident::Record;
+use crate::incident::record::Record;
 use crate::message::headers::{FieldKind, HeaderError, Headers};
 use crate::policy::{self, Action, Decision, Envelope};
 use crate::rewrite::{self, KeepVisible, Prepared};
@@ -370,7 +370,13 @@ impl Session {
         let entries: Vec<crate::relay::spool::Entry> = refused
             .iter()
             .map(|&i| {
-                crate::relay::spool::Entry::new(queue_id, sender, &tx.rcpts[i], now, Some(&replies[i]))
+                crate::relay::spool::Entry::new(
+                    queue_id,
+                    sender,
+                    &tx.rcpts[i],
+                    now,
+                    Some(&replies[i]),
+                )
             })
             .collect();
         let bounced = entries.iter().filter(|e| e.failed).count();

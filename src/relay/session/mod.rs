@@ -26,12 +26,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::{Config, Recipients};
-use crate::relay::Shared;
+use crate::net::timer::{Deadline, Timer};
+use crate::net::tls::Stream;
+use crate::relay::state::Shared;
 use crate::smtp::command::{self, Command, CommandError};
 use crate::smtp::data::{DataError, DataLimits, DataReader};
 use crate::smtp::reply::{self, Reply};
-use crate::net::timer::{Deadline, Timer};
-use crate::net::tls::Stream;
 use crate::upstream::{self, RCPT_BATCH, Upstream};
 
 /// Bytes read from the socket at a time inside DATA.
