@@ -1,0 +1,172 @@
+//! The `policy:` section, validated into a [`crate::policy::Policy`]: the
+//! policy module owns what it means, this file only checks what was written.
+
+use super::*;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawPolicy {
+    internal_domains: Option<Vec<String>>,
+    max_external_recipients: Option<String>,
+    action: Option<String>,
+    keep_internal_visible: Option<String>,
+    empty_to: Option<String>,
+    rules: Option<Vec<RawRule>>,
+    visible_headers: Option<Vec<String>>,
+    attached_messages: Option<String>,
+    mime_nesting_limit: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawRule {
+    name: Option<String>,
+    sender: Option<Vec<String>>,
+    mail_from: Option<Vec<String>>,
+    header_from: Option<Vec<String>>,
+    max_external_recipients: Option<String>,
+    action: Option<String>,
+}
+
+impl Validator {
+    pub(super) fn policy(&mut self, raw: RawPolicy, max_header_size: usize) -> Option<Policy> {
+        let domains = raw.internal_domains.unwrap_or_default();
+        let internal_domains = match DomainSet::new(domains.iter().map(String::as_str)) {
+            Ok(set) => set,
+            Err(bad) => {
+                let i = domains.iter().position(|d| *d == bad).unwrap_or(0);
+                self.bad(
+                    format!("policy.internal_domains[{i}]"),
+                    format!("{bad:?} is not a domain name or *.domain wildcard"),
+                );
+                DomainSet::default()
+            }
+        };
+        let max_external_recipients = self.count(
+            "policy.max_external_recipients",
+            raw.max_external_recipients,
+            DEFAULT_MAX_EXTERNAL_RECIPIENTS,
+            0,
+        );
+        let action = match raw.action.as_deref() {
+            None => Action::Reject,
+            Some(s) => self.action("policy.action", s).unwrap_or(Action::Reject),
+        };
+        let keep_internal_visible = match raw.keep_internal_visible.as_deref() {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                self.bad(
+                    "policy.keep_internal_visible",
+                    format!("{other:?} is not true or false"),
+                );
+                true
+            }
+        };
+        let empty_to = match raw.empty_to.as_deref() {
+            None | Some("sender") => EmptyTo::Sender,
+            Some("undisclosed") => EmptyTo::Undisclosed,
+            Some(other) => {
+                self.bad(
+                    "policy.empty_to",
+                    format!("unknown value {other:?}, expected one of sender, undisclosed"),
+                );
+                EmptyTo::Sender
+            }
+        };
+        let rules = raw
+            .rules
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| self.rule(i, r))
+            .collect();
+        let visible_headers = match raw.visible_headers {
+            None => VisibleHeaders::default(),
+            Some(names) => {
+                VisibleHeaders::new(names.iter().map(String::as_str)).unwrap_or_else(|e| {
+                    self.bad("policy.visible_headers", e);
+                    VisibleHeaders::default()
+                })
+            }
+        };
+        let attached_messages = match raw.attached_messages.as_deref() {
+            None | Some("count") => AttachedMessages::Count,
+            Some("ignore") => AttachedMessages::Ignore,
+            Some(other) => {
+                self.bad(
+                    "policy.attached_messages",
+                    format!("unknown value {other:?}, expected one of count, ignore"),
+                );
+                AttachedMessages::Count
+            }
+        };
+        let mime_nesting_limit = self.count(
+            "policy.mime_nesting_limit",
+            raw.mime_nesting_limit,
+            DEFAULT_MIME_NESTING_LIMIT,
+            1,
+        );
+        Some(Policy {
+            internal_domains,
+            max_external_recipients,
+            action,
+            rules,
+            keep_internal_visible,
+            empty_to,
+            max_header_size,
+            visible_headers,
+            attached_messages,
+            mime_nesting_limit,
+        })
+    }
+
+    pub(super) fn rule(&mut self, i: usize, raw: RawRule) -> Rule {
+        let key = format!("policy.rules[{i}]");
+        let name = raw.name.unwrap_or_else(|| format!("rule-{}", i + 1));
+        let mut globs = |field: &str, list: Option<Vec<String>>| -> Vec<Glob> {
+            let list = list.unwrap_or_default();
+            for (j, p) in list.iter().enumerate() {
+                if p.is_empty() {
+                    self.bad(format!("{key}.{field}[{j}]"), "empty pattern");
+                }
+            }
+            list.iter().map(|p| Glob::new(p)).collect()
+        };
+        let sender = globs("sender", raw.sender);
+        let mail_from = globs("mail_from", raw.mail_from);
+        let header_from = globs("header_from", raw.header_from);
+        let max_external_recipients = raw
+            .max_external_recipients
+            .map(|v| self.count(&format!("{key}.max_external_recipients"), Some(v), 0, 0));
+        let action = raw
+            .action
+            .and_then(|a| self.action(&format!("{key}.action"), &a));
+        if max_external_recipients.is_none() && action.is_none() {
+            self.bad(
+                &key,
+                format!("rule {name:?} changes nothing: set action and/or max_external_recipients"),
+            );
+        }
+        Rule {
+            name,
+            sender,
+            mail_from,
+            header_from,
+            max_external_recipients,
+            action,
+        }
+    }
+
+    pub(super) fn action(&mut self, key: &str, s: &str) -> Option<Action> {
+        let action = Action::parse(s);
+        if action.is_none() {
+            let names: Vec<_> = Action::ALL.iter().map(|a| a.as_str()).collect();
+            self.bad(
+                key,
+                format!("unknown action {s:?}, expected one of {}", names.join(", ")),
+            );
+        }
+        action
+    }
+}
