@@ -18,6 +18,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::smtp::refusal::Reason;
+
 /// `action` label values of `bccguard_messages_total`.
 pub const MESSAGE_ACTIONS: [&str; 7] =
     ["pass", "reject", "bcc", "split", "monitor", "allow", "hold"];
@@ -33,25 +35,15 @@ pub const UPSTREAM_ERROR_KINDS: [&str; 8] = [
     "connect", "timeout", "closed", "protocol", "refused", "tls", "tempfail", "maildir",
 ];
 /// `reason` label values of `bccguard_refused_total` (input the guard refused).
-pub const REFUSAL_REASONS: [&str; 17] = [
-    "relay_denied",
-    "tls_required",
-    "auth_failed",
-    "too_many_auth_failures",
-    "sender_mismatch",
-    "too_big",
-    "header_too_big",
-    "attached_header_too_big",
-    "mime_too_deep",
-    "line_too_long",
-    "bare_newline",
-    "nul",
-    "too_many_recipients",
-    "too_many_connections",
-    "too_many_errors",
-    "proxy_untrusted",
-    "proxy_header",
-];
+pub const REFUSAL_REASONS: [&str; 17] = {
+    let mut out = [""; Reason::ALL.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = Reason::ALL[i].as_str();
+        i += 1;
+    }
+    out
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabel {
@@ -288,8 +280,9 @@ impl Metrics {
             .inc();
     }
 
-    /// One refusal by a guard limit (`reason` from [`REFUSAL_REASONS`]).
-    pub fn refused(&self, reason: &'static str) {
+    /// One refusal by a guard limit.
+    pub fn refused(&self, reason: Reason) {
+        let reason = reason.as_str();
         self.refused.get_or_create(&ReasonLabel { reason }).inc();
     }
 

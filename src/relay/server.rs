@@ -29,7 +29,7 @@ use crate::relay::proxy_protocol::{self, ReadError};
 use crate::relay::session::Session;
 use crate::relay::spool;
 use crate::relay::state::Shared;
-use crate::smtp::reply;
+use crate::smtp::refusal::{Reason, Refusal};
 
 /// Bound sockets for [`run`].
 #[derive(Debug)]
@@ -179,7 +179,7 @@ async fn accept_loop(
                 });
             }
             None => {
-                shared.metrics.refused("too_many_connections");
+                shared.metrics.refused(Reason::TooManyConnections);
                 let hostname = shared.config().server.hostname.clone();
                 tokio::spawn(refuse(stream, hostname));
             }
@@ -247,7 +247,7 @@ async fn proxied(
         .iter()
         .any(|n| n.contains(&lb))
     {
-        shared.metrics.refused("proxy_untrusted");
+        shared.metrics.refused(Reason::ProxyUntrusted);
         tracing::warn!(peer = %peer, "connection dropped: not in server.proxy_trusted_networks");
         return;
     }
@@ -263,7 +263,7 @@ async fn proxied(
             return;
         }
         Err(e) => {
-            shared.metrics.refused("proxy_header");
+            shared.metrics.refused(Reason::ProxyHeader);
             tracing::warn!(peer = %peer, error = %e, "connection dropped: no valid PROXY header");
             return;
         }
@@ -279,7 +279,7 @@ async fn proxied(
             drop(slot);
         }
         None => {
-            shared.metrics.refused("too_many_connections");
+            shared.metrics.refused(Reason::TooManyConnections);
             refuse(stream, cfg.server.hostname.clone()).await;
         }
     }
@@ -295,6 +295,9 @@ const REFUSE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// with `421 4.7.0` and closes it (RFC 5321 3.8).
 async fn refuse(mut stream: TcpStream, hostname: String) {
     let mut out = Vec::new();
-    reply::too_many_connections(&hostname).write_to(&mut out);
+    let hostname = &hostname;
+    Refusal::TooManyConnections { hostname }
+        .reply()
+        .write_to(&mut out);
     let _ = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, stream.write_all(&out)).await;
 }

@@ -5,5 +5,6 @@
 
 pub mod command;
 pub mod data;
+pub mod refusal;
 pub mod reply;
 pub mod sasl;

@@ -15,6 +15,7 @@ use tokio::time::timeout;
 
 use crate::config::UpstreamAuth;
 use crate::net::tls::Stream;
+use crate::smtp::refusal::{Reason, Refusal};
 use crate::smtp::reply;
 use crate::smtp::sasl::{self, Credentials, SaslError};
 
@@ -88,8 +89,8 @@ impl Session {
             return self.error_reply(reply::not_implemented());
         }
         if self.cfg.server.require_tls && !self.stream.is_tls() {
-            self.shared.metrics.refused("tls_required");
-            return self.error_reply(reply::encryption_required());
+            let r = self.refusal(Refusal::EncryptionRequired);
+            return self.error_reply(r);
         }
         if self.greeting.is_none() {
             return self.error_reply(reply::bad_sequence("send EHLO first"));
@@ -184,14 +185,15 @@ impl Session {
             return Ok(());
         }
         self.auth_failures += 1;
-        self.shared.metrics.refused("auth_failed");
+        self.shared.metrics.refused(Reason::AuthFailed);
         tracing::info!(client = %self.peer, user = %username, failures = self.auth_failures, "authentication failed");
         let delay = self.cfg.server.limits.auth_failure_delay * self.auth_failures as u32;
         tokio::time::sleep(delay).await;
         if self.auth_failures >= self.cfg.server.limits.max_auth_failures {
-            self.shared.metrics.refused("too_many_auth_failures");
+            let hostname = &self.cfg.server.hostname;
+            let closing = self.refusal(Refusal::TooManyAuthFailures { hostname });
             self.queue(answer);
-            self.queue(reply::too_many_auth_failures(&self.cfg.server.hostname));
+            self.queue(closing);
             return Err(Stop::Close);
         }
         self.error_reply(answer)

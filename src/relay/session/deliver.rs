@@ -29,6 +29,7 @@ use crate::incident::record::Record;
 use crate::message::headers::{FieldKind, HeaderError, Headers};
 use crate::policy::{self, Action, Decision, Envelope};
 use crate::rewrite::{self, KeepVisible, Prepared};
+use crate::smtp::refusal::Refusal;
 use crate::smtp::reply::{self, Reply};
 use crate::upstream::{Copies, UpstreamError};
 
@@ -86,21 +87,19 @@ impl Session {
         let decision = match policy::decide(policy, envelope, &msg) {
             Ok(d) => d,
             Err(e) => {
-                let (label, r) = match e {
-                    HeaderError::TooBig => (
-                        "header_too_big",
-                        reply::header_too_big(policy.max_header_size),
-                    ),
-                    HeaderError::AttachedTooBig => (
-                        "attached_header_too_big",
-                        reply::attached_header_too_big(policy.max_header_size),
-                    ),
-                    HeaderError::TooDeep => (
-                        "mime_too_deep",
-                        reply::mime_too_deep(policy.mime_nesting_limit),
-                    ),
+                let refusal = match e {
+                    HeaderError::TooBig => Refusal::HeaderTooBig {
+                        limit: policy.max_header_size,
+                    },
+                    HeaderError::AttachedTooBig => Refusal::AttachedHeaderTooBig {
+                        limit: policy.max_header_size,
+                    },
+                    HeaderError::TooDeep => Refusal::MimeTooDeep {
+                        limit: policy.mime_nesting_limit,
+                    },
                 };
-                self.shared.metrics.refused(label);
+                let r = self.refusal(refusal);
+                let label = refusal.reason().as_str();
                 tracing::info!(client = %self.peer, queue_id = %queue_id, reason = label, reply = %r.summary(), "message refused: cannot be read in full");
                 self.abort_upstream().await;
                 self.queue(r);
@@ -113,9 +112,9 @@ impl Session {
         if let Some(from) = decision.header_from.as_deref()
             && !self.sender_allowed(from)
         {
-            self.shared.metrics.refused("sender_mismatch");
+            let r = self.refusal(Refusal::SenderMismatch { sender: from });
             self.abort_upstream().await;
-            self.queue(reply::sender_not_owned(from));
+            self.queue(r);
             return;
         }
         let received = self.received_header(&tx, &queue_id);

@@ -31,6 +31,7 @@ use crate::net::tls::Stream;
 use crate::relay::state::Shared;
 use crate::smtp::command::{self, Command, CommandError};
 use crate::smtp::data::{DataError, DataLimits, DataReader};
+use crate::smtp::refusal::Refusal;
 use crate::smtp::reply::{self, Reply};
 use crate::upstream::{self, RCPT_BATCH, Upstream};
 
@@ -165,8 +166,8 @@ impl Session {
                     continue;
                 }
                 if nl + 1 > max_cmd {
-                    self.shared.metrics.refused("line_too_long");
-                    self.error_reply(reply::line_too_long_command(max_cmd))?;
+                    let r = self.refusal(Refusal::CommandTooLong { limit: max_cmd });
+                    self.error_reply(r)?;
                     continue;
                 }
                 if self.sasl.is_some() {
@@ -184,8 +185,8 @@ impl Session {
             if self.inbuf.len() - self.pos > max_cmd && !skipping_long_line {
                 // An endless line: answer once, then drop bytes up to its end
                 // without buffering them (17,000-byte commands, floods).
-                self.shared.metrics.refused("line_too_long");
-                self.error_reply(reply::line_too_long_command(max_cmd))?;
+                let r = self.refusal(Refusal::CommandTooLong { limit: max_cmd });
+                self.error_reply(r)?;
                 skipping_long_line = true;
             }
             if skipping_long_line {
@@ -247,8 +248,9 @@ impl Session {
         self.queue(reply);
         self.errors += 1;
         if self.errors >= self.cfg.server.limits.max_errors {
-            self.shared.metrics.refused("too_many_errors");
-            self.queue(reply::too_many_errors(&self.cfg.server.hostname));
+            let hostname = &self.cfg.server.hostname;
+            let r = self.refusal(Refusal::TooManyErrors { hostname });
+            self.queue(r);
             return Err(Stop::Close);
         }
         Ok(())
@@ -342,25 +344,25 @@ impl Session {
             .iter()
             .any(|n| n.contains(&ip));
         if self.cfg.server.require_tls && !self.stream.is_tls() {
-            self.shared.metrics.refused("tls_required");
-            return self.error_reply(reply::tls_required());
+            let r = self.refusal(Refusal::TlsRequired);
+            return self.error_reply(r);
         }
         if !self.trusted && self.auth_user.is_none() {
             // No upstream connection is opened for a client that may not
             // relay: the upstream trusts the guard, so this is the open-relay
             // line (RFC 5321 3.6.2, 7.1).
-            self.shared.metrics.refused("relay_denied");
-            return self.error_reply(reply::relay_denied());
+            let r = self.refusal(Refusal::RelayDenied);
+            return self.error_reply(r);
         }
         if !self.sender_allowed(&address) {
-            self.shared.metrics.refused("sender_mismatch");
-            return self.error_reply(reply::sender_not_owned(&address));
+            let r = self.refusal(Refusal::SenderMismatch { sender: &address });
+            return self.error_reply(r);
         }
         let size_hint = mail_size_param(&params);
         let max = self.cfg.server.limits.max_message_size;
         if size_hint > max {
-            self.shared.metrics.refused("too_big");
-            return self.error_reply(reply::too_big(max));
+            let r = self.refusal(Refusal::TooBig { limit: max });
+            return self.error_reply(r);
         }
         let smtputf8 = params
             .split_ascii_whitespace()
@@ -377,8 +379,8 @@ impl Session {
             && size_hint > limit
         {
             self.abort_upstream().await;
-            self.shared.metrics.refused("too_big");
-            return self.error_reply(reply::too_big(limit));
+            let r = self.refusal(Refusal::TooBig { limit });
+            return self.error_reply(r);
         }
         if reply.is_positive() {
             self.tx = Some(Transaction {
@@ -505,8 +507,8 @@ impl Session {
         };
         let max = self.cfg.server.limits.max_recipients;
         if tx.rcpts.len() >= max {
-            self.shared.metrics.refused("too_many_recipients");
-            self.queue(reply::too_many_recipients(max));
+            let r = self.refusal(Refusal::TooManyRecipients { limit: max });
+            self.queue(r);
             return Ok(false);
         }
         Ok(true)
@@ -656,18 +658,25 @@ impl Session {
         }
     }
 
+    /// Counts a refusal under its reason and returns its reply: the one
+    /// place a session classifies what it refuses.
+    fn refusal(&self, r: Refusal) -> Reply {
+        self.shared.metrics.refused(r.reason());
+        r.reply()
+    }
+
     async fn refuse_data(&mut self, e: DataError) {
         let limits = self.cfg.server.limits;
-        let (reply, reason) = match e {
-            DataError::BareNewline => (reply::bare_newline(), "bare_newline"),
-            DataError::Nul => (reply::nul_in_message(), "nul"),
-            DataError::TooBig => (reply::too_big(limits.max_message_size), "too_big"),
-            DataError::LineTooLong => (
-                reply::line_too_long(limits.max_line_length),
-                "line_too_long",
-            ),
-        };
-        self.shared.metrics.refused(reason);
+        let reply = self.refusal(match e {
+            DataError::BareNewline => Refusal::BareNewline,
+            DataError::Nul => Refusal::Nul,
+            DataError::TooBig => Refusal::TooBig {
+                limit: limits.max_message_size,
+            },
+            DataError::LineTooLong => Refusal::LineTooLong {
+                limit: limits.max_line_length,
+            },
+        });
         self.abort_transaction().await;
         self.queue(reply);
     }
