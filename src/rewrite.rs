@@ -563,5 +563,7 @@ impl Folder<'_> {
     }
 }
 
+pub mod plan;
+
 #[cfg(test)]
 mod tests;

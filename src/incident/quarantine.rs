@@ -2,8 +2,8 @@
 //! the client heard `250 ... held`.
 //!
 //! - [`release`] (`bccguard quarantine release ID --as bcc|split|original`)
-//!   sends it through the normal relay path: the session's own rewrite
-//!   ([`rewrite::hide`] with [`KeepVisible`]) and [`upstream::connect`],
+//!   sends it through the session's own pipeline: the same plan
+//!   ([`crate::rewrite::plan`]: rewrite and check) and [`upstream::connect`],
 //!   one transaction (bcc, original) or one per recipient (split). A
 //!   released original is a disclosure: the incident turns `disclosed`
 //!   and its 72-hour clock starts at the release.
@@ -24,8 +24,9 @@ use crate::incident::Workflow;
 use crate::incident::store::{
     self, Held, HoldState, NewNotice, NoticeKind, Step, Store, StoreError,
 };
-use crate::policy::{self, Envelope};
-use crate::rewrite::{self, KeepVisible};
+use crate::policy::{self, Action, Envelope};
+use crate::rewrite::plan::{self, Refused, Route, Splitter};
+use crate::rewrite::{self};
 use crate::upstream::{self, Upstream};
 
 /// How a held message goes out.
@@ -244,53 +245,53 @@ async fn send(cfg: &Config, held: &Held, how: ReleaseAs) -> Result<Released, Str
         }
         .to_string()
     })?;
-    if decision.signed && how != ReleaseAs::Original {
-        return Err(
-            "signed or encrypted mail cannot be rewritten; release it --as original, or drop it"
-                .into(),
-        );
-    }
-    let fallback = decision.empty_to_value(cfg.policy.empty_to, &held.mail_from);
-    if how != ReleaseAs::Original {
-        // The same check as in the session: a rewrite that cannot hide
-        // every address is not sent.
-        let keep = KeepVisible::new(&cfg.policy, None);
-        let rw = rewrite::hide(&held.message, &decision.headers, &keep, &fallback);
-        rewrite::check(&cfg.policy, &decision, &rw, &held.mail_from, None)
-            .map_err(|u| format!("{}; release it --as original, or drop it", u.describe()))?;
-    }
-    let tls = match cfg.upstream.tls {
-        crate::config::UpstreamTls::None => None,
-        _ => Some(
-            crate::net::tls::connector(cfg.upstream.ca.as_deref(), cfg.upstream.tls_verify)
-                .map_err(|e| e.to_string())?,
-        ),
+    // The session's own pipeline: the same rewrite and the same check, so
+    // a released copy hides exactly what a sent one would.
+    let measure = match how {
+        ReleaseAs::Bcc => Some(Action::Bcc),
+        ReleaseAs::Split => Some(Action::Split),
+        ReleaseAs::Original => None,
     };
+    let plan = plan::plan(
+        &cfg.policy,
+        &decision,
+        &held.message,
+        &held.mail_from,
+        measure,
+    );
+    let body = match plan.route {
+        Route::Whole(body) => Some(body),
+        Route::Split => None,
+        Route::Refuse(Refused::Signed) => {
+            return Err(
+                "signed or encrypted mail cannot be rewritten; release it --as original, or drop it"
+                    .into(),
+            );
+        }
+        Route::Refuse(Refused::Unsafe(why)) => {
+            return Err(format!("{why}; release it --as original, or drop it"));
+        }
+        Route::Refuse(Refused::OpenList) | Route::Hold => {
+            unreachable!("a release plans bcc, split or the original")
+        }
+    };
+    let tls = upstream::connector(&cfg.upstream).map_err(|e| e.to_string())?;
     let mut up = upstream::connect(&cfg.upstream, tls.as_ref())
         .await
         .map_err(|e| e.to_string())?;
     let msg = &held.message[..];
     let received = held.received.as_bytes();
-    let result = match how {
-        ReleaseAs::Split => {
-            let mut parts = Vec::new();
-            for (rcpt, _) in &held.rcpts {
-                let keep = KeepVisible::new(&cfg.policy, policy::count::normalize_address(rcpt));
-                parts.push(rewrite::hide(msg, &decision.headers, &keep, &fallback));
-            }
-            split(&mut up, held, &parts, received, msg).await
+    let result = match body {
+        Some(body) => one_transaction(&mut up, held, &body.parts(received, msg)).await,
+        None => {
+            let splitter = Splitter::new(&cfg.policy, &decision, msg, &held.mail_from);
+            let copies: Vec<_> = held
+                .rcpts
+                .iter()
+                .map(|(rcpt, _)| splitter.copy(Some(rcpt)))
+                .collect();
+            split(&mut up, held, &copies, received, msg).await
         }
-        ReleaseAs::Bcc => {
-            let keep = KeepVisible::new(&cfg.policy, None);
-            let rw = rewrite::hide(msg, &decision.headers, &keep, &fallback);
-            one_transaction(&mut up, held, &[received, &rw.head, &msg[rw.rest..]]).await
-        }
-        ReleaseAs::Original => match rewrite::strip_bcc(msg, &decision.headers) {
-            Some(rw) => {
-                one_transaction(&mut up, held, &[received, &rw.head, &msg[rw.rest..]]).await
-            }
-            None => one_transaction(&mut up, held, &[received, msg]).await,
-        },
     };
     up.quit().await;
     result

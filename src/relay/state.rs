@@ -197,17 +197,12 @@ pub(super) fn tls_setup(
         None => None,
     };
     let upstream = &config.upstream;
-    let connector = match upstream.tls {
-        UpstreamTls::None => None,
-        UpstreamTls::StartTls | UpstreamTls::Tls => {
-            if !upstream.tls_verify {
-                tracing::warn!(
-                    "upstream.tls_verify is false: upstream's certificate is NOT checked (labs only)"
-                );
-            }
-            Some(tls::connector(upstream.ca.as_deref(), upstream.tls_verify)?)
-        }
-    };
+    if upstream.tls != UpstreamTls::None && !upstream.tls_verify {
+        tracing::warn!(
+            "upstream.tls_verify is false: upstream's certificate is NOT checked (labs only)"
+        );
+    }
+    let connector = upstream::connector(upstream)?;
     Ok((acceptor, connector))
 }
 

@@ -23,7 +23,7 @@ pub mod smtp;
 use std::io;
 use std::time::Duration;
 
-use crate::config::{UpstreamConfig, UpstreamTarget};
+use crate::config::{UpstreamConfig, UpstreamTarget, UpstreamTls};
 use crate::smtp::reply::{self, Reply};
 
 /// Most RCPT commands sent upstream in one write: about 5 KB of commands
@@ -140,6 +140,22 @@ pub enum Upstream {
     Smtp(smtp::Client),
     /// A local Maildir.
     Maildir(maildir::Maildir),
+}
+
+/// The TLS client configuration towards upstream, or none when
+/// `upstream.tls: none`. Built once per configuration by the relay and by
+/// a quarantine release alike, so both check upstream's certificate the
+/// same way.
+pub fn connector(
+    cfg: &UpstreamConfig,
+) -> Result<Option<tokio_rustls::TlsConnector>, crate::net::tls::TlsSetupError> {
+    match cfg.tls {
+        UpstreamTls::None => Ok(None),
+        UpstreamTls::StartTls | UpstreamTls::Tls => Ok(Some(crate::net::tls::connector(
+            cfg.ca.as_deref(),
+            cfg.tls_verify,
+        )?)),
+    }
 }
 
 /// Opens a delivery channel as configured.

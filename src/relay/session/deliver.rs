@@ -28,7 +28,8 @@ use crate::id::new_id;
 use crate::incident::record::Record;
 use crate::message::headers::{FieldKind, HeaderError, Headers};
 use crate::policy::{self, Action, Decision, Envelope};
-use crate::rewrite::{self, KeepVisible, Prepared};
+use crate::rewrite::plan::{self, Refused, Route, Splitter};
+use crate::rewrite::{self, KeepVisible};
 use crate::smtp::refusal::Refusal;
 use crate::smtp::reply::{self, Reply};
 use crate::upstream::{Copies, UpstreamError};
@@ -120,45 +121,15 @@ impl Session {
         let received = self.received_header(&tx, &queue_id);
         let visible = decision.visible.external.len();
         let places = decision.visible.places(&policy.visible_headers);
-        // bcc and split only go out when the rewrite hides every address
-        // ([`rewrite::check`]); the Bcc rewrite is kept for the bcc arm.
-        let fallback = decision.empty_to_value(policy.empty_to, &tx.mail_from);
-        let (bcc_rewrite, unsafe_rewrite) = match decision.action {
-            Some(Action::Bcc | Action::Split) if !decision.signed => {
-                let rw = rewrite::hide(
-                    &msg,
-                    &decision.headers,
-                    &KeepVisible::new(policy, None),
-                    &fallback,
-                );
-                let why = rewrite::check(policy, &decision, &rw, &tx.mail_from, None).err();
-                (Some(rw), why.map(|u| u.describe()))
-            }
-            _ => (None, None),
-        };
-        let unsafe_reason = unsafe_rewrite
-            .as_ref()
-            .map(|why| format!("over threshold, and a rewrite cannot hide every address: {why}"));
+        let plan = plan::plan(policy, &decision, &msg, &tx.mail_from, decision.action);
         let mut held = None;
-        let (mut reply, incident) = match decision.action {
-            None => (
-                self.relay_whole(&tx, &msg, &decision.headers, &received, &queue_id)
-                    .await,
-                None,
-            ),
-            Some(Action::Allow) => {
-                let r = self
-                    .relay_whole(&tx, &msg, &decision.headers, &received, &queue_id)
-                    .await;
-                (
-                    r,
-                    Some((
-                        "allow",
-                        "over threshold, exempted by an allow rule: sent unchanged",
-                    )),
-                )
+        let mut reply = match &plan.route {
+            Route::Whole(body) => {
+                let parts = body.parts(received.as_bytes(), &msg);
+                self.relay_parts(&tx, &parts, &queue_id).await
             }
-            Some(Action::Hold) => {
+            Route::Split => self.split(&tx, &msg, &decision, &received, &queue_id).await,
+            Route::Hold => {
                 self.abort_upstream().await;
                 held = Some(crate::incident::store::Held {
                     id: queue_id.clone(),
@@ -169,82 +140,24 @@ impl Session {
                     received: received.clone(),
                     message: msg.clone(),
                 });
-                (
-                    reply::held(visible, &places, &queue_id),
-                    Some(("hold", "over threshold: held for review")),
-                )
+                reply::held(visible, &places, &queue_id)
             }
-            Some(Action::Monitor) => {
-                let r = self
-                    .relay_whole(&tx, &msg, &decision.headers, &received, &queue_id)
-                    .await;
-                (
-                    r,
-                    Some(("monitor", "over threshold, monitor mode: sent unchanged")),
-                )
-            }
-            Some(Action::Reject) => {
+            Route::Refuse(why) => {
                 self.abort_upstream().await;
-                let r = reply::rejected_open_list(visible, decision.threshold, &places, &queue_id);
-                (r, Some(("reject", "over threshold")))
-            }
-            Some(Action::Bcc | Action::Split) if decision.signed => {
-                // Rewriting To/Cc of signed or encrypted mail would break it
-                // (and the visible list may sit inside the protected part).
-                self.abort_upstream().await;
-                let r = reply::cannot_rewrite_signed(&queue_id);
-                (
-                    r,
-                    Some((
-                        "reject",
-                        "over threshold in signed/encrypted mail that cannot be rewritten",
-                    )),
-                )
-            }
-            Some(Action::Bcc | Action::Split) if unsafe_rewrite.is_some() => {
-                self.abort_upstream().await;
-                let why = unsafe_rewrite.as_deref().unwrap_or_default();
-                let r = reply::cannot_rewrite_safely(why, &queue_id);
-                (
-                    r,
-                    Some(("reject", unsafe_reason.as_deref().unwrap_or_default())),
-                )
-            }
-            Some(Action::Bcc) => {
-                let rw = match bcc_rewrite {
-                    Some(rw) => rw,
-                    None => rewrite::hide(
-                        &msg,
-                        &decision.headers,
-                        &KeepVisible::new(policy, None),
-                        &fallback,
-                    ),
-                };
-                let parts = [received.as_bytes(), &rw.head, &msg[rw.rest..]];
-                let r = self.relay_parts(&tx, &parts, &queue_id).await;
-                (
-                    r,
-                    Some(("bcc", "over threshold: external recipients moved to Bcc")),
-                )
-            }
-            Some(Action::Split) => {
-                let r = self.split(&tx, &msg, &decision, &received, &queue_id).await;
-                (r, Some(("split", "over threshold: one copy per recipient")))
+                match why {
+                    Refused::OpenList => {
+                        reply::rejected_open_list(visible, decision.threshold, &places, &queue_id)
+                    }
+                    Refused::Signed => reply::cannot_rewrite_signed(&queue_id),
+                    Refused::Unsafe(why) => reply::cannot_rewrite_safely(why, &queue_id),
+                }
             }
         };
-        if let Some((action, reason)) = incident {
+        if let Some(incident) = &plan.incident {
             let stored = self
-                .record_incident(
-                    &tx,
-                    &msg,
-                    &decision,
-                    &queue_id,
-                    (action, reason),
-                    &reply,
-                    held,
-                )
+                .record_incident(&tx, &msg, &decision, &queue_id, incident, &reply, held)
                 .await;
-            if action == "hold" && !stored {
+            if incident.action == Action::Hold && !stored {
                 reply = reply::hold_failed();
             }
         }
@@ -263,27 +176,6 @@ impl Session {
             "message decided"
         );
         self.queue(reply);
-    }
-
-    /// Relays the message with only Bcc/Resent-Bcc removed.
-    async fn relay_whole(
-        &mut self,
-        tx: &Transaction,
-        msg: &[u8],
-        headers: &Headers,
-        received: &str,
-        queue_id: &str,
-    ) -> Reply {
-        match rewrite::strip_bcc(msg, headers) {
-            Some(rw) => {
-                let parts = [received.as_bytes(), &rw.head, &msg[rw.rest..]];
-                self.relay_parts(tx, &parts, queue_id).await
-            }
-            None => {
-                self.relay_parts(tx, &[received.as_bytes(), msg], queue_id)
-                    .await
-            }
-        }
     }
 
     /// Sends the message upstream; upstream's final reply is the client's.
@@ -417,16 +309,9 @@ impl Session {
         {
             return self.upstream_result(Err(e));
         }
-        // The list is parsed once; each copy only walks it.
-        let prepared = Prepared::new(msg, &decision.headers, &KeepVisible::new(&policy, None));
+        let splitter = Splitter::new(&policy, decision, msg, &tx.mail_from);
         let tail = msg.get(decision.headers.end..).unwrap_or_default();
-        let head_of = |i: usize| {
-            let own = tx
-                .rcpts
-                .get(i)
-                .and_then(|(rcpt, _)| policy::count::normalize_address(rcpt));
-            prepared.hide(own.as_deref(), &fallback).head
-        };
+        let head_of = |i: usize| splitter.head(tx.rcpts.get(i).map(|(rcpt, _)| rcpt.as_str()));
         let copies = match self.upstream.as_mut() {
             Some(up) => {
                 let (from, params) = (&tx.mail_from, &tx.mail_params);
@@ -536,23 +421,25 @@ impl Session {
         msg: &[u8],
         decision: &Decision,
         queue_id: &str,
-        (action, reason): (&'static str, &str),
+        incident: &plan::Incident,
         reply: &Reply,
         held: Option<crate::incident::store::Held>,
     ) -> bool {
+        let (measure, reason) = (incident.action, incident.reason.as_str());
+        let action = measure.as_str();
         use crate::incident::store::{Class, HoldState, Incident, NewNotice, NoticeKind, Step};
         let (message_id, subject) = describe(msg, &decision.headers);
         let display_names = decision.visible.named;
-        let outcome = match action {
-            "reject" => "refused".to_string(),
-            "hold" => "held".to_string(),
+        let outcome = match measure {
+            Action::Reject => "refused".to_string(),
+            Action::Hold => "held".to_string(),
             _ if reply.is_positive() => "delivered".to_string(),
             _ => format!("not delivered: {}", reply.summary()),
         };
         // Only a list that went out starts the 72-hour clock (Art. 33(1));
         // a monitored mail upstream refused disclosed nothing.
-        let class = match action {
-            "monitor" | "allow" if reply.is_positive() => Class::Disclosed,
+        let class = match measure {
+            Action::Monitor | Action::Allow if reply.is_positive() => Class::Disclosed,
             _ => Class::Prevented,
         };
         let mut record = Record {
@@ -601,8 +488,8 @@ impl Session {
                 event: "incident".into(),
             });
         }
-        let told = Action::parse(action).is_some_and(|a| cfg.sender_notice.contains(&a));
-        if told && (action == "hold" || reply.is_positive()) {
+        let told = cfg.sender_notice.contains(&measure);
+        if told && (measure == Action::Hold || reply.is_positive()) {
             notices.push(NewNotice {
                 kind: NoticeKind::Sender,
                 event: action.into(),
