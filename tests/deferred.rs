@@ -31,7 +31,7 @@ async fn the_guard_answers_rcpt_and_upstream_gets_the_whole_envelope_with_the_me
         let dir = tempfile::tempdir().unwrap();
         let guard = Guard::start(&deferred_yaml(&up, dir.path())).await;
         let mut c = Client::connect(guard.smtp).await;
-        c.cmd("EHLO client.test", 250).await;
+        c.ehlo().await;
         c.cmd("MAIL FROM:<alice@example.org> BODY=8BITMIME", 250)
             .await;
         // Upstream would refuse this one; the guard has not asked it yet.
@@ -59,7 +59,7 @@ async fn the_guard_answers_rcpt_and_upstream_gets_the_whole_envelope_with_the_me
         for code in [250, 250, 250, 354] {
             c.expect(code).await;
         }
-        c.send(stuff(&msg) + ".\r\n").await;
+        c.send_message(&msg).await;
         c.expect(250).await;
         assert_eq!(
             up.messages()[1].rcpt_tos,
@@ -209,7 +209,7 @@ async fn limits_and_policy_refusals_are_the_guards_own_and_upstream_sees_nothing
     );
     let guard = Guard::start(&text).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.cmd("MAIL FROM:<alice@example.org>", 250).await;
     c.cmd("RCPT TO:<a@partner.test>", 250).await;
     c.cmd("RCPT TO:<b@partner.test>", 250).await;
@@ -223,7 +223,7 @@ async fn limits_and_policy_refusals_are_the_guards_own_and_upstream_sees_nothing
         "x\r\n",
     );
     c.cmd("DATA", 354).await;
-    c.send(stuff(&msg) + ".\r\n").await;
+    c.send_message(&msg).await;
     let refused = c.expect(550).await;
     assert!(refused.contains("5.7.1"), "{refused}");
     assert_eq!(up.count(), 0);
