@@ -74,7 +74,9 @@ async fn the_guard_answers_rcpt_and_upstream_gets_the_whole_envelope_with_the_me
 /// permanently refused one becomes a notice to the sender at once; the
 /// temporarily refused one is retried until `spool.max_age` (2 s here:
 /// ages count in whole seconds, so 1 s could expire before a retry),
-/// then the sender hears about it too.
+/// then the sender hears about it too. Real time, not tokio's paused
+/// clock: spool ages are counted by the wall clock, which tokio's clock
+/// does not move, and upstream is aiosmtpd, a process of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_recipients_next_to_accepted_ones_are_retried_or_bounced_to_the_sender() {
     for up in upstreams().await {

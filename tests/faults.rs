@@ -13,7 +13,9 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use common::clock::HeldClock;
 use common::peers::{FakeSmtp, PAUSE_AT, Script};
 use common::*;
 use tokio::net::TcpStream;
@@ -92,6 +94,10 @@ async fn an_upstream_that_closes_at_once_gives_4xx() {
 /// never accepts) makes the kernel drop the guard's SYNs, so the TCP
 /// handshake never completes. With a long `command_timeout`, only the
 /// connect timeout can answer the client within the test's wait.
+///
+/// Real time (0.5 s), not tokio's paused clock: nothing shows when the
+/// guard has begun to connect (the SYNs go nowhere), so a test moving a
+/// held clock could move it before that wait starts (tests/common/clock.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_never_completes_the_handshake_hits_the_connect_timeout() {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
@@ -125,6 +131,11 @@ async fn an_upstream_that_never_completes_the_handshake_hits_the_connect_timeout
 
 /// `upstream.command_timeout`: an upstream that accepts TCP and never
 /// speaks costs the client one timeout, answered `451 4.4.2`.
+///
+/// Real time (2 s), not tokio's paused clock: the silent upstream cannot
+/// show when the guard has connected and begun to wait for its greeting,
+/// so a test moving a held clock could move it before that wait begins
+/// (tests/common/clock.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_upstream_times_out_with_451() {
     let fake = FakeSmtp::start(Script::Silent).await;
@@ -154,18 +165,27 @@ async fn a_silent_upstream_times_out_with_451() {
 /// `upstream.data_timeout`: upstream took the message but never answered
 /// the final dot. Its fate is unknown, so the client hears `451 4.4.2` and
 /// keeps it (RFC 5321 4.5.4.1 / RFC 1047: a duplicate is better than a loss).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On tokio's paused clock: the 2 s pass at once, when upstream has the dot.
+#[tokio::test(start_paused = true)]
 async fn an_upstream_that_stalls_after_the_final_dot_gives_451_never_250() {
+    let clock = HeldClock::hold();
     let fake = FakeSmtp::start(Script::StallAfterDot).await;
     let guard = guard_for(fake.addr, SHORT).await;
     let mut c = Client::connect(guard.smtp).await;
-    let r = c
-        .mail(
-            "alice@example.org",
-            &["bob@partner.test"],
-            &simple("bob@partner.test"),
-        )
+    c.ehlo().await;
+    c.begin_data("alice@example.org", &["bob@partner.test"])
         .await;
+    c.send_message(&simple("bob@partner.test")).await;
+    // Upstream has the final dot only once the guard waits for its reply
+    // (one thread: the guard ran up to that wait before upstream could
+    // read), so moving the clock by data_timeout ends that wait.
+    clock
+        .until("upstream to have the final dot", || {
+            fake.seen(|s| has_final_dot(&s.bytes[0]))
+        })
+        .await;
+    clock.advance(Duration::from_secs(2)).await;
+    let r = c.reply().await.expect("final reply");
     assert_eq!(r.code, 451, "{}", r.text);
     assert!(r.text.contains("4.4.2"), "{}", r.text);
     assert_eq!(fake.count(), 0);

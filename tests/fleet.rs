@@ -277,6 +277,12 @@ async fn connections_without_a_valid_header_get_no_greeting() {
 /// `server.proxy_protocol_timeout`: a trusted balancer that connects and
 /// says nothing is closed once the timeout passes, without a greeting, and
 /// counted; not before.
+///
+/// Real time (0.7 s), not tokio's paused clock: nothing shows when the
+/// guard has accepted the connection and begun to wait for the header, so
+/// a test moving a held clock could move it before that wait begins
+/// (tests/common/clock.rs); and the upstream is aiosmtpd, a process of its
+/// own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_balancer_is_closed_after_proxy_protocol_timeout() {
     let up = Upstream::start().await;

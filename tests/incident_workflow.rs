@@ -416,6 +416,12 @@ async fn webhook_guard(up: &Upstream, hook: &Webhook, scheme: &str, keys: &str) 
     (guard, id)
 }
 
+// The webhook retries are timed in real time, not on tokio's paused clock:
+// a notice's next attempt is due by the wall clock (a time stored with it
+// in the store, so it survives a restart), which tokio's clock does not
+// move; and the open list goes to aiosmtpd, a process of its own
+// (tests/common/clock.rs).
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_answered_500_is_posted_again_after_notice_retry_min() {
     let up = Upstream::start().await;

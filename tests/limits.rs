@@ -422,6 +422,10 @@ async fn a_header_section_over_max_header_size_is_refused_and_nothing_goes_upstr
 
 /// `idle_timeout` between commands: `421 4.4.2`, then the connection
 /// closes (RFC 5321 4.5.3.2.7 lets a server close an idle session).
+///
+/// Real time (3 x 1 s), not tokio's paused clock: with a transaction open
+/// the guard first resets it at upstream, aiosmtpd, a process of its own
+/// that answers in real time (tests/common/clock.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_client_gets_421_and_is_disconnected() {
     let up = Upstream::start().await;
@@ -453,6 +457,10 @@ async fn an_idle_client_gets_421_and_is_disconnected() {
 /// A slow-drip sender (1 byte per interval, always inside the idle
 /// timeout) is cut off by the total DATA deadline (`data_timeout`), not
 /// kept open forever; nothing reaches upstream.
+///
+/// Real time (1 s), not tokio's paused clock: the guard resets the
+/// transaction at upstream, aiosmtpd, a process of its own that answers in
+/// real time, before it answers the client (tests/common/clock.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_byte_per_interval_sender_is_cut_off_by_the_total_data_deadline() {
     let up = Upstream::start().await;

@@ -139,6 +139,9 @@ async fn shutdown_tells_idle_sessions_421_and_finishes_a_message_in_flight() {
     assert_eq!(up.count(), 1);
 }
 
+/// Real time (0.3 s), not tokio's paused clock: the stuck transaction is
+/// open at upstream, aiosmtpd, a process of its own that answers in real
+/// time (tests/common/clock.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grace_period_bounds_a_stuck_transaction() {
     let up = Upstream::start().await;

@@ -8,6 +8,9 @@
 
 mod common;
 
+use std::time::Duration;
+
+use common::clock::HeldClock;
 use common::peers::{FakeSmtp, Script};
 use common::*;
 
@@ -41,9 +44,11 @@ async fn consecutive_clients_share_one_upstream_session() {
 
 /// `upstream.pool_size: 0` keeps no idle session: every client gets its own
 /// upstream connection. `upstream.pool_idle_time` closes one idle longer
-/// than that instead of reusing it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// than that instead of reusing it. On tokio's paused clock, moved on only
+/// between sessions.
+#[tokio::test(start_paused = true)]
 async fn the_pool_keeps_what_pool_size_and_pool_idle_time_allow() {
+    let clock = HeldClock::hold();
     let with = |up: &FakeSmtp, keys: &str| {
         yaml(Some(up.addr), POLICY).replacen("upstream:\n", &format!("upstream:\n{keys}"), 1)
     };
@@ -55,12 +60,13 @@ async fn the_pool_keeps_what_pool_size_and_pool_idle_time_allow() {
     assert_eq!(up.connections(), 3, "{:?}", up.delivered());
 
     let up = FakeSmtp::start(Script::Normal).await;
-    // 2 s leaves a slow CI machine room between two sessions.
+    // The clock stands still between the two sessions, however slow the
+    // machine.
     let guard = Guard::start(&with(&up, "  pool_idle_time: 2s\n")).await;
     one_session(&guard, "a@partner.test").await;
     one_session(&guard, "b@partner.test").await;
     assert_eq!(up.connections(), 1, "reused within pool_idle_time");
-    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    clock.advance(Duration::from_millis(3000)).await;
     one_session(&guard, "c@partner.test").await;
     assert_eq!(up.connections(), 2, "{:?}", up.delivered());
 }

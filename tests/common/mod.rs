@@ -7,6 +7,7 @@
 //! ports, no sleeps for synchronisation.
 #![allow(dead_code)]
 
+pub mod clock;
 pub mod peers;
 
 use std::net::SocketAddr;
