@@ -2,9 +2,10 @@
 //! (aiosmtpd, `tests/peers/upstream.py`), the guard started in-process on
 //! port 0 via `bccguard::server::run`, the one SMTP test client
 //! ([`Client`]: whole transactions, or raw bytes for scripted byte-exact
-//! sessions), and the fake peers written in Rust ([`peers`]: a scripted
-//! SMTP upstream, a webhook receiver). Real sockets everywhere; no fixed
-//! ports, no sleeps for synchronisation.
+//! sessions), the fake peers written in Rust ([`peers`]: a scripted SMTP
+//! upstream, a webhook receiver), and tokio's paused clock for timeout
+//! tests ([`clock`]). Real sockets everywhere; no fixed ports, no sleeps
+//! for synchronisation.
 #![allow(dead_code)]
 
 pub mod clock;
