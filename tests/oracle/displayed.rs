@@ -37,7 +37,7 @@ pub fn mail_parser_to_cc(
         .filter_map(|h| h.as_address())
         .flat_map(|a| a.iter())
         .filter_map(|a| a.address.as_deref())
-        .filter_map(|a| shown(a))
+        .filter_map(&shown)
         .collect();
     theirs.sort();
     theirs.dedup();
