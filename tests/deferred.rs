@@ -31,7 +31,7 @@ async fn the_guard_answers_rcpt_and_upstream_gets_the_whole_envelope_with_the_me
         let dir = tempfile::tempdir().unwrap();
         let guard = Guard::start(&deferred_yaml(&up, dir.path())).await;
         let mut c = Client::connect(guard.smtp).await;
-        c.cmd("EHLO client.test", 250).await;
+        c.ehlo().await;
         c.cmd("MAIL FROM:<alice@example.org> BODY=8BITMIME", 250)
             .await;
         // Upstream would refuse this one; the guard has not asked it yet.
@@ -59,7 +59,7 @@ async fn the_guard_answers_rcpt_and_upstream_gets_the_whole_envelope_with_the_me
         for code in [250, 250, 250, 354] {
             c.expect(code).await;
         }
-        c.send(stuff(&msg) + ".\r\n").await;
+        c.send_message(&msg).await;
         c.expect(250).await;
         assert_eq!(
             up.messages()[1].rcpt_tos,
@@ -74,7 +74,9 @@ async fn the_guard_answers_rcpt_and_upstream_gets_the_whole_envelope_with_the_me
 /// permanently refused one becomes a notice to the sender at once; the
 /// temporarily refused one is retried until `spool.max_age` (2 s here:
 /// ages count in whole seconds, so 1 s could expire before a retry),
-/// then the sender hears about it too.
+/// then the sender hears about it too. Real time, not tokio's paused
+/// clock: spool ages are counted by the wall clock, which tokio's clock
+/// does not move, and upstream is aiosmtpd, a process of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_recipients_next_to_accepted_ones_are_retried_or_bounced_to_the_sender() {
     for up in upstreams().await {
@@ -209,7 +211,7 @@ async fn limits_and_policy_refusals_are_the_guards_own_and_upstream_sees_nothing
     );
     let guard = Guard::start(&text).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.cmd("MAIL FROM:<alice@example.org>", 250).await;
     c.cmd("RCPT TO:<a@partner.test>", 250).await;
     c.cmd("RCPT TO:<b@partner.test>", 250).await;
@@ -223,7 +225,7 @@ async fn limits_and_policy_refusals_are_the_guards_own_and_upstream_sees_nothing
         "x\r\n",
     );
     c.cmd("DATA", 354).await;
-    c.send(stuff(&msg) + ".\r\n").await;
+    c.send_message(&msg).await;
     let refused = c.expect(550).await;
     assert!(refused.contains("5.7.1"), "{refused}");
     assert_eq!(up.count(), 0);

@@ -5,239 +5,20 @@
 //! a 250 for a message upstream did not take. A guard killed with SIGKILL
 //! while a client is in DATA has sent upstream no final dot.
 //!
-//! Besides the aiosmtpd peer, the tests use [`Fake`], a scripted upstream
-//! written here: a few lines of SMTP whose misbehaviour is chosen per test
-//! and which records every byte it was sent.
+//! Besides the aiosmtpd peer, the tests use the scripted upstream of the
+//! common test support (`FakeSmtp` in tests/common/peers.rs): a few lines
+//! of SMTP whose misbehaviour is chosen per test and which records every
+//! byte it was sent.
 
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use common::clock::HeldClock;
+use common::peers::{FakeSmtp, PAUSE_AT, Script};
 use common::*;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
-
-/// How the scripted upstream misbehaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Script {
-    /// Greets with this reply line and closes.
-    Greeting(&'static str),
-    /// Accepts the connection and closes it without a byte.
-    CloseAtOnce,
-    /// Accepts the connection and never says anything.
-    Silent,
-    /// Answers everything, but never replies to the final dot.
-    StallAfterDot,
-    /// Answers everything, but closes without a reply when it gets DATA
-    /// (between the RCPTs and the message).
-    CloseAtData,
-    /// A normal server that closes each connection after one delivered
-    /// transaction (a restart, or an idle-connection reaper).
-    CloseAfterOne,
-    /// A normal server that, after one delivered transaction, says `421`
-    /// and closes (Postfix does this when its `smtpd_timeout` expires on an
-    /// idle connection).
-    Close421AfterOne,
-    /// A normal server that, in DATA, stops reading after `PAUSE_AT` bytes
-    /// until [`Fake::resume`] (so the guard blocks writing the message).
-    PauseInData,
-}
-
-/// Bytes of message the [`Script::PauseInData`] upstream reads before it
-/// pauses.
-const PAUSE_AT: usize = 1 << 20;
-
-/// What the scripted upstream saw.
-#[derive(Debug, Default)]
-struct Seen {
-    connections: usize,
-    /// Connections that ended (EOF or error on read).
-    closed: usize,
-    /// Messages answered 250 after the final dot.
-    delivered: usize,
-    /// Every byte received, per connection.
-    bytes: Vec<Vec<u8>>,
-}
-
-/// The scripted upstream, on 127.0.0.1 port 0.
-struct Fake {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Seen>>,
-    paused: Arc<Notify>,
-    resume: Arc<Notify>,
-}
-
-impl Fake {
-    async fn start(script: Script) -> Fake {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let paused = Arc::new(Notify::new());
-        let resume = Arc::new(Notify::new());
-        let (s, p, r) = (seen.clone(), paused.clone(), resume.clone());
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let index = {
-                    let mut seen = s.lock().unwrap();
-                    seen.connections += 1;
-                    seen.bytes.push(Vec::new());
-                    seen.bytes.len() - 1
-                };
-                let conn = Conn {
-                    script,
-                    seen: s.clone(),
-                    index,
-                    paused: p.clone(),
-                    resume: r.clone(),
-                };
-                tokio::spawn(conn.serve(stream));
-            }
-        });
-        Fake {
-            addr,
-            seen,
-            paused,
-            resume,
-        }
-    }
-
-    fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
-        f(&self.seen.lock().unwrap())
-    }
-
-    fn delivered(&self) -> usize {
-        self.seen(|s| s.delivered)
-    }
-
-    fn resume(&self) {
-        self.resume.notify_one();
-    }
-}
-
-/// One connection of the scripted upstream.
-struct Conn {
-    script: Script,
-    seen: Arc<Mutex<Seen>>,
-    index: usize,
-    paused: Arc<Notify>,
-    resume: Arc<Notify>,
-}
-
-impl Conn {
-    fn record(&self, bytes: &[u8]) {
-        self.seen.lock().unwrap().bytes[self.index].extend_from_slice(bytes);
-    }
-
-    async fn serve(self, stream: TcpStream) {
-        let (r, mut w) = stream.into_split();
-        let mut r = BufReader::new(r);
-        match self.script {
-            Script::Greeting(line) => {
-                let _ = w.write_all(format!("{line}\r\n").as_bytes()).await;
-                self.drain(&mut r).await;
-                return;
-            }
-            Script::CloseAtOnce => {
-                drop(w);
-                self.drain(&mut r).await;
-                return;
-            }
-            Script::Silent => {
-                self.drain(&mut r).await;
-                return;
-            }
-            _ => {}
-        }
-        let _ = w.write_all(b"220 fake.test ESMTP\r\n").await;
-        loop {
-            let mut line = Vec::new();
-            match r.read_until(b'\n', &mut line).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => self.record(&line),
-            }
-            let verb = String::from_utf8_lossy(&line).to_ascii_uppercase();
-            let reply: &[u8] = if verb.starts_with("EHLO") {
-                b"250-fake.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
-            } else if verb.starts_with("DATA") {
-                if self.script == Script::CloseAtData {
-                    break;
-                }
-                let _ = w.write_all(b"354 go ahead\r\n").await;
-                if !self.message(&mut r).await {
-                    break;
-                }
-                match self.script {
-                    Script::StallAfterDot => {
-                        self.drain(&mut r).await;
-                        return;
-                    }
-                    _ => {
-                        self.seen.lock().unwrap().delivered += 1;
-                        if self.script == Script::CloseAfterOne {
-                            let _ = w.write_all(b"250 2.0.0 queued\r\n").await;
-                            break;
-                        }
-                        if self.script == Script::Close421AfterOne {
-                            let _ = w
-                                .write_all(b"250 2.0.0 queued\r\n421 4.4.2 fake.test Error: timeout exceeded\r\n")
-                                .await;
-                            break;
-                        }
-                        b"250 2.0.0 queued\r\n"
-                    }
-                }
-            } else if verb.starts_with("QUIT") {
-                let _ = w.write_all(b"221 bye\r\n").await;
-                break;
-            } else {
-                b"250 2.0.0 ok\r\n"
-            };
-            if w.write_all(reply).await.is_err() {
-                break;
-            }
-        }
-        drop(w);
-        self.drain(&mut r).await;
-    }
-
-    /// Reads a message up to `<CR><LF>.<CR><LF>`; false if the connection
-    /// ended first.
-    async fn message(&self, r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> bool {
-        let mut data = b"\r\n".to_vec();
-        let mut paused = self.script != Script::PauseInData;
-        loop {
-            let mut buf = vec![0u8; 64 * 1024];
-            let n = match r.read(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => n,
-            };
-            self.record(&buf[..n]);
-            data.extend_from_slice(&buf[..n]);
-            if data.ends_with(b"\r\n.\r\n") {
-                return true;
-            }
-            if !paused && data.len() >= PAUSE_AT {
-                paused = true;
-                self.paused.notify_one();
-                self.resume.notified().await;
-            }
-        }
-    }
-
-    /// Reads (and records) until the peer closes.
-    async fn drain(&self, r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = r.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            self.record(&buf[..n]);
-        }
-        self.seen.lock().unwrap().closed += 1;
-    }
-}
+use tokio::net::TcpStream;
 
 /// A guard in front of `upstream` whose upstream waits are short.
 async fn guard_for(upstream: SocketAddr, timeouts: &str) -> Guard {
@@ -271,10 +52,10 @@ fn assert_transient(r: &Reply, status: &str) {
 /// so it hears `451 4.4.1` with upstream's words, never a 5xx.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_refuses_its_greeting_gives_451_with_its_reason() {
-    let fake = Fake::start(Script::Greeting("554 5.3.2 fake.test no service for you")).await;
+    let fake = FakeSmtp::start(Script::Greeting("554 5.3.2 fake.test no service for you")).await;
     let guard = guard_for(fake.addr, SHORT).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.send("MAIL FROM:<alice@example.org>\r\n").await;
     let r = c.reply().await.expect("reply");
     assert_eq!(r.code, 451, "{}", r.text);
@@ -294,10 +75,10 @@ async fn an_upstream_that_refuses_its_greeting_gives_451_with_its_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_closes_at_once_gives_4xx() {
-    let fake = Fake::start(Script::CloseAtOnce).await;
+    let fake = FakeSmtp::start(Script::CloseAtOnce).await;
     let guard = guard_for(fake.addr, SHORT).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.send("MAIL FROM:<alice@example.org>\r\n").await;
     let r = c.reply().await.expect("reply");
     assert_transient(&r, "4.4.");
@@ -313,6 +94,10 @@ async fn an_upstream_that_closes_at_once_gives_4xx() {
 /// never accepts) makes the kernel drop the guard's SYNs, so the TCP
 /// handshake never completes. With a long `command_timeout`, only the
 /// connect timeout can answer the client within the test's wait.
+///
+/// Real time (0.5 s), not tokio's paused clock: nothing shows when the
+/// guard has begun to connect (the SYNs go nowhere), so a test moving a
+/// held clock could move it before that wait starts (tests/common/clock.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_never_completes_the_handshake_hits_the_connect_timeout() {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
@@ -330,7 +115,7 @@ async fn an_upstream_that_never_completes_the_handshake_hits_the_connect_timeout
     )
     .await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.send("MAIL FROM:<alice@example.org>\r\n").await;
     let r = c.reply().await.expect("reply");
     assert_eq!(r.code, 451, "{}", r.text);
@@ -346,12 +131,17 @@ async fn an_upstream_that_never_completes_the_handshake_hits_the_connect_timeout
 
 /// `upstream.command_timeout`: an upstream that accepts TCP and never
 /// speaks costs the client one timeout, answered `451 4.4.2`.
+///
+/// Real time (2 s), not tokio's paused clock: the silent upstream cannot
+/// show when the guard has connected and begun to wait for its greeting,
+/// so a test moving a held clock could move it before that wait begins
+/// (tests/common/clock.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_upstream_times_out_with_451() {
-    let fake = Fake::start(Script::Silent).await;
+    let fake = FakeSmtp::start(Script::Silent).await;
     let guard = guard_for(fake.addr, SHORT).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.send("MAIL FROM:<alice@example.org>\r\n").await;
     let r = c.reply().await.expect("reply");
     assert_eq!(r.code, 451, "{}", r.text);
@@ -375,20 +165,30 @@ async fn a_silent_upstream_times_out_with_451() {
 /// `upstream.data_timeout`: upstream took the message but never answered
 /// the final dot. Its fate is unknown, so the client hears `451 4.4.2` and
 /// keeps it (RFC 5321 4.5.4.1 / RFC 1047: a duplicate is better than a loss).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On tokio's paused clock: the 2 s pass at once, when upstream has the dot.
+#[tokio::test(start_paused = true)]
 async fn an_upstream_that_stalls_after_the_final_dot_gives_451_never_250() {
-    let fake = Fake::start(Script::StallAfterDot).await;
+    let clock = HeldClock::hold();
+    let fake = FakeSmtp::start(Script::StallAfterDot).await;
     let guard = guard_for(fake.addr, SHORT).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
-    c.send(stuff(&simple("bob@partner.test")) + ".\r\n").await;
+    c.ehlo().await;
+    c.begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
+    c.send_message(&simple("bob@partner.test")).await;
+    // Upstream has the final dot only once the guard waits for its reply
+    // (one thread: the guard ran up to that wait before upstream could
+    // read), so moving the clock by data_timeout ends that wait.
+    clock
+        .until("upstream to have the final dot", || {
+            fake.seen(|s| has_final_dot(&s.bytes[0]))
+        })
+        .await;
+    clock.advance(Duration::from_secs(2)).await;
     let r = c.reply().await.expect("final reply");
     assert_eq!(r.code, 451, "{}", r.text);
     assert!(r.text.contains("4.4.2"), "{}", r.text);
-    assert_eq!(fake.delivered(), 0);
+    assert_eq!(fake.count(), 0);
     // The session goes on, on a fresh upstream connection.
     c.send("MAIL FROM:<alice@example.org>\r\n").await;
     c.expect(250).await;
@@ -399,7 +199,7 @@ async fn an_upstream_that_stalls_after_the_final_dot_gives_451_never_250() {
 /// the client, which already heard 354 from the guard, gets `451 4.4.2`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_closes_at_data_gives_451_never_250() {
-    let fake = Fake::start(Script::CloseAtData).await;
+    let fake = FakeSmtp::start(Script::CloseAtData).await;
     let guard = guard_for(fake.addr, SHORT).await;
     let mut c = Client::connect(guard.smtp).await;
     let r = c
@@ -411,7 +211,7 @@ async fn an_upstream_that_closes_at_data_gives_451_never_250() {
         .await;
     assert_eq!(r.code, 451, "{}", r.text);
     assert!(r.text.contains("4.4.2"), "{}", r.text);
-    assert_eq!(fake.delivered(), 0);
+    assert_eq!(fake.count(), 0);
 }
 
 /// The aiosmtpd peer aborts the connection after the final dot, before
@@ -471,8 +271,7 @@ async fn an_upstream_restarted_between_two_transactions_loses_nothing() {
         if r.code == 250 {
             c.cmd("RCPT TO:<carol@partner.test>", 250).await;
             c.cmd("DATA", 354).await;
-            c.send(stuff(&simple("carol@partner.test")) + ".\r\n").await;
-            let fin = c.reply().await.expect("final reply");
+            let fin = c.finish(&simple("carol@partner.test")).await;
             assert_eq!(fin.code, 250, "{}", fin.text);
             answered_250 += 1;
             break;
@@ -494,10 +293,9 @@ async fn an_upstream_restarted_during_data_gives_4xx_never_250() {
     let mut up = Upstream::start().await;
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
+    c.ehlo().await;
+    c.begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
     c.send("From: alice@example.org\r\nTo: bob@partner.test\r\n\r\nfirst half\r\n")
         .await;
     up.restart().await;
@@ -522,10 +320,10 @@ async fn an_upstream_restarted_during_data_gives_4xx_never_250() {
 /// delivered, and the client's retry succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_closes_after_each_transaction_never_gets_a_false_250() {
-    let fake = Fake::start(Script::CloseAfterOne).await;
+    let fake = FakeSmtp::start(Script::CloseAfterOne).await;
     let guard = guard_for(fake.addr, SHORT).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     let mut finals = Vec::new();
     for n in 0..3 {
         // A client that retries a MAIL refused with 4xx, at most twice.
@@ -542,11 +340,10 @@ async fn an_upstream_that_closes_after_each_transaction_never_gets_a_false_250()
         assert!(opened, "message {n}: MAIL never succeeded");
         c.cmd("RCPT TO:<bob@partner.test>", 250).await;
         c.cmd("DATA", 354).await;
-        c.send(stuff(&simple("bob@partner.test")) + ".\r\n").await;
-        finals.push(c.reply().await.expect("final reply").code);
+        finals.push(c.finish(&simple("bob@partner.test")).await.code);
     }
     let answered = finals.iter().filter(|&&code| code == 250).count();
-    assert_eq!(answered, fake.delivered(), "replies {finals:?}");
+    assert_eq!(answered, fake.count(), "replies {finals:?}");
     assert_eq!(answered, 3, "replies {finals:?}");
 }
 
@@ -558,7 +355,7 @@ async fn an_upstream_that_closes_after_each_transaction_never_gets_a_false_250()
 /// fresh upstream connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_421_on_an_idle_connection_is_not_relayed_as_a_live_421() {
-    let fake = Fake::start(Script::Close421AfterOne).await;
+    let fake = FakeSmtp::start(Script::Close421AfterOne).await;
     let guard = guard_for(fake.addr, SHORT).await;
     let mut c = Client::connect(guard.smtp).await;
     let r = c
@@ -573,12 +370,15 @@ async fn an_upstream_421_on_an_idle_connection_is_not_relayed_as_a_live_421() {
     // on that connection. The guard sees the 421 waiting when the session
     // falls idle, so it does not keep that connection: the next MAIL goes
     // out on a fresh one, and the client never sees upstream's 421.
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
-    c.send(stuff(&simple("bob@partner.test")) + ".\r\n").await;
-    c.expect(250).await;
-    assert_eq!(fake.delivered(), 2);
+    let r = c
+        .send_mail(
+            "alice@example.org",
+            &["bob@partner.test"],
+            &simple("bob@partner.test"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert_eq!(fake.count(), 2);
 }
 
 // ---- the guard killed mid-message --------------------------------------------
@@ -604,13 +404,12 @@ fn has_final_dot(bytes: &[u8]) -> bool {
 /// deliver a truncated message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guard_killed_mid_data_never_gives_upstream_a_final_dot() {
-    let fake = Fake::start(Script::StallAfterDot).await;
+    let fake = FakeSmtp::start(Script::StallAfterDot).await;
     let (mut served, smtp) = serve(fake.addr, "    idle_timeout: 60s\n").await;
     let mut c = Client::connect(smtp).await;
-    c.cmd("EHLO client.test", 250).await;
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
+    c.ehlo().await;
+    c.begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
     // Half a message, ending in what would be a line start.
     c.send("From: alice@example.org\r\nTo: bob@partner.test\r\n\r\nline 1\r\n")
         .await;
@@ -624,7 +423,7 @@ async fn a_guard_killed_mid_data_never_gives_upstream_a_final_dot() {
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.contains("RCPT TO:<bob@partner.test>"), "{text}");
     assert!(!text.contains("DATA"), "upstream saw DATA: {text}");
-    assert_eq!(fake.delivered(), 0);
+    assert_eq!(fake.count(), 0);
 }
 
 /// SIGKILL while the guard is streaming the message upstream (upstream has
@@ -632,7 +431,7 @@ async fn a_guard_killed_mid_data_never_gives_upstream_a_final_dot() {
 /// guard blocks): what upstream got ends without `<CR><LF>.<CR><LF>`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guard_killed_while_relaying_never_gives_upstream_a_final_dot() {
-    let fake = Fake::start(Script::PauseInData).await;
+    let fake = FakeSmtp::start(Script::PauseInData).await;
     let (mut served, smtp) = serve(
         fake.addr,
         "    idle_timeout: 60s\n    max_message_size: 40M\n",
@@ -643,12 +442,11 @@ async fn a_guard_killed_while_relaying_never_gives_upstream_a_final_dot() {
     // cannot have written the final dot when upstream pauses.
     let body = format!("{}\r\n", "0123456789abcdef".repeat(60)).repeat(24 * 1024);
     let msg = simple("bob@partner.test").replace("x\r\n", &body);
-    c.cmd("EHLO client.test", 250).await;
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
-    c.send(stuff(&msg) + ".\r\n").await;
-    tokio::time::timeout(WAIT, fake.paused.notified())
+    c.ehlo().await;
+    c.begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
+    c.send_message(&msg).await;
+    tokio::time::timeout(WAIT, fake.until_paused())
         .await
         .expect("upstream never got a megabyte of the message");
     served.kill9();
@@ -664,7 +462,7 @@ async fn a_guard_killed_while_relaying_never_gives_upstream_a_final_dot() {
         bytes.len()
     );
     assert!(!has_final_dot(&bytes), "upstream got a complete message");
-    assert_eq!(fake.delivered(), 0);
+    assert_eq!(fake.count(), 0);
     assert!(
         c.closed().await,
         "the client's connection died with the guard"

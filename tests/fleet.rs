@@ -17,10 +17,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::peers::{FakeSmtp, Script};
 use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 
 /// The client address the balancer claims.
 const CLIENT: &str = "203.0.113.7";
@@ -277,6 +277,12 @@ async fn connections_without_a_valid_header_get_no_greeting() {
 /// `server.proxy_protocol_timeout`: a trusted balancer that connects and
 /// says nothing is closed once the timeout passes, without a greeting, and
 /// counted; not before.
+///
+/// Real time (0.7 s), not tokio's paused clock: nothing shows when the
+/// guard has accepted the connection and begun to wait for the header, so
+/// a test moving a held clock could move it before that wait begins
+/// (tests/common/clock.rs); and the upstream is aiosmtpd, a process of its
+/// own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_balancer_is_closed_after_proxy_protocol_timeout() {
     let up = Upstream::start().await;
@@ -337,50 +343,10 @@ async fn a_local_health_check_is_served_as_the_balancer_itself_which_may_not_rel
     );
 }
 
-/// A scripted upstream that holds its reply to the final dot until told:
-/// `dot` fires when the message is in, `release` lets the 250 go.
-async fn stalling_upstream() -> (SocketAddr, oneshot::Receiver<()>, oneshot::Sender<()>) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (dot_tx, dot_rx) = oneshot::channel();
-    let (release_tx, release_rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.expect("accept");
-        let (r, mut w) = stream.into_split();
-        let mut lines = BufReader::new(r).lines();
-        let (mut dot_tx, mut release_rx) = (Some(dot_tx), Some(release_rx));
-        w.write_all(b"220 up.test ESMTP\r\n").await.expect("greet");
-        while let Ok(Some(line)) = lines.next_line().await {
-            let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
-            let reply: &[u8] = match verb.as_str() {
-                "DATA" => {
-                    w.write_all(b"354 go ahead\r\n").await.expect("354");
-                    while let Ok(Some(l)) = lines.next_line().await {
-                        if l == "." {
-                            break;
-                        }
-                    }
-                    let _ = dot_tx.take().map(|t| t.send(()));
-                    if let Some(r) = release_rx.take() {
-                        let _ = r.await;
-                    }
-                    b"250 2.0.0 queued as STALL1\r\n"
-                }
-                "QUIT" => b"221 2.0.0 bye\r\n",
-                _ => b"250 2.0.0 ok\r\n",
-            };
-            if w.write_all(reply).await.is_err() || verb == "QUIT" {
-                return;
-            }
-        }
-    });
-    (addr, dot_rx, release_tx)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_draining_readyz_says_503_healthz_200_and_the_message_in_delivery_completes() {
-    let (upstream, dot, release) = stalling_upstream().await;
+    // A scripted upstream that holds its reply to the final dot until told.
+    let up = FakeSmtp::start(Script::HoldFirstDot).await;
     let mut g = Guard::start(&format!(
         "server:
   listen: [\"127.0.0.1:0\"]
@@ -389,29 +355,24 @@ async fn while_draining_readyz_says_503_healthz_200_and_the_message_in_delivery_
   proxy_protocol: true
   proxy_trusted_networks: [\"127.0.0.1\"]
 upstream:
-  address: \"{upstream}\"
+  address: \"{}\"
 metrics:
   listen: \"127.0.0.1:0\"
 incidents:
   path: INCIDENTS
-{POLICY}"
+{POLICY}",
+        up.addr
     ))
     .await;
     let lb = Balancer::start(vec![g.smtp], Preamble::V2).await;
     let (rcpts, msg) = passing();
     let mut c = Client::connect(lb.addr).await;
-    c.cmd("EHLO client.test", 250).await;
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    for r in &rcpts {
-        c.cmd(&format!("RCPT TO:<{r}>"), 250).await;
-    }
-    c.cmd("DATA", 354).await;
-    c.send(stuff(&msg)).await;
-    c.send(".\r\n").await;
-    tokio::time::timeout(WAIT, dot)
+    c.ehlo().await;
+    c.begin_data("alice@example.org", &rcpts).await;
+    c.send_message(&msg).await;
+    tokio::time::timeout(WAIT, up.until_paused())
         .await
-        .expect("upstream has the message")
-        .expect("dot");
+        .expect("upstream has the message");
 
     // The guard now waits for upstream's reply: shut it down meanwhile.
     g.begin_shutdown();
@@ -430,7 +391,7 @@ incidents:
     let (code, _) = http_get(g.metrics, "/metrics").await;
     assert_eq!(code, 200, "metrics are still served during the drain");
 
-    let _ = release.send(());
+    up.resume();
     let r = c.reply().await.expect("final reply");
     assert_eq!(r.code, 250, "the message in delivery completes: {}", r.text);
     assert!(r.text.contains("STALL1"), "{}", r.text);

@@ -1,6 +1,8 @@
 //! The incident workflow of issue 7, black-box over real sockets: a real
 //! upstream (aiosmtpd), a second real SMTP server for the DPO's mail, the
-//! guard in-process, and the `bccguard` binary for the DPO's commands.
+//! guard in-process, the `bccguard` binary for the DPO's commands, and the
+//! webhook receiver of the common test support (`Webhook` in
+//! tests/common/peers.rs).
 //!
 //! - hold -> restart -> `quarantine release --as bcc` arrives upstream with
 //!   the recipients hidden, and the register says who released it;
@@ -20,11 +22,11 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bccguard::incident::store::{Class, HoldState, SqliteStore, Store};
+use common::peers::{Answer, Webhook};
 use common::*;
 
 /// The test policy.yaml: threshold 3, `action` as given, more
@@ -123,123 +125,6 @@ fn no_recipient_address(text: &str) {
             !text.contains(&a),
             "a recipient address {a} leaked into:\n{text}"
         );
-    }
-}
-
-/// How the test webhook receiver answers one POST.
-#[derive(Debug, Clone, Copy)]
-enum Answer {
-    /// This status line, then the connection is closed.
-    Status(u16),
-    /// Reads the request and never answers (a hung ticketing system).
-    Silent,
-}
-
-/// A webhook receiver on a real socket (port 0): the n-th connection's
-/// POST gets `answers[n]` (the last one again after that), over TLS when
-/// given an acceptor; keeps every request it read in full.
-struct Hook {
-    port: u16,
-    /// Connections accepted, whether or not a request followed (a failed
-    /// TLS handshake is one).
-    connections: Arc<AtomicUsize>,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl Hook {
-    async fn start(answers: &[Answer], tls: Option<tokio_rustls::TlsAcceptor>) -> Hook {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let (answers, count, seen) = (answers.to_vec(), connections.clone(), requests.clone());
-        tokio::spawn(async move {
-            loop {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let n = count.fetch_add(1, Ordering::SeqCst);
-                let answer = answers[n.min(answers.len() - 1)];
-                let (tls, seen) = (tls.clone(), seen.clone());
-                // Each connection on its own: a silent one must not hold
-                // up the next attempt.
-                tokio::spawn(async move {
-                    match tls {
-                        None => answer_post(tcp, answer, &seen).await,
-                        Some(acceptor) => {
-                            if let Ok(stream) = acceptor.accept(tcp).await {
-                                answer_post(stream, answer, &seen).await;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        Hook {
-            port,
-            connections,
-            requests,
-        }
-    }
-
-    /// The URL of this receiver, `http` or `https`, path `/tickets`.
-    fn url(&self, scheme: &str) -> String {
-        let host = if scheme == "https" {
-            "localhost" // the name in the test certificate
-        } else {
-            "127.0.0.1"
-        };
-        format!("{scheme}://{host}:{}/tickets", self.port)
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    /// The JSON bodies of the requests so far.
-    fn bodies(&self) -> Vec<serde_json::Value> {
-        self.requests()
-            .iter()
-            .map(|r| serde_json::from_str(r.split_once("\r\n\r\n").unwrap().1).unwrap())
-            .collect()
-    }
-}
-
-/// Reads one request in full (by its Content-Length), keeps it, answers.
-async fn answer_post<S>(mut s: S, answer: Answer, seen: &Mutex<Vec<String>>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s.read(&mut chunk).await.unwrap_or(0);
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if body.len() >= len {
-                break;
-            }
-        }
-    }
-    seen.lock().unwrap().push(String::from_utf8(buf).unwrap());
-    match answer {
-        Answer::Status(code) => {
-            let status = format!("HTTP/1.1 {code} Test\r\nContent-Length: 0\r\n\r\n");
-            let _ = s.write_all(status.as_bytes()).await;
-            let _ = s.shutdown().await;
-        }
-        // Holds the connection open until the guard gives up on it.
-        Answer::Silent => {
-            let _ = s.read(&mut chunk).await;
-        }
     }
 }
 
@@ -438,7 +323,7 @@ async fn dropping_a_held_mail_tells_the_sender() {
 async fn the_dpo_is_mailed_through_its_own_smtp_server_and_the_webhook_is_posted() {
     let up = Upstream::start().await;
     let dpo_server = Upstream::start().await;
-    let hook = Hook::start(&[Answer::Status(204)], None).await;
+    let hook = Webhook::start(&[Answer::Status(204)], None).await;
     let incidents = format!(
         "  notify: [\"dsb@example.org\"]\n  smtp:\n    address: \"{}\"\n  webhook: \"{}\"\n",
         dpo_server.addr,
@@ -517,12 +402,12 @@ async fn the_dpo_is_mailed_through_its_own_smtp_server_and_the_webhook_is_posted
 /// The guard in-process, relaying to `up`, posting to `hook` over http,
 /// with more `incidents.*` keys; one open list sent (and refused). Returns
 /// the guard and the incident id.
-async fn http_webhook_guard(up: &Upstream, hook: &Hook, keys: &str) -> (Guard, String) {
+async fn http_webhook_guard(up: &Upstream, hook: &Webhook, keys: &str) -> (Guard, String) {
     webhook_guard(up, hook, "http", keys).await
 }
 
 /// [`http_webhook_guard`] with the URL scheme given (`http`, `https`).
-async fn webhook_guard(up: &Upstream, hook: &Hook, scheme: &str, keys: &str) -> (Guard, String) {
+async fn webhook_guard(up: &Upstream, hook: &Webhook, scheme: &str, keys: &str) -> (Guard, String) {
     let incidents = format!("  webhook: \"{}\"\n{keys}", hook.url(scheme));
     let guard = Guard::start(&config(up, "reject", &incidents)).await;
     let r = send_open_list(guard.smtp).await;
@@ -531,10 +416,16 @@ async fn webhook_guard(up: &Upstream, hook: &Hook, scheme: &str, keys: &str) -> 
     (guard, id)
 }
 
+// The webhook retries are timed in real time, not on tokio's paused clock:
+// a notice's next attempt is due by the wall clock (a time stored with it
+// in the store, so it survives a restart), which tokio's clock does not
+// move; and the open list goes to aiosmtpd, a process of its own
+// (tests/common/clock.rs).
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_answered_500_is_posted_again_after_notice_retry_min() {
     let up = Upstream::start().await;
-    let hook = Hook::start(&[Answer::Status(500), Answer::Status(200)], None).await;
+    let hook = Webhook::start(&[Answer::Status(500), Answer::Status(200)], None).await;
     let (guard, id) = http_webhook_guard(&up, &hook, "  notice_retry_min: 1s\n").await;
     eventually("the retried POST counted sent", || async {
         guard.metric(&webhook_series("sent")).await == 1.0
@@ -560,7 +451,7 @@ async fn a_webhook_answered_500_is_posted_again_after_notice_retry_min() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_that_never_answers_is_retried_after_webhook_timeout() {
     let up = Upstream::start().await;
-    let hook = Hook::start(&[Answer::Silent], None).await;
+    let hook = Webhook::start(&[Answer::Silent], None).await;
     let keys = "  webhook_timeout: 1s\n  notice_retry_min: 1s\n";
     let (guard, _) = http_webhook_guard(&up, &hook, keys).await;
     let start = Instant::now();
@@ -582,7 +473,7 @@ async fn a_webhook_that_never_answers_is_retried_after_webhook_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_webhook_does_not_delay_the_dpo_mail() {
     let up = Upstream::start().await;
-    let hook = Hook::start(&[Answer::Silent], None).await;
+    let hook = Webhook::start(&[Answer::Silent], None).await;
     let keys = "  notify: [\"dsb@example.org\"]\n  webhook_timeout: 60s\n";
     let (guard, id) = http_webhook_guard(&up, &hook, keys).await;
     eventually("the DPO mail", || async {
@@ -601,7 +492,7 @@ async fn a_hung_webhook_does_not_delay_the_dpo_mail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_failing_for_notice_max_age_is_given_up_as_a_step() {
     let up = Upstream::start().await;
-    let hook = Hook::start(&[Answer::Status(503)], None).await;
+    let hook = Webhook::start(&[Answer::Status(503)], None).await;
     let keys = "  notice_retry_min: 1s\n  notice_max_age: 2s\n";
     let (guard, id) = http_webhook_guard(&up, &hook, keys).await;
     eventually("the POST given up", || async {
@@ -625,7 +516,7 @@ async fn a_webhook_failing_for_notice_max_age_is_given_up_as_a_step() {
 
 /// The guard process, relaying to `up`, posting to `hook` over https and
 /// trusting only `trusted` (its `SSL_CERT_FILE`); one open list sent.
-async fn https_webhook_guard(up: &Upstream, hook: &Hook, trusted: &Pki) -> ServedGuard {
+async fn https_webhook_guard(up: &Upstream, hook: &Webhook, trusted: &Pki) -> ServedGuard {
     let incidents = format!(
         "  webhook: \"{}\"\n  notice_retry_min: 1s\n",
         hook.url("https")
@@ -645,7 +536,7 @@ async fn https_webhook_guard(up: &Upstream, hook: &Hook, trusted: &Pki) -> Serve
 async fn an_https_webhook_is_posted_over_tls_to_a_trusted_certificate() {
     let up = Upstream::start().await;
     let pki = Pki::new("test CA");
-    let hook = Hook::start(&[Answer::Status(200)], Some(pki.acceptor("hook"))).await;
+    let hook = Webhook::start(&[Answer::Status(200)], Some(pki.acceptor("hook"))).await;
     let guard = https_webhook_guard(&up, &hook, &pki).await;
     eventually("the https POST counted sent", || async {
         guard.metric(&webhook_series("sent")).await == 1.0
@@ -672,7 +563,7 @@ async fn an_https_webhook_trusts_the_ca_in_webhook_ca() {
     let pki = Pki::new("in-house CA");
     let other = Pki::new("someone else's CA");
     for (served_by, sent) in [(&pki, 1.0), (&other, 0.0)] {
-        let hook = Hook::start(&[Answer::Status(200)], Some(served_by.acceptor("hook"))).await;
+        let hook = Webhook::start(&[Answer::Status(200)], Some(served_by.acceptor("hook"))).await;
         let keys = format!(
             "  webhook_ca: \"{}\"\n  notice_retry_min: 1s\n",
             pki.ca().display()
@@ -695,7 +586,7 @@ async fn an_https_webhook_with_an_untrusted_certificate_is_never_sent() {
     let up = Upstream::start().await;
     let trusted = Pki::new("test CA");
     let other = Pki::new("someone else's CA");
-    let hook = Hook::start(&[Answer::Status(200)], Some(other.acceptor("hook"))).await;
+    let hook = Webhook::start(&[Answer::Status(200)], Some(other.acceptor("hook"))).await;
     let guard = https_webhook_guard(&up, &hook, &trusted).await;
     eventually("the refused handshake counted retry", || async {
         guard.metric(&webhook_series("retry")).await >= 1.0

@@ -255,7 +255,7 @@ async fn sessions_active_returns_to_zero_after_clients_quit() {
     // Both greeted: both sessions are running.
     assert_eq!(guard.metric("bccguard_sessions_active").await, 2.0);
     // One in a transaction (with an upstream connection), one idle.
-    a.cmd("EHLO client.test", 250).await;
+    a.ehlo().await;
     a.cmd("MAIL FROM:<a@example.org>", 250).await;
     a.cmd("QUIT", 221).await;
     b.cmd("QUIT", 221).await;
@@ -284,7 +284,7 @@ async fn unreachable_upstream_is_a_transient_error_counted_as_connect() {
     let series = "bccguard_upstream_errors_total{kind=\"connect\"}";
     assert_eq!(guard.metric(series).await, 0.0);
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     let text = c.cmd("MAIL FROM:<a@example.org>", 451).await;
     assert!(text.contains("4.4.1"), "{text}");
     assert_eq!(guard.metric(series).await, 1.0);

@@ -39,7 +39,7 @@ async fn recipients_beyond_the_limit_get_452_and_the_earlier_ones_are_delivered(
     let up = Upstream::start().await;
     let guard = guard_with_limits(&up, "    max_recipients: 3\n").await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.cmd("MAIL FROM:<alice@example.org>", 250).await;
     for i in 1..=3 {
         c.cmd(&format!("RCPT TO:<r{i}@partner.test>"), 250).await;
@@ -49,8 +49,7 @@ async fn recipients_beyond_the_limit_get_452_and_the_earlier_ones_are_delivered(
         expect_status(&mut c, 452, "4.5.3").await;
     }
     c.cmd("DATA", 354).await;
-    c.send(stuff(&simple("r1@partner.test", "x\r\n")) + ".\r\n")
-        .await;
+    c.send_message(&simple("r1@partner.test", "x\r\n")).await;
     c.expect(250).await;
     let got = up.messages();
     assert_eq!(got.len(), 1);
@@ -108,7 +107,7 @@ async fn a_forwarded_batch_over_the_recipient_limit_answers_in_order() {
 async fn batch_over_the_limit(up: Upstream) {
     let guard = guard_with_limits(&up, "    max_recipients: 2\n").await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.send(
         "MAIL FROM:<alice@example.org>\r\nRCPT TO:<a@partner.test>\r\nRCPT TO:<reject-b@partner.test>\r\n\
          RCPT TO:<c@partner.test>\r\nRCPT TO:<d@partner.test>\r\nDATA\r\n",
@@ -121,8 +120,7 @@ async fn batch_over_the_limit(up: Upstream) {
     c.expect(250).await;
     expect_status(&mut c, 452, "4.5.3").await;
     c.expect(354).await;
-    c.send(stuff(&simple("a@partner.test", "x\r\n")) + ".\r\n")
-        .await;
+    c.send_message(&simple("a@partner.test", "x\r\n")).await;
     c.expect(250).await;
     assert_eq!(
         up.messages()[0].rcpt_tos,
@@ -193,7 +191,7 @@ async fn the_connection_after_max_connections_gets_421_and_a_freed_slot_is_reuse
     let mut first = held.remove(0);
     first.cmd("QUIT", 221).await;
     let mut again = eventually_admitted(guard.smtp, two).await;
-    again.cmd("EHLO client.test", 250).await;
+    again.ehlo().await;
 }
 
 /// The catalog's "51st connection from one IP": the per-IP limit refuses
@@ -215,7 +213,7 @@ async fn the_connection_after_max_connections_per_ip_gets_421_other_addresses_st
     other[0].cmd("NOOP", 250).await;
     drop(held.pop());
     let mut again = eventually_admitted(guard.smtp, one).await;
-    again.cmd("EHLO client.test", 250).await;
+    again.ehlo().await;
     held[0].cmd("NOOP", 250).await;
 }
 
@@ -239,7 +237,7 @@ async fn a_17000_byte_command_is_refused_once_and_never_executed() {
     let up = Upstream::start().await;
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     let mut line = format!("MAIL FROM:<alice@example.org> X-PAD={}", "A".repeat(17_000));
     line.push_str("\r\n");
     assert!(line.len() > 17_000);
@@ -291,7 +289,7 @@ async fn a_size_over_upstreams_limit_is_refused_at_mail() {
     ] {
         let guard = guard_with_limits(&up, "    max_message_size: 10M\n").await;
         let mut c = Client::connect(guard.smtp).await;
-        c.cmd("EHLO client.test", 250).await;
+        c.ehlo().await;
         c.send("MAIL FROM:<alice@example.org> SIZE=100001\r\n")
             .await;
         let text = expect_status(&mut c, 552, "5.3.4").await;
@@ -300,7 +298,7 @@ async fn a_size_over_upstreams_limit_is_refused_at_mail() {
         c.cmd("MAIL FROM:<alice@example.org> SIZE=2000", 250).await;
         c.cmd("RCPT TO:<bob@partner.test>", 250).await;
         c.cmd("DATA", 354).await;
-        c.send(stuff(&simple("bob@partner.test", "small\r\n")) + ".\r\n")
+        c.send_message(&simple("bob@partner.test", "small\r\n"))
             .await;
         expect_status(&mut c, 250, "").await;
         let line = format!("{}\r\n", "z".repeat(78));
@@ -327,14 +325,13 @@ async fn an_oversized_message_is_drained_and_refused_with_552() {
     let up = Upstream::start().await;
     let guard = guard_with_limits(&up, "    max_message_size: 100000\n").await;
     let mut c = Client::connect(guard.smtp).await;
-    let ehlo = c.cmd("EHLO client.test", 250).await;
+    let ehlo = c.ehlo().await;
     assert!(ehlo.contains("SIZE 100000"), "{ehlo}");
     c.send("MAIL FROM:<alice@example.org> SIZE=100001\r\n")
         .await;
     expect_status(&mut c, 552, "5.3.4").await;
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
+    c.begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
     // 8 MB, 80 times the limit, in 64 KB writes.
     c.send("From: alice@example.org\r\nTo: bob@partner.test\r\n\r\n")
         .await;
@@ -400,17 +397,15 @@ async fn a_header_section_over_max_header_size_is_refused_and_nothing_goes_upstr
     // they would be refused; truncating would let them pass).
     let cc: Vec<String> = externals(10);
     let over = format!("{}Cc: {}\r\n\r\nbody\r\n", head_of(1025), cc.join(",\r\n "));
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
-    c.send(stuff(&over) + ".\r\n").await;
+    c.begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
+    c.send_message(&over).await;
     expect_status(&mut c, 552, "5.3.4").await;
 
     // A message that is all header (no empty line) and over the limit.
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
-    c.send(stuff(&head_of(1500)) + ".\r\n").await;
+    c.begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
+    c.send_message(&head_of(1500)).await;
     expect_status(&mut c, 552, "5.3.4").await;
 
     c.cmd("QUIT", 221).await;
@@ -427,6 +422,10 @@ async fn a_header_section_over_max_header_size_is_refused_and_nothing_goes_upstr
 
 /// `idle_timeout` between commands: `421 4.4.2`, then the connection
 /// closes (RFC 5321 4.5.3.2.7 lets a server close an idle session).
+///
+/// Real time (3 x 1 s), not tokio's paused clock: with a transaction open
+/// the guard first resets it at upstream, aiosmtpd, a process of its own
+/// that answers in real time (tests/common/clock.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_client_gets_421_and_is_disconnected() {
     let up = Upstream::start().await;
@@ -437,7 +436,7 @@ async fn an_idle_client_gets_421_and_is_disconnected() {
 
     // Idle with an open transaction: nothing reaches upstream.
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.cmd("MAIL FROM:<alice@example.org>", 250).await;
     c.cmd("RCPT TO:<bob@partner.test>", 250).await;
     expect_status(&mut c, 421, "4.4.2").await;
@@ -445,10 +444,9 @@ async fn an_idle_client_gets_421_and_is_disconnected() {
 
     // Idle in the middle of DATA: the partial message is dropped.
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
+    c.ehlo().await;
+    c.begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
     c.send("From: alice@example.org\r\nTo: bob@partner.test\r\n\r\nhalf a mess")
         .await;
     expect_status(&mut c, 421, "4.4.2").await;
@@ -459,6 +457,10 @@ async fn an_idle_client_gets_421_and_is_disconnected() {
 /// A slow-drip sender (1 byte per interval, always inside the idle
 /// timeout) is cut off by the total DATA deadline (`data_timeout`), not
 /// kept open forever; nothing reaches upstream.
+///
+/// Real time (1 s), not tokio's paused clock: the guard resets the
+/// transaction at upstream, aiosmtpd, a process of its own that answers in
+/// real time, before it answers the client (tests/common/clock.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_byte_per_interval_sender_is_cut_off_by_the_total_data_deadline() {
     let up = Upstream::start().await;
@@ -466,10 +468,9 @@ async fn a_one_byte_per_interval_sender_is_cut_off_by_the_total_data_deadline() 
     // can stop the drip. (Client::drip panics if no reply comes in WAIT.)
     let guard = guard_with_limits(&up, "    idle_timeout: 60s\n    data_timeout: 1s\n").await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
+    c.ehlo().await;
+    c.begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
     let endless = "From: alice@example.org\r\n\r\n".to_string() + &"slow ".repeat(10_000);
     let r = c
         .drip(endless.as_bytes(), Duration::from_millis(50))
@@ -513,7 +514,7 @@ async fn mixed_errors_reach_max_errors() {
     let guard = guard_with_limits(&up, "    max_errors: 4\n").await;
     let mut c = Client::connect(guard.smtp).await;
     c.cmd("MAIL FROM:<alice@example.org>", 503).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.cmd("XYZZY", 500).await;
     c.cmd("MAIL FROM:<alice@example.org>", 250).await;
     c.cmd("RCPT TO:<bob%partner.test@example.org>", 550).await;
@@ -535,7 +536,7 @@ async fn bdat_without_chunking_is_refused_and_delivers_nothing() {
     let up = Upstream::start().await;
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
-    let ehlo = c.cmd("EHLO client.test", 250).await;
+    let ehlo = c.ehlo().await;
     assert!(!ehlo.contains("CHUNKING"), "{ehlo}");
     c.cmd("MAIL FROM:<alice@example.org>", 250).await;
     c.cmd("RCPT TO:<bob@partner.test>", 250).await;
@@ -551,8 +552,7 @@ async fn bdat_without_chunking_is_refused_and_delivers_nothing() {
     assert_eq!(up.count(), 0);
     // The transaction is still the client's to finish with DATA.
     c.cmd("DATA", 354).await;
-    c.send(stuff(&simple("bob@partner.test", "x\r\n")) + ".\r\n")
-        .await;
+    c.send_message(&simple("bob@partner.test", "x\r\n")).await;
     c.expect(250).await;
     assert_eq!(up.count(), 1);
 }
@@ -565,7 +565,7 @@ async fn rset_in_a_pipelined_batch_forgets_the_recipients() {
     let up = Upstream::start().await;
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.send(
         "MAIL FROM:<alice@example.org>\r\nRCPT TO:<old@partner.test>\r\nRSET\r\nDATA\r\n\
          MAIL FROM:<alice@example.org>\r\nDATA\r\n",
@@ -579,8 +579,7 @@ async fn rset_in_a_pipelined_batch_forgets_the_recipients() {
     expect_status(&mut c, 554, "5.5.1").await;
     c.cmd("RCPT TO:<new@partner.test>", 250).await;
     c.cmd("DATA", 354).await;
-    c.send(stuff(&simple("new@partner.test", "x\r\n")) + ".\r\n")
-        .await;
+    c.send_message(&simple("new@partner.test", "x\r\n")).await;
     c.expect(250).await;
     let got = up.messages();
     assert_eq!(got.len(), 1);
@@ -596,10 +595,9 @@ async fn a_first_line_starting_with_a_dot_is_unstuffed_and_restuffed() {
     let up = Upstream::start().await;
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
+    c.ehlo().await;
+    c.begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
     // Stuffed by hand: the message's first line is ".X-Dot: 1".
     c.send("..X-Dot: 1\r\nFrom: alice@example.org\r\nTo: bob@partner.test\r\n\r\n..first body line\r\n..\r\n.\r\n")
         .await;
@@ -624,10 +622,9 @@ async fn a_dot_right_after_data_ends_an_empty_message() {
     let up = Upstream::start().await;
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
+    c.ehlo().await;
+    c.begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
     c.send(".\r\nNOOP\r\n").await;
     // An empty message is a valid one (RFC 5321 4.1.1.4 puts no lower
     // bound on it); upstream gets just the guard's Received header.
@@ -667,10 +664,9 @@ async fn lines_of_998_octets_pass_and_999_are_refused() {
         format!("To: bob@partner.test\r\n\r\n{}\r\n", "b".repeat(999)),
         format!("To: bob@partner.test\r\n\r\n.{}\r\n", "d".repeat(998)),
     ] {
-        c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-        c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-        c.cmd("DATA", 354).await;
-        c.send(stuff(&over) + ".\r\n").await;
+        c.begin_data("alice@example.org", &["bob@partner.test"])
+            .await;
+        c.send_message(&over).await;
         expect_status(&mut c, 550, "5.6.0").await;
     }
     assert_eq!(up.count(), 1);
@@ -687,15 +683,12 @@ async fn a_configured_line_length_limit_is_exact() {
         .mail("alice@example.org", &["bob@partner.test"], &ok)
         .await;
     assert_eq!(r.code, 250, "{}", r.text);
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
-    c.send(
-        stuff(&simple(
-            "bob@partner.test",
-            &format!("{}\r\n", "a".repeat(101)),
-        )) + ".\r\n",
-    )
+    c.begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
+    c.send_message(&simple(
+        "bob@partner.test",
+        &format!("{}\r\n", "a".repeat(101)),
+    ))
     .await;
     expect_status(&mut c, 550, "5.6.0").await;
     assert_eq!(up.count(), 1);
@@ -710,7 +703,7 @@ async fn bare_cr_and_lf_are_refused_and_the_session_goes_on() {
     let up = Upstream::start().await;
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     let cases: [&[u8]; 5] = [
         b"From: alice@example.org\nTo: bob@partner.test\n\nunix\n.\n\r\n.\r\n",
         b"From: alice@example.org\r\nTo: bob@partner.test\rBcc: x@evil.test\r\n\r\nbody\r\n.\r\n",
@@ -719,9 +712,9 @@ async fn bare_cr_and_lf_are_refused_and_the_session_goes_on() {
         b"From: alice@example.org\r\n\r\nbody\r\n\n.\r\nRSET\r\n.\r\n",
     ];
     for data in cases {
-        c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-        c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-        c.cmd("DATA", 354).await;
+        c.begin_data("alice@example.org", &["bob@partner.test"])
+            .await;
+        // Raw bytes: the bare line ends must reach the guard as they are.
         c.send(data).await;
         let text = expect_status(&mut c, 550, "5.6.0").await;
         assert!(
@@ -756,7 +749,7 @@ async fn a_bare_cr_inside_a_command_line_is_a_syntax_error() {
     let up = Upstream::start().await;
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.send("MAIL FROM:<alice@example.org>\rRCPT TO:<bob@partner.test>\r\n")
         .await;
     expect_status(&mut c, 501, "5.5.4").await;

@@ -22,12 +22,12 @@ fn policy(threshold: usize) -> String {
 async fn send(c: &mut Client, n: usize) -> Reply {
     let rcpts = externals(n);
     let to = rcpts.join(", ");
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd(&format!("RCPT TO:<{}>", rcpts[0]), 250).await;
-    c.cmd("DATA", 354).await;
-    c.send(stuff(&message("alice@example.org", &to, None, "x\r\n")) + ".\r\n")
-        .await;
-    c.reply().await.expect("final reply")
+    c.send_mail(
+        "alice@example.org",
+        &rcpts[..1],
+        &message("alice@example.org", &to, None, "x\r\n"),
+    )
+    .await
 }
 
 async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
@@ -70,7 +70,7 @@ async fn a_changed_policy_applies_in_place_and_a_broken_one_keeps_the_old() {
     ));
 
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     assert_eq!(send(&mut c, 4).await.code, 550, "threshold 3 rejects 4");
 
     // The admin raises the threshold; the open session keeps going.
@@ -123,9 +123,8 @@ async fn shutdown_tells_idle_sessions_421_and_finishes_a_message_in_flight() {
     idle.cmd("EHLO idle.test", 250).await;
     let mut busy = Client::connect(guard.smtp).await;
     busy.cmd("EHLO busy.test", 250).await;
-    busy.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    busy.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    busy.cmd("DATA", 354).await;
+    busy.begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
     busy.send("From: alice@example.org\r\nTo: bob@partner.test\r\n\r\nfirst half\r\n")
         .await;
 
@@ -140,6 +139,9 @@ async fn shutdown_tells_idle_sessions_421_and_finishes_a_message_in_flight() {
     assert_eq!(up.count(), 1);
 }
 
+/// Real time (0.3 s), not tokio's paused clock: the stuck transaction is
+/// open at upstream, aiosmtpd, a process of its own that answers in real
+/// time (tests/common/clock.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grace_period_bounds_a_stuck_transaction() {
     let up = Upstream::start().await;
@@ -150,9 +152,9 @@ async fn the_grace_period_bounds_a_stuck_transaction() {
     let mut guard = Guard::start(&yaml).await;
     let mut stuck = Client::connect(guard.smtp).await;
     stuck.cmd("EHLO slow.test", 250).await;
-    stuck.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    stuck.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    stuck.cmd("DATA", 354).await;
+    stuck
+        .begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
     stuck.send("Subject: never finished\r\n").await;
     guard.begin_shutdown();
     tokio::time::timeout(Duration::from_secs(10), guard.stop())

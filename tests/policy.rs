@@ -852,7 +852,7 @@ async fn internationalised_internal_domain_matches_its_punycode_form_over_smtput
                \r\n\
                Schöne Grüße.\r\n";
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.cmd("MAIL FROM:<praxis@müller.example> SMTPUTF8", 250)
         .await;
     for r in [
@@ -864,9 +864,7 @@ async fn internationalised_internal_domain_matches_its_punycode_form_over_smtput
         c.cmd(&format!("RCPT TO:<{r}>"), 250).await;
     }
     c.cmd("DATA", 354).await;
-    c.send(msg.as_bytes()).await;
-    c.send(b".\r\n").await;
-    let r = c.reply().await.expect("final reply");
+    let r = c.finish(msg).await;
     assert_eq!(r.code, 250, "{}", r.text);
     let got = up.messages();
     assert_eq!(got.len(), 1);

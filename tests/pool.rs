@@ -1,171 +1,18 @@
 //! Black-box: upstream sessions kept between client sessions (the pool).
-//! A scripted upstream counts its connections: consecutive clients share
-//! one, and an idle one that upstream closed (quietly, or right at the next
-//! MAIL) costs the next client nothing but a new connection: it never sees
-//! an error for it. The same upstream checks that a client's pipelined
-//! RCPTs go upstream as one batch.
+//! A scripted upstream (`FakeSmtp` of tests/common/peers.rs) counts its
+//! connections: consecutive clients share one, and an idle one that
+//! upstream closed (quietly, or right at the next MAIL) costs the next
+//! client nothing but a new connection: it never sees an error for it. The
+//! same upstream checks that a client's pipelined RCPTs go upstream as one
+//! batch.
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use common::clock::HeldClock;
+use common::peers::{FakeSmtp, Script};
 use common::*;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-
-/// How the scripted upstream misbehaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Quirk {
-    /// A well-behaved server.
-    None,
-    /// Closes each connection right after its first message's 250.
-    CloseAfterMessage,
-    /// Drops each connection, without a reply, at its second MAIL.
-    DropSecondMail,
-    /// Refuses the first DATA command of each connection (554), leaving the
-    /// transaction open, as servers do.
-    RefuseFirstData,
-    /// Answers RCPTs only once three are waiting (or another command
-    /// comes): a guard that forwards a pipelined batch one RCPT at a time
-    /// waits forever for the first reply.
-    RcptRepliesInThrees,
-    /// Drops the connection, without a reply, at the third RCPT.
-    DropThirdRcpt,
-}
-
-/// Delivered messages as (connection number, recipients).
-type Log = Arc<Mutex<Vec<(usize, Vec<String>)>>>;
-
-struct Scripted {
-    addr: SocketAddr,
-    log: Log,
-    connections: Arc<Mutex<usize>>,
-}
-
-impl Scripted {
-    async fn start(quirk: Quirk) -> Scripted {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let log = Log::default();
-        let connections = Arc::new(Mutex::new(0));
-        let (l, n) = (log.clone(), connections.clone());
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let id = {
-                    let mut n = n.lock().unwrap();
-                    *n += 1;
-                    *n
-                };
-                tokio::spawn(serve(stream, id, quirk, l.clone()));
-            }
-        });
-        Scripted {
-            addr,
-            log,
-            connections,
-        }
-    }
-
-    fn delivered(&self) -> Vec<(usize, Vec<String>)> {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn connections(&self) -> usize {
-        *self.connections.lock().unwrap()
-    }
-}
-
-/// Minimal SMTP: enough for the guard's client.
-async fn serve(stream: tokio::net::TcpStream, id: usize, quirk: Quirk, log: Log) {
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    let _ = w.write_all(b"220 scripted ESMTP\r\n").await;
-    let (mut mails, mut rcpts, mut datas) = (0, Vec::new(), 0);
-    // A transaction is open (MAIL accepted, no final dot or RSET since).
-    let mut open = false;
-    let mut line = String::new();
-    // RCPT replies held back (RcptRepliesInThrees).
-    let mut held = 0;
-    loop {
-        line.clear();
-        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return;
-        }
-        let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
-        if quirk == Quirk::RcptRepliesInThrees && verb != "RCPT" {
-            for _ in 0..std::mem::take(&mut held) {
-                let _ = w.write_all(b"250 2.1.5 ok\r\n").await;
-            }
-        }
-        let reply: &[u8] = match verb.as_str() {
-            "EHLO" => b"250-scripted\r\n250 PIPELINING\r\n",
-            "MAIL" => {
-                mails += 1;
-                if quirk == Quirk::DropSecondMail && mails == 2 {
-                    return;
-                }
-                if std::mem::replace(&mut open, true) {
-                    b"503 5.5.1 nested MAIL command\r\n"
-                } else {
-                    rcpts.clear();
-                    b"250 2.1.0 ok\r\n"
-                }
-            }
-            "RCPT" => {
-                let addr = line.split(['<', '>']).nth(1).unwrap_or_default();
-                rcpts.push(addr.to_string());
-                if quirk == Quirk::DropThirdRcpt && rcpts.len() == 3 {
-                    return;
-                }
-                if quirk == Quirk::RcptRepliesInThrees {
-                    held += 1;
-                    if held < 3 {
-                        continue;
-                    }
-                    held = 0;
-                    b"250 2.1.5 ok\r\n250 2.1.5 ok\r\n250 2.1.5 ok\r\n"
-                } else {
-                    b"250 2.1.5 ok\r\n"
-                }
-            }
-            "DATA" if quirk == Quirk::RefuseFirstData && datas == 0 => {
-                datas += 1;
-                b"554 5.3.0 no DATA for you\r\n"
-            }
-            "DATA" => {
-                datas += 1;
-                open = false;
-                let _ = w.write_all(b"354 go ahead\r\n").await;
-                loop {
-                    line.clear();
-                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line == ".\r\n" {
-                        break;
-                    }
-                }
-                log.lock().unwrap().push((id, std::mem::take(&mut rcpts)));
-                let _ = w.write_all(b"250 2.0.0 queued\r\n").await;
-                if quirk == Quirk::CloseAfterMessage {
-                    return;
-                }
-                continue;
-            }
-            "RSET" => {
-                open = false;
-                b"250 2.0.0 ok\r\n"
-            }
-            "QUIT" => {
-                let _ = w.write_all(b"221 bye\r\n").await;
-                return;
-            }
-            _ => b"502 5.5.2 what\r\n",
-        };
-        let _ = w.write_all(reply).await;
-    }
-}
 
 /// One client session: one message to `rcpt`, QUIT, and the guard's close
 /// (so its upstream session is back in the pool before the next client).
@@ -178,13 +25,13 @@ async fn one_session(guard: &Guard, rcpt: &str) {
     assert!(c.closed().await);
 }
 
-async fn guard_for(up: &Scripted) -> Guard {
+async fn guard_for(up: &FakeSmtp) -> Guard {
     Guard::start(&yaml(Some(up.addr), POLICY)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consecutive_clients_share_one_upstream_session() {
-    let up = Scripted::start(Quirk::None).await;
+    let up = FakeSmtp::start(Script::Normal).await;
     let guard = guard_for(&up).await;
     for rcpt in ["a@partner.test", "b@partner.test", "c@partner.test"] {
         one_session(&guard, rcpt).await;
@@ -197,33 +44,36 @@ async fn consecutive_clients_share_one_upstream_session() {
 
 /// `upstream.pool_size: 0` keeps no idle session: every client gets its own
 /// upstream connection. `upstream.pool_idle_time` closes one idle longer
-/// than that instead of reusing it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// than that instead of reusing it. On tokio's paused clock, moved on only
+/// between sessions.
+#[tokio::test(start_paused = true)]
 async fn the_pool_keeps_what_pool_size_and_pool_idle_time_allow() {
-    let with = |up: &Scripted, keys: &str| {
+    let clock = HeldClock::hold();
+    let with = |up: &FakeSmtp, keys: &str| {
         yaml(Some(up.addr), POLICY).replacen("upstream:\n", &format!("upstream:\n{keys}"), 1)
     };
-    let up = Scripted::start(Quirk::None).await;
+    let up = FakeSmtp::start(Script::Normal).await;
     let guard = Guard::start(&with(&up, "  pool_size: 0\n")).await;
     for rcpt in ["a@partner.test", "b@partner.test", "c@partner.test"] {
         one_session(&guard, rcpt).await;
     }
     assert_eq!(up.connections(), 3, "{:?}", up.delivered());
 
-    let up = Scripted::start(Quirk::None).await;
-    // 2 s leaves a slow CI machine room between two sessions.
+    let up = FakeSmtp::start(Script::Normal).await;
+    // The clock stands still between the two sessions, however slow the
+    // machine.
     let guard = Guard::start(&with(&up, "  pool_idle_time: 2s\n")).await;
     one_session(&guard, "a@partner.test").await;
     one_session(&guard, "b@partner.test").await;
     assert_eq!(up.connections(), 1, "reused within pool_idle_time");
-    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    clock.advance(Duration::from_millis(3000)).await;
     one_session(&guard, "c@partner.test").await;
     assert_eq!(up.connections(), 2, "{:?}", up.delivered());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_upstream_closed_is_replaced_unseen() {
-    let up = Scripted::start(Quirk::CloseAfterMessage).await;
+    let up = FakeSmtp::start(Script::CloseAfterOne).await;
     let guard = guard_for(&up).await;
     one_session(&guard, "a@partner.test").await;
     one_session(&guard, "b@partner.test").await;
@@ -239,7 +89,7 @@ async fn an_idle_session_upstream_closed_is_replaced_unseen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pooled_session_that_dies_at_mail_is_retried_once_on_a_new_one() {
-    let up = Scripted::start(Quirk::DropSecondMail).await;
+    let up = FakeSmtp::start(Script::DropSecondMail).await;
     let guard = guard_for(&up).await;
     one_session(&guard, "a@partner.test").await;
     one_session(&guard, "b@partner.test").await;
@@ -262,7 +112,7 @@ async fn a_pooled_session_that_dies_at_mail_is_retried_once_on_a_new_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_data_command_leaves_no_transaction_open_upstream() {
-    let up = Scripted::start(Quirk::RefuseFirstData).await;
+    let up = FakeSmtp::start(Script::RefuseFirstData).await;
     let guard = guard_for(&up).await;
     let mut c = Client::connect(guard.smtp).await;
     let msg = message("alice@example.org", "a@partner.test", None, "Hallo\r\n");
@@ -289,11 +139,11 @@ async fn a_refused_data_command_leaves_no_transaction_open_upstream() {
 /// time, the first would wait for its reply until `command_timeout` (2 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipelined_run_of_rcpts_goes_upstream_as_one_batch() {
-    let up = Scripted::start(Quirk::RcptRepliesInThrees).await;
+    let up = FakeSmtp::start(Script::RcptRepliesInThrees).await;
     let yaml = yaml(Some(up.addr), POLICY).replace("command_timeout: 10s", "command_timeout: 2s");
     let guard = Guard::start(&yaml).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     let rcpts = ["a@example.org", "b@example.org", "c@example.org"];
     c.send(
         "MAIL FROM:<alice@example.org>\r\nRCPT TO:<a@example.org>\r\n\
@@ -304,14 +154,12 @@ async fn a_pipelined_run_of_rcpts_goes_upstream_as_one_batch() {
         let r = c.reply().await.expect("reply");
         assert_eq!(r.code, code, "{}", r.text);
     }
-    c.send(
-        stuff(&message(
-            "alice@example.org",
-            "a@example.org",
-            None,
-            "x\r\n",
-        )) + ".\r\n",
-    )
+    c.send_message(&message(
+        "alice@example.org",
+        "a@example.org",
+        None,
+        "x\r\n",
+    ))
     .await;
     c.expect(250).await;
     assert_eq!(up.delivered(), [(1, rcpts.map(String::from).to_vec())]);
@@ -323,10 +171,10 @@ async fn a_pipelined_run_of_rcpts_goes_upstream_as_one_batch() {
 /// nothing is delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_lost_inside_a_batch_answers_every_rcpt_in_order() {
-    let up = Scripted::start(Quirk::DropThirdRcpt).await;
+    let up = FakeSmtp::start(Script::DropThirdRcpt).await;
     let guard = guard_for(&up).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.send(
         "MAIL FROM:<alice@example.org>\r\nRCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n\
          RCPT TO:<c@example.org>\r\nRCPT TO:<d@example.org>\r\nDATA\r\n",
@@ -348,8 +196,8 @@ async fn upstream_lost_inside_a_batch_answers_every_rcpt_in_order() {
 /// replaced; the client never sees it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deferred_a_dead_pooled_session_is_replaced_at_the_dot_unseen() {
-    for quirk in [Quirk::CloseAfterMessage, Quirk::DropSecondMail] {
-        let up = Scripted::start(quirk).await;
+    for quirk in [Script::CloseAfterOne, Script::DropSecondMail] {
+        let up = FakeSmtp::start(quirk).await;
         let guard = Guard::start(&deferred(&yaml(Some(up.addr), POLICY))).await;
         one_session(&guard, "a@partner.test").await;
         one_session(&guard, "b@partner.test").await;
@@ -377,7 +225,7 @@ async fn deferred_a_dead_pooled_session_is_replaced_at_the_dot_unseen() {
 /// left open upstream is reset before the next one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deferred_a_broken_envelope_or_refused_data_is_the_clients_to_keep() {
-    let up = Scripted::start(Quirk::DropThirdRcpt).await;
+    let up = FakeSmtp::start(Script::DropThirdRcpt).await;
     let guard = Guard::start(&deferred(&yaml(Some(up.addr), POLICY))).await;
     let mut c = Client::connect(guard.smtp).await;
     let rcpts = ["a@partner.test", "b@partner.test", "c@partner.test"];
@@ -386,7 +234,7 @@ async fn deferred_a_broken_envelope_or_refused_data_is_the_clients_to_keep() {
     assert_eq!(r.code / 100, 4, "{}", r.text);
     assert!(up.delivered().is_empty());
 
-    let up = Scripted::start(Quirk::RefuseFirstData).await;
+    let up = FakeSmtp::start(Script::RefuseFirstData).await;
     let guard = Guard::start(&deferred(&yaml(Some(up.addr), POLICY))).await;
     let mut c = Client::connect(guard.smtp).await;
     let r = c.mail("alice@example.org", &rcpts[..1], &msg).await;

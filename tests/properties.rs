@@ -27,7 +27,7 @@ use bccguard::smtp::data::{DataLimits, DataReader};
 use proptest::prelude::*;
 
 mod oracle;
-use oracle::lenient_external;
+use oracle::{lenient_external, mail_parser_persons};
 
 fn policy() -> Policy {
     Policy {
@@ -112,28 +112,6 @@ fn soup_message() -> impl Strategy<Value = String> {
     })
 }
 
-/// Distinct addresses mail-parser finds in To and Cc, in the guard's normal
-/// form for the comparison: lowercase, and without the root dot of a fully
-/// qualified domain (`a@example.org.` is the mailbox `a@example.org`; a
-/// reader sees one person twice, not two people).
-fn mail_parser_addresses(msg: &str) -> Vec<String> {
-    let Some(parsed) = mail_parser::MessageParser::default().parse(msg.as_bytes()) else {
-        return Vec::new();
-    };
-    let mut theirs: Vec<String> = parsed
-        .header_values(mail_parser::HeaderName::To)
-        .chain(parsed.header_values(mail_parser::HeaderName::Cc))
-        .filter_map(|h| h.as_address())
-        .flat_map(|a| a.iter())
-        .filter_map(|a| a.address.as_deref())
-        .filter(|a| a.contains('@'))
-        .map(oracle::person)
-        .collect();
-    theirs.sort();
-    theirs.dedup();
-    theirs
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -204,7 +182,7 @@ proptest! {
         let headers = scan(msg.as_bytes(), 1 << 20).expect("fits");
         let v = count(msg.as_bytes(), &headers, &p);
         let ours = v.external.len() + v.internal.len();
-        let theirs = mail_parser_addresses(&msg);
+        let theirs = mail_parser_persons(&msg);
         prop_assert!(
             ours >= theirs.len(),
             "ours {:?} + {:?} < theirs {:?} for\n{}", v.external, v.internal, theirs, msg
@@ -250,7 +228,7 @@ proptest! {
         prop_assert!(v.external.is_empty(), "left visible {:?} in\n{}", v.external, String::from_utf8_lossy(&out));
         prop_assert!(lenient.is_empty(), "the lenient reader still sees {:?} in\n{}", lenient, String::from_utf8_lossy(&out));
         let text = String::from_utf8_lossy(&out).into_owned();
-        for a in mail_parser_addresses(&text) {
+        for a in mail_parser_persons(&text) {
             let domain = a.rsplit_once('@').map_or("", |(_, d)| d);
             prop_assert!(
                 p.internal_domains.contains(domain),

@@ -80,7 +80,7 @@ async fn envelope_parameters_reach_upstream() {
     let up = Upstream::start().await;
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.cmd(
         "MAIL FROM:<j\u{f6}rg@example.org> SIZE=300 BODY=8BITMIME SMTPUTF8",
         250,
@@ -118,7 +118,7 @@ async fn a_pipelined_batch_forwarded_as_a_batch_keeps_each_reply() {
 async fn refused_recipient_in_a_batch(up: Upstream) {
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.send("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@partner.test>\r\nRCPT TO:<reject-me@partner.test>\r\nRCPT TO:<carol@other.test>\r\nDATA\r\n").await;
     c.expect(250).await;
     c.expect(250).await;
@@ -129,8 +129,13 @@ async fn refused_recipient_in_a_batch(up: Upstream) {
     );
     c.expect(250).await;
     c.expect(354).await;
-    c.send(message("alice@example.org", "bob@partner.test", None, "x\r\n") + ".\r\n")
-        .await;
+    c.send_message(&message(
+        "alice@example.org",
+        "bob@partner.test",
+        None,
+        "x\r\n",
+    ))
+    .await;
     c.expect(250).await;
     assert_eq!(
         up.messages()[0].rcpt_tos,
@@ -149,7 +154,7 @@ async fn upstreams_refusal_of_the_sender_comes_with_the_first_rcpt() {
     for up in [Upstream::start().await, Upstream::start_pipelining().await] {
         let guard = Guard::with_upstream(&up, POLICY).await;
         let mut c = Client::connect(guard.smtp).await;
-        c.cmd("EHLO client.test", 250).await;
+        c.ehlo().await;
         for (sender, code, status) in [
             ("tempfail-mail@example.org", 451, "4.3.0"),
             ("reject-mail@example.org", 553, "5.7.1"),
@@ -195,7 +200,7 @@ async fn upstream_failures_keep_their_class() {
     let up = Upstream::start().await;
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     // 4xx and 5xx to MAIL: tested on their own below.
     // 4xx at RCPT.
     c.cmd("MAIL FROM:<alice@example.org>", 250).await;
@@ -210,20 +215,25 @@ async fn upstream_failures_keep_their_class() {
         ("data-reject@partner.test", 554),
         ("data-tempfail@partner.test", 452),
     ] {
-        c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-        c.cmd(&format!("RCPT TO:<{rcpt}>"), 250).await;
-        c.cmd("DATA", 354).await;
-        c.send(message("alice@example.org", rcpt, None, "x\r\n") + ".\r\n")
+        let r = c
+            .send_mail(
+                "alice@example.org",
+                &[rcpt],
+                &message("alice@example.org", rcpt, None, "x\r\n"),
+            )
             .await;
-        c.expect(code).await;
+        assert_eq!(r.code, code, "{}", r.text);
     }
     // Upstream drops the connection after the final dot: 4xx, never 250.
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<data-drop@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
-    c.send(message("alice@example.org", "data-drop@partner.test", None, "x\r\n") + ".\r\n")
+    let r = c
+        .send_mail(
+            "alice@example.org",
+            &["data-drop@partner.test"],
+            &message("alice@example.org", "data-drop@partner.test", None, "x\r\n"),
+        )
         .await;
-    assert!(c.expect(451).await.contains("4.4.2"));
+    assert_eq!(r.code, 451, "{}", r.text);
+    assert!(r.text.contains("4.4.2"));
     // The session goes on with a fresh upstream connection.
     let r = c
         .mail(
@@ -249,7 +259,7 @@ async fn an_unreachable_upstream_gives_451_at_mail() {
     drop(closed);
     let guard = Guard::start(&yaml(Some(addr), POLICY)).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     assert!(
         c.cmd("MAIL FROM:<alice@example.org>", 451)
             .await
@@ -273,7 +283,7 @@ async fn an_untrusted_client_relays_nothing_and_opens_no_upstream_connection() {
     );
     let guard = Guard::start(&yaml).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     assert!(
         c.cmd("MAIL FROM:<alice@example.org>", 530)
             .await
@@ -295,7 +305,7 @@ async fn rset_forgets_the_transaction() {
     let up = Upstream::start().await;
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.cmd("MAIL FROM:<alice@example.org>", 250).await;
     c.cmd("RCPT TO:<first@partner.test>", 250).await;
     c.cmd("RSET", 250).await;
@@ -319,7 +329,7 @@ async fn protocol_sequence_and_syntax_errors_are_answered() {
     let guard = Guard::with_upstream(&up, POLICY).await;
     let mut c = Client::connect(guard.smtp).await;
     c.cmd("MAIL FROM:<alice@example.org>", 503).await;
-    let ehlo = c.cmd("EHLO client.test", 250).await;
+    let ehlo = c.ehlo().await;
     for ext in [
         "PIPELINING",
         "SIZE 10240000",
@@ -371,10 +381,10 @@ async fn smuggling_sequences_never_produce_a_second_message() {
     ];
     for seq in sequences {
         let mut c = Client::connect(guard.smtp).await;
-        c.cmd("EHLO client.test", 250).await;
-        c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-        c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-        c.cmd("DATA", 354).await;
+        c.ehlo().await;
+        c.begin_data("alice@example.org", &["bob@partner.test"])
+            .await;
+        // Raw bytes: the sequence under test must reach the guard as is.
         let mut data = b"From: alice@example.org\r\nTo: bob@partner.test\r\n\r\nfirst".to_vec();
         data.extend_from_slice(seq);
         data.extend_from_slice(
@@ -403,14 +413,14 @@ async fn forty_clients_twenty_messages_each_every_message_arrives_exactly_once()
     for client in 0..40 {
         tasks.spawn(async move {
             let mut c = Client::connect(smtp).await;
-            c.cmd("EHLO client.test", 250).await;
+            c.ehlo().await;
             for n in 0..20 {
                 let id = format!("<c{client}-m{n}@example.org>");
-                c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-                c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-                c.cmd("DATA", 354).await;
-                c.send(format!("From: alice@example.org\r\nTo: bob@partner.test\r\nMessage-ID: {id}\r\n\r\nmessage {n}\r\n.\r\n")).await;
-                c.expect(250).await;
+                let msg = format!("From: alice@example.org\r\nTo: bob@partner.test\r\nMessage-ID: {id}\r\n\r\nmessage {n}\r\n");
+                let r = c
+                    .send_mail("alice@example.org", &["bob@partner.test"], &msg)
+                    .await;
+                assert_eq!(r.code, 250, "{}", r.text);
             }
             c.cmd("QUIT", 221).await;
         });
@@ -450,29 +460,29 @@ async fn oversized_and_overlong_input_is_refused_and_the_session_survives() {
     );
     let guard = Guard::start(&yaml).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
-    c.send(message(
-        "alice@example.org",
-        "bob@partner.test",
-        None,
-        &"0123456789\r\n".repeat(1000),
-    ))
-    .await;
-    c.send(".\r\n").await;
-    assert!(c.expect(552).await.contains("5.3.4"));
+    let r = c
+        .mail(
+            "alice@example.org",
+            &["bob@partner.test"],
+            &message(
+                "alice@example.org",
+                "bob@partner.test",
+                None,
+                &"0123456789\r\n".repeat(1000),
+            ),
+        )
+        .await;
+    assert_eq!(r.code, 552, "{}", r.text);
+    assert!(r.text.contains("5.3.4"));
     // A 999-octet line, one over the RFC limit.
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
-    c.send(format!(
-        "To: bob@partner.test\r\n\r\n{}\r\n.\r\n",
-        "x".repeat(999)
-    ))
-    .await;
-    c.expect(550).await;
+    let r = c
+        .send_mail(
+            "alice@example.org",
+            &["bob@partner.test"],
+            &format!("To: bob@partner.test\r\n\r\n{}\r\n", "x".repeat(999)),
+        )
+        .await;
+    assert_eq!(r.code, 550, "{}", r.text);
     // A 17,000-byte command line.
     c.cmd(&format!("NOOP {}", "y".repeat(17_000)), 500).await;
     // Still usable: a 998-octet line passes.

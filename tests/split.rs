@@ -133,7 +133,7 @@ async fn refused_at_rcpt(pipelining: bool) {
     let up = upstream(pipelining).await;
     let guard = Guard::with_upstream(&up, SPLIT).await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.cmd("MAIL FROM:<alice@example.org>", 250).await;
     let rcpts = [
         "p1@ext1.test",
@@ -148,9 +148,7 @@ async fn refused_at_rcpt(pipelining: bool) {
     c.cmd("RCPT TO:<reject-copy@ext5.test>", 550).await;
     c.cmd("DATA", 354).await;
     let msg = message("alice@example.org", &rcpts.join(", "), None, "Hallo\r\n");
-    c.send(stuff(&msg)).await;
-    c.send(".\r\n").await;
-    let r = c.reply().await.expect("final reply");
+    let r = c.finish(&msg).await;
     assert_eq!(r.code, 250, "{}", r.text);
     assert!(r.text.contains("3 separate copies"), "{}", r.text);
     assert_eq!(up.count(), 3);

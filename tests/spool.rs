@@ -36,6 +36,9 @@ async fn send_split(guard: &Guard, rcpts: &[&str]) -> Reply {
     .await
 }
 
+/// Real time (`spool.max_age` 1 s), not tokio's paused clock: spool ages
+/// are counted by the wall clock (they survive a restart), which tokio's
+/// clock does not move, and upstream is aiosmtpd, a process of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_after_a_temporary_failure_are_spooled_retried_and_finally_bounced() {
     let up = Upstream::start().await;

@@ -120,7 +120,7 @@ async fn a_wrong_password_gets_upstreams_refusal_and_repeated_failures_close_the
 
     // Raw session: two failures in a row end it with 421.
     let mut c = tls_client(&guard, &pki, guard.smtp, true).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     let bad = base64_plain("alice@example.org", "nope");
     c.cmd(&format!("AUTH PLAIN {bad}"), 535).await;
     c.send(format!("AUTH PLAIN {bad}\r\n")).await;
@@ -135,7 +135,7 @@ async fn plaintext_auth_and_mail_are_refused_when_tls_is_required() {
     let up = tls_upstream(&pki, "--starttls").await;
     let guard = Guard::start(&guard_yaml(&up, &pki, &pki.ca(), "", "starttls")).await;
     let mut c = Client::connect(guard.smtp).await;
-    let ehlo = c.cmd("EHLO client.test", 250).await;
+    let ehlo = c.ehlo().await;
     assert!(ehlo.contains("STARTTLS"), "{ehlo}");
     assert!(
         !ehlo.contains("AUTH"),
@@ -174,14 +174,14 @@ async fn plaintext_pipelined_after_starttls_is_discarded_and_the_session_starts_
     )
     .await;
     let mut c = Client::connect(guard.smtp).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.cmd("MAIL FROM:<alice@example.org>", 250).await;
     // The injection: RSET rides in the same segment as STARTTLS.
     c.send("STARTTLS\r\nRSET\r\n").await;
     c.expect(220).await;
     let mut t = tls_over(c.into_tcp(), &pki.ca_pem).await;
     // The first reply after the handshake answers our EHLO, not the RSET.
-    let ehlo = t.cmd("EHLO client.test", 250).await;
+    let ehlo = t.ehlo().await;
     assert!(ehlo.contains("guard.test greets client.test"), "{ehlo}");
     assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
     // The transaction from before the handshake is forgotten.
@@ -199,7 +199,7 @@ async fn a_wrong_upstream_certificate_is_a_4xx_and_nothing_goes_out_in_plaintext
     // The guard trusts only `other`, so upstream's certificate is wrong.
     let guard = Guard::start(&guard_yaml(&up, &pki, &other.ca(), "", "starttls")).await;
     let mut c = tls_client(&guard, &pki, guard.smtp, true).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     let text = c
         .cmd(
             &format!("AUTH PLAIN {}", base64_plain("alice@example.org", "secret")),
@@ -231,7 +231,7 @@ async fn an_upstream_without_starttls_is_never_used_in_plaintext() {
     .replace("  trusted_networks: [\"10.99.0.0/16\"]\n", "");
     let guard = Guard::start(&yaml).await;
     let mut c = tls_client(&guard, &pki, guard.smtp, true).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     assert!(
         c.cmd("MAIL FROM:<alice@example.org>", 451)
             .await
@@ -248,7 +248,7 @@ async fn implicit_tls_on_both_sides() {
     let smtps = guard.smtps.expect("tls_listen bound");
     let mut c = tls_client(&guard, &pki, smtps, false).await;
     c.expect(220).await;
-    let ehlo = c.cmd("EHLO client.test", 250).await;
+    let ehlo = c.ehlo().await;
     assert!(
         ehlo.contains("AUTH PLAIN LOGIN") && !ehlo.contains("STARTTLS"),
         "{ehlo}"
@@ -284,7 +284,7 @@ async fn an_authenticated_user_may_only_send_as_itself_when_sender_match_is_requ
     ))
     .await;
     let mut c = tls_client(&guard, &pki, guard.smtp, true).await;
-    c.cmd("EHLO client.test", 250).await;
+    c.ehlo().await;
     c.cmd(
         &format!("AUTH PLAIN {}", base64_plain("alice@example.org", "secret")),
         235,
@@ -296,17 +296,14 @@ async fn an_authenticated_user_may_only_send_as_itself_when_sender_match_is_requ
             .contains("5.7.1")
     );
     // Right envelope, someone else's header From: refused at the end.
-    c.cmd("MAIL FROM:<alice@example.org>", 250).await;
-    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
-    c.cmd("DATA", 354).await;
-    c.send(
-        stuff(&message(
-            "chef@example.org",
-            "bob@partner.test",
-            None,
-            "x\r\n",
-        )) + ".\r\n",
-    )
+    c.begin_data("alice@example.org", &["bob@partner.test"])
+        .await;
+    c.send_message(&message(
+        "chef@example.org",
+        "bob@partner.test",
+        None,
+        "x\r\n",
+    ))
     .await;
     assert!(c.expect(553).await.contains("chef@example.org"));
     let r = c
@@ -381,7 +378,7 @@ fn base64_plain(user: &str, password: &str) -> String {
 async fn tls_client(_guard: &Guard, pki: &Pki, addr: SocketAddr, starttls: bool) -> TlsClient {
     if starttls {
         let mut c = Client::connect(addr).await;
-        c.cmd("EHLO client.test", 250).await;
+        c.ehlo().await;
         c.cmd("STARTTLS", 220).await;
         tls_over(c.into_tcp(), &pki.ca_pem).await
     } else {

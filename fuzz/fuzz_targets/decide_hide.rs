@@ -85,29 +85,6 @@ fn well_formed_head(head: &[u8]) -> bool {
     true
 }
 
-/// Distinct addresses mail-parser finds in To and Cc, each as the address
-/// it shows ([`oracle::address_shaped`]).
-fn mail_parser_addresses(msg: &[u8]) -> Vec<String> {
-    let Some(parsed) = mail_parser::MessageParser::default().parse_headers(msg) else {
-        return Vec::new();
-    };
-    let mut theirs: Vec<String> = parsed
-        .header_values(mail_parser::HeaderName::To)
-        .chain(parsed.header_values(mail_parser::HeaderName::Cc))
-        .filter_map(|h| h.as_address())
-        .flat_map(|a| a.iter())
-        .filter_map(|a| a.address.as_deref())
-        .filter(|a| a.contains('@'))
-        // `\x07x@y` and `x@y` are one person to a reader; `t_@____` and
-        // `$@.example` are no address at all (the guard's tokens have a
-        // dotted domain: README "How it decides").
-        .filter_map(oracle::address_shaped)
-        .collect();
-    theirs.sort();
-    theirs.dedup();
-    theirs
-}
-
 fuzz_target!(|msg: &[u8]| {
     let p = policy();
     let rcpts = ["x@ext.test".to_string()];
@@ -129,7 +106,7 @@ fuzz_target!(|msg: &[u8]| {
     let head = &msg[..d.headers.end];
     if well_formed_head(head) {
         let seen = d.visible.external.len() + d.visible.internal.len();
-        let theirs = mail_parser_addresses(head);
+        let theirs = oracle::mail_parser_addresses(head);
         assert!(
             seen >= theirs.len(),
             "guard counts {:?} + {:?}, mail-parser sees {theirs:?} in {:?}",

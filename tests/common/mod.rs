@@ -1,9 +1,15 @@
 //! Shared harness for the black-box tests: a real upstream SMTP server
 //! (aiosmtpd, `tests/peers/upstream.py`), the guard started in-process on
-//! port 0 via `bccguard::relay::server::run`, and a raw SMTP client for scripted
-//! byte-exact sessions. Real sockets everywhere; no fixed ports, no sleeps
+//! port 0 via `bccguard::relay::server::run`, the one SMTP test client
+//! ([`Client`]: whole transactions, or raw bytes for scripted byte-exact
+//! sessions), the fake peers written in Rust ([`peers`]: a scripted SMTP
+//! upstream, a webhook receiver), and tokio's paused clock for timeout
+//! tests ([`clock`]). Real sockets everywhere; no fixed ports, no sleeps
 //! for synchronisation.
 #![allow(dead_code)]
+
+pub mod clock;
+pub mod peers;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -385,22 +391,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.expect(code).await
     }
 
+    /// `EHLO client.test`, answered 250; returns the reply's text.
+    pub async fn ehlo(&mut self) -> String {
+        self.cmd("EHLO client.test", 250).await
+    }
+
     /// EHLO + MAIL + RCPTs + DATA + message; returns the final reply.
-    pub async fn mail(&mut self, from: &str, rcpts: &[&str], message: &str) -> Reply {
-        self.cmd("EHLO client.test", 250).await;
+    pub async fn mail<R: AsRef<str>>(&mut self, from: &str, rcpts: &[R], message: &str) -> Reply {
+        self.ehlo().await;
         self.send_mail(from, rcpts, message).await
     }
 
     /// MAIL + RCPTs + DATA + message in a session that said EHLO already
     /// (e.g. again after STARTTLS, or logged in); returns the final reply.
-    pub async fn send_mail(&mut self, from: &str, rcpts: &[&str], message: &str) -> Reply {
+    pub async fn send_mail<R: AsRef<str>>(
+        &mut self,
+        from: &str,
+        rcpts: &[R],
+        message: &str,
+    ) -> Reply {
+        self.begin_data(from, rcpts).await;
+        self.finish(message).await
+    }
+
+    /// MAIL FROM, every RCPT TO (each answered 250) and DATA (answered
+    /// 354): the transaction is open and the client at its message, to be
+    /// sent with [`Client::finish`], [`Client::send_message`], or as raw
+    /// bytes with [`Client::send`].
+    pub async fn begin_data<R: AsRef<str>>(&mut self, from: &str, rcpts: &[R]) {
         self.cmd(&format!("MAIL FROM:<{from}>"), 250).await;
         for r in rcpts {
-            self.cmd(&format!("RCPT TO:<{r}>"), 250).await;
+            self.cmd(&format!("RCPT TO:<{}>", r.as_ref()), 250).await;
         }
         self.cmd("DATA", 354).await;
-        self.send(stuff(message)).await;
-        self.send(b".\r\n").await;
+    }
+
+    /// After DATA's 354: the message, dot-stuffed, and the final dot, in
+    /// one write; reads no reply.
+    pub async fn send_message(&mut self, message: &str) {
+        self.send(stuff(message) + ".\r\n").await;
+    }
+
+    /// [`Client::send_message`], then the reply to the final dot.
+    pub async fn finish(&mut self, message: &str) -> Reply {
+        self.send_message(message).await;
         self.reply().await.expect("final reply")
     }
 
@@ -495,21 +529,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Like [`Client::mail`] (dot-stuffs the message), but the final reply
     /// may take up to `wait`.
-    pub async fn mail_within(
+    pub async fn mail_within<R: AsRef<str>>(
         &mut self,
         from: &str,
-        rcpts: &[String],
+        rcpts: &[R],
         message: &str,
         wait: Duration,
     ) -> Reply {
-        self.cmd("EHLO client.test", 250).await;
-        self.cmd(&format!("MAIL FROM:<{from}>"), 250).await;
-        for r in rcpts {
-            self.cmd(&format!("RCPT TO:<{r}>"), 250).await;
-        }
-        self.cmd("DATA", 354).await;
-        self.send(stuff(message)).await;
-        self.send(b".\r\n").await;
+        self.ehlo().await;
+        self.begin_data(from, rcpts).await;
+        self.send_message(message).await;
         self.reply_within(wait).await.expect("final reply")
     }
 }

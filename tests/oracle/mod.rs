@@ -1,14 +1,46 @@
-//! The deliberately lenient reader the counter is compared with, shared
-//! by the property tests (tests/properties.rs) and the cargo-fuzz target
-//! (fuzz/fuzz_targets/decide_hide.rs). Written apart from
-//! src/message/tokens.rs on purpose: a regular expression over what
-//! mail-parser decodes, so a bug in the guard's reader is not repeated here.
+//! The oracles the counter is compared with, one copy each, shared by the
+//! property tests (tests/properties.rs) and the cargo-fuzz target
+//! (fuzz/fuzz_targets/decide_hide.rs):
+//! - the deliberately lenient reader ([`lenient_external`]), written apart
+//!   from src/message/tokens.rs on purpose: a regular expression over what
+//!   mail-parser decodes, so a bug in the guard's reader is not repeated
+//!   here;
+//! - mail-parser's own reading of To and Cc ([`mail_parser_to_cc`], in
+//!   displayed.rs, which the counter's unit tests include as well), as the
+//!   persons a reader sees ([`mail_parser_persons`]) or as the addresses
+//!   it shows ([`mail_parser_addresses`]).
 
 // Shared by the property tests and the fuzz target; each uses a part.
 #![allow(dead_code)]
 
+mod displayed;
+
 use bccguard::policy::count::normalize_address;
 use bccguard::policy::{DomainSet, VisibleHeaders};
+pub use displayed::{Read, mail_parser_to_cc};
+
+/// Distinct addresses mail-parser finds in To and Cc of the whole message,
+/// in the guard's normal form for the comparison: the person a reader
+/// takes each for ([`person`]: lowercase, and without the root dot of a
+/// fully qualified domain, as `a@example.org.` is the mailbox
+/// `a@example.org`; a reader sees one person twice, not two people).
+pub fn mail_parser_persons(msg: &str) -> Vec<String> {
+    mail_parser_to_cc(msg.as_bytes(), Read::Message, |a| {
+        a.contains('@').then(|| person(a))
+    })
+    .unwrap_or_default()
+}
+
+/// Distinct addresses mail-parser finds in To and Cc of a header section,
+/// each as the address it shows ([`address_shaped`]): `\x07x@y` and `x@y`
+/// are one person to a reader; `t_@____` and `$@.example` are no address at
+/// all (the guard's tokens have a dotted domain: README "How it decides").
+pub fn mail_parser_addresses(head: &[u8]) -> Vec<String> {
+    mail_parser_to_cc(head, Read::Headers, |a| {
+        a.contains('@').then(|| address_shaped(a)).flatten()
+    })
+    .unwrap_or_default()
+}
 
 /// The lenient reader: for every visible header, the value as mail-parser
 /// decodes an unstructured field (RFC 2047 words, folding), then every
