@@ -67,7 +67,7 @@ impl VisibleHeaders {
         &self.names
     }
 
-    /// The name of header `i` (as in [`Seen::header`]).
+    /// The name of header `i` (as in [`super::Seen::header`]).
     pub fn name(&self, i: u8) -> &str {
         self.names.get(usize::from(i)).map_or("?", String::as_str)
     }

@@ -16,8 +16,8 @@
 //! sender checks; every later RCPT of the transaction gets the same answer.
 //!
 //! Here: connecting, EHLO and what upstream offers, STARTTLS or implicit
-//! TLS, AUTH with the service account. [`transaction`]: MAIL, RCPT, DATA
-//! and the copies of a split. [`wire`]: writes against a deadline and the
+//! TLS, AUTH with the service account. `transaction`: MAIL, RCPT, DATA
+//! and the copies of a split. `wire`: writes against a deadline and the
 //! reading of upstream's replies.
 
 use std::time::Duration;
