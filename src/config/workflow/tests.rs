@@ -1,4 +1,5 @@
-//! Tests of the incident-workflow sections of policy.yaml: what loads and what is refused, with which message.
+//! Tests of the incident-workflow sections of policy.yaml: what loads and
+//! what is refused, with which message.
 
 use crate::config::Config;
 

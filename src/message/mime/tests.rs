@@ -1,4 +1,5 @@
-//! Tests of the MIME walk: which parts are attached messages, how deep, and what is refused.
+//! Tests of the MIME walk: which parts are attached messages, how deep, and
+//! what is refused.
 
 use super::*;
 

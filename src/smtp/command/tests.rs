@@ -1,4 +1,5 @@
-//! Tests of the command parser: tables of command lines and what they parse to, or the error.
+//! Tests of the command parser: tables of command lines and what they parse
+//! to, or the error.
 
 use super::*;
 

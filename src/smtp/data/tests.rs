@@ -1,4 +1,5 @@
-//! Tests of the DATA reader and the stuffer: tables of bytes in, bytes and errors out, and properties over random input.
+//! Tests of the DATA reader and the stuffer: tables of bytes in, bytes and
+//! errors out, and properties over random input.
 
 use super::*;
 use proptest::prelude::*;
