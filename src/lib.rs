@@ -28,6 +28,11 @@
 //! | relay | [`relay`] | accept loop, sessions, spool, DSNs, PROXY protocol, `/metrics`, health, reload |
 //! | tools | [`explain`] | `bccguard explain`: the decision for a saved message, sending nothing |
 //!
+//! The DPO's web console will be a top-level `console` beside `relay`: it
+//! works the [`incident`] workflow (the same `Workflow` handles the notifier
+//! gets) and never reaches into the relay. The binary is `src/main.rs` with
+//! its subcommands in `src/cli/` (serve, admin, dpo), on top of all of this.
+//!
 //! The library entry point is [`relay::server::run`]: tests hand in their
 //! own listeners (port 0) and their own shutdown signal.
 #![forbid(unsafe_code)]

@@ -1,0 +1,25 @@
+//! The command line's subcommands, one file per audience: [`serve`] runs
+//! the guard, [`admin`] checks and explains a policy and probes a running
+//! guard, [`dpo`] works the quarantine and the incident register.
+
+pub mod admin;
+pub mod dpo;
+pub mod serve;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use bccguard::config::Config;
+
+/// The policy file, or the embedded default when none is given.
+pub fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match path {
+        None => Ok(Config::embedded_default()?),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            Ok(Config::load(&text, &p.display().to_string())?)
+        }
+    }
+}
