@@ -3,7 +3,7 @@
 //! split copy's rewrite, for the 1,494-address cancellation mail and
 //! growing sizes.
 //!
-//! `cargo bench --bench core`; figures are in the README.
+//! `cargo bench --bench core`; figures are in docs/performance.md.
 
 mod support;
 

@@ -957,7 +957,7 @@ async fn a_stray_bracket_does_not_hide_the_addresses_after_it() {
     assert_eq!(counts(i), (2, 0), "domain literals");
 }
 
-/// Found by fuzzing, not fixed (README, "Hardening"): RFC 5322 lets a
+/// Found by fuzzing, not fixed (docs/hardening.md, "What fuzzing found"): RFC 5322 lets a
 /// quoted local part hold `>` and `,`, so the guard reads this To as one
 /// address, while mail-parser (and a client that reads the same way) ends
 /// the angle-addr at the first `>` and shows the four addresses after it.
@@ -975,7 +975,7 @@ async fn a_quote_inside_an_angle_addr_does_not_hide_the_list() {
     assert!(counts(i).0 >= 4, "the four addresses a reader sees");
 }
 
-/// Found by fuzzing, not fixed (README, "Hardening"): a header name with a
+/// Found by fuzzing, not fixed (docs/hardening.md, "What fuzzing found"): a header name with a
 /// control character before the colon is no RFC 5322 field name, so the
 /// guard ignores the line; mail-parser strips the control character and
 /// shows a Cc with four addresses.

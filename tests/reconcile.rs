@@ -5,7 +5,7 @@
 //! exits non-zero if any message answered 250 was not stored upstream, any
 //! was stored twice, or any was stored although its client was told it
 //! failed. The full run (5,000 messages, release build) is documented in
-//! the README, "Hardening".
+//! docs/hardening.md, "Reconciliation run".
 
 use std::path::Path;
 use std::process::Command;

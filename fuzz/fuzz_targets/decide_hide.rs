@@ -56,7 +56,7 @@ fn reader_would_pass(msg: &[u8]) -> bool {
 /// line after a field. mail-parser reads more than that (it strips leading
 /// whitespace and control characters from a name, so `\t\x0ccc: a@x` is a
 /// Cc to it); the guard ignores such lines for counting. That divergence is
-/// reported in the README ("Hardening"); the comparison runs on the rest.
+/// reported in docs/hardening.md ("What fuzzing found"); the comparison runs on the rest.
 fn well_formed_head(head: &[u8]) -> bool {
     let mut seen_field = false;
     for line in head.split(|&b| b == b'\n') {

@@ -34,7 +34,7 @@ pub fn mail_parser_persons(msg: &str) -> Vec<String> {
 /// Distinct addresses mail-parser finds in To and Cc of a header section,
 /// each as the address it shows ([`address_shaped`]): `\x07x@y` and `x@y`
 /// are one person to a reader; `t_@____` and `$@.example` are no address at
-/// all (the guard's tokens have a dotted domain: README "How it decides").
+/// all (the guard's tokens have a dotted domain: docs/policy.md, "How it decides").
 pub fn mail_parser_addresses(head: &[u8]) -> Vec<String> {
     mail_parser_to_cc(head, Read::Headers, |a| {
         a.contains('@').then(|| address_shaped(a)).flatten()
