@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use crate::config::Config;
 use crate::message::headers::FieldKind;
-use crate::policy::{self, Action, Envelope};
-use crate::rewrite::{self, KeepVisible};
+use crate::policy::{self, Action, Decision, Envelope};
+use crate::rewrite::plan::{self, Body, Refused, Route, Splitter};
 
 /// Files on disk often have bare LF line ends; SMTP has CRLF. Bring the
 /// message into wire form the way a mail client would before sending it.
@@ -40,41 +40,13 @@ pub fn explain(
     let msg = to_crlf(raw);
     let policy = &config.policy;
     let mut out = String::new();
-    // Default envelope: the header From and the visible addresses, as a
-    // mail client would build it.
-    let probe = policy::decide(
-        policy,
-        Envelope {
-            mail_from: from.unwrap_or(""),
-            rcpt_to: &[],
-        },
-        &msg,
-    );
-    let probe = match probe {
-        Ok(d) => d,
-        Err(_) => {
-            let _ = writeln!(
-                out,
-                "{name}: the header section is larger than {} bytes: the guard refuses it (552 5.3.4)",
-                policy.max_header_size
-            );
-            return out;
-        }
-    };
-    let mail_from = from
-        .map(str::to_string)
-        .or_else(|| probe.header_from.clone())
-        .unwrap_or_default();
-    let rcpt_to: Vec<String> = if rcpts.is_empty() {
-        probe
-            .visible
-            .external
-            .iter()
-            .chain(probe.visible.internal.iter())
-            .map(str::to_string)
-            .collect()
-    } else {
-        rcpts.to_vec()
+    let Some((mail_from, rcpt_to)) = envelope(policy, &msg, rcpts, from) else {
+        let _ = writeln!(
+            out,
+            "{name}: the header section is larger than {} bytes: the guard refuses it (552 5.3.4)",
+            policy.max_header_size
+        );
+        return out;
     };
     let Ok(d) = policy::decide(
         policy,
@@ -97,6 +69,89 @@ pub fn explain(
             ""
         }
     );
+    write_decision(&mut out, policy, &d);
+    // The same plan the session follows at the end of DATA.
+    let plan = plan::plan(policy, &d, &msg, &mail_from, d.action);
+    if let Route::Refuse(Refused::Unsafe(why)) = &plan.route {
+        let _ = writeln!(
+            out,
+            "action:    reject: {why} (550 5.7.1), incident recorded"
+        );
+        return out;
+    }
+    let _ = writeln!(out, "action:    {}", verdict(&d, rcpt_to.len()));
+    let (title, head) = match (&d.action, &plan.route) {
+        (Some(Action::Bcc), Route::Whole(Body::Rewritten(rw))) => {
+            ("rewritten header section", rw.head.clone())
+        }
+        (Some(Action::Split), Route::Split) => (
+            "header section of the first copy",
+            Splitter::new(policy, &d, &msg, &mail_from).head(rcpt_to.first().map(String::as_str)),
+        ),
+        _ => return out,
+    };
+    let _ = writeln!(out, "{title}:");
+    for line in String::from_utf8_lossy(&head).lines() {
+        let _ = writeln!(out, "  | {line}");
+    }
+    let changed = d
+        .headers
+        .fields
+        .iter()
+        .filter(|f| {
+            matches!(f.kind, FieldKind::Bcc | FieldKind::ResentBcc)
+                || policy
+                    .visible_headers
+                    .index(&f.lenient_name(&msg))
+                    .is_some_and(|i| !policy.visible_headers.is_originator(i))
+        })
+        .count();
+    let _ = writeln!(
+        out,
+        "  ({changed} address and Bcc field(s) rewritten; every other header and the body unchanged)"
+    );
+    out
+}
+
+/// The envelope to decide on: the one given, or what a mail client would
+/// build (the header From, every visible address). `None` when the header
+/// section is over `policy.max_header_size`.
+fn envelope(
+    policy: &policy::Policy,
+    msg: &[u8],
+    rcpts: &[String],
+    from: Option<&str>,
+) -> Option<(String, Vec<String>)> {
+    let probe = policy::decide(
+        policy,
+        Envelope {
+            mail_from: from.unwrap_or(""),
+            rcpt_to: &[],
+        },
+        msg,
+    )
+    .ok()?;
+    let mail_from = from
+        .map(str::to_string)
+        .or_else(|| probe.header_from.clone())
+        .unwrap_or_default();
+    let rcpt_to = if rcpts.is_empty() {
+        let visible = &probe.visible;
+        visible
+            .external
+            .iter()
+            .chain(visible.internal.iter())
+            .map(str::to_string)
+            .collect()
+    } else {
+        rcpts.to_vec()
+    };
+    Some((mail_from, rcpt_to))
+}
+
+/// What was counted, where each address was seen, the rule and the
+/// threshold: the admin's way to see why a mail counts what it counts.
+fn write_decision(out: &mut String, policy: &policy::Policy, d: &Decision) {
     let _ = writeln!(
         out,
         "header from: {}",
@@ -110,8 +165,6 @@ pub fn explain(
         d.visible.internal.len(),
         d.visible.places(&policy.visible_headers)
     );
-    // Every counted address and where it was first seen: the admin's way
-    // to see why a mail counts what it counts.
     let width = d
         .visible
         .external
@@ -141,7 +194,11 @@ pub fn explain(
         d.threshold,
         if over { "exceeded" } else { "not exceeded" }
     );
-    let verdict = match d.action {
+}
+
+/// The action line for a plan that is not refused as unsafe.
+fn verdict(d: &Decision, copies: usize) -> String {
+    match d.action {
         None => "pass: relayed unchanged (apart from a Received header; Bcc removed)".to_string(),
         Some(Action::Allow) => "allow: exempt by rule, relayed unchanged, incident recorded (class disclosed)".to_string(),
         Some(Action::Monitor) => "monitor: relayed unchanged, incident recorded".to_string(),
@@ -151,58 +208,8 @@ pub fn explain(
             "reject: signed/encrypted mail cannot be rewritten safely (550 5.7.1), incident recorded".to_string()
         }
         Some(Action::Bcc) => "bcc: external addresses removed from the visible headers, envelope unchanged, incident recorded".to_string(),
-        Some(Action::Split) => format!("split: {} separate copies, each showing only its own address, incident recorded", rcpt_to.len()),
-    };
-    let fallback = d.empty_to_value(policy.empty_to, &mail_from);
-    if matches!(d.action, Some(Action::Bcc | Action::Split)) && !d.signed {
-        let keep = KeepVisible::new(policy, None);
-        let rw = rewrite::hide(&msg, &d.headers, &keep, &fallback);
-        if let Err(u) = rewrite::check(policy, &d, &rw, &mail_from, None) {
-            let _ = writeln!(
-                out,
-                "action:    reject: {} (550 5.7.1), incident recorded",
-                u.describe()
-            );
-            return out;
-        }
+        Some(Action::Split) => format!("split: {copies} separate copies, each showing only its own address, incident recorded"),
     }
-    let _ = writeln!(out, "action:    {verdict}");
-    let also = match d.action {
-        Some(Action::Split) if !d.signed => rcpt_to
-            .first()
-            .and_then(|r| policy::count::normalize_address(r)),
-        Some(Action::Bcc) if !d.signed => None,
-        _ => return out,
-    };
-    let keep = KeepVisible::new(policy, also);
-    let rw = rewrite::hide(&msg, &d.headers, &keep, &fallback);
-    let title = if d.action == Some(Action::Split) {
-        "header section of the first copy"
-    } else {
-        "rewritten header section"
-    };
-    let _ = writeln!(out, "{title}:");
-    let head = String::from_utf8_lossy(&rw.head);
-    for line in head.lines() {
-        let _ = writeln!(out, "  | {line}");
-    }
-    let changed = d
-        .headers
-        .fields
-        .iter()
-        .filter(|f| {
-            matches!(f.kind, FieldKind::Bcc | FieldKind::ResentBcc)
-                || policy
-                    .visible_headers
-                    .index(&f.lenient_name(&msg))
-                    .is_some_and(|i| !policy.visible_headers.is_originator(i))
-        })
-        .count();
-    let _ = writeln!(
-        out,
-        "  ({changed} address and Bcc field(s) rewritten; every other header and the body unchanged)"
-    );
-    out
 }
 
 #[cfg(test)]
