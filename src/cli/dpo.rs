@@ -9,6 +9,7 @@ use clap::Subcommand;
 
 use bccguard::config::Config;
 use bccguard::incident::quarantine::ReleaseAs;
+use bccguard::incident::store::{Store, call};
 
 #[derive(Subcommand, Debug)]
 pub enum QuarantineCmd {
@@ -77,7 +78,7 @@ where
         .block_on(f())
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn bccguard::incident::store::Store>> {
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let path = &config.store.path;
     let store = bccguard::incident::store::SqliteStore::open_existing(path).with_context(|| {
         format!(
@@ -94,53 +95,11 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn bccguard::incident::sto
 }
 
 pub async fn quarantine(config: Config, command: QuarantineCmd) -> anyhow::Result<()> {
-    use bccguard::incident::store::call;
     let store = open_store(&config)?;
     let actor = bccguard::incident::quarantine::actor();
     match command {
-        QuarantineCmd::List => {
-            let held = call(&store, |s| s.held()).await?;
-            let retention = config.quarantine.retention.as_secs() as i64;
-            println!("{} held message(s)", held.len());
-            for i in &held {
-                let r = &i.record;
-                println!(
-                    "{}  held {}  expires {}  {}  {} external  {}  \"{}\"",
-                    r.id,
-                    r.time,
-                    bccguard::incident::notify::rfc3339(i.recorded_at + retention),
-                    i.hold.map_or("", |h| h.as_str()),
-                    r.visible_external,
-                    r.header_from.as_deref().unwrap_or(&r.mail_from),
-                    r.subject.as_deref().unwrap_or_default()
-                );
-            }
-        }
-        QuarantineCmd::Show { id, raw } => {
-            let key = id.clone();
-            let held = call(&store, move |s| s.held_message(&key)).await?;
-            if raw {
-                use std::io::Write;
-                std::io::stdout().write_all(&held.message)?;
-                return Ok(());
-            }
-            print_incident(&store, &id).await?;
-            let head = held
-                .message
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map_or(&held.message[..], |end| &held.message[..end + 2]);
-            println!(
-                "\nenvelope: from <{}>, {} recipient(s)",
-                held.mail_from,
-                held.rcpts.len()
-            );
-            println!("header section as held:\n{}", String::from_utf8_lossy(head));
-            println!(
-                "body: {} bytes (bccguard quarantine show {id} --raw)",
-                held.message.len() - head.len()
-            );
-        }
+        QuarantineCmd::List => list_held(&store, &config).await?,
+        QuarantineCmd::Show { id, raw } => show_held(&store, &id, raw).await?,
         QuarantineCmd::Release { id, how } => {
             let done =
                 bccguard::incident::quarantine::release(&store, &config, &id, how, &actor).await?;
@@ -161,14 +120,59 @@ pub async fn quarantine(config: Config, command: QuarantineCmd) -> anyhow::Resul
     Ok(())
 }
 
-async fn print_incident(
-    store: &Arc<dyn bccguard::incident::store::Store>,
-    id: &str,
-) -> anyhow::Result<()> {
+/// `quarantine list`: every held message, with when it expires.
+async fn list_held(store: &Arc<dyn Store>, config: &Config) -> anyhow::Result<()> {
+    let held = call(store, |s| s.held()).await?;
+    let retention = config.quarantine.retention.as_secs() as i64;
+    println!("{} held message(s)", held.len());
+    for i in &held {
+        let r = &i.record;
+        println!(
+            "{}  held {}  expires {}  {}  {} external  {}  \"{}\"",
+            r.id,
+            r.time,
+            bccguard::incident::notify::rfc3339(i.recorded_at + retention),
+            i.hold.map_or("", |h| h.as_str()),
+            r.visible_external,
+            r.header_from.as_deref().unwrap_or(&r.mail_from),
+            r.subject.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `quarantine show ID [--raw]`: the incident, the envelope and the header
+/// section as held (or the whole message as it is).
+async fn show_held(store: &Arc<dyn Store>, id: &str, raw: bool) -> anyhow::Result<()> {
     let key = id.to_string();
-    let (i, steps) =
-        bccguard::incident::store::call(store, move |s| Ok((s.incident(&key)?, s.steps(&key)?)))
-            .await?;
+    let held = call(store, move |s| s.held_message(&key)).await?;
+    if raw {
+        use std::io::Write;
+        std::io::stdout().write_all(&held.message)?;
+        return Ok(());
+    }
+    print_incident(store, id).await?;
+    let head = held
+        .message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&held.message[..], |end| &held.message[..end + 2]);
+    println!(
+        "\nenvelope: from <{}>, {} recipient(s)",
+        held.mail_from,
+        held.rcpts.len()
+    );
+    println!("header section as held:\n{}", String::from_utf8_lossy(head));
+    println!(
+        "body: {} bytes (bccguard quarantine show {id} --raw)",
+        held.message.len() - head.len()
+    );
+    Ok(())
+}
+
+async fn print_incident(store: &Arc<dyn Store>, id: &str) -> anyhow::Result<()> {
+    let key = id.to_string();
+    let (i, steps) = call(store, move |s| Ok((s.incident(&key)?, s.steps(&key)?))).await?;
     println!("{}", serde_json::to_string_pretty(&i.record)?);
     println!("class now: {}", i.class);
     if let Some(d) = bccguard::incident::notify::deadline(&i) {
