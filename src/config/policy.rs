@@ -34,11 +34,8 @@ impl Validator {
         let internal_domains = match DomainSet::new(domains.iter().map(String::as_str)) {
             Ok(set) => set,
             Err(bad) => {
-                let i = domains.iter().position(|d| *d == bad).unwrap_or(0);
-                self.bad(
-                    format!("policy.internal_domains[{i}]"),
-                    format!("{bad:?} is not a domain name or *.domain wildcard"),
-                );
+                let i = domains.iter().position(|d| *d == bad.0).unwrap_or(0);
+                self.bad(format!("policy.internal_domains[{i}]"), bad.to_string());
                 DomainSet::default()
             }
         };
@@ -85,7 +82,7 @@ impl Validator {
             None => VisibleHeaders::default(),
             Some(names) => {
                 VisibleHeaders::new(names.iter().map(String::as_str)).unwrap_or_else(|e| {
-                    self.bad("policy.visible_headers", e);
+                    self.bad("policy.visible_headers", e.to_string());
                     VisibleHeaders::default()
                 })
             }

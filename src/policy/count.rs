@@ -32,7 +32,7 @@ mod tally;
 
 pub use addresses::{Addresses, normalize_address};
 pub(crate) use addresses::{domain_of, normalize_cow_address, normalize_owned};
-pub use headers::VisibleHeaders;
+pub use headers::{HeadersError, VisibleHeaders};
 use tally::Tally;
 
 /// The hasher of the counter's sets. The keys are addresses a sender chose,

@@ -132,10 +132,16 @@ fn punycode_hostname(d: &str) -> bool {
     })
 }
 
+/// An entry of `policy.internal_domains` that is neither a domain name nor
+/// a `*.domain` wildcard; it holds the entry as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a domain name or *.domain wildcard")]
+pub struct BadDomain(pub String);
+
 impl DomainSet {
-    /// Builds the set; an entry that is not a valid domain is returned as
-    /// the error (the config names its key).
-    pub fn new<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+    /// Builds the set; the error holds the entry that is not a valid domain
+    /// (the config names its key).
+    pub fn new<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, BadDomain> {
         let mut set = DomainSet::default();
         for entry in entries {
             let e = entry.trim();
@@ -143,7 +149,7 @@ impl DomainSet {
                 Some(base) => (&mut set.suffixes, base, "."),
                 None => (&mut set.exact, e, ""),
             };
-            let n = normalize_cow(name).ok_or_else(|| entry.to_string())?;
+            let n = normalize_cow(name).ok_or_else(|| BadDomain(entry.to_string()))?;
             list.push(format!("{prefix}{n}"));
         }
         for list in [&mut set.exact, &mut set.suffixes] {
@@ -233,10 +239,10 @@ mod tests {
     fn bad_entries_are_named() {
         assert_eq!(
             DomainSet::new(["ok.org", "bad domain"]),
-            Err("bad domain".into())
+            Err(BadDomain("bad domain".into()))
         );
-        assert_eq!(DomainSet::new(["*."]), Err("*.".into()));
-        assert_eq!(DomainSet::new([""]), Err("".into()));
+        assert_eq!(DomainSet::new(["*."]), Err(BadDomain("*.".into())));
+        assert_eq!(DomainSet::new([""]), Err(BadDomain("".into())));
     }
 
     proptest! {

@@ -15,7 +15,7 @@ pub mod rules;
 use std::fmt;
 
 pub use count::{How, Seen, Visible, VisibleHeaders};
-pub use domains::DomainSet;
+pub use domains::{BadDomain, DomainSet};
 pub use rules::{Glob, Rule};
 
 use crate::message::address::{Element, parse_list};

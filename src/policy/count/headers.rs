@@ -1,6 +1,23 @@
 //! Which headers show addresses to a reader: the default list and
 //! `policy.visible_headers`, validated.
 
+/// Why a list of header names cannot be `policy.visible_headers`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadersError {
+    /// Empty, or holding a space, a colon or a control byte.
+    #[error("{0:?} is not a header field name")]
+    NotAName(String),
+    /// Bcc and Resent-Bcc never reach a reader.
+    #[error("{0} is always removed before relaying, never visible")]
+    Removed(String),
+    /// To and Cc always count.
+    #[error("must include {0}")]
+    Missing(&'static str),
+    /// An index of a name must fit in a byte ([`super::Seen::header`]).
+    #[error("more than 255 names")]
+    TooMany,
+}
+
 /// The headers that show addresses to a reader, by name. The default is
 /// [`VisibleHeaders::DEFAULT`]; `policy.visible_headers` replaces it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,17 +52,15 @@ impl VisibleHeaders {
 
     /// A set of header names; errors name the problem (the config layer
     /// adds the key).
-    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, HeadersError> {
         let mut out: Vec<String> = Vec::new();
         for name in names {
             let name = name.trim();
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
-                return Err(format!("{name:?} is not a header field name"));
+                return Err(HeadersError::NotAName(name.to_string()));
             }
             if Self::REMOVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-                return Err(format!(
-                    "{name} is always removed before relaying, never visible"
-                ));
+                return Err(HeadersError::Removed(name.to_string()));
             }
             if !out.iter().any(|n| n.eq_ignore_ascii_case(name)) {
                 out.push(name.to_string());
@@ -53,11 +68,11 @@ impl VisibleHeaders {
         }
         for must in ["To", "Cc"] {
             if !out.iter().any(|n| n.eq_ignore_ascii_case(must)) {
-                return Err(format!("must include {must}"));
+                return Err(HeadersError::Missing(must));
             }
         }
         if out.len() > usize::from(u8::MAX) {
-            return Err("more than 255 names".into());
+            return Err(HeadersError::TooMany);
         }
         Ok(Self { names: out })
     }
