@@ -1,5 +1,5 @@
-//! Tests of the spool: what survives a reopening, and what a half-finished
-//! write leaves behind.
+//! Tests of the spool: what survives a reopening, unfinished writes cleaned
+//! away, and the retry backoff.
 
 use super::*;
 
