@@ -147,49 +147,8 @@ pub(super) struct RawUpstream {
 
 impl Validator {
     pub(super) fn upstream(&mut self, raw: RawUpstream, hostname: &str) -> Option<UpstreamConfig> {
-        let target = match (
-            raw.address.filter(|s| !s.is_empty()),
-            raw.maildir.filter(|s| !s.is_empty()),
-        ) {
-            (Some(_), Some(_)) => {
-                self.bad(
-                    "upstream",
-                    "set either upstream.address or upstream.maildir, not both",
-                );
-                None
-            }
-            (Some(addr), None) => {
-                if valid_host_port(&addr) {
-                    Some(UpstreamTarget::Smtp(addr))
-                } else {
-                    self.bad(
-                        "upstream.address",
-                        format!("{addr:?} is not host:port (e.g. \"mail.example.org:25\")"),
-                    );
-                    None
-                }
-            }
-            (None, Some(dir)) => Some(UpstreamTarget::Maildir(PathBuf::from(dir))),
-            (None, None) => {
-                self.bad(
-                    "upstream",
-                    "no destination: set upstream.address (host:port of the real mail server) or upstream.maildir (a local directory)",
-                );
-                None
-            }
-        };
-        let tls = match raw.tls.as_deref().unwrap_or("none") {
-            "none" => UpstreamTls::None,
-            "starttls" => UpstreamTls::StartTls,
-            "tls" => UpstreamTls::Tls,
-            other => {
-                self.bad(
-                    "upstream.tls",
-                    format!("unknown value {other:?}, expected one of none, starttls, tls"),
-                );
-                UpstreamTls::None
-            }
-        };
+        let target = self.upstream_target(raw.address, raw.maildir);
+        let tls = self.upstream_tls(raw.tls.as_deref());
         let tls_verify = self.flag("upstream.tls_verify", raw.tls_verify, true);
         let ca = raw.ca.filter(|c| !c.is_empty()).map(PathBuf::from);
         if tls != UpstreamTls::None
@@ -266,6 +225,61 @@ impl Validator {
             auth,
             recipients,
         })
+    }
+
+    /// `upstream.address` or `upstream.maildir`: exactly one of them.
+    fn upstream_target(
+        &mut self,
+        address: Option<String>,
+        maildir: Option<String>,
+    ) -> Option<UpstreamTarget> {
+        match (
+            address.filter(|s| !s.is_empty()),
+            maildir.filter(|s| !s.is_empty()),
+        ) {
+            (Some(_), Some(_)) => {
+                self.bad(
+                    "upstream",
+                    "set either upstream.address or upstream.maildir, not both",
+                );
+                None
+            }
+            (Some(addr), None) => {
+                if valid_host_port(&addr) {
+                    Some(UpstreamTarget::Smtp(addr))
+                } else {
+                    self.bad(
+                        "upstream.address",
+                        format!("{addr:?} is not host:port (e.g. \"mail.example.org:25\")"),
+                    );
+                    None
+                }
+            }
+            (None, Some(dir)) => Some(UpstreamTarget::Maildir(PathBuf::from(dir))),
+            (None, None) => {
+                self.bad(
+                    "upstream",
+                    "no destination: set upstream.address (host:port of the real mail server) or upstream.maildir (a local directory)",
+                );
+                None
+            }
+        }
+    }
+
+    /// `upstream.tls`: none, starttls or tls.
+    fn upstream_tls(&mut self, tls: Option<&str>) -> UpstreamTls {
+        match tls.unwrap_or("none") {
+            "none" => UpstreamTls::None,
+            "starttls" => UpstreamTls::StartTls,
+            "tls" => UpstreamTls::Tls,
+            other => {
+                self.bad(
+                    "upstream.tls",
+                    format!("unknown value {other:?}, expected one of none, starttls, tls"),
+                );
+                UpstreamTls::None
+            }
+        }
     }
 
     pub(super) fn upstream_auth(
