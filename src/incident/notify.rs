@@ -462,42 +462,7 @@ async fn send_webhook(wf: &Workflow, cfg: &Config, n: &Notice) -> Result<String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::incident::record::Record;
-
-    fn incident(class: Class, hold: Option<HoldState>) -> Incident {
-        let record = Record {
-            id: "01ABC".into(),
-            time: "2021-03-01T10:00:00Z".into(),
-            action: if hold.is_some() { "hold" } else { "monitor" }.into(),
-            class: class.as_str().into(),
-            rule: "default".into(),
-            client_ip: "192.0.2.1".into(),
-            auth_user: Some("alice".into()),
-            mail_from: "alice@example.org".into(),
-            header_from: None,
-            message_id: None,
-            subject: None,
-            visible_external: 1494,
-            visible_internal: 0,
-            external_domains: 37,
-            display_names: 0,
-            visible_attached: 0,
-            visible_seen: Default::default(),
-            envelope_recipients: 1494,
-            size: 1,
-            threshold: 10,
-            reason: "over threshold".into(),
-            outcome: "delivered".into(),
-            queue_id: "01ABC".into(),
-        };
-        Incident {
-            record,
-            class,
-            disclosed_at: (class == Class::Disclosed).then_some(1_614_592_800),
-            recorded_at: 1_614_592_800,
-            hold,
-        }
-    }
+    use crate::incident::store::sample as incident;
 
     fn config() -> Config {
         Config::from_yaml(
