@@ -117,13 +117,13 @@ impl Templates {
                 continue;
             };
             match std::fs::read_to_string(entry.path())
-                .map_err(|e| e.to_string())
+                .map_err(TemplateError::from)
                 .and_then(|text| parse(&text))
             {
                 Ok(t) => {
                     overrides.insert((name.to_string(), lang), t);
                 }
-                Err(e) => problems.push((file, e)),
+                Err(e) => problems.push((file, e.to_string())),
             }
         }
         if problems.is_empty() {
@@ -142,24 +142,37 @@ impl Templates {
     }
 }
 
+/// Why an override file is not a template (shown after its file name by
+/// `bccguard check`).
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The file could not be read.
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    /// The first line is not the subject.
+    #[error("the first line must be \"Subject: ...\"")]
+    NoSubject,
+    /// A `{name}` no notice fills (a typo, most likely).
+    #[error("unknown placeholder {{{0}}}; known: {known}", known = PLACEHOLDERS.join(", "))]
+    UnknownPlaceholder(String),
+}
+
 /// `Subject: ...`, an empty line, the body; only known placeholders.
-fn parse(text: &str) -> Result<Template, String> {
+fn parse(text: &str) -> Result<Template, TemplateError> {
     let text = text.replace("\r\n", "\n");
     let (first, body) = text.split_once('\n').unwrap_or((&text, ""));
     let subject = first
         .strip_prefix("Subject:")
-        .ok_or("the first line must be \"Subject: ...\"")?
+        .ok_or(TemplateError::NoSubject)?
         .trim()
         .to_string();
     let body = body.strip_prefix('\n').unwrap_or(body).to_string();
     for part in [&subject, &body] {
-        for name in placeholders(part) {
-            if !PLACEHOLDERS.contains(&name) {
-                return Err(format!(
-                    "unknown placeholder {{{name}}}; known: {}",
-                    PLACEHOLDERS.join(", ")
-                ));
-            }
+        if let Some(name) = placeholders(part)
+            .into_iter()
+            .find(|name| !PLACEHOLDERS.contains(name))
+        {
+            return Err(TemplateError::UnknownPlaceholder(name.to_string()));
         }
     }
     Ok(Template { subject, body })
@@ -382,6 +395,17 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].0, "sender_hold.de.txt");
         assert!(problems[0].1.contains("{sbject}"), "{problems:?}");
+        assert_eq!(
+            problems[0].1,
+            format!(
+                "unknown placeholder {{sbject}}; known: {}",
+                PLACEHOLDERS.join(", ")
+            )
+        );
+        assert_eq!(
+            parse("Betreff: x\n\ny\n").unwrap_err().to_string(),
+            "the first line must be \"Subject: ...\""
+        );
     }
 
     #[test]
