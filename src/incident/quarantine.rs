@@ -24,9 +24,11 @@ use crate::incident::Workflow;
 use crate::incident::store::{
     self, Held, HoldState, NewNotice, NoticeKind, Step, Store, StoreError,
 };
+use crate::message::headers::HeaderError;
 use crate::policy::{self, Action, Envelope};
 use crate::rewrite::plan::{self, Refused, Route, Splitter};
 use crate::rewrite::{self};
+use crate::smtp::reply::Reply;
 use crate::upstream::{self, Upstream};
 
 /// How a held message goes out.
@@ -62,9 +64,59 @@ pub enum QuarantineError {
     NotSent {
         /// The incident.
         id: String,
-        /// Upstream's answer or the failure.
-        why: String,
+        /// Upstream's answer or the failure. Not a `source`: the message
+        /// already ends with it, and the CLI prints the chain.
+        why: ReleaseError,
     },
+}
+
+/// Why a held message could not be sent on; it stays held.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// The message nests deeper than the policy reads.
+    #[error("the MIME structure is nested deeper than policy.mime_nesting_limit")]
+    TooDeep,
+    /// A header section is larger than the guard reads.
+    #[error("a header section is larger than server.limits.max_header_size")]
+    HeaderTooBig,
+    /// A rewrite would break the signature or cannot see inside.
+    #[error("signed or encrypted mail cannot be rewritten; release it --as original, or drop it")]
+    Signed,
+    /// The rewrite would still show addresses ([`rewrite::Unsafe`]).
+    #[error("{0}; release it --as original, or drop it")]
+    Unsafe(String),
+    /// The upstream's TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::net::tls::TlsSetupError),
+    /// The upstream could not be reached or broke off.
+    #[error(transparent)]
+    Upstream(#[from] upstream::UpstreamError),
+    /// The upstream refused MAIL or the message, with its reply.
+    #[error("{}", .0.summary())]
+    Rejected(Reply),
+    /// The upstream refused every recipient (or MAIL, which shows as that).
+    #[error("upstream refused all {total} recipients: {first}")]
+    AllRefused {
+        /// How many recipients there were.
+        total: usize,
+        /// The first refusal, `<address>: reply`.
+        first: String,
+    },
+    /// Of a split release, no copy was accepted.
+    #[error("upstream accepted none of the {total} copies")]
+    NoCopy {
+        /// How many copies there were.
+        total: usize,
+    },
+}
+
+impl From<HeaderError> for ReleaseError {
+    fn from(e: HeaderError) -> Self {
+        match e {
+            HeaderError::TooDeep => ReleaseError::TooDeep,
+            HeaderError::TooBig | HeaderError::AttachedTooBig => ReleaseError::HeaderTooBig,
+        }
+    }
 }
 
 /// What a release did.
@@ -230,21 +282,13 @@ pub async fn expire_due(wf: &Workflow) -> usize {
     expired
 }
 
-async fn send(cfg: &Config, held: &Held, how: ReleaseAs) -> Result<Released, String> {
+async fn send(cfg: &Config, held: &Held, how: ReleaseAs) -> Result<Released, ReleaseError> {
     let rcpts: Vec<String> = held.rcpts.iter().map(|(a, _)| a.clone()).collect();
     let envelope = Envelope {
         mail_from: &held.mail_from,
         rcpt_to: &rcpts,
     };
-    let decision = policy::decide(&cfg.policy, envelope, &held.message).map_err(|e| {
-        match e {
-            crate::message::headers::HeaderError::TooDeep => {
-                "the MIME structure is nested deeper than policy.mime_nesting_limit"
-            }
-            _ => "a header section is larger than server.limits.max_header_size",
-        }
-        .to_string()
-    })?;
+    let decision = policy::decide(&cfg.policy, envelope, &held.message)?;
     // The session's own pipeline: the same rewrite and the same check, so
     // a released copy hides exactly what a sent one would.
     let measure = match how {
@@ -262,23 +306,14 @@ async fn send(cfg: &Config, held: &Held, how: ReleaseAs) -> Result<Released, Str
     let body = match plan.route {
         Route::Whole(body) => Some(body),
         Route::Split => None,
-        Route::Refuse(Refused::Signed) => {
-            return Err(
-                "signed or encrypted mail cannot be rewritten; release it --as original, or drop it"
-                    .into(),
-            );
-        }
-        Route::Refuse(Refused::Unsafe(why)) => {
-            return Err(format!("{why}; release it --as original, or drop it"));
-        }
+        Route::Refuse(Refused::Signed) => return Err(ReleaseError::Signed),
+        Route::Refuse(Refused::Unsafe(why)) => return Err(ReleaseError::Unsafe(why)),
         Route::Refuse(Refused::OpenList) | Route::Hold => {
             unreachable!("a release plans bcc, split or the original")
         }
     };
-    let tls = upstream::connector(&cfg.upstream).map_err(|e| e.to_string())?;
-    let mut up = upstream::connect(&cfg.upstream, tls.as_ref())
-        .await
-        .map_err(|e| e.to_string())?;
+    let tls = upstream::connector(&cfg.upstream)?;
+    let mut up = upstream::connect(&cfg.upstream, tls.as_ref()).await?;
     let msg = &held.message[..];
     let received = held.received.as_bytes();
     let result = match body {
@@ -303,14 +338,14 @@ async fn one_transaction(
     up: &mut Upstream,
     held: &Held,
     parts: &[&[u8]],
-) -> Result<Released, String> {
+) -> Result<Released, ReleaseError> {
     let r = up.mail(&held.mail_from, &held.mail_params);
     if !r.is_positive() {
-        return Err(r.summary());
+        return Err(ReleaseError::Rejected(r));
     }
     let mut refused = Vec::new();
     for (rcpt, params) in &held.rcpts {
-        let r = up.rcpt(rcpt, params).await.map_err(|e| e.to_string())?;
+        let r = up.rcpt(rcpt, params).await?;
         if !r.is_positive() {
             refused.push(format!("<{rcpt}>: {}", r.summary()));
         }
@@ -319,14 +354,14 @@ async fn one_transaction(
     if refused.len() == total {
         let _ = up.rset().await;
         // A refused MAIL shows here too, as the answer to every RCPT.
-        return Err(format!(
-            "upstream refused all {total} recipients: {}",
-            refused.first().map_or("", String::as_str)
-        ));
+        return Err(ReleaseError::AllRefused {
+            total,
+            first: refused.first().cloned().unwrap_or_default(),
+        });
     }
-    let r = up.data(parts).await.map_err(|e| e.to_string())?;
+    let r = up.data(parts).await?;
     if !r.is_positive() {
-        return Err(r.summary());
+        return Err(ReleaseError::Rejected(r));
     }
     Ok(Released {
         summary: format!(
@@ -345,7 +380,7 @@ async fn split(
     copies: &[rewrite::Rewritten],
     received: &[u8],
     msg: &[u8],
-) -> Result<Released, String> {
+) -> Result<Released, ReleaseError> {
     let mut refused = Vec::new();
     for ((rcpt, params), rw) in held.rcpts.iter().zip(copies) {
         let parts = [received, &rw.head[..], &msg[rw.rest..]];
@@ -360,7 +395,7 @@ async fn split(
     }
     let total = held.rcpts.len();
     if refused.len() == total {
-        return Err(format!("upstream accepted none of the {total} copies"));
+        return Err(ReleaseError::NoCopy { total });
     }
     Ok(Released {
         summary: format!(
