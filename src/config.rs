@@ -39,7 +39,7 @@ use self::policy::RawPolicy;
 pub use server::*;
 pub use spool::*;
 pub use upstream::*;
-pub use url::Url;
+pub use url::{Url, UrlError};
 
 pub use workflow::{
     Controller, DEFAULT_DIGEST_AFTER, DEFAULT_DIGEST_INTERVAL, DEFAULT_NOTICE_MAX_AGE,

@@ -1,12 +1,14 @@
 //! The texts of the guard's own mails, in German and English, and their
 //! overrides: a file `<name>.<lang>.txt` in `incidents.templates` (first
 //! line `Subject: ...`, an empty line, the body) replaces the built-in
-//! text. Placeholders are `{name}`; an unknown one in an override is a
-//! configuration error, so a typo is found by `bccguard check`, not by the
-//! DPO reading `{sbject}` in an incident mail.
+//! text. The built-in texts are files of the same format,
+//! `src/templates/<name>.<lang>.txt`, embedded at build time. Placeholders
+//! are `{name}`; an unknown one in an override is a configuration error,
+//! so a typo is found by `bccguard check`, not by the DPO reading
+//! `{sbject}` in an incident mail.
 //!
-//! A leaf: the configuration validates overrides against it, and the
-//! notifier and the report render it.
+//! A leaf: the configuration validates overrides against it, the notifier
+//! renders it, and the Art. 33 report speaks its [`Lang`].
 //!
 //! No template has a placeholder for recipient addresses: a notice about
 //! an open distribution list must not become a second copy of it.
@@ -117,13 +119,13 @@ impl Templates {
                 continue;
             };
             match std::fs::read_to_string(entry.path())
-                .map_err(|e| e.to_string())
+                .map_err(TemplateError::from)
                 .and_then(|text| parse(&text))
             {
                 Ok(t) => {
                     overrides.insert((name.to_string(), lang), t);
                 }
-                Err(e) => problems.push((file, e)),
+                Err(e) => problems.push((file, e.to_string())),
             }
         }
         if problems.is_empty() {
@@ -142,24 +144,37 @@ impl Templates {
     }
 }
 
+/// Why an override file is not a template (shown after its file name by
+/// `bccguard check`).
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The file could not be read.
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    /// The first line is not the subject.
+    #[error("the first line must be \"Subject: ...\"")]
+    NoSubject,
+    /// A `{name}` no notice fills (a typo, most likely).
+    #[error("unknown placeholder {{{0}}}; known: {known}", known = PLACEHOLDERS.join(", "))]
+    UnknownPlaceholder(String),
+}
+
 /// `Subject: ...`, an empty line, the body; only known placeholders.
-fn parse(text: &str) -> Result<Template, String> {
+fn parse(text: &str) -> Result<Template, TemplateError> {
     let text = text.replace("\r\n", "\n");
     let (first, body) = text.split_once('\n').unwrap_or((&text, ""));
     let subject = first
         .strip_prefix("Subject:")
-        .ok_or("the first line must be \"Subject: ...\"")?
+        .ok_or(TemplateError::NoSubject)?
         .trim()
         .to_string();
     let body = body.strip_prefix('\n').unwrap_or(body).to_string();
     for part in [&subject, &body] {
-        for name in placeholders(part) {
-            if !PLACEHOLDERS.contains(&name) {
-                return Err(format!(
-                    "unknown placeholder {{{name}}}; known: {}",
-                    PLACEHOLDERS.join(", ")
-                ));
-            }
+        if let Some(name) = placeholders(part)
+            .into_iter()
+            .find(|name| !PLACEHOLDERS.contains(name))
+        {
+            return Err(TemplateError::UnknownPlaceholder(name.to_string()));
         }
     }
     Ok(Template { subject, body })
@@ -198,148 +213,30 @@ pub fn render(text: &str, vars: &HashMap<&str, String>, one_line: bool) -> Strin
     out
 }
 
-fn t(subject: &str, body: &str) -> Template {
-    Template {
-        subject: subject.into(),
-        body: body.into(),
-    }
-}
-
-/// The built-in texts.
+/// The built-in texts: `src/templates/<name>.<lang>.txt`, in the format
+/// of an override, so an admin can start one from a copy.
 fn builtin(name: &str, lang: Lang) -> Template {
-    match (name, lang) {
-        ("dpo", Lang::En) => t(
-            "[bccguard] Incident {id}: {action}, {visible_external} external addresses visible ({class})",
-            "bccguard recorded an open distribution list.\n\n\
-             Incident:             {id}\n\
-             Time:                 {time}\n\
-             Class:                {class_text}\n\
-             Action:               {action} ({outcome})\n\
-             Rule:                 {rule} (threshold {threshold})\n\
-             Sender:               {sender}\n\
-             Subject:              {subject}\n\
-             Visible external:     {visible_external} addresses in {external_domains} domains\n\
-             Seen as:              {visible_seen}\n\
-             Envelope recipients:  {envelope_recipients}\n\
-             Client:               {client_ip} {auth_user}\n\n\
-             {next_steps}\n\n\
-             The recipient addresses are deliberately not listed here.\n\
-             -- bccguard on {hostname}\n",
-        ),
-        ("dpo", Lang::De) => t(
-            "[bccguard] Vorfall {id}: {action}, {visible_external} externe Adressen sichtbar ({class})",
-            "bccguard hat einen offenen Verteiler erkannt.\n\n\
-             Vorfall:              {id}\n\
-             Zeit:                 {time}\n\
-             Einstufung:           {class_text}\n\
-             Maßnahme:             {action} ({outcome})\n\
-             Regel:                {rule} (Schwelle {threshold})\n\
-             Absender:             {sender}\n\
-             Betreff:              {subject}\n\
-             Sichtbar extern:      {visible_external} Adressen in {external_domains} Domains\n\
-             Gesehen als:          {visible_seen}\n\
-             Empfänger (Umschlag): {envelope_recipients}\n\
-             Client:               {client_ip} {auth_user}\n\n\
-             {next_steps}\n\n\
-             Die Empfängeradressen werden hier bewusst nicht aufgeführt.\n\
-             -- bccguard auf {hostname}\n",
-        ),
-        ("dpo_digest", Lang::En) => t(
-            "[bccguard] {count} incidents (digest)",
-            "More incidents than incidents.digest_after allows per hour as single\n\
-             mails; these {count} are listed together:\n\n{list}\n\n\
-             Details: bccguard incident list --since 1h\n\
-             -- bccguard on {hostname}\n",
-        ),
-        ("dpo_digest", Lang::De) => t(
-            "[bccguard] {count} Vorfälle (Sammelmeldung)",
-            "Mehr Vorfälle, als incidents.digest_after pro Stunde als Einzelmail\n\
-             zulässt; diese {count} stehen hier gesammelt:\n\n{list}\n\n\
-             Einzelheiten: bccguard incident list --since 1h\n\
-             -- bccguard auf {hostname}\n",
-        ),
-        ("sender_hold", Lang::En) => t(
-            "Held for review: {subject}",
-            "Your message \"{subject}\" ({time}) showed {visible_external} external\n\
-             addresses to every recipient: each would have seen all the others.\n\n\
-             It has NOT been sent. It is held for review by your data protection\n\
-             officer under the reference {id}. Please do not send it again; you\n\
-             will be told when it is released or deleted.\n",
-        ),
-        ("sender_hold", Lang::De) => t(
-            "Zur Prüfung zurückgehalten: {subject}",
-            "Ihre Nachricht \"{subject}\" ({time}) zeigte {visible_external} externe\n\
-             Adressen für jeden Empfänger: jeder hätte alle anderen gesehen.\n\n\
-             Sie wurde NICHT versendet, sondern wird unter dem Zeichen {id} zur\n\
-             Prüfung durch Ihre Datenschutzbeauftragte bzw. Ihren\n\
-             Datenschutzbeauftragten zurückgehalten. Bitte senden Sie sie nicht\n\
-             erneut; Sie erfahren, ob sie freigegeben oder gelöscht wird.\n",
-        ),
-        ("sender_bcc", Lang::En) => t(
-            "Sent with the recipients hidden: {subject}",
-            "Your message \"{subject}\" ({time}) showed {visible_external} external\n\
-             addresses to every recipient. To protect them, it went out with the external\n\
-             recipients moved to Bcc: everyone received it, nobody can see the\n\
-             others. Reference: {id}.\n",
-        ),
-        ("sender_bcc", Lang::De) => t(
-            "Mit verborgenen Empfängern versendet: {subject}",
-            "Ihre Nachricht \"{subject}\" ({time}) zeigte {visible_external} externe\n\
-             Adressen für jeden Empfänger. Zu deren Schutz wurde sie mit den externen\n\
-             Empfängern in Bcc versendet: alle haben sie erhalten, niemand sieht\n\
-             die anderen. Zeichen: {id}.\n",
-        ),
-        ("sender_split", Lang::En) => t(
-            "Sent as separate copies: {subject}",
-            "Your message \"{subject}\" ({time}) showed {visible_external} external\n\
-             addresses to every recipient. To protect them, it went out as separate copies,\n\
-             one per recipient, each showing only its own address. Reference: {id}.\n",
-        ),
-        ("sender_split", Lang::De) => t(
-            "Als Einzelnachrichten versendet: {subject}",
-            "Ihre Nachricht \"{subject}\" ({time}) zeigte {visible_external} externe\n\
-             Adressen für jeden Empfänger. Zu deren Schutz wurde sie als einzelne Kopien\n\
-             versendet, eine je Empfänger, jede nur mit der eigenen Adresse.\n\
-             Zeichen: {id}.\n",
-        ),
-        ("sender_released", Lang::En) => t(
-            "Released and sent: {subject}",
-            "Your held message \"{subject}\" ({id}) was released by {actor} and\n\
-             sent {how}.\n",
-        ),
-        ("sender_released", Lang::De) => t(
-            "Freigegeben und versendet: {subject}",
-            "Ihre zurückgehaltene Nachricht \"{subject}\" ({id}) wurde von {actor}\n\
-             freigegeben und {how} versendet.\n",
-        ),
-        ("sender_dropped", Lang::En) => t(
-            "Not sent: {subject}",
-            "Your held message \"{subject}\" ({id}) was NOT sent: it was deleted\n\
-             after review. If it still has to go out, send it again with the\n\
-             recipients in Bcc, or as separate mails.\n",
-        ),
-        ("sender_dropped", Lang::De) => t(
-            "Nicht versendet: {subject}",
-            "Ihre zurückgehaltene Nachricht \"{subject}\" ({id}) wurde NICHT\n\
-             versendet: sie wurde nach Prüfung gelöscht. Wenn sie noch hinaus\n\
-             muss, senden Sie sie erneut mit den Empfängern in Bcc oder als\n\
-             einzelne Nachrichten.\n",
-        ),
-        ("sender_expired", Lang::En) => t(
-            "Not sent: {subject}",
-            "Your held message \"{subject}\" ({id}) was NOT sent: nobody released\n\
-             it within {retention}, so it was deleted. If it still has to go out,\n\
-             send it again with the recipients in Bcc, or as separate mails.\n",
-        ),
-        (_, Lang::De) => t(
-            "Nicht versendet: {subject}",
-            "Ihre zurückgehaltene Nachricht \"{subject}\" ({id}) wurde NICHT\n\
-             versendet: niemand hat sie innerhalb von {retention} freigegeben,\n\
-             daher wurde sie gelöscht. Wenn sie noch hinaus muss, senden Sie sie\n\
-             erneut mit den Empfängern in Bcc oder als einzelne Nachrichten.\n",
-        ),
-        (_, Lang::En) => builtin("sender_expired", Lang::En),
-    }
+    let text = match (name, lang) {
+        ("dpo", Lang::En) => include_str!("templates/dpo.en.txt"),
+        ("dpo", Lang::De) => include_str!("templates/dpo.de.txt"),
+        ("dpo_digest", Lang::En) => include_str!("templates/dpo_digest.en.txt"),
+        ("dpo_digest", Lang::De) => include_str!("templates/dpo_digest.de.txt"),
+        ("sender_hold", Lang::En) => include_str!("templates/sender_hold.en.txt"),
+        ("sender_hold", Lang::De) => include_str!("templates/sender_hold.de.txt"),
+        ("sender_bcc", Lang::En) => include_str!("templates/sender_bcc.en.txt"),
+        ("sender_bcc", Lang::De) => include_str!("templates/sender_bcc.de.txt"),
+        ("sender_split", Lang::En) => include_str!("templates/sender_split.en.txt"),
+        ("sender_split", Lang::De) => include_str!("templates/sender_split.de.txt"),
+        ("sender_released", Lang::En) => include_str!("templates/sender_released.en.txt"),
+        ("sender_released", Lang::De) => include_str!("templates/sender_released.de.txt"),
+        ("sender_dropped", Lang::En) => include_str!("templates/sender_dropped.en.txt"),
+        ("sender_dropped", Lang::De) => include_str!("templates/sender_dropped.de.txt"),
+        // sender_expired, and the fallback for a name not in NAMES.
+        (_, Lang::En) => include_str!("templates/sender_expired.en.txt"),
+        (_, Lang::De) => include_str!("templates/sender_expired.de.txt"),
+    };
+    // Every built-in is parsed by the tests below, so this cannot fail.
+    parse(text).expect("a built-in template is well-formed")
 }
 
 #[cfg(test)]
@@ -382,6 +279,17 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].0, "sender_hold.de.txt");
         assert!(problems[0].1.contains("{sbject}"), "{problems:?}");
+        assert_eq!(
+            problems[0].1,
+            format!(
+                "unknown placeholder {{sbject}}; known: {}",
+                PLACEHOLDERS.join(", ")
+            )
+        );
+        assert_eq!(
+            parse("Betreff: x\n\ny\n").unwrap_err().to_string(),
+            "the first line must be \"Subject: ...\""
+        );
     }
 
     #[test]

@@ -28,28 +28,48 @@ impl fmt::Display for Url {
     }
 }
 
+/// Why a string is not a webhook URL (shown after the key and the value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Neither `http://` nor `https://`.
+    #[error("must start with http:// or https://")]
+    Scheme,
+    /// `user@`, `#fragment` or white space.
+    #[error("no user info, fragment or spaces allowed")]
+    Forbidden,
+    /// `[` of an IPv6 address without its `]`.
+    #[error("unclosed [")]
+    Unclosed,
+    /// A port that is not a number from 0 to 65535.
+    #[error("bad port {0:?}")]
+    Port(String),
+    /// Nothing between the scheme and the path.
+    #[error("no host")]
+    NoHost,
+}
+
 impl Url {
     /// Parses `http[s]://host[:port][/path]`; no user info, no fragment.
-    pub fn parse(s: &str) -> Result<Url, String> {
+    pub fn parse(s: &str) -> Result<Url, UrlError> {
         let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
             (true, r)
         } else if let Some(r) = s.strip_prefix("http://") {
             (false, r)
         } else {
-            return Err("must start with http:// or https://".into());
+            return Err(UrlError::Scheme);
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
         if authority.contains('@') || path.contains('#') || path.contains(char::is_whitespace) {
-            return Err("no user info, fragment or spaces allowed".into());
+            return Err(UrlError::Forbidden);
         }
         let default = if tls { 443 } else { 80 };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or("unclosed [")?;
+            let (h, after) = v6.split_once(']').ok_or(UrlError::Unclosed)?;
             let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
+                Some(p) => p.parse().map_err(|_| UrlError::Port(p.to_string()))?,
                 None => default,
             };
             (h.to_string(), port)
@@ -57,13 +77,13 @@ impl Url {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (
                     h.to_string(),
-                    p.parse().map_err(|_| format!("bad port {p:?}"))?,
+                    p.parse().map_err(|_| UrlError::Port(p.to_string()))?,
                 ),
                 None => (authority.to_string(), default),
             }
         };
         if host.is_empty() {
-            return Err("no host".into());
+            return Err(UrlError::NoHost);
         }
         Ok(Url {
             tls,

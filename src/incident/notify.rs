@@ -16,18 +16,19 @@
 //! recipient addresses.
 
 pub mod mail;
+mod outbox;
+mod send;
 pub mod webhook;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 pub use crate::templates::{self, Lang, Templates};
 
-use crate::config::Config;
-use crate::incident::Workflow;
-use crate::incident::store::{self, Class, HoldState, Incident, Notice, NoticeKind, Step};
+use crate::config::{Config, Url};
+use crate::incident::store::{Class, HoldState, Incident, StoreError};
+
+pub use outbox::run;
 
 /// How often the outbox is looked at without a wake-up (the CLI cannot
 /// wake the guard).
@@ -44,153 +45,36 @@ pub fn deadline(i: &Incident) -> Option<i64> {
 
 pub use crate::clock::rfc3339;
 
-/// Sends due notices until shutdown.
-pub async fn run(wf: Workflow, mut stop: watch::Receiver<bool>) {
-    loop {
-        if let Err(e) = pass(&wf).await {
-            tracing::error!("notices: {e}");
-        }
-        // A digest waiting for its interval, or a retry waiting for its
-        // first backoff, is due before the next poll.
-        let cfg = wf.config();
-        let poll = NOTIFY_POLL
-            .min(cfg.incidents.digest_interval)
-            .min(cfg.incidents.notice_retry_min);
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = wf.wake.notified() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-    }
-}
-
-async fn pass(wf: &Workflow) -> Result<(), store::StoreError> {
-    let now = crate::clock::now() as i64;
-    let due = store::call(&wf.store, move |s| s.due_notices(now)).await?;
-    if due.is_empty() {
-        return Ok(());
-    }
-    let cfg = wf.config();
-    let (dpo, other): (Vec<Notice>, Vec<Notice>) =
-        due.into_iter().partition(|n| n.kind == NoticeKind::Dpo);
-    // The DPO first: the Art. 33 clock runs from their knowing, and a hung
-    // ticketing system (up to `incidents.webhook_timeout` per POST) or a
-    // slow sender notice must not hold their mail up.
-    if !dpo.is_empty() {
-        mail_dpo(wf, &cfg, now, &dpo).await?;
-    }
-    for n in other {
-        let result = match n.kind {
-            NoticeKind::Webhook => send_webhook(wf, &cfg, &n).await,
-            _ => send_to_sender(wf, &cfg, &n).await,
-        };
-        settle(wf, &[n], result).await?;
-    }
-    Ok(())
-}
-
-/// The due DPO notices: one mail each while fewer than
-/// `incidents.digest_after` went out in the last hour, the rest as one
-/// digest at most every `incidents.digest_interval`.
-async fn mail_dpo(
-    wf: &Workflow,
-    cfg: &Config,
-    now: i64,
-    dpo: &[Notice],
-) -> Result<(), store::StoreError> {
-    let since = now - DIGEST_WINDOW.as_secs() as i64;
-    let (sent, last) = store::call(&wf.store, move |s| {
-        s.mails_sent_since(NoticeKind::Dpo, since)
-    })
-    .await?;
-    let room = cfg.incidents.digest_after.saturating_sub(sent);
-    let (single, rest) = dpo.split_at(room.min(dpo.len()));
-    for n in single {
-        let result = send_to_dpo(wf, cfg, std::slice::from_ref(n)).await;
-        settle(wf, std::slice::from_ref(n), result).await?;
-    }
-    // A digest waits for `digest_interval` after the last mail: one digest
-    // a minute at most, so a burst of hundreds is a handful of mails.
-    let interval = cfg.incidents.digest_interval.as_secs() as i64;
-    let quiet = single.is_empty() && last.is_none_or(|l| now - l >= interval);
-    if !rest.is_empty() && quiet {
-        let result = send_to_dpo(wf, cfg, rest).await;
-        settle(wf, rest, result).await?;
-    }
-    Ok(())
-}
-
-/// Records the outcome of sending `notices` (one mail or POST).
-async fn settle(
-    wf: &Workflow,
-    notices: &[Notice],
-    result: Result<String, String>,
-) -> Result<(), store::StoreError> {
-    let now = crate::clock::now() as i64;
-    let cfg = wf.config();
-    let kind = notices.first().map_or(NoticeKind::Dpo, |n| n.kind);
-    match result {
-        Ok(detail) => {
-            let ids: Vec<i64> = notices.iter().map(|n| n.id).collect();
-            let batch = crate::id::new_id();
-            let steps: Vec<(String, Step)> = notices
-                .iter()
-                .map(|n| {
-                    (
-                        n.incident.clone(),
-                        Step::now("bccguard", "notified", detail.clone()),
-                    )
-                })
-                .collect();
-            store::call(&wf.store, move |s| {
-                s.notices_sent(&ids, &batch, now)?;
-                for (id, step) in &steps {
-                    s.add_step(id, step)?;
-                }
-                Ok(())
-            })
-            .await?;
-            // Counted once recorded: whoever sees the metric move finds the
-            // step on the incident.
-            wf.metrics.notice(kind.as_str(), "sent");
-            Ok(())
-        }
-        Err(error) => {
-            for n in notices.iter().cloned() {
-                let give_up = now - n.created >= cfg.incidents.notice_max_age.as_secs() as i64;
-                let error = error.clone();
-                tracing::warn!(incident = %n.incident, kind = n.kind.as_str(), event = %n.event, %error, "notice not sent");
-                let kind = n.kind;
-                let wait = retry_wait(
-                    n.attempts,
-                    cfg.incidents.notice_retry_min,
-                    cfg.incidents.notice_retry_max,
-                );
-                store::call(&wf.store, move |s| {
-                    if give_up {
-                        s.notice_failed(n.id, &error)?;
-                        let what =
-                            format!("{} notice ({}) given up: {error}", n.kind.as_str(), n.event);
-                        s.add_step(&n.incident, &Step::now("bccguard", "notice failed", what))
-                    } else {
-                        s.notice_retry(n.id, now + wait, &error)
-                    }
-                })
-                .await?;
-                wf.metrics
-                    .notice(kind.as_str(), if give_up { "failed" } else { "retry" });
-            }
-            Ok(())
-        }
-    }
-}
-
-/// Seconds before the next attempt at a notice tried `attempts` times:
-/// `min` doubling per attempt, at most `max`. Rounded up to whole seconds,
-/// the outbox's clock, so a sub-second `min` still waits.
-fn retry_wait(attempts: u32, min: Duration, max: Duration) -> i64 {
-    let wait = min.saturating_mul(1 << attempts.min(16)).min(max);
-    wait.as_secs() as i64 + i64::from(wait.subsec_nanos() > 0)
+/// Why a notice was not sent; its text is what the outbox and the step
+/// "notice failed" keep, and the notice is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum NoticeError {
+    /// The register could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A DPO notice, but `incidents.notify` names nobody.
+    #[error("incidents.notify is empty")]
+    NoDpo,
+    /// A webhook notice, but `incidents.webhook` is gone.
+    #[error("incidents.webhook is not set")]
+    NoWebhook,
+    /// The mail did not go out.
+    #[error(transparent)]
+    Mail(#[from] mail::MailError),
+    /// The POST got no status line.
+    #[error(transparent)]
+    Webhook(#[from] webhook::WebhookError),
+    /// The incident did not serialise (never seen; serde's word for it).
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The ticketing system answered, but not with 2xx.
+    #[error("webhook {url}: HTTP {code}")]
+    Status {
+        /// `incidents.webhook`.
+        url: Url,
+        /// Its status code.
+        code: u16,
+    },
 }
 
 /// The placeholders of an incident in one language.
@@ -304,131 +188,6 @@ fn compose(
     (subjects.join(" / "), bodies.join("\n-----\n\n"))
 }
 
-async fn incident(wf: &Workflow, id: &str) -> Result<Incident, String> {
-    let id = id.to_string();
-    store::call(&wf.store, move |s| s.incident(&id))
-        .await
-        .map_err(|e| e.to_string())
-}
-
-async fn send_to_dpo(wf: &Workflow, cfg: &Config, notices: &[Notice]) -> Result<String, String> {
-    let to: Vec<lettre::Address> = cfg
-        .incidents
-        .notify
-        .iter()
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    if to.is_empty() {
-        return Err("incidents.notify is empty".into());
-    }
-    let mut incidents = Vec::new();
-    for n in notices {
-        incidents.push(incident(wf, &n.incident).await?);
-    }
-    let (subject, body) = match incidents.as_slice() {
-        [one] => compose(cfg, "dpo", |lang| vars(cfg, one, lang)),
-        many => compose(cfg, "dpo_digest", |lang| {
-            let list: Vec<String> = many
-                .iter()
-                .map(|i| {
-                    let v = vars(cfg, i, lang);
-                    format!(
-                        "{}  {}  {:<7} {:<9} {:>5} ext.  {}  \"{}\"",
-                        v["id"],
-                        v["time"],
-                        v["action"],
-                        v["class"],
-                        v["visible_external"],
-                        v["sender"],
-                        v["subject"]
-                    )
-                })
-                .collect();
-            let mut v = HashMap::from([
-                ("count", many.len().to_string()),
-                ("list", list.join("\n")),
-                ("hostname", cfg.server.hostname.clone()),
-            ]);
-            v.extend(
-                many.first()
-                    .map(|i| vars(cfg, i, lang))
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|(k, _)| !matches!(*k, "count" | "list")),
-            );
-            v
-        }),
-    };
-    let out = mail::Outgoing {
-        envelope_from: cfg.incidents.from.parse().ok(),
-        to,
-        subject,
-        body,
-    };
-    mail::send(cfg, &out).await?;
-    Ok(match incidents.len() {
-        1 => format!("DPO mail to {}", cfg.incidents.notify.join(", ")),
-        n => format!(
-            "DPO digest of {n} incidents to {}",
-            cfg.incidents.notify.join(", ")
-        ),
-    })
-}
-
-async fn send_to_sender(wf: &Workflow, cfg: &Config, n: &Notice) -> Result<String, String> {
-    let i = incident(wf, &n.incident).await?;
-    let Ok(to) = i.record.mail_from.parse::<lettre::Address>() else {
-        // The null sender (or an address lettre cannot use): nobody to tell.
-        return Ok(format!(
-            "no sender notice ({}): no usable envelope sender",
-            n.event
-        ));
-    };
-    let (actor, how) = if n.event == "released" {
-        let id = n.incident.clone();
-        let steps = store::call(&wf.store, move |s| s.steps(&id))
-            .await
-            .unwrap_or_default();
-        steps
-            .into_iter()
-            .rev()
-            .find(|s| s.step == "released")
-            .map(|s| (s.actor, s.detail))
-            .unwrap_or_default()
-    } else {
-        Default::default()
-    };
-    let template = format!("sender_{}", n.event);
-    let (subject, body) = compose(cfg, &template, |lang| {
-        let mut v = vars(cfg, &i, lang);
-        v.insert("actor", actor.clone());
-        v.insert("how", how_text(&how, lang));
-        v
-    });
-    let out = mail::Outgoing {
-        envelope_from: None,
-        to: vec![to],
-        subject,
-        body,
-    };
-    mail::send(cfg, &out).await?;
-    Ok(format!("sender told ({}): {}", n.event, i.record.mail_from))
-}
-
-/// "as bcc: ..." in the sender's language.
-fn how_text(detail: &str, lang: Lang) -> String {
-    let how = detail.split(':').next().unwrap_or_default();
-    match (lang, how) {
-        (Lang::De, "as bcc") => "mit verborgenen Empfängern (Bcc)".into(),
-        (Lang::De, "as split") => "als einzelne Kopien, eine je Empfänger".into(),
-        (Lang::De, "as original") => "unverändert".into(),
-        (Lang::En, "as bcc") => "with the recipients hidden (Bcc)".into(),
-        (Lang::En, "as split") => "as separate copies, one per recipient".into(),
-        (Lang::En, "as original") => "unchanged".into(),
-        _ => String::new(),
-    }
-}
-
 /// The webhook body: the event and the incident record (which holds no
 /// recipient address), its class, deadline and how to act on it.
 pub fn webhook_body(i: &Incident, event: &str) -> serde_json::Value {
@@ -446,58 +205,10 @@ pub fn webhook_body(i: &Incident, event: &str) -> serde_json::Value {
     })
 }
 
-async fn send_webhook(wf: &Workflow, cfg: &Config, n: &Notice) -> Result<String, String> {
-    let Some(url) = &cfg.incidents.webhook else {
-        return Err("incidents.webhook is not set".into());
-    };
-    let i = incident(wf, &n.incident).await?;
-    let body = serde_json::to_vec(&webhook_body(&i, &n.event)).map_err(|e| e.to_string())?;
-    let ca = cfg.incidents.webhook_ca.as_deref();
-    match webhook::post(url, &body, cfg.incidents.webhook_timeout, ca).await? {
-        code @ 200..=299 => Ok(format!("webhook {url}: HTTP {code} ({})", n.event)),
-        code => Err(format!("webhook {url}: HTTP {code}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::incident::record::Record;
-
-    fn incident(class: Class, hold: Option<HoldState>) -> Incident {
-        let record = Record {
-            id: "01ABC".into(),
-            time: "2021-03-01T10:00:00Z".into(),
-            action: if hold.is_some() { "hold" } else { "monitor" }.into(),
-            class: class.as_str().into(),
-            rule: "default".into(),
-            client_ip: "192.0.2.1".into(),
-            auth_user: Some("alice".into()),
-            mail_from: "alice@example.org".into(),
-            header_from: None,
-            message_id: None,
-            subject: None,
-            visible_external: 1494,
-            visible_internal: 0,
-            external_domains: 37,
-            display_names: 0,
-            visible_attached: 0,
-            visible_seen: Default::default(),
-            envelope_recipients: 1494,
-            size: 1,
-            threshold: 10,
-            reason: "over threshold".into(),
-            outcome: "delivered".into(),
-            queue_id: "01ABC".into(),
-        };
-        Incident {
-            record,
-            class,
-            disclosed_at: (class == Class::Disclosed).then_some(1_614_592_800),
-            recorded_at: 1_614_592_800,
-            hold,
-        }
-    }
+    use crate::incident::store::sample as incident;
 
     fn config() -> Config {
         Config::from_yaml(
@@ -538,16 +249,6 @@ mod tests {
     }
 
     #[test]
-    fn retries_double_from_the_minimum_up_to_the_maximum_in_whole_seconds() {
-        let (min, max) = (Duration::from_secs(30), Duration::from_secs(3600));
-        let waits: Vec<i64> = (0..9).map(|a| retry_wait(a, min, max)).collect();
-        assert_eq!(waits, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
-        assert_eq!(retry_wait(u32::MAX, min, max), 3600, "no overflow");
-        let sub = Duration::from_millis(300);
-        assert_eq!(retry_wait(0, sub, max), 1, "rounded up, never 0");
-    }
-
-    #[test]
     fn notices_come_in_every_configured_language_in_order() {
         let cfg = config();
         let i = incident(Class::Disclosed, None);
@@ -565,5 +266,26 @@ mod tests {
         let webhook = webhook_body(&i, "incident");
         assert_eq!(webhook["deadline"], "2021-03-04T10:00:00Z");
         assert_eq!(webhook["commands"]["release"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn failures_read_as_the_steps_and_the_log_have_always_shown_them() {
+        let url = Url::parse("http://tickets.test/hook").unwrap();
+        let status = NoticeError::Status { url, code: 500 };
+        assert_eq!(
+            status.to_string(),
+            "webhook http://tickets.test:80/hook: HTTP 500"
+        );
+        let odd = webhook::WebhookError::NotHttp("SSH-2.0".into());
+        assert_eq!(
+            NoticeError::from(odd).to_string(),
+            "not an HTTP status line: \"SSH-2.0\""
+        );
+        let address = mail::MailError::Address("smtp.test".into());
+        assert_eq!(
+            NoticeError::from(address).to_string(),
+            "\"smtp.test\" is not host:port"
+        );
+        assert_eq!(NoticeError::NoDpo.to_string(), "incidents.notify is empty");
     }
 }

@@ -2,9 +2,10 @@
 //! the client heard `250 ... held`.
 //!
 //! - [`release`] (`bccguard quarantine release ID --as bcc|split|original`)
-//!   sends it through the session's own pipeline: the same plan
-//!   ([`crate::rewrite::plan`]: rewrite and check) and [`upstream::connect`],
-//!   one transaction (bcc, original) or one per recipient (split). A
+//!   sends it through the session's own pipeline (`send.rs`): the same
+//!   plan ([`crate::rewrite::plan`]: rewrite and check) and
+//!   [`crate::upstream::connect`], one transaction (bcc, original) or one
+//!   per recipient (split). A
 //!   released original is a disclosure: the incident turns `disclosed`
 //!   and its 72-hour clock starts at the release.
 //! - [`drop_held`] deletes it and tells the sender.
@@ -21,13 +22,13 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::incident::Workflow;
-use crate::incident::store::{
-    self, Held, HoldState, NewNotice, NoticeKind, Step, Store, StoreError,
-};
-use crate::policy::{self, Action, Envelope};
-use crate::rewrite::plan::{self, Refused, Route, Splitter};
-use crate::rewrite::{self};
-use crate::upstream::{self, Upstream};
+use crate::incident::store::{self, HoldState, NewNotice, NoticeKind, Step, Store, StoreError};
+use crate::policy;
+
+mod send;
+
+use send::send;
+pub use send::{ReleaseError, Released};
 
 /// How a held message goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -62,19 +63,10 @@ pub enum QuarantineError {
     NotSent {
         /// The incident.
         id: String,
-        /// Upstream's answer or the failure.
-        why: String,
+        /// Upstream's answer or the failure. Not a `source`: the message
+        /// already ends with it, and the CLI prints the chain.
+        why: ReleaseError,
     },
-}
-
-/// What a release did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Released {
-    /// For the register: counts and upstream's final answer, no address.
-    pub summary: String,
-    /// Recipients upstream refused, with its replies (for the operator's
-    /// terminal only; the register keeps the count).
-    pub refused: Vec<String>,
 }
 
 /// Who runs this command: `$SUDO_USER` (the person behind sudo), else
@@ -228,145 +220,4 @@ pub async fn expire_due(wf: &Workflow) -> usize {
         }
     }
     expired
-}
-
-async fn send(cfg: &Config, held: &Held, how: ReleaseAs) -> Result<Released, String> {
-    let rcpts: Vec<String> = held.rcpts.iter().map(|(a, _)| a.clone()).collect();
-    let envelope = Envelope {
-        mail_from: &held.mail_from,
-        rcpt_to: &rcpts,
-    };
-    let decision = policy::decide(&cfg.policy, envelope, &held.message).map_err(|e| {
-        match e {
-            crate::message::headers::HeaderError::TooDeep => {
-                "the MIME structure is nested deeper than policy.mime_nesting_limit"
-            }
-            _ => "a header section is larger than server.limits.max_header_size",
-        }
-        .to_string()
-    })?;
-    // The session's own pipeline: the same rewrite and the same check, so
-    // a released copy hides exactly what a sent one would.
-    let measure = match how {
-        ReleaseAs::Bcc => Some(Action::Bcc),
-        ReleaseAs::Split => Some(Action::Split),
-        ReleaseAs::Original => None,
-    };
-    let plan = plan::plan(
-        &cfg.policy,
-        &decision,
-        &held.message,
-        &held.mail_from,
-        measure,
-    );
-    let body = match plan.route {
-        Route::Whole(body) => Some(body),
-        Route::Split => None,
-        Route::Refuse(Refused::Signed) => {
-            return Err(
-                "signed or encrypted mail cannot be rewritten; release it --as original, or drop it"
-                    .into(),
-            );
-        }
-        Route::Refuse(Refused::Unsafe(why)) => {
-            return Err(format!("{why}; release it --as original, or drop it"));
-        }
-        Route::Refuse(Refused::OpenList) | Route::Hold => {
-            unreachable!("a release plans bcc, split or the original")
-        }
-    };
-    let tls = upstream::connector(&cfg.upstream).map_err(|e| e.to_string())?;
-    let mut up = upstream::connect(&cfg.upstream, tls.as_ref())
-        .await
-        .map_err(|e| e.to_string())?;
-    let msg = &held.message[..];
-    let received = held.received.as_bytes();
-    let result = match body {
-        Some(body) => one_transaction(&mut up, held, &body.parts(received, msg)).await,
-        None => {
-            let splitter = Splitter::new(&cfg.policy, &decision, msg, &held.mail_from);
-            let copies: Vec<_> = held
-                .rcpts
-                .iter()
-                .map(|(rcpt, _)| splitter.copy(Some(rcpt)))
-                .collect();
-            split(&mut up, held, &copies, received, msg).await
-        }
-    };
-    up.quit().await;
-    result
-}
-
-/// MAIL, every RCPT, DATA: recipients upstream refuses are left out, as a
-/// client's transaction would go on without them.
-async fn one_transaction(
-    up: &mut Upstream,
-    held: &Held,
-    parts: &[&[u8]],
-) -> Result<Released, String> {
-    let r = up.mail(&held.mail_from, &held.mail_params);
-    if !r.is_positive() {
-        return Err(r.summary());
-    }
-    let mut refused = Vec::new();
-    for (rcpt, params) in &held.rcpts {
-        let r = up.rcpt(rcpt, params).await.map_err(|e| e.to_string())?;
-        if !r.is_positive() {
-            refused.push(format!("<{rcpt}>: {}", r.summary()));
-        }
-    }
-    let total = held.rcpts.len();
-    if refused.len() == total {
-        let _ = up.rset().await;
-        // A refused MAIL shows here too, as the answer to every RCPT.
-        return Err(format!(
-            "upstream refused all {total} recipients: {}",
-            refused.first().map_or("", String::as_str)
-        ));
-    }
-    let r = up.data(parts).await.map_err(|e| e.to_string())?;
-    if !r.is_positive() {
-        return Err(r.summary());
-    }
-    Ok(Released {
-        summary: format!(
-            "{} of {total} recipients accepted; upstream: {}",
-            total - refused.len(),
-            r.summary()
-        ),
-        refused,
-    })
-}
-
-/// One transaction per recipient, each copy showing only its own address.
-async fn split(
-    up: &mut Upstream,
-    held: &Held,
-    copies: &[rewrite::Rewritten],
-    received: &[u8],
-    msg: &[u8],
-) -> Result<Released, String> {
-    let mut refused = Vec::new();
-    for ((rcpt, params), rw) in held.rcpts.iter().zip(copies) {
-        let parts = [received, &rw.head[..], &msg[rw.rest..]];
-        match up
-            .send_copy(&held.mail_from, &held.mail_params, rcpt, params, &parts)
-            .await
-        {
-            Ok(r) if r.is_positive() => {}
-            Ok(r) => refused.push(format!("<{rcpt}>: {}", r.summary())),
-            Err(e) => refused.push(format!("<{rcpt}>: {e}")),
-        }
-    }
-    let total = held.rcpts.len();
-    if refused.len() == total {
-        return Err(format!("upstream accepted none of the {total} copies"));
-    }
-    Ok(Released {
-        summary: format!(
-            "{} of {total} separate copies accepted",
-            total - refused.len()
-        ),
-        refused,
-    })
 }

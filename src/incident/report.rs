@@ -7,424 +7,168 @@
 //! draft fills in what the guard knows (what, when, how many, which
 //! measure) and marks with `[TODO]` what only people can judge (the
 //! context of the mail, the risk, whether to tell the people affected).
-
-use std::fmt::Write as _;
+//!
+//! The text is the embedded `report/de.txt` and `report/en.txt`, with
+//! `{placeholders}` like the notices' templates ([`crate::templates`]);
+//! this module computes the values. Built in only: an override would need
+//! a format of its own (the parts, no subject) and a set of placeholders
+//! that `bccguard check` could validate, for a draft people edit anyway.
 
 use crate::config::Config;
-use crate::incident::notify::{Lang, deadline, rfc3339};
+use crate::incident::notify::{ART33_DEADLINE, Lang, deadline, rfc3339};
 use crate::incident::store::{Class, Incident, Step};
 
 pub use crate::config::authorities::{AUTHORITIES, Authority, DIRECTORY_DATE, authority};
 
-/// Where the BfDI is competent instead of the Land's authority.
-fn bfdi_note(lang: Lang) -> &'static str {
+/// The draft's text in `lang`. The file is the draft itself up to its
+/// first `%% name` line, then the parts only some incidents show, each
+/// from its `%% name` line to the next: one file per language, so a
+/// translator sees every sentence of the draft in one place.
+fn text(lang: Lang) -> &'static str {
     match lang {
-        Lang::De => {
-            "Hinweis: Zuständig ist statt der Landesbehörde die BfDI (incidents.authority: BUND) für öffentliche Stellen des Bundes (§ 9 BDSG) und für Unternehmen, soweit sie Telekommunikationsdienste (§ 29 TDDDG) oder Postdienste (PostG) erbringen. Bayerische öffentliche Stellen melden dem BayLfD (BY-PUBLIC), nicht dem BayLDA."
-        }
-        Lang::En => {
-            "Note: the federal authority (BfDI, incidents.authority: BUND) is competent instead of the Land's authority for federal public bodies (§ 9 BDSG) and for companies as far as they provide telecommunications services (§ 29 TDDDG) or postal services (PostG). Bavarian public bodies report to the BayLfD (BY-PUBLIC), not the BayLDA."
+        Lang::De => include_str!("report/de.txt"),
+        Lang::En => include_str!("report/en.txt"),
+    }
+}
+
+/// The draft's frame: everything before the first part.
+fn frame(lang: Lang) -> &'static str {
+    let t = text(lang);
+    t.find("\n%% ").map_or(t, |end| &t[..=end])
+}
+
+/// The part `name`: its lines, without the newline after the last (the
+/// frame's placeholder line brings its own).
+fn part(lang: Lang, name: &str) -> &'static str {
+    let t = text(lang);
+    let marker = format!("\n%% {name}\n");
+    // The parts are the embedded files' own, tested for both languages.
+    let start = t.find(&marker).map_or(t.len(), |i| i + marker.len());
+    let rest = &t[start..];
+    let end = rest
+        .find("\n%% ")
+        .unwrap_or(rest.trim_end_matches('\n').len());
+    &rest[..end]
+}
+
+/// Fills `{name}` with its value in one pass: a value is never searched
+/// for placeholders itself, so a subject reading "{id}" stays as it is.
+/// Unknown names are left as written.
+fn fill(text: &str, vars: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let value = after.find('}').and_then(|close| {
+            let (_, v) = vars.iter().find(|(k, _)| *k == &after[..close])?;
+            Some((close, v))
+        });
+        match value {
+            Some((close, v)) => {
+                out.push_str(v);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
         }
     }
+    out.push_str(rest);
+    out
+}
+
+/// Section 0: the class, and for a disclosure the Art. 33 deadline and
+/// how it stands at `now`.
+fn class_section(i: &Incident, now: i64, lang: Lang) -> String {
+    let Some(d) = deadline(i) else {
+        return part(lang, "prevented").to_string();
+    };
+    let head = fill(
+        part(lang, "disclosed"),
+        &[
+            ("aware", rfc3339(d - ART33_DEADLINE)),
+            ("deadline", rfc3339(d)),
+        ],
+    );
+    let left = if now > d {
+        part(lang, "overdue").to_string()
+    } else {
+        fill(
+            part(lang, "time_left"),
+            &[("hours", ((d - now) / 3600).to_string())],
+        )
+    };
+    format!("{head}\n{left}")
+}
+
+/// Section 1: the authority from bccguard's directory, or what to set.
+fn authority_section(cfg: &Config, lang: Lang) -> String {
+    match cfg.incidents.authority {
+        Some(a) => fill(
+            part(lang, "authority"),
+            &[
+                ("name", a.name.to_string()),
+                ("postal", a.postal.to_string()),
+                ("email", a.email.to_string()),
+                ("web", a.web.to_string()),
+                ("date", DIRECTORY_DATE.to_string()),
+            ],
+        ),
+        None => part(lang, "no_authority").to_string(),
+    }
+}
+
+/// Section 8's measures taken: the steps in the register.
+fn taken(steps: &[Step], lang: Lang) -> String {
+    let mut out = part(lang, "taken").to_string();
+    for s in steps {
+        out.push_str(&format!(
+            "\n- {} {} ({}): {}",
+            s.time, s.step, s.actor, s.detail
+        ));
+    }
+    out
 }
 
 /// The draft, as plain text (Markdown-friendly).
 pub fn draft(cfg: &Config, i: &Incident, steps: &[Step], now: i64, lang: Lang) -> String {
-    let de = lang == Lang::De;
-    let tr = |d: &'static str, e: &'static str| if de { d } else { e };
     let r = &i.record;
-    let todo = "[TODO]";
-    let or_todo = |s: &str| {
-        if s.is_empty() {
-            todo.to_string()
-        } else {
-            s.to_string()
-        }
-    };
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "{}",
-        tr(
-            "# ENTWURF: Meldung einer Verletzung des Schutzes personenbezogener Daten (Art. 33 DSGVO)",
-            "# DRAFT: notification of a personal data breach (GDPR Art. 33)",
-        )
-    );
-    let _ = writeln!(
-        o,
-        "{} {} ({}: {}). {}\n",
-        tr("Erstellt von bccguard am", "Generated by bccguard on"),
-        rfc3339(now),
-        tr("Vorfall", "incident"),
-        r.id,
-        tr(
-            "Alle mit [TODO] markierten Punkte prüfen und ergänzen, bevor die Meldung abgeht; die meisten Behörden bieten dafür ein Online-Formular an, dessen Fragen dieser Entwurf beantwortet.",
-            "Check and complete every item marked [TODO] before sending; most authorities offer an online form whose questions this draft answers.",
-        )
-    );
-
-    let _ = writeln!(
-        o,
-        "## 0. {}",
-        tr("Einstufung und Frist", "Class and deadline")
-    );
-    match deadline(i) {
-        Some(d) => {
-            let aware = d - crate::incident::notify::ART33_DEADLINE;
-            let _ = writeln!(
-                o,
-                "- {}: disclosed ({})",
-                tr("Einstufung", "Class"),
-                tr(
-                    "personenbezogene Daten wurden offengelegt",
-                    "personal data was disclosed"
-                )
-            );
-            let _ = writeln!(
-                o,
-                "- {}: {}",
-                tr("Kenntnis des Verantwortlichen", "Controller aware since"),
-                rfc3339(aware)
-            );
-            let _ = writeln!(
-                o,
-                "- {}: **{}** ({})",
-                tr("Frist", "Deadline"),
-                rfc3339(d),
-                tr(
-                    "Kenntnis + 72 Stunden, Art. 33 Abs. 1",
-                    "awareness + 72 hours, Art. 33(1)"
-                )
-            );
-            if now > d {
-                let _ = writeln!(
-                    o,
-                    "- {} {}",
-                    tr(
-                        "Frist überschritten: die Meldung muss die Gründe für die Verzögerung nennen (Art. 33 Abs. 1 Satz 2).",
-                        "Deadline passed: the notification must give the reasons for the delay (Art. 33(1), second sentence)."
-                    ),
-                    todo
-                );
-            } else {
-                let _ = writeln!(
-                    o,
-                    "- {}: {} h",
-                    tr("Verbleibend", "Time left"),
-                    (d - now) / 3600
-                );
-            }
-        }
-        None => {
-            let _ = writeln!(
-                o,
-                "- {}: prevented. {}",
-                tr("Einstufung", "Class"),
-                tr(
-                    "Der Guard hat die Offenlegung verhindert; voraussichtlich kein Risiko für die Betroffenen, daher keine Meldepflicht (Art. 33 Abs. 1). Der Vorfall ist dennoch zu dokumentieren (Art. 33 Abs. 5): dieser Entwurf kann dafür dienen.",
-                    "The guard prevented the disclosure; unlikely to result in a risk to the people concerned, so no notification is due (Art. 33(1)). It must still be documented (Art. 33(5)): this draft can serve for that.",
-                )
-            );
-        }
-    }
-
-    let _ = writeln!(
-        o,
-        "\n## 1. {}",
-        tr(
-            "Zuständige Aufsichtsbehörde",
-            "Competent supervisory authority"
-        )
-    );
-    match cfg.incidents.authority {
-        Some(a) => {
-            let _ = writeln!(
-                o,
-                "{}\n{}\n{}: {}\n{}",
-                a.name,
-                a.postal,
-                tr("E-Mail", "E-mail"),
-                a.email,
-                a.web
-            );
-            let _ = writeln!(
-                o,
-                "({} {DIRECTORY_DATE}; {})",
-                tr(
-                    "Verzeichnis von bccguard, Stand",
-                    "bccguard's directory as of"
-                ),
-                tr("vor dem Versand prüfen", "verify before sending")
-            );
-        }
-        None => {
-            let _ = writeln!(
-                o,
-                "{todo} {}",
-                tr(
-                    "incidents.authority in policy.yaml setzen (z. B. NW).",
-                    "set incidents.authority in policy.yaml (e.g. NW)."
-                )
-            );
-        }
-    }
-    let _ = writeln!(o, "{}", bfdi_note(lang));
-
     let c = &cfg.incidents.controller;
-    let _ = writeln!(
-        o,
-        "\n## 2. {}",
-        tr(
-            "Verantwortlicher und meldende Person (Art. 33 Abs. 3 lit. b)",
-            "Controller and reporting person (Art. 33(3)(b))"
-        )
-    );
-    let _ = writeln!(
-        o,
-        "- {}: {}",
-        tr("Verantwortlicher", "Controller"),
-        or_todo(&c.name)
-    );
-    let _ = writeln!(
-        o,
-        "- {}: {}",
-        tr("Anschrift", "Address"),
-        or_todo(&c.address)
-    );
-    let _ = writeln!(
-        o,
-        "- {}: {}",
-        tr("Datenschutzbeauftragte(r)", "Data protection officer"),
-        or_todo(&c.dpo)
-    );
-    let _ = writeln!(
-        o,
-        "- {}: {}",
-        tr("Meldende Person", "Reporting person"),
-        or_todo(&c.reporting_person)
-    );
-    let _ = writeln!(
-        o,
-        "- {}: {} {todo}",
-        tr("Art der Meldung", "Type of report"),
-        tr(
-            "Erstmeldung (Nachmeldung möglich, Art. 33 Abs. 4)",
-            "initial report (further information may follow, Art. 33(4))"
-        )
-    );
-
-    let sender = r.header_from.clone().unwrap_or_else(|| r.mail_from.clone());
-    let subject = r.subject.clone().unwrap_or_default();
-    let _ = writeln!(
-        o,
-        "\n## 3. {}",
-        tr(
-            "Was ist geschehen (Art. 33 Abs. 3 lit. a)",
-            "What happened (Art. 33(3)(a))"
-        )
-    );
-    let _ = writeln!(
-        o,
-        "{}",
-        if de {
-            format!(
-                "Eine E-Mail mit {} externen Empfängeradressen (aus {} Domains) für jeden Empfänger sichtbar in den Adresszeilen (\"offener Verteiler\"): jeder Empfänger kann die Adressen aller anderen sehen. Art: Verletzung der Vertraulichkeit (unbefugte Offenlegung), Fehlversand durch eine Person, kein Angriff.",
-                r.visible_external, r.external_domains
-            )
-        } else {
-            format!(
-                "An e-mail with {} external recipient addresses (in {} domains) visible to every recipient in its address headers (an \"open distribution list\"): every recipient can see the addresses of all the others. Type: breach of confidentiality (unauthorised disclosure), a human error in sending, not an attack.",
-                r.visible_external, r.external_domains
-            )
-        }
-    );
-    let _ = writeln!(o, "- {}: {sender}", tr("Absender", "Sender"));
-    let _ = writeln!(o, "- {}: \"{subject}\"", tr("Betreff", "Subject"));
-    let _ = writeln!(
-        o,
-        "- {}: {} ({}: {}, {} {})",
-        tr("Maßnahme des Guards", "The guard's action"),
-        r.action,
-        tr("Ergebnis", "outcome"),
-        r.outcome,
-        tr("Regel", "rule"),
-        r.rule
-    );
-    let _ = writeln!(o, "- {}: {}", tr("Schwelle", "Threshold"), r.threshold);
-
-    let _ = writeln!(o, "\n## 4. {}", tr("Zeitpunkte", "Times"));
-    let _ = writeln!(
-        o,
-        "- {}: {}",
-        tr("Vorfall (Versand)", "Incident (sending)"),
-        i.disclosed_at.map_or(r.time.clone(), rfc3339)
-    );
-    let _ = writeln!(
-        o,
-        "- {}: {} ({})",
-        tr("Kenntnis", "Awareness"),
-        rfc3339(i.disclosed_at.unwrap_or(i.recorded_at).max(i.recorded_at)),
-        tr(
-            "automatisch erkannt durch den Ausgangs-Mail-Guard",
-            "detected automatically by the outbound-mail guard"
-        )
-    );
-
-    let _ = writeln!(
-        o,
-        "\n## 5. {}",
-        tr(
-            "Kategorien personenbezogener Daten",
-            "Categories of personal data"
-        )
-    );
-    let _ = writeln!(
-        o,
-        "- {}: {} {}, {} {}",
-        tr("E-Mail-Adressen", "E-mail addresses"),
-        r.visible_external,
-        tr("extern", "external"),
-        r.visible_internal,
-        tr("intern", "internal")
-    );
-    let _ = writeln!(
-        o,
-        "- {}: {}",
-        tr(
-            "Namen (Anzeigenamen sichtbar bei)",
-            "Names (display names visible for)"
+    let or_todo = |s: &str| if s.is_empty() { "[TODO]" } else { s }.to_string();
+    let aware = i.disclosed_at.unwrap_or(i.recorded_at).max(i.recorded_at);
+    let vars = [
+        ("now", rfc3339(now)),
+        ("id", r.id.clone()),
+        ("class", class_section(i, now, lang)),
+        ("authority", authority_section(cfg, lang)),
+        ("controller", or_todo(&c.name)),
+        ("address", or_todo(&c.address)),
+        ("dpo", or_todo(&c.dpo)),
+        ("reporting_person", or_todo(&c.reporting_person)),
+        ("visible_external", r.visible_external.to_string()),
+        ("external_domains", r.external_domains.to_string()),
+        (
+            "sender",
+            r.header_from.clone().unwrap_or_else(|| r.mail_from.clone()),
         ),
-        r.display_names
-    );
-    let _ = writeln!(
-        o,
-        "- {todo} {}",
-        tr(
-            "Lässt der Zusammenhang (Betreff, Absender, Inhalt) mehr erkennen, z. B. dass alle Empfänger Patienten, Mandanten, Bewerber sind? Dann ggf. besondere Kategorien (Art. 9).",
-            "Does the context (subject, sender, content) reveal more, e.g. that all recipients are patients, clients, applicants? Then possibly special categories (Art. 9)."
-        )
-    );
-
-    let _ = writeln!(
-        o,
-        "\n## 6. {}",
-        tr(
-            "Betroffene Personen: Kategorien und ungefähre Zahl",
-            "People concerned: categories and approximate number"
-        )
-    );
-    let _ = writeln!(
-        o,
-        "- {}: {} {todo}",
-        tr("Zahl", "Number"),
-        if de {
-            format!(
-                "ca. {} (die externen Empfänger, deren Adressen sichtbar waren)",
-                r.visible_external
-            )
-        } else {
-            format!(
-                "about {} (the external recipients whose addresses were visible)",
-                r.visible_external
-            )
-        }
-    );
-    let _ = writeln!(
-        o,
-        "- {}: {} {}",
-        tr("Datensätze", "Records"),
-        r.visible_external,
-        if de {
-            format!(
-                "Adressen, jede offengelegt gegenüber bis zu {} weiteren Empfängern",
-                r.envelope_recipients.saturating_sub(1)
-            )
-        } else {
-            format!(
-                "addresses, each disclosed to up to {} other recipients",
-                r.envelope_recipients.saturating_sub(1)
-            )
-        }
-    );
-    let _ = writeln!(
-        o,
-        "- {}: {todo}",
-        tr(
-            "Kategorie (Kunden, Patienten, Mitglieder, Beschäftigte ...)",
-            "Category (customers, patients, members, employees ...)"
-        )
-    );
-
-    let _ = writeln!(
-        o,
-        "\n## 7. {}",
-        tr(
-            "Wahrscheinliche Folgen (Art. 33 Abs. 3 lit. c)",
-            "Likely consequences (Art. 33(3)(c))"
-        )
-    );
-    let _ = writeln!(
-        o,
-        "{}",
-        tr(
-            "- Die Empfänger erfahren, wer noch zum Kreis gehört (z. B. wer Patient oder Kunde ist).\n- Die Adressen können für Spam, Phishing und Social Engineering genutzt werden.\n- Je nach Zusammenhang: Bloßstellung, Diskriminierung, Rufschaden.\n- [TODO] Risikobewertung: gering / Risiko / hohes Risiko.",
-            "- The recipients learn who else belongs to the group (e.g. who is a patient or customer).\n- The addresses can be used for spam, phishing and social engineering.\n- Depending on the context: exposure, discrimination, damage to reputation.\n- [TODO] Risk assessment: low / risk / high risk.",
-        )
-    );
-
-    let _ = writeln!(
-        o,
-        "\n## 8. {}",
-        tr(
-            "Ergriffene und geplante Maßnahmen (Art. 33 Abs. 3 lit. d)",
-            "Measures taken and proposed (Art. 33(3)(d))"
-        )
-    );
-    let _ = writeln!(
-        o,
-        "{}",
-        tr(
-            "Ergriffen (aus dem Vorfallverzeichnis des Guards):",
-            "Taken (from the guard's incident register):"
-        )
-    );
-    for s in steps {
-        let _ = writeln!(o, "- {} {} ({}): {}", s.time, s.step, s.actor, s.detail);
-    }
-    let _ = writeln!(
-        o,
-        "{}",
-        tr(
-            "Geplant [TODO]:\n- Empfänger bitten, die Nachricht zu löschen und die Adressen nicht zu verwenden.\n- Für diesen Absender policy.action bcc, split oder hold setzen (Regel in policy.yaml).\n- Die Beschäftigten erneut unterweisen.",
-            "Proposed [TODO]:\n- Ask the recipients to delete the message and not to use the addresses.\n- Set policy.action to bcc, split or hold for this sender (a rule in policy.yaml).\n- Instruct the staff again.",
-        )
-    );
-
-    let _ = writeln!(
-        o,
-        "\n## 9. {}",
-        tr(
-            "Benachrichtigung der Betroffenen (Art. 34)",
-            "Communication to the people concerned (Art. 34)"
-        )
-    );
-    let _ = writeln!(
-        o,
-        "{}",
-        tr(
-            "Erforderlich bei voraussichtlich hohem Risiko (Art. 34 Abs. 1), nicht wenn Art. 34 Abs. 3 greift. Wenn ja: jede Person einzeln benachrichtigen, nie wieder mit offenem Verteiler (über den Guard mit action: split), mit Art der Verletzung, Kontakt der/des DSB, wahrscheinlichen Folgen und Maßnahmen (Art. 34 Abs. 2). Entscheidung: [TODO]",
-            "Required when the risk is likely to be high (Art. 34(1)), not when Art. 34(3) applies. If so: tell each person individually, never again in an open list (send it through the guard with action: split), with the nature of the breach, the DPO's contact, the likely consequences and the measures (Art. 34(2)). Decision: [TODO]",
-        )
-    );
-    let _ = writeln!(
-        o,
-        "\n{}",
-        tr(
-            "Die Empfängeradressen stehen bewusst nicht in diesem Entwurf; der Verantwortliche kann sie der Behörde auf Anfrage nennen.",
-            "The recipient addresses are deliberately not in this draft; the controller can give them to the authority on request.",
-        )
-    );
-    o
+        ("subject", r.subject.clone().unwrap_or_default()),
+        ("action", r.action.clone()),
+        ("outcome", r.outcome.clone()),
+        ("rule", r.rule.clone()),
+        ("threshold", r.threshold.to_string()),
+        ("sent", i.disclosed_at.map_or(r.time.clone(), rfc3339)),
+        ("aware", rfc3339(aware)),
+        ("visible_internal", r.visible_internal.to_string()),
+        ("display_names", r.display_names.to_string()),
+        (
+            "others",
+            r.envelope_recipients.saturating_sub(1).to_string(),
+        ),
+        ("taken", taken(steps, lang)),
+    ];
+    fill(frame(lang), &vars)
 }
 
 /// One line per incident for `bccguard incident list`.
@@ -460,6 +204,68 @@ pub fn class_matches(i: &Incident, class: Option<Class>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PARTS: [&str; 7] = [
+        "disclosed",
+        "overdue",
+        "time_left",
+        "prevented",
+        "authority",
+        "no_authority",
+        "taken",
+    ];
+
+    fn incident(class: Class, subject: &str) -> Incident {
+        let mut i = crate::incident::store::sample(class, None);
+        i.record.subject = Some(subject.into());
+        i
+    }
+
+    #[test]
+    fn every_part_is_in_both_languages_and_every_placeholder_is_filled() {
+        let cfg = Config::from_yaml(
+            "upstream:\n  maildir: ./o\nincidents:\n  authority: NW\n",
+            "t",
+        )
+        .unwrap();
+        let step = Step {
+            time: "2021-03-01T10:00:00Z".into(),
+            actor: "bccguard".into(),
+            step: "recorded".into(),
+            detail: "monitor".into(),
+        };
+        for lang in [Lang::De, Lang::En] {
+            for name in PARTS {
+                let p = part(lang, name);
+                assert!(!p.is_empty() && !p.contains("%%"), "{lang:?} {name}: {p:?}");
+            }
+            for (class, now) in [(Class::Disclosed, 0), (Class::Disclosed, i64::MAX)] {
+                let text = draft(
+                    &cfg,
+                    &incident(class, "Termine"),
+                    std::slice::from_ref(&step),
+                    now,
+                    lang,
+                );
+                assert!(!text.contains(['{', '}', '%']), "{lang:?}:\n{text}");
+                assert!(text.ends_with("request.\n") || text.ends_with("nennen.\n"));
+            }
+            let text = draft(&cfg, &incident(Class::Prevented, "Termine"), &[], 0, lang);
+            assert!(!text.contains(['{', '}', '%']), "{lang:?}:\n{text}");
+        }
+    }
+
+    #[test]
+    fn values_are_not_searched_for_placeholders() {
+        let cfg = Config::from_yaml("upstream:\n  maildir: ./o\n", "t").unwrap();
+        let i = incident(Class::Prevented, "Termine {id} {sender}");
+        let text = draft(&cfg, &i, &[], 0, Lang::En);
+        assert!(
+            text.contains("- Subject: \"Termine {id} {sender}\"\n"),
+            "{text}"
+        );
+        assert_eq!(fill("{a}{b}{", &[("a", "{b}".into())]), "{b}{b}{");
+    }
 
     #[test]
     fn the_directory_has_every_land_once_and_the_bfdi() {

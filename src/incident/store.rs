@@ -254,6 +254,45 @@ pub enum StoreError {
     Task(String),
 }
 
+/// An incident as the workflow's unit tests use it: 1494 external
+/// addresses in 37 domains, no subject, sent by alice, recorded (and if
+/// disclosed, disclosed) at 2021-03-01T10:00:00Z; `hold` for a held one.
+#[cfg(test)]
+pub(crate) fn sample(class: Class, hold: Option<HoldState>) -> Incident {
+    let record = Record {
+        id: "01ABC".into(),
+        time: "2021-03-01T10:00:00Z".into(),
+        action: if hold.is_some() { "hold" } else { "monitor" }.into(),
+        class: class.as_str().into(),
+        rule: "default".into(),
+        client_ip: "192.0.2.1".into(),
+        auth_user: Some("alice".into()),
+        mail_from: "alice@example.org".into(),
+        header_from: None,
+        message_id: None,
+        subject: None,
+        visible_external: 1494,
+        visible_internal: 0,
+        external_domains: 37,
+        display_names: 0,
+        visible_attached: 0,
+        visible_seen: Default::default(),
+        envelope_recipients: 1494,
+        size: 1,
+        threshold: 10,
+        reason: "over threshold".into(),
+        outcome: "delivered".into(),
+        queue_id: "01ABC".into(),
+    };
+    Incident {
+        record,
+        class,
+        disclosed_at: (class == Class::Disclosed).then_some(1_614_592_800),
+        recorded_at: 1_614_592_800,
+        hold,
+    }
+}
+
 /// Runs a store call on the blocking pool (SQLite does file I/O and
 /// fsyncs; the runtime's worker threads must not wait for that).
 pub async fn call<T, F>(store: &std::sync::Arc<dyn Store>, f: F) -> Result<T, StoreError>

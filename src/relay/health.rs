@@ -18,6 +18,7 @@
 //! just the same (README, "Running a fleet").
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,9 +36,57 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest response head `bccguard health` reads (status line only needed).
 const PROBE_MAX_RESPONSE: usize = 4096;
 
+/// Why the guard cannot take mail now; renders as the 503 body.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    /// Shutting down: new sessions belong on another replica.
+    #[error("not ready\ndraining: shutting down\n{policy}\n")]
+    Draining {
+        /// The policy line of the report.
+        policy: String,
+    },
+    /// The destination cannot take mail.
+    #[error("not ready\n{policy}\n{down}\n")]
+    Destination {
+        /// The policy line of the report.
+        policy: String,
+        /// Why the destination cannot take mail.
+        down: Down,
+    },
+}
+
+/// Why the destination cannot take mail: one line of the report.
+#[derive(Debug, thiserror::Error)]
+pub enum Down {
+    /// The TCP connect to the upstream failed.
+    #[error("upstream: {addr} unreachable: {error}")]
+    Refused {
+        /// `upstream.address`.
+        addr: String,
+        /// The connect's error.
+        error: std::io::Error,
+    },
+    /// No SYN-ACK within the wait.
+    #[error("upstream: {addr} unreachable: no TCP connect within {wait:?}")]
+    Timeout {
+        /// `upstream.address`.
+        addr: String,
+        /// How long the check waited.
+        wait: Duration,
+    },
+    /// The Maildir's `tmp/` takes no file.
+    #[error("maildir: {} not writable: {error}", root.display())]
+    NotWritable {
+        /// `upstream.maildir`.
+        root: PathBuf,
+        /// The write's error.
+        error: std::io::Error,
+    },
+}
+
 /// Whether the guard can take mail now, with a human-readable report
 /// (`Ok`: 200, `Err`: 503).
-pub async fn readiness(config: &Config, draining: bool) -> Result<String, String> {
+pub async fn readiness(config: &Config, draining: bool) -> Result<String, NotReady> {
     let policy = format!(
         "policy: loaded (threshold {}, action {}, {} rule(s))",
         config.policy.max_external_recipients,
@@ -45,20 +94,21 @@ pub async fn readiness(config: &Config, draining: bool) -> Result<String, String
         config.policy.rules.len()
     );
     if draining {
-        return Err(format!("not ready\ndraining: shutting down\n{policy}\n"));
+        return Err(NotReady::Draining { policy });
     }
     match destination(config).await {
         Ok(line) => Ok(format!("ready\n{policy}\n{line}\n")),
-        Err(line) => Err(format!("not ready\n{policy}\n{line}\n")),
+        Err(down) => Err(NotReady::Destination { policy, down }),
     }
 }
 
 /// One line about the destination; `Err` if it cannot take mail.
-async fn destination(config: &Config) -> Result<String, String> {
+async fn destination(config: &Config) -> Result<String, Down> {
     match &config.upstream.target {
         UpstreamTarget::Smtp(addr) => {
             let wait = READY_CONNECT_TIMEOUT.min(config.upstream.connect_timeout);
             let started = Instant::now();
+            let addr = addr.clone();
             match tokio::time::timeout(wait, TcpStream::connect(addr.as_str())).await {
                 // Dropping the stream closes it: no SMTP is spoken, so the
                 // upstream logs at most a connect/disconnect pair.
@@ -66,15 +116,16 @@ async fn destination(config: &Config) -> Result<String, String> {
                     "upstream: {addr} reachable ({} ms)",
                     started.elapsed().as_millis()
                 )),
-                Ok(Err(e)) => Err(format!("upstream: {addr} unreachable: {e}")),
-                Err(_) => Err(format!(
-                    "upstream: {addr} unreachable: no TCP connect within {wait:?}"
-                )),
+                Ok(Err(error)) => Err(Down::Refused { addr, error }),
+                Err(_) => Err(Down::Timeout { addr, wait }),
             }
         }
         UpstreamTarget::Maildir(root) => match maildir_writable(root).await {
             Ok(()) => Ok(format!("maildir: {} writable", root.display())),
-            Err(e) => Err(format!("maildir: {} not writable: {e}", root.display())),
+            Err(error) => Err(Down::NotWritable {
+                root: root.clone(),
+                error,
+            }),
         },
     }
 }
@@ -179,10 +230,13 @@ mod tests {
             ),
             "{ok}"
         );
-        let draining = readiness(&c, true).await.expect_err("draining");
+        let draining = readiness(&c, true).await.expect_err("draining").to_string();
         assert!(draining.contains("draining"), "{draining}");
         drop(listener);
-        let gone = readiness(&c, false).await.expect_err("unreachable");
+        let gone = readiness(&c, false)
+            .await
+            .expect_err("unreachable")
+            .to_string();
         assert!(
             gone.contains(&format!("upstream: {addr} unreachable")),
             "{gone}"
@@ -204,7 +258,10 @@ mod tests {
             "upstream:\n  maildir: \"{}\"\n",
             blocked.display()
         ));
-        let err = readiness(&c, false).await.expect_err("not writable");
+        let err = readiness(&c, false)
+            .await
+            .expect_err("not writable")
+            .to_string();
         assert!(err.contains("not writable"), "{err}");
     }
 }

@@ -50,6 +50,6 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     match crate::relay::health::readiness(&shared.config(), shared.is_draining()).await {
         Ok(report) => (StatusCode::OK, TEXT, report),
-        Err(report) => (StatusCode::SERVICE_UNAVAILABLE, TEXT, report),
+        Err(not_ready) => (StatusCode::SERVICE_UNAVAILABLE, TEXT, not_ready.to_string()),
     }
 }

@@ -3,6 +3,8 @@
 //! upstream's TLS and service-account settings, else (a trial set-up with
 //! `upstream.maildir`) into the Maildir like any other mail.
 
+use std::path::{Path, PathBuf};
+
 use lettre::address::Envelope;
 use lettre::message::Mailbox;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
@@ -46,11 +48,53 @@ pub struct Outgoing {
     pub body: String,
 }
 
+/// Why a mail of the guard's own did not go out; the outbox retries it.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// `incidents.from` is no mailbox.
+    #[error("incidents.from: {0}")]
+    From(lettre::address::AddressError),
+    /// lettre could not build the message.
+    #[error(transparent)]
+    Message(lettre::error::Error),
+    /// lettre could not build the envelope.
+    #[error(transparent)]
+    Envelope(lettre::error::Error),
+    /// The SMTP address is not `host:port`.
+    #[error("{0:?} is not host:port")]
+    Address(String),
+    /// `upstream.ca` could not be read.
+    #[error("{}: {error}", path.display())]
+    CaFile {
+        /// `upstream.ca`.
+        path: PathBuf,
+        /// The read's error.
+        error: std::io::Error,
+    },
+    /// `upstream.ca` holds something that is not a PEM certificate.
+    #[error("{}: {error}", path.display())]
+    CaPem {
+        /// `upstream.ca`.
+        path: PathBuf,
+        /// The parser's objection.
+        error: rustls_pki_types::pem::Error,
+    },
+    /// The TLS set-up, the connection or the SMTP exchange failed.
+    #[error(transparent)]
+    Smtp(#[from] lettre::transport::smtp::Error),
+    /// The Maildir (a trial set-up) could not be used.
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
+    /// The Maildir refused a copy, with its reply.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// Builds the message bytes.
-pub fn build(cfg: &Config, out: &Outgoing) -> Result<Message, String> {
+pub fn build(cfg: &Config, out: &Outgoing) -> Result<Message, MailError> {
     let from: Mailbox = format!("bccguard <{}>", cfg.incidents.from)
         .parse()
-        .map_err(|e| format!("incidents.from: {e}"))?;
+        .map_err(MailError::From)?;
     let mut b = Message::builder()
         .from(from)
         .subject(out.subject.clone())
@@ -66,14 +110,14 @@ pub fn build(cfg: &Config, out: &Outgoing) -> Result<Message, String> {
     for to in &out.to {
         b = b.to(Mailbox::new(None, to.clone()));
     }
-    b.body(out.body.clone()).map_err(|e| e.to_string())
+    b.body(out.body.clone()).map_err(MailError::Message)
 }
 
 /// Sends one mail; the error says why (for the retry and the register).
-pub async fn send(cfg: &Config, out: &Outgoing) -> Result<(), String> {
+pub async fn send(cfg: &Config, out: &Outgoing) -> Result<(), MailError> {
     let message = build(cfg, out)?;
     let envelope =
-        Envelope::new(out.envelope_from.clone(), out.to.clone()).map_err(|e| e.to_string())?;
+        Envelope::new(out.envelope_from.clone(), out.to.clone()).map_err(MailError::Envelope)?;
     let bytes = message.formatted();
     if let Some(smtp) = &cfg.incidents.smtp {
         let login = smtp
@@ -81,11 +125,8 @@ pub async fn send(cfg: &Config, out: &Outgoing) -> Result<(), String> {
             .as_ref()
             .map(|(u, p)| Credentials::new(u.clone(), p.0.clone()));
         let t = transport(cfg, &smtp.address, smtp.tls, None, true, None, login)?;
-        return t
-            .send_raw(&envelope, &bytes)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
+        t.send_raw(&envelope, &bytes).await?;
+        return Ok(());
     }
     let up = &cfg.upstream;
     match &up.target {
@@ -105,27 +146,20 @@ pub async fn send(cfg: &Config, out: &Outgoing) -> Result<(), String> {
                 up.tls_name.clone(),
                 login,
             )?;
-            t.send_raw(&envelope, &bytes)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            t.send_raw(&envelope, &bytes).await?;
+            Ok(())
         }
         UpstreamTarget::Maildir(_) => {
-            let mut m = crate::upstream::connect(up, None)
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut m = crate::upstream::connect(up, None).await?;
             let from = out
                 .envelope_from
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default();
             for to in &out.to {
-                let r = m
-                    .send_copy(&from, "", to.as_ref(), "", &[&bytes])
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let r = m.send_copy(&from, "", to.as_ref(), "", &[&bytes]).await?;
                 if !r.is_positive() {
-                    return Err(r.summary());
+                    return Err(MailError::Refused(r.summary()));
                 }
             }
             Ok(())
@@ -137,11 +171,11 @@ fn transport(
     cfg: &Config,
     address: &str,
     tls: UpstreamTls,
-    ca: Option<&std::path::Path>,
+    ca: Option<&Path>,
     verify: bool,
     tls_name: Option<String>,
     login: Option<Credentials>,
-) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
     let (host, port) = address
         .rsplit_once(':')
         .and_then(|(h, p)| {
@@ -150,7 +184,7 @@ fn transport(
                 p.parse::<u16>().ok()?,
             ))
         })
-        .ok_or_else(|| format!("{address:?} is not host:port"))?;
+        .ok_or_else(|| MailError::Address(address.to_string()))?;
     let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
         .port(port)
         .hello_name(ClientId::Domain(cfg.upstream.helo.clone()))
@@ -161,13 +195,11 @@ fn transport(
         if let Some(ca) = ca {
             // upstream.ca means "trust only these", as on the proxy path.
             p = p.certificate_store(CertificateStore::None);
-            let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-            for der in <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(&pem) {
-                let der = der.map_err(|e| format!("{}: {e}", ca.display()))?;
-                p = p.add_root_certificate(Certificate::from_der(der.to_vec()).map_err(|e| e.to_string())?);
+            for der in ca_certificates(ca)? {
+                p = p.add_root_certificate(Certificate::from_der(der)?);
             }
         }
-        let p = p.build_rustls().map_err(|e| e.to_string())?;
+        let p = p.build_rustls()?;
         b = b.tls(match tls {
             UpstreamTls::Tls => Tls::Wrapper(p),
             _ => Tls::Required(p),
@@ -177,4 +209,22 @@ fn transport(
         b = b.credentials(c);
     }
     Ok(b.build())
+}
+
+/// The DER certificates of the PEM file `ca`.
+fn ca_certificates(ca: &Path) -> Result<Vec<Vec<u8>>, MailError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read(ca).map_err(|error| MailError::CaFile {
+        path: ca.to_path_buf(),
+        error,
+    })?;
+    CertificateDer::pem_slice_iter(&pem)
+        .map(|der| {
+            der.map(|d| d.to_vec()).map_err(|error| MailError::CaPem {
+                path: ca.to_path_buf(),
+                error,
+            })
+        })
+        .collect()
 }

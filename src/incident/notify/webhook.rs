@@ -16,6 +16,44 @@ use tokio::net::TcpStream;
 
 pub use crate::config::Url;
 
+/// Why a POST got no status line; the outbox retries it.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The whole exchange took longer than `incidents.webhook_timeout`.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The TCP connect failed.
+    #[error("connect {host}:{port}: {error}")]
+    Connect {
+        /// The URL's host.
+        host: String,
+        /// The URL's port.
+        port: u16,
+        /// Why it failed.
+        error: std::io::Error,
+    },
+    /// `incidents.webhook_ca` could not be used.
+    #[error(transparent)]
+    TlsSetup(#[from] crate::net::tls::TlsSetupError),
+    /// The host is no name a certificate can be checked against.
+    #[error("{host}: {error}")]
+    ServerName {
+        /// The URL's host.
+        host: String,
+        /// rustls's objection.
+        error: rustls_pki_types::InvalidDnsNameError,
+    },
+    /// The TLS handshake failed (an untrusted certificate, most often).
+    #[error("TLS: {0}")]
+    Handshake(std::io::Error),
+    /// The connection broke while writing the request or reading the answer.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The answer's first line is not `HTTP/1.x NNN ...`.
+    #[error("not an HTTP status line: {0:?}")]
+    NotHttp(String),
+}
+
 /// POSTs `body` as JSON; returns the status code (2xx is success). The
 /// whole exchange may take `timeout` (`incidents.webhook_timeout`); https
 /// trusts `ca` (`incidents.webhook_ca`) or else the system store.
@@ -24,16 +62,20 @@ pub async fn post(
     body: &[u8],
     timeout: Duration,
     ca: Option<&Path>,
-) -> Result<u16, String> {
+) -> Result<u16, WebhookError> {
     tokio::time::timeout(timeout, post_inner(url, body, ca))
         .await
-        .map_err(|_| format!("no answer within {timeout:?}"))?
+        .map_err(|_| WebhookError::Timeout(timeout))?
 }
 
-async fn post_inner(url: &Url, body: &[u8], ca: Option<&Path>) -> Result<u16, String> {
+async fn post_inner(url: &Url, body: &[u8], ca: Option<&Path>) -> Result<u16, WebhookError> {
     let tcp = TcpStream::connect((url.host.as_str(), url.port))
         .await
-        .map_err(|e| format!("connect {}:{}: {e}", url.host, url.port))?;
+        .map_err(|error| WebhookError::Connect {
+            host: url.host.clone(),
+            port: url.port,
+            error,
+        })?;
     let mut head = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: bccguard/{}\r\nConnection: close\r\n\r\n",
         url.path,
@@ -44,35 +86,36 @@ async fn post_inner(url: &Url, body: &[u8], ca: Option<&Path>) -> Result<u16, St
     .into_bytes();
     head.extend_from_slice(body);
     if url.tls {
-        let connector = crate::net::tls::connector(ca, true).map_err(|e| e.to_string())?;
-        let name = rustls_pki_types::ServerName::try_from(url.host.clone())
-            .map_err(|e| format!("{}: {e}", url.host))?;
+        let connector = crate::net::tls::connector(ca, true)?;
+        let name = rustls_pki_types::ServerName::try_from(url.host.clone()).map_err(|error| {
+            WebhookError::ServerName {
+                host: url.host.clone(),
+                error,
+            }
+        })?;
         let stream = connector
             .connect(name, tcp)
             .await
-            .map_err(|e| format!("TLS: {e}"))?;
+            .map_err(WebhookError::Handshake)?;
         exchange(stream, &head).await
     } else {
         exchange(tcp, &head).await
     }
 }
 
-async fn exchange<S>(mut stream: S, request: &[u8]) -> Result<u16, String>
+async fn exchange<S>(mut stream: S, request: &[u8]) -> Result<u16, WebhookError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    stream.write_all(request).await.map_err(|e| e.to_string())?;
-    stream.flush().await.map_err(|e| e.to_string())?;
+    stream.write_all(request).await?;
+    stream.flush().await?;
     let mut line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut line)
-        .await
-        .map_err(|e| e.to_string())?;
+    BufReader::new(stream).read_line(&mut line).await?;
     // "HTTP/1.1 204 No Content"
     line.split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("not an HTTP status line: {:?}", line.trim_end()))
+        .ok_or_else(|| WebhookError::NotHttp(line.trim_end().to_string()))
 }
 
 #[cfg(test)]
