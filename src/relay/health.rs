@@ -15,7 +15,7 @@
 //! a load balancer prefers replicas that can deliver; when *every* replica
 //! loses the upstream they all turn unready together and clients see
 //! refused connections instead of `451 4.4.1`, which mail clients retry
-//! just the same (README, "Running a fleet").
+//! just the same (docs/operations.md, "Running a fleet").
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
