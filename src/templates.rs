@@ -197,19 +197,35 @@ fn placeholders(text: &str) -> Vec<&str> {
 }
 
 /// Fills the placeholders; values lose control characters so a Subject
-/// cannot grow header lines.
+/// cannot grow header lines. One pass over the template: a value is never
+/// read for placeholders itself, so a subject written `{id}` stays as the
+/// sender wrote it (filling one name after the other made that depend on
+/// the order of the map, which is random). An unknown `{name}` stays too.
 pub fn render(text: &str, vars: &HashMap<&str, String>, one_line: bool) -> String {
-    let mut out = text.to_string();
-    for (k, v) in vars {
-        let v = if one_line {
-            v.chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect()
-        } else {
-            v.clone()
-        };
-        out = out.replace(&format!("{{{k}}}"), &v);
+    let mut out = String::with_capacity(text.len() + 256);
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let value = after
+            .find('}')
+            .and_then(|close| Some((close, vars.get(&after[..close])?)));
+        match value {
+            Some((close, v)) => {
+                if one_line {
+                    out.extend(v.chars().map(|c| if c.is_control() { ' ' } else { c }));
+                } else {
+                    out.push_str(v);
+                }
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
     }
+    out.push_str(rest);
     out
 }
 
@@ -296,5 +312,24 @@ mod tests {
     fn values_cannot_add_header_lines() {
         let vars = HashMap::from([("subject", "a\r\nBcc: x@y".to_string())]);
         assert_eq!(render("S: {subject}", &vars, true), "S: a  Bcc: x@y");
+    }
+
+    #[test]
+    fn values_are_not_read_for_placeholders() {
+        // Filled one name after the other, `{id}` in the subject was
+        // replaced or not depending on the map's random order.
+        // Each map has its own random order: the old fill got this right
+        // only when it happened to fill the subject last (1 in 3).
+        for _ in 0..32 {
+            let vars = HashMap::from([
+                ("subject", "{id} and {count}".to_string()),
+                ("id", "01ABC".to_string()),
+                ("count", "12".to_string()),
+            ]);
+            assert_eq!(
+                render("{id}: {subject} ({count}, {unknown}, {", &vars, true),
+                "01ABC: {id} and {count} (12, {unknown}, {"
+            );
+        }
     }
 }
