@@ -93,7 +93,7 @@ impl Session {
                 reply
             }
             Err(e) => {
-                tracing::warn!(client = %self.peer, kind = e.kind(), error = %e, "upstream failure");
+                tracing::warn!(target: super::LOG_TARGET, client = %self.peer, kind = e.kind(), error = %e, "upstream failure");
                 self.shared.metrics.upstream_error(e.kind());
                 self.upstream = None;
                 self.tx = None;

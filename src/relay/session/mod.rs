@@ -20,8 +20,10 @@ mod channel;
 mod data;
 mod deliver;
 mod hello;
+mod incident;
 mod mail;
 mod rcpt;
+mod split;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -37,6 +39,11 @@ use crate::smtp::command::{self, Command, CommandError};
 use crate::smtp::refusal::Refusal;
 use crate::smtp::reply::{self, Reply};
 use crate::upstream::Upstream;
+
+/// The target of the session's own log lines, those written in `channel`
+/// too: it stays what it was when they all lived here, since
+/// `BCCGUARD_LOG` filters and log shippers select on it.
+const LOG_TARGET: &str = module_path!();
 
 /// Room for commands between messages: what an idle session keeps, so
 /// 1,000 idle sessions do not each hold a DATA-sized buffer.
