@@ -142,12 +142,17 @@ impl Session {
     }
 
     /// Sends the message upstream; upstream's final reply is the client's.
-    /// In lockstep the transaction is open upstream already; deferred, its
-    /// envelope goes with it ([`Session::relay_deferred`]).
+    /// How depends on the transaction's recipient mode.
     async fn relay_parts(&mut self, tx: &Transaction, parts: &[&[u8]], queue_id: &str) -> Reply {
-        if self.cfg.upstream.recipients == Recipients::Deferred {
-            return self.relay_deferred(tx, parts, queue_id).await;
+        match tx.recipients {
+            Recipients::Lockstep => self.relay_lockstep(parts).await,
+            Recipients::Deferred => self.relay_deferred(tx, parts, queue_id).await,
         }
+    }
+
+    /// Lockstep: the transaction is open upstream already, its recipients
+    /// answered; the message goes on it.
+    async fn relay_lockstep(&mut self, parts: &[&[u8]]) -> Reply {
         let result = match self.upstream.as_mut() {
             Some(up) => up.data(parts).await,
             None => Err(UpstreamError::Closed(

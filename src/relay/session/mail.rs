@@ -71,6 +71,7 @@ impl Session {
                 rcpts: Vec::new(),
                 size_hint,
                 smtputf8,
+                recipients: self.cfg.upstream.recipients,
                 pooled,
                 refusal_counted: false,
             });

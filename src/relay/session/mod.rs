@@ -31,7 +31,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, Recipients};
 use crate::net::timer::{Deadline, Timer};
 use crate::net::tls::Stream;
 use crate::relay::state::Shared;
@@ -66,6 +66,12 @@ struct Transaction {
     /// SIZE= announced by the client (0 if none).
     size_hint: usize,
     smtputf8: bool,
+    /// When upstream hears the recipients (`upstream.recipients`): taken at
+    /// MAIL with the rest of the configuration, so a reload changes it from
+    /// the next transaction on. RCPT ([`Session::rcpt`]) and the message's
+    /// relay (`deliver`) each match on it once: lockstep and deferred are
+    /// two implementations of each step.
+    recipients: Recipients,
     /// The upstream channel came from the pool and has answered nothing in
     /// this transaction yet. Failing now, it was closed by upstream while
     /// idle, before anything was accepted: the first RCPT (with MAIL) is
@@ -293,7 +299,7 @@ impl Session {
             Command::Ehlo { host } => self.hello(host, true).await?,
             Command::Helo { host } => self.hello(host, false).await?,
             Command::Mail { address, params } => self.mail(address, params).await?,
-            Command::Rcpt { address, params } => self.rcpt_run(address, params).await?,
+            Command::Rcpt { address, params } => self.rcpt(address, params).await?,
             Command::Data => return self.data_command(),
             Command::Rset => self.rset().await,
             Command::Noop => self.queue(reply::ok()),
