@@ -129,3 +129,9 @@ impl Session {
         }
     }
 }
+
+/// What sending on a channel that is not there is: the same as one that
+/// closed (the client hears the transport failure's reply).
+pub(super) fn no_channel() -> upstream::UpstreamError {
+    upstream::UpstreamError::Closed(std::io::ErrorKind::NotConnected.into())
+}

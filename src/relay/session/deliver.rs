@@ -22,19 +22,32 @@
 
 use crate::config::Recipients;
 use crate::id::new_id;
+use crate::incident::store::Held;
 use crate::message::headers::HeaderError;
-use crate::policy::{self, Action, Envelope};
+use crate::policy::{self, Action, Decision, Envelope};
 use crate::rewrite::plan::{self, Refused, Route};
 use crate::smtp::refusal::Refusal;
 use crate::smtp::reply::{self, Reply};
 use crate::upstream::UpstreamError;
 
+use super::channel::no_channel;
 use super::{Session, Transaction};
 
 /// The target of the log lines about a delivered message, those written in
 /// `incident` and `split` too: it stays what it was when all of them lived
 /// here, since `BCCGUARD_LOG` filters and log shippers select on it.
 pub(super) const LOG_TARGET: &str = module_path!();
+
+/// One complete message and what the guard decided on it: what its route,
+/// its incident and its log line read.
+pub(super) struct Decided<'a> {
+    pub(super) tx: &'a Transaction,
+    pub(super) msg: &'a [u8],
+    pub(super) decision: &'a Decision,
+    pub(super) queue_id: &'a str,
+    /// The `Received:` header every copy gets.
+    pub(super) received: &'a str,
+}
 
 impl Session {
     /// Decides on and delivers one complete message; queues the final reply.
@@ -50,25 +63,7 @@ impl Session {
         };
         let decision = match policy::decide(policy, envelope, &msg) {
             Ok(d) => d,
-            Err(e) => {
-                let refusal = match e {
-                    HeaderError::TooBig => Refusal::HeaderTooBig {
-                        limit: policy.max_header_size,
-                    },
-                    HeaderError::AttachedTooBig => Refusal::AttachedHeaderTooBig {
-                        limit: policy.max_header_size,
-                    },
-                    HeaderError::TooDeep => Refusal::MimeTooDeep {
-                        limit: policy.mime_nesting_limit,
-                    },
-                };
-                let r = self.refusal(refusal);
-                let label = refusal.reason().as_str();
-                tracing::info!(client = %self.peer, queue_id = %queue_id, reason = label, reply = %r.summary(), "message refused: cannot be read in full");
-                self.abort_upstream().await;
-                self.queue(r);
-                return;
-            }
+            Err(e) => return self.refuse_unreadable(e, &queue_id).await,
         };
         self.shared
             .metrics
@@ -82,63 +77,108 @@ impl Session {
             return;
         }
         let received = self.received_header(&tx, &queue_id);
-        let visible = decision.visible.external.len();
+        let m = Decided {
+            tx: &tx,
+            msg: &msg,
+            decision: &decision,
+            queue_id: &queue_id,
+            received: &received,
+        };
         let places = decision.visible.places(&policy.visible_headers);
         let plan = plan::plan(policy, &decision, &msg, &tx.mail_from, decision.action);
-        let mut held = None;
-        let mut reply = match &plan.route {
-            Route::Whole(body) => {
-                let parts = body.parts(received.as_bytes(), &msg);
-                self.relay_parts(&tx, &parts, &queue_id).await
-            }
-            Route::Split => self.split(&tx, &msg, &decision, &received, &queue_id).await,
-            Route::Hold => {
-                self.abort_upstream().await;
-                held = Some(crate::incident::store::Held {
-                    id: queue_id.clone(),
-                    held_at: crate::clock::now() as i64,
-                    mail_from: tx.mail_from.clone(),
-                    mail_params: tx.mail_params.clone(),
-                    rcpts: tx.rcpts.clone(),
-                    received: received.clone(),
-                    message: msg.clone(),
-                });
-                reply::held(visible, &places, &queue_id)
-            }
-            Route::Refuse(why) => {
-                self.abort_upstream().await;
-                match why {
-                    Refused::OpenList => {
-                        reply::rejected_open_list(visible, decision.threshold, &places, &queue_id)
-                    }
-                    Refused::Signed => reply::cannot_rewrite_signed(&queue_id),
-                    Refused::Unsafe(why) => reply::cannot_rewrite_safely(why, &queue_id),
-                }
-            }
-        };
+        let (mut reply, held) = self.route(&m, &plan.route, &places).await;
         if let Some(incident) = &plan.incident {
-            let stored = self
-                .record_incident(&tx, &msg, &decision, &queue_id, incident, &reply, held)
-                .await;
+            let stored = self.record_incident(&m, incident, &reply, held).await;
             if incident.action == Action::Hold && !stored {
                 reply = reply::hold_failed();
             }
         }
+        self.log_decided(&m, &places, &reply);
+        self.queue(reply);
+    }
+
+    /// A message whose header section cannot be read in full is refused:
+    /// what the guard cannot count it does not let through.
+    async fn refuse_unreadable(&mut self, e: HeaderError, queue_id: &str) {
+        let policy = &self.cfg.policy;
+        let refusal = match e {
+            HeaderError::TooBig => Refusal::HeaderTooBig {
+                limit: policy.max_header_size,
+            },
+            HeaderError::AttachedTooBig => Refusal::AttachedHeaderTooBig {
+                limit: policy.max_header_size,
+            },
+            HeaderError::TooDeep => Refusal::MimeTooDeep {
+                limit: policy.mime_nesting_limit,
+            },
+        };
+        let r = self.refusal(refusal);
+        let label = refusal.reason().as_str();
+        tracing::info!(client = %self.peer, queue_id = %queue_id, reason = label, reply = %r.summary(), "message refused: cannot be read in full");
+        self.abort_upstream().await;
+        self.queue(r);
+    }
+
+    /// Takes the plan's route; returns the client's reply and, for a hold,
+    /// the message for the quarantine (stored with the incident).
+    async fn route(
+        &mut self,
+        m: &Decided<'_>,
+        route: &Route,
+        places: &str,
+    ) -> (Reply, Option<Held>) {
+        let visible = m.decision.visible.external.len();
+        match route {
+            Route::Whole(body) => {
+                let parts = body.parts(m.received.as_bytes(), m.msg);
+                (self.relay_parts(m.tx, &parts, m.queue_id).await, None)
+            }
+            Route::Split => (self.split(m).await, None),
+            Route::Hold => {
+                self.abort_upstream().await;
+                let held = Held {
+                    id: m.queue_id.to_string(),
+                    held_at: crate::clock::now() as i64,
+                    mail_from: m.tx.mail_from.clone(),
+                    mail_params: m.tx.mail_params.clone(),
+                    rcpts: m.tx.rcpts.clone(),
+                    received: m.received.to_string(),
+                    message: m.msg.to_vec(),
+                };
+                (reply::held(visible, places, m.queue_id), Some(held))
+            }
+            Route::Refuse(why) => {
+                self.abort_upstream().await;
+                let reply = match why {
+                    Refused::OpenList => {
+                        let threshold = m.decision.threshold;
+                        reply::rejected_open_list(visible, threshold, places, m.queue_id)
+                    }
+                    Refused::Signed => reply::cannot_rewrite_signed(m.queue_id),
+                    Refused::Unsafe(why) => reply::cannot_rewrite_safely(why, m.queue_id),
+                };
+                (reply, None)
+            }
+        }
+    }
+
+    /// The one line every transaction logs with its decision.
+    fn log_decided(&self, m: &Decided<'_>, places: &str, reply: &Reply) {
+        let decision = m.decision;
         tracing::info!(
             client = %self.peer,
             user = self.auth_user.as_deref().unwrap_or("-"),
-            queue_id = %queue_id,
+            queue_id = %m.queue_id,
             action = decision.label(),
             rule = decision.rule.as_deref().unwrap_or("default"),
-            visible_external = visible,
+            visible_external = decision.visible.external.len(),
             visible_internal = decision.visible.internal.len(),
             visible_in = %places,
-            envelope_recipients = rcpts.len(),
-            size = msg.len(),
+            envelope_recipients = m.tx.rcpts.len(),
+            size = m.msg.len(),
             reply = %reply.summary(),
             "message decided"
         );
-        self.queue(reply);
     }
 
     /// Sends the message upstream; upstream's final reply is the client's.
@@ -155,9 +195,7 @@ impl Session {
     async fn relay_lockstep(&mut self, parts: &[&[u8]]) -> Reply {
         let result = match self.upstream.as_mut() {
             Some(up) => up.data(parts).await,
-            None => Err(UpstreamError::Closed(
-                std::io::ErrorKind::NotConnected.into(),
-            )),
+            None => Err(no_channel()),
         };
         self.upstream_result(result)
     }
@@ -178,24 +216,7 @@ impl Session {
     ///   closed by upstream while idle: the transaction is replayed once on
     ///   a new connection (no byte of it was accepted).
     async fn relay_deferred(&mut self, tx: &Transaction, parts: &[&[u8]], queue_id: &str) -> Reply {
-        let (mut replies, mut end) = match self.upstream.as_mut() {
-            Some(up) => up.transaction(&tx.rcpts, parts).await,
-            None => (
-                Vec::new(),
-                Err(UpstreamError::Closed(
-                    std::io::ErrorKind::NotConnected.into(),
-                )),
-            ),
-        };
-        if tx.pooled && replies.is_empty() && end.is_err() {
-            (replies, end) = match self
-                .reopen_upstream_for(&tx.mail_from, &tx.mail_params)
-                .await
-            {
-                Ok(up) => up.transaction(&tx.rcpts, parts).await,
-                Err(e) => (Vec::new(), Err(e)),
-            };
-        }
+        let (replies, end) = self.deferred_transaction(tx, parts).await;
         let refused: Vec<usize> = (0..replies.len())
             .filter(|&i| !replies[i].is_positive())
             .collect();
@@ -222,6 +243,46 @@ impl Session {
         if !end.is_positive() || refused.is_empty() {
             return end;
         }
+        self.spool_refused(tx, parts, queue_id, &replies, &refused)
+            .await
+    }
+
+    /// Deferred: the envelope and the message upstream in one exchange
+    /// ([`crate::upstream::Upstream::transaction`]), replayed once on a new
+    /// connection when a channel from the pool fails before answering
+    /// anything.
+    async fn deferred_transaction(
+        &mut self,
+        tx: &Transaction,
+        parts: &[&[u8]],
+    ) -> (Vec<Reply>, Result<Reply, UpstreamError>) {
+        let (replies, end) = match self.upstream.as_mut() {
+            Some(up) => up.transaction(&tx.rcpts, parts).await,
+            None => (Vec::new(), Err(no_channel())),
+        };
+        if !(tx.pooled && replies.is_empty() && end.is_err()) {
+            return (replies, end);
+        }
+        match self
+            .reopen_upstream_for(&tx.mail_from, &tx.mail_params)
+            .await
+        {
+            Ok(up) => up.transaction(&tx.rcpts, parts).await,
+            Err(e) => (Vec::new(), Err(e)),
+        }
+    }
+
+    /// Deferred, upstream took the message for some recipients and said
+    /// 250: the `refused` ones (indexes into `replies`) go into the spool,
+    /// to be retried or bounced, before the client hears 250.
+    async fn spool_refused(
+        &self,
+        tx: &Transaction,
+        parts: &[&[u8]],
+        queue_id: &str,
+        replies: &[Reply],
+        refused: &[usize],
+    ) -> Reply {
         let total = tx.rcpts.len();
         let delivered = total - refused.len();
         let now = crate::clock::now();

@@ -7,72 +7,31 @@ use std::sync::Arc;
 
 use crate::clock::now_rfc3339;
 use crate::incident::record::Record;
+use crate::incident::store::{Class, Held, HoldState, Incident, NewNotice, NoticeKind, Step};
 use crate::message::headers::{FieldKind, Headers};
-use crate::policy::{self, Action, Decision};
+use crate::policy::{self, Action};
 use crate::rewrite::plan;
 use crate::smtp::reply::Reply;
 
-use super::deliver::LOG_TARGET;
-use super::{Session, Transaction};
+use super::Session;
+use super::deliver::{Decided, LOG_TARGET};
 
 impl Session {
     /// Writes the incident to the register (with the held message and the
     /// notices it asks for, one commit) and to the JSON-lines log. Returns
     /// whether the register has it: a hold that is not stored must not be
     /// answered with 250.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn record_incident(
         &mut self,
-        tx: &Transaction,
-        msg: &[u8],
-        decision: &Decision,
-        queue_id: &str,
+        m: &Decided<'_>,
         incident: &plan::Incident,
         reply: &Reply,
-        held: Option<crate::incident::store::Held>,
+        held: Option<Held>,
     ) -> bool {
         let (measure, reason) = (incident.action, incident.reason.as_str());
         let action = measure.as_str();
-        use crate::incident::store::{Class, HoldState, Incident, NewNotice, NoticeKind, Step};
-        let (message_id, subject) = describe(msg, &decision.headers);
-        let display_names = decision.visible.named;
-        let outcome = match measure {
-            Action::Reject => "refused".to_string(),
-            Action::Hold => "held".to_string(),
-            _ if reply.is_positive() => "delivered".to_string(),
-            _ => format!("not delivered: {}", reply.summary()),
-        };
-        // Only a list that went out starts the 72-hour clock (Art. 33(1));
-        // a monitored mail upstream refused disclosed nothing.
-        let class = match measure {
-            Action::Monitor | Action::Allow if reply.is_positive() => Class::Disclosed,
-            _ => Class::Prevented,
-        };
-        let mut record = Record {
-            id: queue_id.to_string(),
-            time: now_rfc3339(),
-            action: action.to_string(),
-            class: class.as_str().to_string(),
-            rule: decision.rule.clone().unwrap_or_else(|| "default".into()),
-            client_ip: self.peer.ip().to_string(),
-            auth_user: self.auth_user.clone(),
-            mail_from: tx.mail_from.clone(),
-            header_from: decision.header_from.clone(),
-            message_id,
-            subject,
-            visible_external: decision.visible.external.len(),
-            visible_internal: decision.visible.internal.len(),
-            external_domains: decision.visible.external_domains,
-            display_names,
-            visible_attached: decision.visible.attached,
-            visible_seen: seen_counts(&decision.visible, &self.cfg.policy.visible_headers),
-            envelope_recipients: tx.rcpts.len(),
-            size: msg.len(),
-            threshold: decision.threshold,
-            reason: reason.to_string(),
-            outcome,
-            queue_id: queue_id.to_string(),
-        };
+        let class = class(measure, reply);
+        let record = self.incident_record(m, incident, class, reply);
         self.shared.metrics.incident(action);
         tracing::warn!(
             target: LOG_TARGET,
@@ -87,6 +46,64 @@ impl Session {
             outcome = %record.outcome,
             "incident: open distribution list"
         );
+        let notices = self.notices(measure, reply);
+        let now = crate::clock::now() as i64;
+        let steps = vec![Step::now(
+            "bccguard",
+            "recorded",
+            format!("{action}: {reason}; {}", record.outcome),
+        )];
+        let incident = Incident {
+            record,
+            class,
+            disclosed_at: (class == Class::Disclosed).then_some(now),
+            recorded_at: now,
+            hold: held.is_some().then_some(HoldState::Held),
+        };
+        self.write_incident(incident, steps, held, notices).await
+    }
+
+    /// The record of the incident, as the register and the log keep it.
+    fn incident_record(
+        &self,
+        m: &Decided<'_>,
+        incident: &plan::Incident,
+        class: Class,
+        reply: &Reply,
+    ) -> Record {
+        let (decision, queue_id) = (m.decision, m.queue_id);
+        let (message_id, subject) = describe(m.msg, &decision.headers);
+        Record {
+            id: queue_id.to_string(),
+            time: now_rfc3339(),
+            action: incident.action.as_str().to_string(),
+            class: class.as_str().to_string(),
+            rule: decision.rule.clone().unwrap_or_else(|| "default".into()),
+            client_ip: self.peer.ip().to_string(),
+            auth_user: self.auth_user.clone(),
+            mail_from: m.tx.mail_from.clone(),
+            header_from: decision.header_from.clone(),
+            message_id,
+            subject,
+            visible_external: decision.visible.external.len(),
+            visible_internal: decision.visible.internal.len(),
+            external_domains: decision.visible.external_domains,
+            display_names: decision.visible.named,
+            visible_attached: decision.visible.attached,
+            visible_seen: seen_counts(&decision.visible, &self.cfg.policy.visible_headers),
+            envelope_recipients: m.tx.rcpts.len(),
+            size: m.msg.len(),
+            threshold: decision.threshold,
+            reason: incident.reason.clone(),
+            outcome: outcome(incident.action, reply),
+            queue_id: queue_id.to_string(),
+        }
+    }
+
+    /// The notices the incident asks for: the DPO's, the sender's (for a
+    /// measure `incidents.sender_notice` names, once the mail is held or
+    /// went out) and the webhook's.
+    fn notices(&self, measure: Action, reply: &Reply) -> Vec<NewNotice> {
         let cfg = &self.cfg.incidents;
         let mut notices = Vec::new();
         if !cfg.notify.is_empty() {
@@ -99,7 +116,7 @@ impl Session {
         if told && (measure == Action::Hold || reply.is_positive()) {
             notices.push(NewNotice {
                 kind: NoticeKind::Sender,
-                event: action.into(),
+                event: measure.as_str().into(),
             });
         }
         if cfg.webhook.is_some() {
@@ -108,20 +125,22 @@ impl Session {
                 event: "incident".into(),
             });
         }
-        let now = crate::clock::now() as i64;
+        notices
+    }
+
+    /// The register's commit and the log's line, off the runtime; a failure
+    /// of either is counted and logged. Wakes the workflow for the notices
+    /// once the register has them.
+    async fn write_incident(
+        &self,
+        incident: Incident,
+        steps: Vec<Step>,
+        held: Option<Held>,
+        notices: Vec<NewNotice>,
+    ) -> bool {
+        let queue_id = incident.record.id.clone();
+        let mut record = incident.record.clone();
         let hold = held.is_some();
-        let steps = vec![Step::now(
-            "bccguard",
-            "recorded",
-            format!("{action}: {reason}; {}", record.outcome),
-        )];
-        let incident = Incident {
-            record: record.clone(),
-            class,
-            disclosed_at: (class == Class::Disclosed).then_some(now),
-            recorded_at: now,
-            hold: hold.then_some(HoldState::Held),
-        };
         let wake = !notices.is_empty();
         let (store, log) = (
             self.shared.store.clone(),
@@ -152,6 +171,25 @@ impl Session {
             tracing::error!(target: LOG_TARGET, incident = %queue_id, "incident record could not be written to {}: {e}", self.shared.incidents.path().display());
         }
         stored.is_ok()
+    }
+}
+
+/// What became of the mail, for the record.
+fn outcome(measure: Action, reply: &Reply) -> String {
+    match measure {
+        Action::Reject => "refused".to_string(),
+        Action::Hold => "held".to_string(),
+        _ if reply.is_positive() => "delivered".to_string(),
+        _ => format!("not delivered: {}", reply.summary()),
+    }
+}
+
+/// Only a list that went out starts the 72-hour clock (Art. 33(1)); a
+/// monitored mail upstream refused disclosed nothing.
+fn class(measure: Action, reply: &Reply) -> Class {
+    match measure {
+        Action::Monitor | Action::Allow if reply.is_positive() => Class::Disclosed,
+        _ => Class::Prevented,
     }
 }
 

@@ -6,13 +6,14 @@
 
 use std::sync::Arc;
 
-use crate::policy::{self, Decision};
+use crate::policy;
 use crate::rewrite::plan::Splitter;
 use crate::rewrite::{self, KeepVisible};
 use crate::smtp::reply::{self, Reply};
-use crate::upstream::{Copies, UpstreamError};
+use crate::upstream::Copies;
 
-use super::deliver::{LOG_TARGET, blocking};
+use super::channel::no_channel;
+use super::deliver::{Decided, LOG_TARGET, blocking};
 use super::{Session, Transaction};
 
 /// The copies of a split from `from` on, to be written to the spool.
@@ -54,45 +55,21 @@ impl SpoolJob {
 
 impl Session {
     /// One upstream transaction per envelope recipient.
-    pub(super) async fn split(
-        &mut self,
-        tx: &Transaction,
-        msg: &[u8],
-        decision: &Decision,
-        received: &str,
-        queue_id: &str,
-    ) -> Reply {
-        let policy = self.cfg.policy.clone();
-        let fallback = decision.empty_to_value(policy.empty_to, &tx.mail_from);
-        let total = tx.rcpts.len();
+    pub(super) async fn split(&mut self, m: &Decided<'_>) -> Reply {
+        let total = m.tx.rcpts.len();
         if let Some(up) = self.upstream.as_mut()
             && let Err(e) = up.rset().await
         {
             return self.upstream_result(Err(e));
         }
-        let splitter = Splitter::new(&policy, decision, msg, &tx.mail_from);
-        let tail = msg.get(decision.headers.end..).unwrap_or_default();
-        let head_of = |i: usize| splitter.head(tx.rcpts.get(i).map(|(rcpt, _)| rcpt.as_str()));
-        let copies = match self.upstream.as_mut() {
-            Some(up) => {
-                let (from, params) = (&tx.mail_from, &tx.mail_params);
-                up.send_copies(from, params, &tx.rcpts, received.as_bytes(), tail, head_of)
-                    .await
-            }
-            None => Copies {
-                delivered: 0,
-                failure: Some(Err(UpstreamError::Closed(
-                    std::io::ErrorKind::NotConnected.into(),
-                ))),
-            },
-        };
+        let copies = self.send_copies(m).await;
         if self.upstream.as_ref().is_some_and(|up| !up.is_open()) {
             // Left in a DATA section without a dot: the next transaction
             // gets a fresh upstream session.
             self.upstream = None;
         }
         let Some(failure) = copies.failure else {
-            return reply::accepted(total, queue_id);
+            return reply::accepted(total, m.queue_id);
         };
         let reply = self.upstream_result(failure);
         let sent = copies.delivered;
@@ -107,13 +84,51 @@ impl Session {
         if self.cfg.upstream.auth == crate::config::UpstreamAuth::Passthrough {
             return reply::split_partial(sent, total, &reply);
         }
+        self.spool_rest(m, sent, reply).await
+    }
+
+    /// The copies upstream, each built when it is sent.
+    async fn send_copies(&mut self, m: &Decided<'_>) -> Copies {
+        let (tx, decision) = (m.tx, m.decision);
+        let cfg = Arc::clone(&self.cfg);
+        let splitter = Splitter::new(&cfg.policy, decision, m.msg, &tx.mail_from);
+        let tail = m.msg.get(decision.headers.end..).unwrap_or_default();
+        let head_of = |i: usize| splitter.head(tx.rcpts.get(i).map(|(rcpt, _)| rcpt.as_str()));
+        match self.upstream.as_mut() {
+            Some(up) => {
+                let (from, params) = (&tx.mail_from, &tx.mail_params);
+                up.send_copies(
+                    from,
+                    params,
+                    &tx.rcpts,
+                    m.received.as_bytes(),
+                    tail,
+                    head_of,
+                )
+                .await
+            }
+            None => Copies {
+                delivered: 0,
+                failure: Some(Err(no_channel())),
+            },
+        }
+    }
+
+    /// The copies after the `sent` ones, upstream having refused the first
+    /// of them with `reply`, into the spool; the client hears 250 only once
+    /// they are stored.
+    async fn spool_rest(&self, m: &Decided<'_>, sent: usize, reply: Reply) -> Reply {
+        let (tx, decision, queue_id) = (m.tx, m.decision, m.queue_id);
+        let policy = self.cfg.policy.clone();
+        let fallback = decision.empty_to_value(policy.empty_to, &tx.mail_from);
+        let total = tx.rcpts.len();
         let job = SpoolJob {
             spool: self.shared.spool.clone(),
-            policy: policy.clone(),
+            policy,
             headers: decision.headers.clone(),
-            msg: msg.to_vec(),
-            received: received.to_string(),
-            fallback: fallback.clone(),
+            msg: m.msg.to_vec(),
+            received: m.received.to_string(),
+            fallback,
             tx: tx.clone(),
             queue_id: queue_id.to_string(),
             from: sent,
