@@ -8,6 +8,8 @@ use crate::upstream::{self, Upstream};
 use super::{Session, Stop, Transaction};
 
 impl Session {
+    /// MAIL: the guard's checks, then the transaction opened upstream
+    /// (where MAIL waits for the first RCPT); upstream's reply is relayed.
     pub(super) async fn mail(&mut self, address: String, params: String) -> Result<(), Stop> {
         if self.greeting.is_none() {
             return self.error_reply(reply::bad_sequence("send HELO/EHLO first"));
@@ -15,35 +17,9 @@ impl Session {
         if self.tx.is_some() {
             return self.error_reply(reply::bad_sequence("nested MAIL command"));
         }
-        // A reloaded policy applies from the next transaction on, also in
-        // long-lived sessions (scanners, scripts).
-        self.cfg = self.shared.config();
-        let ip = self.peer.ip();
-        self.trusted = self
-            .cfg
-            .server
-            .trusted_networks
-            .iter()
-            .any(|n| n.contains(&ip));
-        if self.cfg.server.require_tls && !self.stream.is_tls() {
-            let r = self.refusal(Refusal::TlsRequired);
-            return self.error_reply(r);
-        }
-        if !self.trusted && self.auth_user.is_none() {
-            // No upstream connection is opened for a client that may not
-            // relay: the upstream trusts the guard, so this is the open-relay
-            // line (RFC 5321 3.6.2, 7.1).
-            let r = self.refusal(Refusal::RelayDenied);
-            return self.error_reply(r);
-        }
-        if !self.sender_allowed(&address) {
-            let r = self.refusal(Refusal::SenderMismatch { sender: &address });
-            return self.error_reply(r);
-        }
+        self.take_config();
         let size_hint = mail_size_param(&params);
-        let max = self.cfg.server.limits.max_message_size;
-        if size_hint > max {
-            let r = self.refusal(Refusal::TooBig { limit: max });
+        if let Some(r) = self.sender_refusal(&address, size_hint) {
             return self.error_reply(r);
         }
         let smtputf8 = params
@@ -77,6 +53,34 @@ impl Session {
             });
         }
         self.relay_reply(reply)
+    }
+
+    /// A reloaded policy applies from the next transaction on, also in
+    /// long-lived sessions (scanners, scripts); the client's trust is
+    /// judged again under it.
+    fn take_config(&mut self) {
+        self.cfg = self.shared.config();
+        self.trusted = super::trusted(&self.cfg, self.peer.ip());
+    }
+
+    /// The guard's own refusal of a MAIL, if it has one: TLS required, a
+    /// client that may not relay, a sender it may not use, a SIZE over the
+    /// limit.
+    fn sender_refusal(&self, address: &str, size_hint: usize) -> Option<Reply> {
+        if self.cfg.server.require_tls && !self.stream.is_tls() {
+            return Some(self.refusal(Refusal::TlsRequired));
+        }
+        if !self.trusted && self.auth_user.is_none() {
+            // No upstream connection is opened for a client that may not
+            // relay: the upstream trusts the guard, so this is the open-relay
+            // line (RFC 5321 3.6.2, 7.1).
+            return Some(self.refusal(Refusal::RelayDenied));
+        }
+        if !self.sender_allowed(address) {
+            return Some(self.refusal(Refusal::SenderMismatch { sender: address }));
+        }
+        let max = self.cfg.server.limits.max_message_size;
+        (size_hint > max).then(|| self.refusal(Refusal::TooBig { limit: max }))
     }
 
     /// Starts the transaction on this session's upstream channel, an idle

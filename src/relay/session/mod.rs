@@ -132,7 +132,7 @@ impl Session {
     ) -> Self {
         let cfg = shared.config();
         let ip = canonical_ip(peer.ip());
-        let trusted = cfg.server.trusted_networks.iter().any(|n| n.contains(&ip));
+        let trusted = trusted(&cfg, ip);
         Self {
             stream,
             peer: SocketAddr::new(ip, peer.port()),
@@ -322,6 +322,11 @@ impl Session {
         self.shared.metrics.refused(r.reason());
         r.reply()
     }
+}
+
+/// Whether `ip` is in `server.trusted_networks` (relays without AUTH).
+fn trusted(cfg: &Config, ip: IpAddr) -> bool {
+    cfg.server.trusted_networks.iter().any(|n| n.contains(&ip))
 }
 
 /// IPv4-mapped IPv6 (`::ffff:192.0.2.1`) compared as the IPv4 address it is.
