@@ -9,8 +9,9 @@ use super::{Session, Stop};
 
 impl Session {
     /// Whether the transaction's first upstream exchange just `failed` on a
-    /// channel from the pool (see [`Transaction::pooled`]); any answer ends
-    /// that first exchange.
+    /// channel from the pool (see
+    /// [`Transaction::pooled`](super::Transaction::pooled)); any answer
+    /// ends that first exchange.
     pub(super) fn stale_channel(&mut self, failed: bool) -> bool {
         let pooled = self
             .tx

@@ -27,7 +27,7 @@ impl Session {
     }
 
     /// Reads the DATA section with the strict reader, then hands the whole
-    /// message to [`deliver`]. Upstream has seen no DATA command yet, so a
+    /// message to [`Session::deliver`]. Upstream has seen no DATA command yet, so a
     /// client that vanishes mid-message can never cause a final dot there.
     pub(super) async fn data(&mut self) -> Result<(), Stop> {
         self.flush().await?;

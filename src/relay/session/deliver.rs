@@ -7,13 +7,18 @@
 //! - bcc: external To/Cc addresses are hidden, envelope unchanged;
 //! - split: upstream's envelope transaction is aborted and one transaction
 //!   per recipient follows, each copy showing only its own address plus the
-//!   internal ones;
+//!   internal ones (`split.rs`);
 //! - hold: upstream's transaction is aborted; the message goes into the
-//!   quarantine ([`crate::incident::store`]) and the client hears 250 only after that
-//!   commit (451 if it fails: never a 250 for a message nobody holds).
+//!   quarantine ([`crate::incident::store`]) and the client hears 250 only
+//!   after that commit (451 if it fails: never a 250 for a message nobody
+//!   holds).
 //!
 //! Every incident goes into the JSON-lines log and the register, with the
-//! notices it asks for ([`crate::incident::notify`]).
+//! notices it asks for ([`crate::incident::notify`]; `incident.rs`).
+//!
+//! A whole message goes upstream as the transaction's recipient mode has
+//! it: lockstep on the transaction already open there, deferred with its
+//! envelope in one exchange.
 //!
 //! The client hears 250 only after upstream said 250 for every copy, or,
 //! when a split fails part-way or upstream refuses some deferred recipients,

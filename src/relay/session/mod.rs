@@ -2,18 +2,35 @@
 //!
 //! The session reads bytes, cuts them into command lines, and answers each
 //! in order; replies to a pipelined batch are collected and flushed only
-//! when no further complete command is buffered (RFC 2920 3.1). In lockstep
-//! RCPTs are forwarded upstream, MAIL with the first of them
-//! ([`crate::upstream`]); a run of RCPTs the client pipelined goes upstream
-//! as one batch when upstream offers PIPELINING, each still answered with
-//! upstream's own reply. Deferred (`upstream.recipients`), the guard answers
-//! RCPT itself and `deliver` sends the envelope with the message. After `354` the strict DATA reader takes the
-//! bytes; what happens to the complete message is in `deliver`.
+//! when no further complete command is buffered (RFC 2920 3.1).
 //!
 //! State: greeting -> (HELO/EHLO) -> (STARTTLS -> EHLO)? -> (AUTH)? ->
 //! transaction (MAIL, RCPT...) -> DATA -> back to no transaction. HELO/EHLO
 //! and RSET abort a transaction; STARTTLS starts the session over
-//! (RFC 3207 4.2). STARTTLS and AUTH live in `auth`.
+//! (RFC 3207 4.2).
+//!
+//! One file per verb:
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | the session and its transaction, the read/flush loop, the command dispatch, error counting |
+//! | `hello.rs` | EHLO, HELO, RSET, QUIT |
+//! | `auth.rs` | STARTTLS (RFC 3207) and AUTH passthrough (RFC 4954) |
+//! | `mail.rs` | MAIL: the guard's checks on the sender, the transaction opened upstream |
+//! | `rcpt.rs` | RCPT, lockstep and deferred |
+//! | `data.rs` | DATA: the strict reader; upstream sees no DATA before the message is complete |
+//! | `deliver.rs` | the complete message: decided on, routed, relayed lockstep or deferred |
+//! | `split.rs` | one upstream transaction per recipient; the rest spooled after a partial failure |
+//! | `incident.rs` | the incident a decided message is: register, log, notices |
+//! | `channel.rs` | the upstream channel: opened, reopened, parked in the pool, aborted; its outcomes as replies |
+//!
+//! The recipient mode (`upstream.recipients`) belongs to the transaction
+//! (`Transaction::recipients`). In lockstep RCPTs are forwarded
+//! upstream, MAIL with the first of them ([`crate::upstream`]); a run of
+//! RCPTs the client pipelined goes upstream as one batch when upstream
+//! offers PIPELINING, each still answered with upstream's own reply.
+//! Deferred, the guard answers RCPT itself and `deliver.rs` sends the
+//! envelope with the message.
 
 mod auth;
 mod channel;

@@ -1,5 +1,6 @@
 //! RCPT, one step in two implementations, as the transaction's recipient
-//! mode has it ([`Transaction::recipients`](super::Transaction), `upstream.recipients`):
+//! mode has it ([`Transaction::recipients`](super::Transaction),
+//! `upstream.recipients`):
 //!
 //! - lockstep: each RCPT is forwarded upstream and answered with upstream's
 //!   own reply; a run the client pipelined goes upstream as one batch when
