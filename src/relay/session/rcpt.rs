@@ -30,7 +30,7 @@ impl Session {
 
     /// Lockstep: one RCPT and those the client pipelined right behind it.
     /// A client that waits for each reply takes [`Session::rcpt_upstream`]
-    /// (no batch, no allocation). A run, with a transaction and an upstream channel open,
+    /// (no batch, no allocation). A run, with an upstream channel open,
     /// goes upstream as one batch ([`Upstream::rcpts`]); each reply is then
     /// handled as [`Session::rcpt_upstream`] would, and after a transport
     /// failure the rest are answered as they would be one by one (no
