@@ -7,70 +7,51 @@
 //! - bcc: external To/Cc addresses are hidden, envelope unchanged;
 //! - split: upstream's envelope transaction is aborted and one transaction
 //!   per recipient follows, each copy showing only its own address plus the
-//!   internal ones;
+//!   internal ones (`split.rs`);
 //! - hold: upstream's transaction is aborted; the message goes into the
-//!   quarantine ([`crate::incident::store`]) and the client hears 250 only after that
-//!   commit (451 if it fails: never a 250 for a message nobody holds).
+//!   quarantine ([`crate::incident::store`]) and the client hears 250 only
+//!   after that commit (451 if it fails: never a 250 for a message nobody
+//!   holds).
 //!
 //! Every incident goes into the JSON-lines log and the register, with the
-//! notices it asks for ([`crate::incident::notify`]).
+//! notices it asks for ([`crate::incident::notify`]; `incident.rs`).
+//!
+//! A whole message goes upstream as the transaction's recipient mode has
+//! it: lockstep on the transaction already open there, deferred with its
+//! envelope in one exchange.
 //!
 //! The client hears 250 only after upstream said 250 for every copy, or,
 //! when a split fails part-way or upstream refuses some deferred recipients,
 //! after the rest are durably in the spool ([`crate::relay::spool`]; README,
 //! "Split and partial failure", "Deferred recipients").
 
-use std::sync::Arc;
-
-use crate::clock::now_rfc3339;
 use crate::config::Recipients;
 use crate::id::new_id;
-use crate::incident::record::Record;
-use crate::message::headers::{FieldKind, HeaderError, Headers};
+use crate::incident::store::Held;
+use crate::message::headers::HeaderError;
 use crate::policy::{self, Action, Decision, Envelope};
-use crate::rewrite::plan::{self, Refused, Route, Splitter};
-use crate::rewrite::{self, KeepVisible};
+use crate::rewrite::plan::{self, Refused, Route};
 use crate::smtp::refusal::Refusal;
 use crate::smtp::reply::{self, Reply};
-use crate::upstream::{Copies, UpstreamError};
+use crate::upstream::UpstreamError;
 
+use super::channel::no_channel;
 use super::{Session, Transaction};
 
-/// The copies of a split from `from` on, to be written to the spool.
-struct SpoolJob {
-    spool: Arc<crate::relay::spool::Spool>,
-    policy: policy::Policy,
-    headers: crate::message::headers::Headers,
-    msg: Vec<u8>,
-    received: String,
-    fallback: String,
-    tx: Transaction,
-    queue_id: String,
-    from: usize,
-    failure: Reply,
-}
+/// The target of the log lines about a delivered message, those written in
+/// `incident` and `split` too: it stays what it was when all of them lived
+/// here, since `BCCGUARD_LOG` filters and log shippers select on it.
+pub(super) const LOG_TARGET: &str = module_path!();
 
-impl SpoolJob {
-    /// Writes each remaining copy (built one at a time: memory stays at one
-    /// copy); returns how many. Blocking.
-    fn store(self) -> std::io::Result<usize> {
-        let now = crate::clock::now();
-        let mut stored = 0;
-        let sender = (&self.tx.mail_from[..], &self.tx.mail_params[..]);
-        for (j, rcpt) in self.tx.rcpts.iter().enumerate().skip(self.from) {
-            let keep = KeepVisible::new(&self.policy, policy::count::normalize_address(&rcpt.0));
-            let rw = rewrite::hide(&self.msg, &self.headers, &keep, &self.fallback);
-            // The first of them is the copy upstream refused.
-            let refusal = (j == self.from).then_some(&self.failure);
-            let entry = crate::relay::spool::Entry::new(&self.queue_id, sender, rcpt, now, refusal);
-            self.spool.store(
-                &entry,
-                &[self.received.as_bytes(), &rw.head, &self.msg[rw.rest..]],
-            )?;
-            stored += 1;
-        }
-        Ok(stored)
-    }
+/// One complete message and what the guard decided on it: what its route,
+/// its incident and its log line read.
+pub(super) struct Decided<'a> {
+    pub(super) tx: &'a Transaction,
+    pub(super) msg: &'a [u8],
+    pub(super) decision: &'a Decision,
+    pub(super) queue_id: &'a str,
+    /// The `Received:` header every copy gets.
+    pub(super) received: &'a str,
 }
 
 impl Session {
@@ -87,25 +68,7 @@ impl Session {
         };
         let decision = match policy::decide(policy, envelope, &msg) {
             Ok(d) => d,
-            Err(e) => {
-                let refusal = match e {
-                    HeaderError::TooBig => Refusal::HeaderTooBig {
-                        limit: policy.max_header_size,
-                    },
-                    HeaderError::AttachedTooBig => Refusal::AttachedHeaderTooBig {
-                        limit: policy.max_header_size,
-                    },
-                    HeaderError::TooDeep => Refusal::MimeTooDeep {
-                        limit: policy.mime_nesting_limit,
-                    },
-                };
-                let r = self.refusal(refusal);
-                let label = refusal.reason().as_str();
-                tracing::info!(client = %self.peer, queue_id = %queue_id, reason = label, reply = %r.summary(), "message refused: cannot be read in full");
-                self.abort_upstream().await;
-                self.queue(r);
-                return;
-            }
+            Err(e) => return self.refuse_unreadable(e, &queue_id).await,
         };
         self.shared
             .metrics
@@ -119,77 +82,125 @@ impl Session {
             return;
         }
         let received = self.received_header(&tx, &queue_id);
-        let visible = decision.visible.external.len();
+        let m = Decided {
+            tx: &tx,
+            msg: &msg,
+            decision: &decision,
+            queue_id: &queue_id,
+            received: &received,
+        };
         let places = decision.visible.places(&policy.visible_headers);
         let plan = plan::plan(policy, &decision, &msg, &tx.mail_from, decision.action);
-        let mut held = None;
-        let mut reply = match &plan.route {
-            Route::Whole(body) => {
-                let parts = body.parts(received.as_bytes(), &msg);
-                self.relay_parts(&tx, &parts, &queue_id).await
-            }
-            Route::Split => self.split(&tx, &msg, &decision, &received, &queue_id).await,
-            Route::Hold => {
-                self.abort_upstream().await;
-                held = Some(crate::incident::store::Held {
-                    id: queue_id.clone(),
-                    held_at: crate::clock::now() as i64,
-                    mail_from: tx.mail_from.clone(),
-                    mail_params: tx.mail_params.clone(),
-                    rcpts: tx.rcpts.clone(),
-                    received: received.clone(),
-                    message: msg.clone(),
-                });
-                reply::held(visible, &places, &queue_id)
-            }
-            Route::Refuse(why) => {
-                self.abort_upstream().await;
-                match why {
-                    Refused::OpenList => {
-                        reply::rejected_open_list(visible, decision.threshold, &places, &queue_id)
-                    }
-                    Refused::Signed => reply::cannot_rewrite_signed(&queue_id),
-                    Refused::Unsafe(why) => reply::cannot_rewrite_safely(why, &queue_id),
-                }
-            }
-        };
+        let (mut reply, held) = self.route(&m, &plan.route, &places).await;
         if let Some(incident) = &plan.incident {
-            let stored = self
-                .record_incident(&tx, &msg, &decision, &queue_id, incident, &reply, held)
-                .await;
+            let stored = self.record_incident(&m, incident, &reply, held).await;
             if incident.action == Action::Hold && !stored {
                 reply = reply::hold_failed();
             }
         }
-        tracing::info!(
-            client = %self.peer,
-            user = self.auth_user.as_deref().unwrap_or("-"),
-            queue_id = %queue_id,
-            action = decision.label(),
-            rule = decision.rule.as_deref().unwrap_or("default"),
-            visible_external = visible,
-            visible_internal = decision.visible.internal.len(),
-            visible_in = %places,
-            envelope_recipients = rcpts.len(),
-            size = msg.len(),
-            reply = %reply.summary(),
-            "message decided"
-        );
+        self.log_decided(&m, &places, &reply);
         self.queue(reply);
     }
 
-    /// Sends the message upstream; upstream's final reply is the client's.
-    /// In lockstep the transaction is open upstream already; deferred, its
-    /// envelope goes with it ([`Session::relay_deferred`]).
-    async fn relay_parts(&mut self, tx: &Transaction, parts: &[&[u8]], queue_id: &str) -> Reply {
-        if self.cfg.upstream.recipients == Recipients::Deferred {
-            return self.relay_deferred(tx, parts, queue_id).await;
+    /// A message whose header section cannot be read in full is refused:
+    /// what the guard cannot count it does not let through.
+    async fn refuse_unreadable(&mut self, e: HeaderError, queue_id: &str) {
+        let policy = &self.cfg.policy;
+        let refusal = match e {
+            HeaderError::TooBig => Refusal::HeaderTooBig {
+                limit: policy.max_header_size,
+            },
+            HeaderError::AttachedTooBig => Refusal::AttachedHeaderTooBig {
+                limit: policy.max_header_size,
+            },
+            HeaderError::TooDeep => Refusal::MimeTooDeep {
+                limit: policy.mime_nesting_limit,
+            },
+        };
+        let r = self.refusal(refusal);
+        let label = refusal.reason().as_str();
+        tracing::info!(client = %self.peer, queue_id = %queue_id, reason = label, reply = %r.summary(), "message refused: cannot be read in full");
+        self.abort_upstream().await;
+        self.queue(r);
+    }
+
+    /// Takes the plan's route; returns the client's reply and, for a hold,
+    /// the message for the quarantine (stored with the incident).
+    async fn route(
+        &mut self,
+        m: &Decided<'_>,
+        route: &Route,
+        places: &str,
+    ) -> (Reply, Option<Held>) {
+        let visible = m.decision.visible.external.len();
+        match route {
+            Route::Whole(body) => {
+                let parts = body.parts(m.received.as_bytes(), m.msg);
+                (self.relay_parts(m.tx, &parts, m.queue_id).await, None)
+            }
+            Route::Split => (self.split(m).await, None),
+            Route::Hold => {
+                self.abort_upstream().await;
+                let held = Held {
+                    id: m.queue_id.to_string(),
+                    held_at: crate::clock::now() as i64,
+                    mail_from: m.tx.mail_from.clone(),
+                    mail_params: m.tx.mail_params.clone(),
+                    rcpts: m.tx.rcpts.clone(),
+                    received: m.received.to_string(),
+                    message: m.msg.to_vec(),
+                };
+                (reply::held(visible, places, m.queue_id), Some(held))
+            }
+            Route::Refuse(why) => {
+                self.abort_upstream().await;
+                let reply = match why {
+                    Refused::OpenList => {
+                        let threshold = m.decision.threshold;
+                        reply::rejected_open_list(visible, threshold, places, m.queue_id)
+                    }
+                    Refused::Signed => reply::cannot_rewrite_signed(m.queue_id),
+                    Refused::Unsafe(why) => reply::cannot_rewrite_safely(why, m.queue_id),
+                };
+                (reply, None)
+            }
         }
+    }
+
+    /// The one line every transaction logs with its decision.
+    fn log_decided(&self, m: &Decided<'_>, places: &str, reply: &Reply) {
+        let decision = m.decision;
+        tracing::info!(
+            client = %self.peer,
+            user = self.auth_user.as_deref().unwrap_or("-"),
+            queue_id = %m.queue_id,
+            action = decision.label(),
+            rule = decision.rule.as_deref().unwrap_or("default"),
+            visible_external = decision.visible.external.len(),
+            visible_internal = decision.visible.internal.len(),
+            visible_in = %places,
+            envelope_recipients = m.tx.rcpts.len(),
+            size = m.msg.len(),
+            reply = %reply.summary(),
+            "message decided"
+        );
+    }
+
+    /// Sends the message upstream; upstream's final reply is the client's.
+    /// How depends on the transaction's recipient mode.
+    async fn relay_parts(&mut self, tx: &Transaction, parts: &[&[u8]], queue_id: &str) -> Reply {
+        match tx.recipients {
+            Recipients::Lockstep => self.relay_lockstep(parts).await,
+            Recipients::Deferred => self.relay_deferred(tx, parts, queue_id).await,
+        }
+    }
+
+    /// Lockstep: the transaction is open upstream already, its recipients
+    /// answered; the message goes on it.
+    async fn relay_lockstep(&mut self, parts: &[&[u8]]) -> Reply {
         let result = match self.upstream.as_mut() {
             Some(up) => up.data(parts).await,
-            None => Err(UpstreamError::Closed(
-                std::io::ErrorKind::NotConnected.into(),
-            )),
+            None => Err(no_channel()),
         };
         self.upstream_result(result)
     }
@@ -210,24 +221,7 @@ impl Session {
     ///   closed by upstream while idle: the transaction is replayed once on
     ///   a new connection (no byte of it was accepted).
     async fn relay_deferred(&mut self, tx: &Transaction, parts: &[&[u8]], queue_id: &str) -> Reply {
-        let (mut replies, mut end) = match self.upstream.as_mut() {
-            Some(up) => up.transaction(&tx.rcpts, parts).await,
-            None => (
-                Vec::new(),
-                Err(UpstreamError::Closed(
-                    std::io::ErrorKind::NotConnected.into(),
-                )),
-            ),
-        };
-        if tx.pooled && replies.is_empty() && end.is_err() {
-            (replies, end) = match self
-                .reopen_upstream_for(&tx.mail_from, &tx.mail_params)
-                .await
-            {
-                Ok(up) => up.transaction(&tx.rcpts, parts).await,
-                Err(e) => (Vec::new(), Err(e)),
-            };
-        }
+        let (replies, end) = self.deferred_transaction(tx, parts).await;
         let refused: Vec<usize> = (0..replies.len())
             .filter(|&i| !replies[i].is_positive())
             .collect();
@@ -254,6 +248,46 @@ impl Session {
         if !end.is_positive() || refused.is_empty() {
             return end;
         }
+        self.spool_refused(tx, parts, queue_id, &replies, &refused)
+            .await
+    }
+
+    /// Deferred: the envelope and the message upstream in one exchange
+    /// ([`crate::upstream::Upstream::transaction`]), replayed once on a new
+    /// connection when a channel from the pool fails before answering
+    /// anything.
+    async fn deferred_transaction(
+        &mut self,
+        tx: &Transaction,
+        parts: &[&[u8]],
+    ) -> (Vec<Reply>, Result<Reply, UpstreamError>) {
+        let (replies, end) = match self.upstream.as_mut() {
+            Some(up) => up.transaction(&tx.rcpts, parts).await,
+            None => (Vec::new(), Err(no_channel())),
+        };
+        if !(tx.pooled && replies.is_empty() && end.is_err()) {
+            return (replies, end);
+        }
+        match self
+            .reopen_upstream_for(&tx.mail_from, &tx.mail_params)
+            .await
+        {
+            Ok(up) => up.transaction(&tx.rcpts, parts).await,
+            Err(e) => (Vec::new(), Err(e)),
+        }
+    }
+
+    /// Deferred, upstream took the message for some recipients and said
+    /// 250: the `refused` ones (indexes into `replies`) go into the spool,
+    /// to be retried or bounced, before the client hears 250.
+    async fn spool_refused(
+        &self,
+        tx: &Transaction,
+        parts: &[&[u8]],
+        queue_id: &str,
+        replies: &[Reply],
+        refused: &[usize],
+    ) -> Reply {
         let total = tx.rcpts.len();
         let delivered = total - refused.len();
         let now = crate::clock::now();
@@ -288,84 +322,6 @@ impl Session {
             Err(e) => {
                 tracing::error!(queue_id, "cannot spool the refused recipients: {e}");
                 reply::recipients_partial(delivered, total, &first_refusal)
-            }
-        }
-    }
-
-    /// One upstream transaction per envelope recipient.
-    async fn split(
-        &mut self,
-        tx: &Transaction,
-        msg: &[u8],
-        decision: &Decision,
-        received: &str,
-        queue_id: &str,
-    ) -> Reply {
-        let policy = self.cfg.policy.clone();
-        let fallback = decision.empty_to_value(policy.empty_to, &tx.mail_from);
-        let total = tx.rcpts.len();
-        if let Some(up) = self.upstream.as_mut()
-            && let Err(e) = up.rset().await
-        {
-            return self.upstream_result(Err(e));
-        }
-        let splitter = Splitter::new(&policy, decision, msg, &tx.mail_from);
-        let tail = msg.get(decision.headers.end..).unwrap_or_default();
-        let head_of = |i: usize| splitter.head(tx.rcpts.get(i).map(|(rcpt, _)| rcpt.as_str()));
-        let copies = match self.upstream.as_mut() {
-            Some(up) => {
-                let (from, params) = (&tx.mail_from, &tx.mail_params);
-                up.send_copies(from, params, &tx.rcpts, received.as_bytes(), tail, head_of)
-                    .await
-            }
-            None => Copies {
-                delivered: 0,
-                failure: Some(Err(UpstreamError::Closed(
-                    std::io::ErrorKind::NotConnected.into(),
-                ))),
-            },
-        };
-        if self.upstream.as_ref().is_some_and(|up| !up.is_open()) {
-            // Left in a DATA section without a dot: the next transaction
-            // gets a fresh upstream session.
-            self.upstream = None;
-        }
-        let Some(failure) = copies.failure else {
-            return reply::accepted(total, queue_id);
-        };
-        let reply = self.upstream_result(failure);
-        let sent = copies.delivered;
-        if sent == 0 {
-            // Nothing went out: the client keeps the whole message.
-            return reply;
-        }
-        // Copies went out and one did not: take responsibility for the rest
-        // (durably, before answering 250) rather than make the client send
-        // every copy again. With AUTH passthrough the guard could not log in
-        // for the user later, so it does not.
-        if self.cfg.upstream.auth == crate::config::UpstreamAuth::Passthrough {
-            return reply::split_partial(sent, total, &reply);
-        }
-        let job = SpoolJob {
-            spool: self.shared.spool.clone(),
-            policy: policy.clone(),
-            headers: decision.headers.clone(),
-            msg: msg.to_vec(),
-            received: received.to_string(),
-            fallback: fallback.clone(),
-            tx: tx.clone(),
-            queue_id: queue_id.to_string(),
-            from: sent,
-            failure: reply.clone(),
-        };
-        match blocking(move || job.store()).await {
-            Ok(spooled) => {
-                tracing::warn!(queue_id, delivered = sent, spooled, upstream = %reply.summary(), "split partly delivered; rest spooled");
-                reply::accepted_spooled(sent, spooled, queue_id)
-            }
-            Err(e) => {
-                tracing::error!(queue_id, "cannot spool the remaining copies: {e}");
-                reply::split_partial(sent, total, &reply)
             }
         }
     }
@@ -409,207 +365,14 @@ impl Session {
             self.cfg.server.hostname
         )
     }
-
-    /// Writes the incident to the register (with the held message and the
-    /// notices it asks for, one commit) and to the JSON-lines log. Returns
-    /// whether the register has it: a hold that is not stored must not be
-    /// answered with 250.
-    #[allow(clippy::too_many_arguments)]
-    async fn record_incident(
-        &mut self,
-        tx: &Transaction,
-        msg: &[u8],
-        decision: &Decision,
-        queue_id: &str,
-        incident: &plan::Incident,
-        reply: &Reply,
-        held: Option<crate::incident::store::Held>,
-    ) -> bool {
-        let (measure, reason) = (incident.action, incident.reason.as_str());
-        let action = measure.as_str();
-        use crate::incident::store::{Class, HoldState, Incident, NewNotice, NoticeKind, Step};
-        let (message_id, subject) = describe(msg, &decision.headers);
-        let display_names = decision.visible.named;
-        let outcome = match measure {
-            Action::Reject => "refused".to_string(),
-            Action::Hold => "held".to_string(),
-            _ if reply.is_positive() => "delivered".to_string(),
-            _ => format!("not delivered: {}", reply.summary()),
-        };
-        // Only a list that went out starts the 72-hour clock (Art. 33(1));
-        // a monitored mail upstream refused disclosed nothing.
-        let class = match measure {
-            Action::Monitor | Action::Allow if reply.is_positive() => Class::Disclosed,
-            _ => Class::Prevented,
-        };
-        let mut record = Record {
-            id: queue_id.to_string(),
-            time: now_rfc3339(),
-            action: action.to_string(),
-            class: class.as_str().to_string(),
-            rule: decision.rule.clone().unwrap_or_else(|| "default".into()),
-            client_ip: self.peer.ip().to_string(),
-            auth_user: self.auth_user.clone(),
-            mail_from: tx.mail_from.clone(),
-            header_from: decision.header_from.clone(),
-            message_id,
-            subject,
-            visible_external: decision.visible.external.len(),
-            visible_internal: decision.visible.internal.len(),
-            external_domains: decision.visible.external_domains,
-            display_names,
-            visible_attached: decision.visible.attached,
-            visible_seen: seen_counts(&decision.visible, &self.cfg.policy.visible_headers),
-            envelope_recipients: tx.rcpts.len(),
-            size: msg.len(),
-            threshold: decision.threshold,
-            reason: reason.to_string(),
-            outcome,
-            queue_id: queue_id.to_string(),
-        };
-        self.shared.metrics.incident(action);
-        tracing::warn!(
-            incident = %record.id,
-            action,
-            class = class.as_str(),
-            rule = %record.rule,
-            client = %record.client_ip,
-            mail_from = %record.mail_from,
-            visible_external = record.visible_external,
-            external_domains = record.external_domains,
-            outcome = %record.outcome,
-            "incident: open distribution list"
-        );
-        let cfg = &self.cfg.incidents;
-        let mut notices = Vec::new();
-        if !cfg.notify.is_empty() {
-            notices.push(NewNotice {
-                kind: NoticeKind::Dpo,
-                event: "incident".into(),
-            });
-        }
-        let told = cfg.sender_notice.contains(&measure);
-        if told && (measure == Action::Hold || reply.is_positive()) {
-            notices.push(NewNotice {
-                kind: NoticeKind::Sender,
-                event: action.into(),
-            });
-        }
-        if cfg.webhook.is_some() {
-            notices.push(NewNotice {
-                kind: NoticeKind::Webhook,
-                event: "incident".into(),
-            });
-        }
-        let now = crate::clock::now() as i64;
-        let hold = held.is_some();
-        let steps = vec![Step::now(
-            "bccguard",
-            "recorded",
-            format!("{action}: {reason}; {}", record.outcome),
-        )];
-        let incident = Incident {
-            record: record.clone(),
-            class,
-            disclosed_at: (class == Class::Disclosed).then_some(now),
-            recorded_at: now,
-            hold: hold.then_some(HoldState::Held),
-        };
-        let wake = !notices.is_empty();
-        let (store, log) = (
-            self.shared.store.clone(),
-            Arc::clone(&self.shared.incidents),
-        );
-        let written = tokio::task::spawn_blocking(move || {
-            let stored = store.record(&incident, &steps, held.as_ref(), &notices);
-            if let Err(e) = &stored
-                && hold
-            {
-                record.outcome = format!("not held: {e}; the client was told 451");
-            }
-            (stored, log.append(&record))
-        })
-        .await;
-        let (stored, logged) = match written {
-            Ok((s, l)) => (s.map_err(|e| e.to_string()), l.map_err(|e| e.to_string())),
-            Err(e) => (Err(e.to_string()), Err(e.to_string())),
-        };
-        if let Err(e) = &stored {
-            self.shared.metrics.incident_write_error();
-            tracing::error!(incident = %queue_id, "incident could not be written to the register {}: {e}", self.cfg.store.path.display());
-        } else if wake {
-            self.shared.workflow.notify_one();
-        }
-        if let Err(e) = logged {
-            self.shared.metrics.incident_write_error();
-            tracing::error!(incident = %queue_id, "incident record could not be written to {}: {e}", self.shared.incidents.path().display());
-        }
-        stored.is_ok()
-    }
-}
-
-/// How many external addresses were first seen where (header and how),
-/// for the record: `{"To address": 1490, "Reply-To display name": 4}`.
-fn seen_counts(
-    visible: &policy::Visible,
-    headers: &policy::VisibleHeaders,
-) -> std::collections::BTreeMap<String, usize> {
-    let mut out = std::collections::BTreeMap::new();
-    for s in &visible.seen {
-        let mut key = format!("{} {}", headers.name(s.header), s.how.as_str());
-        if s.attached {
-            key.push_str(" (attached message)");
-        }
-        *out.entry(key).or_insert(0) += 1;
-    }
-    out
 }
 
 /// Runs blocking spool I/O off the runtime; a task that panicked is an I/O
 /// failure like any other (the client must not hear 250).
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(std::io::Error::other)?
-}
-
-/// Message-ID as written and Subject decoded (RFC 2047), for the record.
-fn describe(msg: &[u8], headers: &Headers) -> (Option<String>, Option<String>) {
-    let message_id = headers.of_kind(FieldKind::MessageId).next().map(|f| {
-        String::from_utf8_lossy(&msg[f.value.clone()])
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-    });
-    // Only the Subject fields go to mail-parser: given the whole header
-    // section it parses every field, a 1,494-address To included, which cost
-    // five times the decision itself in the profile of a bcc run.
-    let subjects: Vec<u8> = headers
-        .of_kind(FieldKind::Subject)
-        .flat_map(|f| msg.get(f.span.clone()).unwrap_or_default())
-        .copied()
-        .collect();
-    let subject = mail_parser::MessageParser::new()
-        .parse_headers(&subjects[..])
-        .and_then(|m| m.subject().map(str::to_string));
-    (message_id, subject)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::message::headers::scan;
-
-    #[test]
-    fn describe_reads_message_id_and_decodes_only_the_subject() {
-        let msg = b"To: a@x.test,\r\n b@y.test\r\nSubject: =?utf-8?q?Termin_f=C3=A4llt_aus?=\r\nMessage-ID:\r\n <m@example.org>\r\n\r\nbody\r\n";
-        let headers = scan(msg, 1 << 20).expect("fits");
-        let (id, subject) = describe(msg, &headers);
-        assert_eq!(id.as_deref(), Some("<m@example.org>"));
-        assert_eq!(subject.as_deref(), Some("Termin f\u{e4}llt aus"));
-        let none = scan(b"To: a@x.test\r\n\r\n", 100).expect("fits");
-        assert_eq!(describe(b"To: a@x.test\r\n\r\n", &none), (None, None));
-    }
 }
