@@ -22,8 +22,8 @@
 //!
 //! The client hears 250 only after upstream said 250 for every copy, or,
 //! when a split fails part-way or upstream refuses some deferred recipients,
-//! after the rest are durably in the spool ([`crate::relay::spool`]; README,
-//! "Split and partial failure", "Deferred recipients").
+//! after the rest are durably in the spool ([`crate::relay::spool`];
+//! docs/architecture.md, "Split and partial failure", "Deferred recipients").
 
 use crate::config::Recipients;
 use crate::id::new_id;

@@ -1,8 +1,8 @@
 //! Split: one upstream transaction per envelope recipient, each copy showing
 //! only its own address (plus the internal ones). When a copy fails after
 //! others went out, the rest become the guard's, durably in the spool
-//! before the client hears 250 ([`crate::relay::spool`]; README, "Split and
-//! partial failure").
+//! before the client hears 250 ([`crate::relay::spool`];
+//! docs/architecture.md, "Split and partial failure").
 
 use std::sync::Arc;
 
