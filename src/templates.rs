@@ -197,20 +197,26 @@ fn placeholders(text: &str) -> Vec<&str> {
 }
 
 /// Fills the placeholders; values lose control characters so a Subject
-/// cannot grow header lines. One pass over the template: a value is never
+/// cannot grow header lines.
+pub fn render(text: &str, vars: &HashMap<&str, String>, one_line: bool) -> String {
+    fill(text, |name| vars.get(name).map(String::as_str), one_line)
+}
+
+/// Fills every `{name}` that `value` knows, in one pass: a value is never
 /// read for placeholders itself, so a subject written `{id}` stays as the
 /// sender wrote it (filling one name after the other made that depend on
-/// the order of the map, which is random). An unknown `{name}` stays too.
-pub fn render(text: &str, vars: &HashMap<&str, String>, one_line: bool) -> String {
+/// the order of a map, which is random). An unknown `{name}` stays too.
+/// With `one_line`, control characters in values become spaces.
+pub fn fill<'v>(text: &str, value: impl Fn(&str) -> Option<&'v str>, one_line: bool) -> String {
     let mut out = String::with_capacity(text.len() + 256);
     let mut rest = text;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        let value = after
+        let found = after
             .find('}')
-            .and_then(|close| Some((close, vars.get(&after[..close])?)));
-        match value {
+            .and_then(|close| Some((close, value(&after[..close])?)));
+        match found {
             Some((close, v)) => {
                 if one_line {
                     out.extend(v.chars().map(|c| if c.is_control() { ' ' } else { c }));

@@ -51,32 +51,19 @@ fn part(lang: Lang, name: &str) -> &'static str {
     &rest[..end]
 }
 
-/// Fills `{name}` with its value in one pass: a value is never searched
-/// for placeholders itself, so a subject reading "{id}" stays as it is.
-/// Unknown names are left as written.
+/// Fills `{name}` with its value in one pass ([`crate::templates::fill`]):
+/// a subject reading "{id}" stays as it is; unknown names are left as
+/// written.
 fn fill(text: &str, vars: &[(&str, String)]) -> String {
-    let mut out = String::with_capacity(text.len() * 2);
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let value = after.find('}').and_then(|close| {
-            let (_, v) = vars.iter().find(|(k, _)| *k == &after[..close])?;
-            Some((close, v))
-        });
-        match value {
-            Some((close, v)) => {
-                out.push_str(v);
-                rest = &after[close + 1..];
-            }
-            None => {
-                out.push('{');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    crate::templates::fill(
+        text,
+        |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        },
+        false,
+    )
 }
 
 /// Section 0: the class, and for a disclosure the Art. 33 deadline and
