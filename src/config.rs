@@ -280,6 +280,31 @@ impl Validator {
         });
     }
 
+    /// One of a fixed set of words (`choices`, in the order the error lists
+    /// them); absent: `default`. Anything else is a problem naming the key
+    /// and every choice, and `default` stands in.
+    fn one_of<T: Copy>(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        choices: &[(&str, T)],
+        default: T,
+    ) -> T {
+        let Some(value) = value else { return default };
+        if let Some((_, v)) = choices.iter().find(|(name, _)| *name == value) {
+            return *v;
+        }
+        let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+        self.bad(
+            key,
+            format!(
+                "unknown value {value:?}, expected one of {}",
+                names.join(", ")
+            ),
+        );
+        default
+    }
+
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
         let server = self.server(raw.server);
         let upstream = self.upstream(raw.upstream, &server.hostname);

@@ -60,17 +60,15 @@ impl Validator {
                 true
             }
         };
-        let empty_to = match raw.empty_to.as_deref() {
-            None | Some("sender") => EmptyTo::Sender,
-            Some("undisclosed") => EmptyTo::Undisclosed,
-            Some(other) => {
-                self.bad(
-                    "policy.empty_to",
-                    format!("unknown value {other:?}, expected one of sender, undisclosed"),
-                );
-                EmptyTo::Sender
-            }
-        };
+        let empty_to = self.one_of(
+            "policy.empty_to",
+            raw.empty_to.as_deref(),
+            &[
+                ("sender", EmptyTo::Sender),
+                ("undisclosed", EmptyTo::Undisclosed),
+            ],
+            EmptyTo::Sender,
+        );
         let rules = raw
             .rules
             .unwrap_or_default()
@@ -87,17 +85,15 @@ impl Validator {
                 })
             }
         };
-        let attached_messages = match raw.attached_messages.as_deref() {
-            None | Some("count") => AttachedMessages::Count,
-            Some("ignore") => AttachedMessages::Ignore,
-            Some(other) => {
-                self.bad(
-                    "policy.attached_messages",
-                    format!("unknown value {other:?}, expected one of count, ignore"),
-                );
-                AttachedMessages::Count
-            }
-        };
+        let attached_messages = self.one_of(
+            "policy.attached_messages",
+            raw.attached_messages.as_deref(),
+            &[
+                ("count", AttachedMessages::Count),
+                ("ignore", AttachedMessages::Ignore),
+            ],
+            AttachedMessages::Count,
+        );
         let mime_nesting_limit = self.count(
             "policy.mime_nesting_limit",
             raw.mime_nesting_limit,

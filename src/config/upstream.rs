@@ -148,7 +148,7 @@ pub(super) struct RawUpstream {
 impl Validator {
     pub(super) fn upstream(&mut self, raw: RawUpstream, hostname: &str) -> Option<UpstreamConfig> {
         let target = self.upstream_target(raw.address, raw.maildir);
-        let tls = self.upstream_tls(raw.tls.as_deref());
+        let tls = self.tls_mode("upstream.tls", raw.tls.as_deref());
         let tls_verify = self.flag("upstream.tls_verify", raw.tls_verify, true);
         let ca = raw.ca.filter(|c| !c.is_empty()).map(PathBuf::from);
         if tls != UpstreamTls::None
@@ -266,20 +266,18 @@ impl Validator {
         }
     }
 
-    /// `upstream.tls`: none, starttls or tls.
-    fn upstream_tls(&mut self, tls: Option<&str>) -> UpstreamTls {
-        match tls.unwrap_or("none") {
-            "none" => UpstreamTls::None,
-            "starttls" => UpstreamTls::StartTls,
-            "tls" => UpstreamTls::Tls,
-            other => {
-                self.bad(
-                    "upstream.tls",
-                    format!("unknown value {other:?}, expected one of none, starttls, tls"),
-                );
-                UpstreamTls::None
-            }
-        }
+    /// `upstream.tls` and `incidents.smtp.tls`: none, starttls or tls.
+    pub(super) fn tls_mode(&mut self, key: &str, tls: Option<&str>) -> UpstreamTls {
+        self.one_of(
+            key,
+            tls,
+            &[
+                ("none", UpstreamTls::None),
+                ("starttls", UpstreamTls::StartTls),
+                ("tls", UpstreamTls::Tls),
+            ],
+            UpstreamTls::None,
+        )
     }
 
     pub(super) fn upstream_auth(

@@ -364,18 +364,7 @@ impl Validator {
                 format!("{address:?} is not host:port"),
             );
         }
-        let tls = match raw.tls.as_deref() {
-            None | Some("none") => UpstreamTls::None,
-            Some("starttls") => UpstreamTls::StartTls,
-            Some("tls") => UpstreamTls::Tls,
-            Some(other) => {
-                self.bad(
-                    "incidents.smtp.tls",
-                    format!("unknown value {other:?}, expected one of none, starttls, tls"),
-                );
-                UpstreamTls::None
-            }
-        };
+        let tls = self.tls_mode("incidents.smtp.tls", raw.tls.as_deref());
         let login = match (raw.username, raw.password_file) {
             (None, None) => None,
             (Some(user), Some(file)) => match std::fs::read_to_string(&file) {
