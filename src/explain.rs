@@ -1,10 +1,15 @@
 //! `bccguard explain`: what the guard would do with one message and why,
 //! sending nothing. Runs the same pure decision and rewrite as the session.
+//!
+//! Its [`Verdict`] is the command's exit status, so a script (a pre-send
+//! check, a CI job over sample mails) can branch on it without parsing
+//! the text: 0 pass, 2 reject, 3 hold, 4 rewritten, 5 relayed and
+//! recorded; 1 is left for errors (no such file, a bad policy).
 
 use std::fmt::Write as _;
 
 use crate::config::Config;
-use crate::message::headers::FieldKind;
+use crate::message::headers::{FieldKind, HeaderError};
 use crate::policy::{self, Action, Decision, Envelope};
 use crate::rewrite::plan::{self, Body, Refused, Route, Splitter};
 
@@ -29,34 +34,93 @@ pub fn to_crlf(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The report `bccguard explain` prints.
+/// What the guard would do with the message, as the exit status of
+/// `bccguard explain` (documented in its `--help`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Relayed unchanged, nothing recorded: exit 0.
+    Pass,
+    /// Refused (550/552), nothing sent: exit 2.
+    Reject,
+    /// Kept in the quarantine for a decision: exit 3.
+    Hold,
+    /// Sent with the recipients hidden (bcc) or as copies (split): exit 4.
+    Rewritten,
+    /// Relayed unchanged with an incident recorded (monitor, an allow rule
+    /// over the threshold): exit 5.
+    Recorded,
+}
+
+impl Verdict {
+    /// The exit status (1 is the command's error status).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Reject => 2,
+            Verdict::Hold => 3,
+            Verdict::Rewritten => 4,
+            Verdict::Recorded => 5,
+        }
+    }
+}
+
+/// The report `bccguard explain` prints, and its verdict.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// The text, one item per line.
+    pub text: String,
+    /// What would happen.
+    pub verdict: Verdict,
+}
+
+/// Explains what the guard would do with `raw` under `config`.
 pub fn explain(
     config: &Config,
     name: &str,
     raw: &[u8],
     rcpts: &[String],
     from: Option<&str>,
-) -> String {
+) -> Explanation {
+    let mut out = String::new();
+    let verdict = write_explanation(&mut out, config, name, raw, rcpts, from);
+    Explanation { text: out, verdict }
+}
+
+fn write_explanation(
+    out: &mut String,
+    config: &Config,
+    name: &str,
+    raw: &[u8],
+    rcpts: &[String],
+    from: Option<&str>,
+) -> Verdict {
     let msg = to_crlf(raw);
     let policy = &config.policy;
-    let mut out = String::new();
-    let Some((mail_from, rcpt_to)) = envelope(policy, &msg, rcpts, from) else {
+    // What the guard cannot read in full it refuses (fail closed), with
+    // the session's own refusal.
+    let refused = |out: &mut String, e| {
+        let reply = plan::unreadable(policy, e).reply();
         let _ = writeln!(
             out,
-            "{name}: the header section is larger than {} bytes: the guard refuses it (552 5.3.4)",
-            policy.max_header_size
+            "{name}: the guard cannot read it in full and refuses it: {}",
+            reply.summary()
         );
-        return out;
+        Verdict::Reject
     };
-    let Ok(d) = policy::decide(
+    let (mail_from, rcpt_to) = match envelope(policy, &msg, rcpts, from) {
+        Ok(envelope) => envelope,
+        Err(e) => return refused(out, e),
+    };
+    let d = match policy::decide(
         policy,
         Envelope {
             mail_from: &mail_from,
             rcpt_to: &rcpt_to,
         },
         &msg,
-    ) else {
-        return out;
+    ) {
+        Ok(d) => d,
+        Err(e) => return refused(out, e),
     };
     let _ = writeln!(out, "message:   {name} ({} bytes)", msg.len());
     let _ = writeln!(
@@ -69,7 +133,7 @@ pub fn explain(
             ""
         }
     );
-    write_decision(&mut out, policy, &d);
+    write_decision(out, policy, &d);
     // The same plan the session follows at the end of DATA.
     let plan = plan::plan(policy, &d, &msg, &mail_from, d.action);
     if let Route::Refuse(Refused::Unsafe(why)) = &plan.route {
@@ -77,9 +141,16 @@ pub fn explain(
             out,
             "action:    reject: {why} (550 5.7.1), incident recorded"
         );
-        return out;
+        return Verdict::Reject;
     }
     let _ = writeln!(out, "action:    {}", verdict(&d, rcpt_to.len()));
+    let outcome = match &plan.route {
+        Route::Refuse(_) => Verdict::Reject,
+        Route::Hold => Verdict::Hold,
+        Route::Split | Route::Whole(Body::Rewritten(_)) => Verdict::Rewritten,
+        Route::Whole(_) if plan.incident.is_some() => Verdict::Recorded,
+        Route::Whole(_) => Verdict::Pass,
+    };
     let (title, head) = match (&d.action, &plan.route) {
         (Some(Action::Bcc), Route::Whole(Body::Rewritten(rw))) => {
             ("rewritten header section", rw.head.clone())
@@ -88,7 +159,7 @@ pub fn explain(
             "header section of the first copy",
             Splitter::new(policy, &d, &msg, &mail_from).head(rcpt_to.first().map(String::as_str)),
         ),
-        _ => return out,
+        _ => return outcome,
     };
     let _ = writeln!(out, "{title}:");
     for line in String::from_utf8_lossy(&head).lines() {
@@ -110,18 +181,18 @@ pub fn explain(
         out,
         "  ({changed} address and Bcc field(s) rewritten; every other header and the body unchanged)"
     );
-    out
+    outcome
 }
 
 /// The envelope to decide on: the one given, or what a mail client would
-/// build (the header From, every visible address). `None` when the header
-/// section is over `policy.max_header_size`.
+/// build (the header From, every visible address). An error when the
+/// header section cannot be read in full.
 fn envelope(
     policy: &policy::Policy,
     msg: &[u8],
     rcpts: &[String],
     from: Option<&str>,
-) -> Option<(String, Vec<String>)> {
+) -> Result<(String, Vec<String>), HeaderError> {
     let probe = policy::decide(
         policy,
         Envelope {
@@ -129,8 +200,7 @@ fn envelope(
             rcpt_to: &[],
         },
         msg,
-    )
-    .ok()?;
+    )?;
     let mail_from = from
         .map(str::to_string)
         .or_else(|| probe.header_from.clone())
@@ -146,7 +216,7 @@ fn envelope(
     } else {
         rcpts.to_vec()
     };
-    Some((mail_from, rcpt_to))
+    Ok((mail_from, rcpt_to))
 }
 
 /// What was counted, where each address was seen, the rule and the

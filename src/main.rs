@@ -49,6 +49,14 @@ enum Cmd {
         config: Option<PathBuf>,
     },
     /// Show what the guard would do with a message, sending nothing.
+    #[command(after_help = "\
+Exit status (for scripts):
+  0  pass: relayed unchanged, nothing recorded
+  1  error: the message or the policy could not be read
+  2  reject: refused, nothing sent
+  3  hold: kept in the quarantine for a decision
+  4  rewritten: sent with the recipients in Bcc, or split into copies
+  5  recorded: relayed unchanged with an incident recorded (monitor, allow)")]
     Explain {
         /// policy.yaml; without it the embedded default is used.
         #[arg(long, short, env = "BCCGUARD_CONFIG")]
@@ -102,7 +110,13 @@ fn main() -> ExitCode {
             rcpt,
             from,
         } => {
-            load(config.as_ref()).and_then(|c| admin::explain(&c, &message, &rcpt, from.as_deref()))
+            // The verdict is the exit status: scripts branch on it.
+            return match load(config.as_ref())
+                .and_then(|c| admin::explain(&c, &message, &rcpt, from.as_deref()))
+            {
+                Ok(verdict) => ExitCode::from(verdict.exit_code()),
+                Err(e) => fail(&e),
+            };
         }
         Cmd::Health { config, ready } => admin::health(config, ready),
         Cmd::Quarantine { config, command } => {
@@ -114,11 +128,14 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bccguard: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(&e),
     }
+}
+
+/// Prints the error with its causes; exit status 1.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("bccguard: {e:#}");
+    ExitCode::FAILURE
 }
 
 fn init_logging(format: LogFormat) {

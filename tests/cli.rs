@@ -124,7 +124,7 @@ fn explain_reports_the_cancellation_mail_and_sends_nothing() {
         .arg("--config")
         .arg(repo_policy())
         .arg(&eml));
-    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "reject is exit 2: {stderr}");
     assert!(
         stdout.contains("1494 external address(es) in 7 domain(s), 0 internal"),
         "{stdout}"
@@ -162,7 +162,7 @@ fn explain_reports_the_cancellation_mail_and_sends_nothing() {
             "boss@example.org",
         ])
         .args(["--from", "praxis@example.org"]));
-    assert!(out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         stdout.contains("from <praxis@example.org>, 3 recipient(s)"),
         "{stdout}"
@@ -186,7 +186,7 @@ fn explain_shows_the_rewritten_to_for_bcc() {
         .arg(repo_policy())
         .arg(&eml)
         .args(["--from", "termine@example.org"]));
-    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.status.code(), Some(4), "bcc is exit 4: {stderr}");
     assert!(stdout.contains("rule:      appointments"), "{stdout}");
     assert!(stdout.contains("action:    bcc"), "{stdout}");
     let head = shown_header(&stdout);
@@ -212,7 +212,7 @@ fn explain_shows_the_rewritten_to_for_bcc() {
         .arg("--config")
         .arg(&config)
         .arg(&eml));
-    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stdout.contains("action:    bcc"), "{stdout}");
     let head = shown_header(&stdout);
     assert!(head.contains(&"To: undisclosed-recipients:;"), "{stdout}");
@@ -442,7 +442,11 @@ fn explain_lists_every_counted_address_and_where_it_was_seen() {
             .arg(&policy)
             .args(["--rcpt", rcpt])
             .arg(&eml));
-        assert!(out.status.success(), "{stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "every case here is a reject: {stderr}"
+        );
         stdout
     };
     let base = "upstream:\n  maildir: ./outbox\npolicy:\n  internal_domains: [example.org]\n  max_external_recipients: 2\n";
@@ -467,4 +471,76 @@ fn explain_lists_every_counted_address_and_where_it_was_seen() {
         out.contains("action:    reject: an attached message shows 3 external addresses"),
         "{out}"
     );
+}
+
+/// `explain`'s exit status is its verdict, one per action, so a script
+/// can branch on it: the shipped 1,494-address example under each action,
+/// a small mail that passes, a missing file, and a header section the
+/// guard cannot read in full.
+#[test]
+fn explain_exit_status_is_the_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cancellation.eml");
+    let small = dir.path().join("small.eml");
+    std::fs::write(
+        &small,
+        "From: alice@example.org\nTo: bob@partner.test, carol@other.test\nSubject: hi\n\nhello\n",
+    )
+    .expect("write eml");
+    let deep = dir.path().join("deep.eml");
+    // Four attached messages, one inside the other, under a limit of 2.
+    let mut nested = String::new();
+    for _ in 0..4 {
+        nested.push_str(
+            "From: alice@example.org\nTo: bob@partner.test\nContent-Type: message/rfc822\n\n",
+        );
+    }
+    nested.push_str("From: alice@example.org\n\nx\n");
+    std::fs::write(&deep, nested).expect("write eml");
+    let status = |action: &str, eml: &Path| {
+        let policy = dir.path().join(format!("{action}.yaml"));
+        std::fs::write(
+            &policy,
+            format!("{MINIMAL}policy:\n  internal_domains: [example.org]\n  max_external_recipients: 10\n  mime_nesting_limit: 2\n  action: {action}\n"),
+        )
+        .expect("write policy");
+        let (out, stdout, stderr) = run(bccguard()
+            .arg("explain")
+            .arg("--config")
+            .arg(&policy)
+            .arg(eml));
+        (out.status.code(), stdout, stderr)
+    };
+    for (action, code) in [
+        ("reject", 2),
+        ("hold", 3),
+        ("bcc", 4),
+        ("split", 4),
+        ("monitor", 5),
+    ] {
+        let (got, stdout, stderr) = status(action, &example);
+        assert_eq!(got, Some(code), "{action}: {stdout}{stderr}");
+        assert!(stdout.contains(&format!("action:    {action}")), "{stdout}");
+    }
+    let (got, stdout, _) = status("reject", &small);
+    assert_eq!(got, Some(0), "{stdout}");
+    assert!(stdout.contains("action:    pass"), "{stdout}");
+    let (got, _, stderr) = status("reject", &dir.path().join("missing.eml"));
+    assert_eq!(got, Some(1));
+    assert!(stderr.contains("cannot read"), "{stderr}");
+    let (got, stdout, _) = status("monitor", &deep);
+    assert_eq!(got, Some(2), "unreadable fails closed: {stdout}");
+    assert!(stdout.contains("554 5.6.0"), "{stdout}");
+
+    let help = run(bccguard().args(["explain", "--help"])).1;
+    for line in [
+        "0  pass",
+        "1  error",
+        "2  reject",
+        "3  hold",
+        "4  rewritten",
+        "5  recorded",
+    ] {
+        assert!(help.contains(line), "{line:?} not in --help:\n{help}");
+    }
 }

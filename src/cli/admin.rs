@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use bccguard::config::Config;
+use bccguard::explain::Verdict;
 
 /// Loads and validates a policy file and prints what it sets and warns of.
 pub fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -27,21 +28,20 @@ pub fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints what the guard would do with a message file.
+/// Prints what the guard would do with a message file; returns the
+/// verdict, which is the exit status.
 pub fn explain(
     config: &Config,
     message: &PathBuf,
     rcpt: &[String],
     from: Option<&str>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Verdict> {
     let raw =
         std::fs::read(message).with_context(|| format!("cannot read {}", message.display()))?;
     let name = message.display().to_string();
-    print!(
-        "{}",
-        bccguard::explain::explain(config, &name, &raw, rcpt, from)
-    );
-    Ok(())
+    let explained = bccguard::explain::explain(config, &name, &raw, rcpt, from);
+    super::print(&explained.text)?;
+    Ok(explained.verdict)
 }
 
 /// Asks a running guard's /healthz or /readyz.

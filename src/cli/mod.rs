@@ -23,3 +23,17 @@ pub fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
         }
     }
 }
+
+/// Writes a command's output to stdout. A reader that stops early
+/// (`| head`, `| grep -q`) is not an error: the rest is not wanted, and a
+/// panic on the closed pipe would only add noise to the admin's screen.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to stdout"))
+        }
+        _ => Ok(()),
+    }
+}

@@ -16,8 +16,10 @@
 //! bcc and split go out only when [`rewrite::check`] reads the rewritten
 //! mail as the counter reads any mail and finds no address left over.
 
+use crate::message::headers::HeaderError;
 use crate::policy::{self, Action, Decision, Policy};
 use crate::rewrite::{self, KeepVisible, Prepared, Rewritten};
+use crate::smtp::refusal::Refusal;
 
 /// The message as one transaction carries it.
 #[derive(Debug, Clone)]
@@ -81,6 +83,23 @@ pub struct Plan {
     pub route: Route,
     /// The incident, for a decision over the threshold.
     pub incident: Option<Incident>,
+}
+
+/// The refusal of a message whose header section cannot be read in full
+/// (fail closed: what the guard cannot count it does not pass), with the
+/// limit it hit.
+pub fn unreadable(policy: &Policy, e: HeaderError) -> Refusal<'static> {
+    match e {
+        HeaderError::TooBig => Refusal::HeaderTooBig {
+            limit: policy.max_header_size,
+        },
+        HeaderError::AttachedTooBig => Refusal::AttachedHeaderTooBig {
+            limit: policy.max_header_size,
+        },
+        HeaderError::TooDeep => Refusal::MimeTooDeep {
+            limit: policy.mime_nesting_limit,
+        },
+    }
 }
 
 /// The plan for `decision` (made by [`policy::decide`] on `msg`), taking

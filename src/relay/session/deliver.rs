@@ -105,18 +105,7 @@ impl Session {
     /// A message whose header section cannot be read in full is refused:
     /// what the guard cannot count it does not let through.
     async fn refuse_unreadable(&mut self, e: HeaderError, queue_id: &str) {
-        let policy = &self.cfg.policy;
-        let refusal = match e {
-            HeaderError::TooBig => Refusal::HeaderTooBig {
-                limit: policy.max_header_size,
-            },
-            HeaderError::AttachedTooBig => Refusal::AttachedHeaderTooBig {
-                limit: policy.max_header_size,
-            },
-            HeaderError::TooDeep => Refusal::MimeTooDeep {
-                limit: policy.mime_nesting_limit,
-            },
-        };
+        let refusal = plan::unreadable(&self.cfg.policy, e);
         let r = self.refusal(refusal);
         let label = refusal.reason().as_str();
         tracing::info!(client = %self.peer, queue_id = %queue_id, reason = label, reply = %r.summary(), "message refused: cannot be read in full");
