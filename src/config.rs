@@ -58,6 +58,11 @@ pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9925";
 pub use crate::policy::DEFAULT_MAX_EXTERNAL_RECIPIENTS;
 /// Default incident log.
 pub const DEFAULT_INCIDENTS_PATH: &str = "./incidents.jsonl";
+/// `check` warns of an IPv4 trusted network wider than this prefix (a /16
+/// is 65,536 hosts, more than an office has).
+pub const WIDE_IPV4_PREFIX: u8 = 16;
+/// The same for IPv6: a /48 is a whole site's allocation (RFC 6177).
+pub const WIDE_IPV6_PREFIX: u8 = 48;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -206,12 +211,85 @@ impl Config {
         if up.auth == UpstreamAuth::Passthrough && self.incidents.smtp.is_none() {
             w.push("incidents.smtp: unset while upstream.auth is passthrough: notices and quarantine releases go upstream without a login of their own; set incidents.smtp (or let upstream accept the guard's address)".into());
         }
+        w.extend(self.wide_networks());
+        w.extend(self.untold_measures());
         let i = &self.incidents;
         if i.notice_max_age < i.notice_retry_min {
             w.push(format!(
                 "incidents.notice_max_age ({}) is shorter than incidents.notice_retry_min ({}): a notice that fails once is given up without a retry",
                 humantime::format_duration(i.notice_max_age),
                 humantime::format_duration(i.notice_retry_min)
+            ));
+        }
+        w
+    }
+
+    /// Trusted networks wider than [`WIDE_IPV4_PREFIX`] / [`WIDE_IPV6_PREFIX`]
+    /// (loopback aside): an office is rarely bigger, and `0.0.0.0/0` makes the guard an open
+    /// relay (RFC 5321 7.1: relaying for anyone is how spam gets sent in
+    /// the organisation's name).
+    fn wide_networks(&self) -> Vec<String> {
+        let lists = [
+            (
+                "server.trusted_networks",
+                &self.server.trusted_networks,
+                "every client in it may relay without a login",
+            ),
+            (
+                "server.proxy_trusted_networks",
+                &self.server.proxy_trusted_networks,
+                "every host in it may claim any client address with a PROXY header",
+            ),
+        ];
+        let mut w = Vec::new();
+        for (key, nets, what) in lists {
+            for (i, net) in nets.iter().enumerate() {
+                let (limit, family) = match net {
+                    IpNet::V4(_) => (WIDE_IPV4_PREFIX, "IPv4"),
+                    IpNet::V6(_) => (WIDE_IPV6_PREFIX, "IPv6"),
+                };
+                // Loopback cannot be reached from another host.
+                let loopback = net.network().is_loopback() && net.broadcast().is_loopback();
+                if net.prefix_len() < limit && !loopback {
+                    let open = if net.prefix_len() == 0 {
+                        " (the whole internet: an open relay)"
+                    } else {
+                        ""
+                    };
+                    w.push(format!(
+                        "{key}[{i}]: {net} is wider than a /{limit} ({family}){open}: {what}; name the office's own networks"
+                    ));
+                }
+            }
+        }
+        w
+    }
+
+    /// A hold or a monitor with nobody to tell: held mail waits for a
+    /// decision nobody hears of, and a disclosure's 72 hours (GDPR Art. 33)
+    /// run out in the register unseen.
+    fn untold_measures(&self) -> Vec<String> {
+        if !self.incidents.notify.is_empty() {
+            return Vec::new();
+        }
+        let p = &self.policy;
+        let mut w = Vec::new();
+        let measures = std::iter::once(("policy.action".to_string(), p.action)).chain(
+            p.rules.iter().enumerate().filter_map(|(i, r)| {
+                r.action
+                    .map(|a| (format!("policy.rules[{i}].action ({})", r.name), a))
+            }),
+        );
+        for (key, action) in measures {
+            let why = match action {
+                Action::Hold => "held mail waits for a decision and nobody is told of it",
+                Action::Monitor => {
+                    "open lists go out and nobody is told, while the 72 hours of GDPR Art. 33 run"
+                }
+                _ => continue,
+            };
+            w.push(format!(
+                "incidents.notify is empty while {key} is {action}: {why}; name the DPO's address in incidents.notify"
             ));
         }
         w
@@ -238,7 +316,7 @@ impl Config {
         }
         let layered = builder
             .build()
-            .map_err(|e| fail(String::new(), e.to_string()))?;
+            .map_err(|e| fail(String::new(), syntax_error(yaml, &e.to_string())))?;
         let raw: RawConfig = layered.try_deserialize().map_err(|e| {
             let (key, message) = split_config_error(&e);
             fail(key, message)
@@ -253,6 +331,40 @@ impl Config {
             }),
         }
     }
+}
+
+/// A YAML syntax error as an editor wants it: "line L, column C: what",
+/// then the line itself with a caret under the column. The YAML parser
+/// says "what at byte B line L column C"; anything else stays as it is.
+fn syntax_error(yaml: &str, text: &str) -> String {
+    let located = text.rsplit_once(" at byte ").and_then(|(what, at)| {
+        let mut words = at.split_whitespace();
+        let (_, l, line, c, col) = (
+            words.next()?,
+            words.next()?,
+            words.next()?.parse::<usize>().ok()?,
+            words.next()?,
+            words.next()?.parse::<usize>().ok()?,
+        );
+        (l == "line" && c == "column").then_some((what, line, col))
+    });
+    let Some((what, line, col)) = located else {
+        return text.to_string();
+    };
+    let mut out = format!("line {line}, column {col}: {what}");
+    if let Some(shown) = yaml.lines().nth(line.saturating_sub(1)) {
+        let width = line.to_string().len();
+        let pad: String = shown
+            .chars()
+            .take(col.saturating_sub(1))
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        out.push_str(&format!(
+            "\n    {line} | {shown}\n    {:width$} | {pad}^",
+            ""
+        ));
+    }
+    out
 }
 
 /// The `config` crate reports "message for key `a.b`"; turn it into our

@@ -544,3 +544,29 @@ fn explain_exit_status_is_the_verdict() {
         assert!(help.contains(line), "{line:?} not in --help:\n{help}");
     }
 }
+
+/// An open relay and a hold nobody hears of pass `check` (they are valid)
+/// but not silently; a YAML slip is named by line and column.
+#[test]
+fn check_warns_of_an_open_relay_and_names_yaml_positions() {
+    let (out, stdout, stderr) = check(&format!(
+        "{MINIMAL}server:\n  trusted_networks: [\"0.0.0.0/0\"]\npolicy:\n  action: hold\n"
+    ));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("OK ("), "{stdout}");
+    assert!(
+        stdout.contains("warning: server.trusted_networks[0]: 0.0.0.0/0 is wider than a /16 (IPv4) (the whole internet: an open relay)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: incidents.notify is empty while policy.action is hold"),
+        "{stdout}"
+    );
+    let (out, _, stderr) = check("upstream:\n  maildir: ./outbox\npolicy:\n\taction: hold\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("line 4, column 2: tabs disallowed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("    4 | \taction: hold"), "{stderr}");
+}

@@ -216,3 +216,92 @@ fn proxy_protocol_is_off_by_default_and_names_its_proxies_when_on() {
         ]
     );
 }
+
+fn warnings(yaml: &str) -> Vec<String> {
+    Config::from_yaml(yaml, "test").expect("valid").warnings()
+}
+
+#[test]
+fn wide_trusted_networks_are_warned_of() {
+    let nets = |list: &str| {
+        warnings(&format!(
+            "{MINIMAL}server:\n  trusted_networks: {list}\n  proxy_trusted_networks: [\"10.1.2.0/24\"]\n"
+        ))
+    };
+    // An office's own networks and loopback: nothing to say.
+    assert_eq!(
+        nets(r#"["127.0.0.0/8", "::1", "10.1.0.0/16", "192.168.1.0/24", "2001:db8:1::/48"]"#),
+        Vec::<String>::new()
+    );
+    let w = nets(r#"["0.0.0.0/0", "10.1.0.0/16", "10.0.0.0/15", "::/0", "2001:db8::/47"]"#);
+    assert_eq!(w.len(), 4, "{w:#?}");
+    assert!(w[0].starts_with("server.trusted_networks[0]: 0.0.0.0/0 is wider than a /16 (IPv4) (the whole internet: an open relay)"), "{}", w[0]);
+    assert!(
+        w[1].starts_with("server.trusted_networks[2]: 10.0.0.0/15 is wider than a /16"),
+        "{}",
+        w[1]
+    );
+    assert!(
+        w[2].starts_with(
+            "server.trusted_networks[3]: ::/0 is wider than a /48 (IPv6) (the whole internet"
+        ),
+        "{}",
+        w[2]
+    );
+    assert!(
+        w[3].starts_with("server.trusted_networks[4]: 2001:db8::/47 is wider than a /48"),
+        "{}",
+        w[3]
+    );
+    let w = warnings(&format!(
+        "{MINIMAL}server:\n  proxy_protocol: true\n  proxy_trusted_networks: [\"0.0.0.0/0\"]\n"
+    ));
+    assert!(
+        w.iter()
+            .any(|w| w.starts_with("server.proxy_trusted_networks[0]: 0.0.0.0/0")),
+        "{w:#?}"
+    );
+}
+
+#[test]
+fn hold_or_monitor_without_anyone_to_tell_is_warned_of() {
+    let policy = |notify: &str, action: &str| {
+        warnings(&format!(
+            "{MINIMAL}incidents:\n  notify: {notify}\npolicy:\n  action: {action}\n  rules:\n    - name: board\n      sender: [\"vorstand@example.org\"]\n      action: monitor\n    - name: team\n      sender: [\"team@example.org\"]\n      action: bcc\n"
+        ))
+        .into_iter()
+        .filter(|w| w.starts_with("incidents.notify"))
+        .collect::<Vec<_>>()
+    };
+    let w = policy("[]", "hold");
+    assert_eq!(w.len(), 2, "{w:#?}");
+    assert!(
+        w[0].starts_with("incidents.notify is empty while policy.action is hold: held mail waits"),
+        "{}",
+        w[0]
+    );
+    assert!(
+        w[1].starts_with(
+            "incidents.notify is empty while policy.rules[0].action (board) is monitor"
+        ),
+        "{}",
+        w[1]
+    );
+    assert_eq!(
+        policy("[]", "reject").len(),
+        1,
+        "the monitor rule still warns"
+    );
+    assert!(policy("[\"dpo@example.org\"]", "hold").is_empty());
+}
+
+#[test]
+fn a_yaml_syntax_error_names_its_line_and_column() {
+    let yaml = "upstream:\n  maildir: ./outbox\npolicy:\n  action: [reject\n  max_external_recipients: 3\n";
+    let p = problems(yaml);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(
+        p[0],
+        "line 5, column 26: illegal placement of ':' indicator\n    5 |   max_external_recipients: 3\n      |                          ^"
+    );
+}
