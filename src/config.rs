@@ -20,6 +20,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
+
+use crate::templates::ReplyLanguage;
 use serde::Deserialize;
 
 use crate::policy::{
@@ -83,6 +85,20 @@ pub struct Config {
     pub store: StoreConfig,
     /// `quarantine.*`: held messages (`action: hold`).
     pub quarantine: QuarantineConfig,
+    /// `policy.reply_language`: the languages of the clerk-facing policy
+    /// replies. Beside the policy, not in it: it words a decision, it does
+    /// not take part in one.
+    pub reply_language: ReplyLanguage,
+}
+
+impl Config {
+    /// How the policy replies are worded (templates and languages).
+    pub fn words(&self) -> crate::smtp::reply::Words<'_> {
+        crate::smtp::reply::Words {
+            templates: &self.incidents.templates,
+            language: self.reply_language,
+        }
+    }
 }
 
 /// `metrics.*`.
@@ -424,6 +440,7 @@ impl Validator {
         let incidents = self.incidents(raw.incidents, &server.hostname);
         let store = self.store(raw.store);
         let quarantine = self.quarantine(raw.quarantine);
+        let reply_language = self.reply_language(&raw.policy);
         let policy = self.policy(raw.policy, server.limits.max_header_size);
         let spool = self.spool(raw.spool);
         Some(Config {
@@ -435,6 +452,7 @@ impl Validator {
             spool,
             store,
             quarantine,
+            reply_language,
         })
     }
 

@@ -139,7 +139,8 @@ fn write_explanation(
     if let Route::Refuse(Refused::Unsafe(why)) = &plan.route {
         let _ = writeln!(
             out,
-            "action:    reject: {why} (550 5.7.1), incident recorded"
+            "action:    reject: {} (550 5.7.1), incident recorded",
+            why.describe()
         );
         return Verdict::Reject;
     }

@@ -1,6 +1,7 @@
-//! The texts of the guard's own mails, in German and English, and their
-//! overrides: a file `<name>.<lang>.txt` in `incidents.templates` (first
-//! line `Subject: ...`, an empty line, the body) replaces the built-in
+//! The texts of the guard's own mails and of its policy replies, in German
+//! and English, and their overrides: a file `<name>.<lang>.txt` in
+//! `incidents.templates` (for a mail: first line `Subject: ...`, an empty
+//! line, the body; for a reply, `reply_*`: its lines) replaces the built-in
 //! text. The built-in texts are files of the same format,
 //! `src/templates/<name>.<lang>.txt`, embedded at build time. Placeholders
 //! are `{name}`; an unknown one in an override is a configuration error,
@@ -36,8 +37,8 @@ impl Lang {
     }
 }
 
-/// Every template, by name.
-pub const NAMES: [&str; 8] = [
+/// Every template, by name: the mails, then the SMTP replies (`reply_*`).
+pub const NAMES: [&str; 16] = [
     "dpo",
     "dpo_digest",
     "sender_hold",
@@ -46,10 +47,43 @@ pub const NAMES: [&str; 8] = [
     "sender_released",
     "sender_dropped",
     "sender_expired",
+    "reply_reject",
+    "reply_hold",
+    "reply_signed",
+    "reply_unsafe_attached",
+    "reply_unsafe_left",
+    "reply_informed",
+    "reply_recorded",
+    "reply_unrecorded",
 ];
 
+/// The languages of the clerk-facing policy replies
+/// (`policy.reply_language`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplyLanguage {
+    /// German only.
+    De,
+    /// English only.
+    En,
+    /// German first, then English: the default, for German offices whose
+    /// mail also reaches people who read no German.
+    #[default]
+    Both,
+}
+
+impl ReplyLanguage {
+    /// The languages, in the order the reply shows them.
+    pub fn langs(self) -> &'static [Lang] {
+        match self {
+            ReplyLanguage::De => &[Lang::De],
+            ReplyLanguage::En => &[Lang::En],
+            ReplyLanguage::Both => &[Lang::De, Lang::En],
+        }
+    }
+}
+
 /// Every placeholder a template may use.
-pub const PLACEHOLDERS: [&str; 23] = [
+pub const PLACEHOLDERS: [&str; 26] = [
     "id",
     "time",
     "class",
@@ -73,6 +107,9 @@ pub const PLACEHOLDERS: [&str; 23] = [
     "how",
     "retention",
     "hostname",
+    "places",
+    "header",
+    "told",
 ];
 
 /// One template: a subject line and a body.
@@ -120,7 +157,7 @@ impl Templates {
             };
             match std::fs::read_to_string(entry.path())
                 .map_err(TemplateError::from)
-                .and_then(|text| parse(&text))
+                .and_then(|text| parse(name, &text))
             {
                 Ok(t) => {
                     overrides.insert((name.to_string(), lang), t);
@@ -154,21 +191,32 @@ pub enum TemplateError {
     /// The first line is not the subject.
     #[error("the first line must be \"Subject: ...\"")]
     NoSubject,
+    /// A reply template with a subject: a reply has none.
+    #[error("a reply template has no \"Subject:\" line, only the reply's lines")]
+    SubjectInReply,
     /// A `{name}` no notice fills (a typo, most likely).
     #[error("unknown placeholder {{{0}}}; known: {known}", known = PLACEHOLDERS.join(", "))]
     UnknownPlaceholder(String),
 }
 
-/// `Subject: ...`, an empty line, the body; only known placeholders.
-fn parse(text: &str) -> Result<Template, TemplateError> {
+/// `Subject: ...`, an empty line, the body (a reply template: its lines,
+/// no subject); only known placeholders.
+fn parse(name: &str, text: &str) -> Result<Template, TemplateError> {
     let text = text.replace("\r\n", "\n");
-    let (first, body) = text.split_once('\n').unwrap_or((&text, ""));
-    let subject = first
-        .strip_prefix("Subject:")
-        .ok_or(TemplateError::NoSubject)?
-        .trim()
-        .to_string();
-    let body = body.strip_prefix('\n').unwrap_or(body).to_string();
+    let (subject, body) = if is_reply(name) {
+        if text.starts_with("Subject:") {
+            return Err(TemplateError::SubjectInReply);
+        }
+        (String::new(), text)
+    } else {
+        let (first, body) = text.split_once('\n').unwrap_or((&text, ""));
+        let subject = first
+            .strip_prefix("Subject:")
+            .ok_or(TemplateError::NoSubject)?
+            .trim()
+            .to_string();
+        (subject, body.strip_prefix('\n').unwrap_or(body).to_string())
+    };
     for part in [&subject, &body] {
         if let Some(name) = placeholders(part)
             .into_iter()
@@ -178,6 +226,77 @@ fn parse(text: &str) -> Result<Template, TemplateError> {
         }
     }
     Ok(Template { subject, body })
+}
+
+/// The SMTP reply templates are named `reply_*`.
+fn is_reply(name: &str) -> bool {
+    name.starts_with("reply_")
+}
+
+impl Templates {
+    /// The lines of the reply template `name` in each of `language`'s
+    /// languages, filled (`vars` gives each language's values) and made
+    /// fit for an SMTP reply: US-ASCII (RFC 5321 4.2: reply text is
+    /// printable ASCII; German letters become ae, oe, ue, ss), one line per
+    /// template line, empty lines dropped.
+    pub fn reply_lines<'v>(
+        &self,
+        name: &str,
+        language: ReplyLanguage,
+        vars: impl Fn(Lang) -> Vec<(&'v str, String)>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for &lang in language.langs() {
+            let values = vars(lang);
+            let value = |k: &str| {
+                values
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.as_str())
+            };
+            let text = fill(&self.get(name, lang).body, value, true);
+            out.extend(
+                text.lines()
+                    .map(|l| ascii(l.trim()))
+                    .filter(|l| !l.is_empty()),
+            );
+        }
+        out
+    }
+
+    /// A one-sentence reply template (`reply_informed`, ...) in `lang`,
+    /// filled, as one line (for the `{told}` of another).
+    pub fn reply_sentence(&self, name: &str, lang: Lang) -> String {
+        let body = self.get(name, lang).body;
+        body.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// US-ASCII for a reply line: German letters transliterated the way
+/// German readers expect when umlauts are not available (DIN 5007-2),
+/// typographic quotes and dashes as their ASCII forms, control characters
+/// as spaces, anything else as `?`.
+pub fn ascii(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            ' '..='~' => out.push(c),
+            'ä' => out.push_str("ae"),
+            'ö' => out.push_str("oe"),
+            'ü' => out.push_str("ue"),
+            'Ä' => out.push_str("Ae"),
+            'Ö' => out.push_str("Oe"),
+            'Ü' => out.push_str("Ue"),
+            'ß' => out.push_str("ss"),
+            '„' | '“' | '”' | '«' | '»' => out.push('"'),
+            '‚' | '‘' | '’' => out.push('\''),
+            '–' | '—' => out.push('-'),
+            '…' => out.push_str("..."),
+            c if c.is_control() || c.is_whitespace() => out.push(' '),
+            _ => out.push('?'),
+        }
+    }
+    out
 }
 
 /// The `{name}` tokens in a text.
@@ -253,12 +372,32 @@ fn builtin(name: &str, lang: Lang) -> Template {
         ("sender_released", Lang::De) => include_str!("templates/sender_released.de.txt"),
         ("sender_dropped", Lang::En) => include_str!("templates/sender_dropped.en.txt"),
         ("sender_dropped", Lang::De) => include_str!("templates/sender_dropped.de.txt"),
+        ("reply_reject", Lang::En) => include_str!("templates/reply_reject.en.txt"),
+        ("reply_reject", Lang::De) => include_str!("templates/reply_reject.de.txt"),
+        ("reply_hold", Lang::En) => include_str!("templates/reply_hold.en.txt"),
+        ("reply_hold", Lang::De) => include_str!("templates/reply_hold.de.txt"),
+        ("reply_signed", Lang::En) => include_str!("templates/reply_signed.en.txt"),
+        ("reply_signed", Lang::De) => include_str!("templates/reply_signed.de.txt"),
+        ("reply_unsafe_attached", Lang::En) => {
+            include_str!("templates/reply_unsafe_attached.en.txt")
+        }
+        ("reply_unsafe_attached", Lang::De) => {
+            include_str!("templates/reply_unsafe_attached.de.txt")
+        }
+        ("reply_unsafe_left", Lang::En) => include_str!("templates/reply_unsafe_left.en.txt"),
+        ("reply_unsafe_left", Lang::De) => include_str!("templates/reply_unsafe_left.de.txt"),
+        ("reply_informed", Lang::En) => include_str!("templates/reply_informed.en.txt"),
+        ("reply_informed", Lang::De) => include_str!("templates/reply_informed.de.txt"),
+        ("reply_recorded", Lang::En) => include_str!("templates/reply_recorded.en.txt"),
+        ("reply_recorded", Lang::De) => include_str!("templates/reply_recorded.de.txt"),
+        ("reply_unrecorded", Lang::En) => include_str!("templates/reply_unrecorded.en.txt"),
+        ("reply_unrecorded", Lang::De) => include_str!("templates/reply_unrecorded.de.txt"),
         // sender_expired, and the fallback for a name not in NAMES.
         (_, Lang::En) => include_str!("templates/sender_expired.en.txt"),
         (_, Lang::De) => include_str!("templates/sender_expired.de.txt"),
     };
     // Every built-in is parsed by the tests below, so this cannot fail.
-    parse(text).expect("a built-in template is well-formed")
+    parse(name, text).expect("a built-in template is well-formed")
 }
 
 #[cfg(test)]
@@ -309,7 +448,7 @@ mod tests {
             )
         );
         assert_eq!(
-            parse("Betreff: x\n\ny\n").unwrap_err().to_string(),
+            parse("dpo", "Betreff: x\n\ny\n").unwrap_err().to_string(),
             "the first line must be \"Subject: ...\""
         );
     }

@@ -15,6 +15,7 @@ pub(super) struct RawPolicy {
     visible_headers: Option<Vec<String>>,
     attached_messages: Option<String>,
     mime_nesting_limit: Option<String>,
+    reply_language: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -29,6 +30,20 @@ pub(super) struct RawRule {
 }
 
 impl Validator {
+    /// `policy.reply_language`: `de`, `en` or `both` (the default).
+    pub(super) fn reply_language(&mut self, raw: &RawPolicy) -> ReplyLanguage {
+        self.one_of(
+            "policy.reply_language",
+            raw.reply_language.as_deref(),
+            &[
+                ("de", ReplyLanguage::De),
+                ("en", ReplyLanguage::En),
+                ("both", ReplyLanguage::Both),
+            ],
+            ReplyLanguage::Both,
+        )
+    }
+
     pub(super) fn policy(&mut self, raw: RawPolicy, max_header_size: usize) -> Option<Policy> {
         let domains = raw.internal_domains.unwrap_or_default();
         let internal_domains = match DomainSet::new(domains.iter().map(String::as_str)) {

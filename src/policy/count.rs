@@ -25,6 +25,7 @@ use crate::message::encoded;
 use crate::message::headers::{FieldKind, Headers, scan};
 use crate::message::mime::Attached;
 use crate::message::tokens::{self, Place};
+use crate::templates::Lang;
 
 mod addresses;
 mod headers;
@@ -72,6 +73,18 @@ impl Visible {
     /// headers by name, `an attached message`: "To/Cc, Reply-To and an
     /// attached message".
     pub fn places(&self, headers: &VisibleHeaders) -> String {
+        self.places_in(headers, Lang::En)
+    }
+
+    /// [`Visible::places`] in `lang`, for the reply in the clerk's language
+    /// ("To/Cc, Reply-To und einer angehängten Nachricht": the German reply
+    /// reads "sichtbar in ..."). Header names stay as the mail client shows
+    /// them.
+    pub fn places_in(&self, headers: &VisibleHeaders, lang: Lang) -> String {
+        let (and, attached) = match lang {
+            Lang::En => ("and", "an attached message"),
+            Lang::De => ("und", "einer angehängten Nachricht"),
+        };
         let mut ids: Vec<u8> = self
             .seen
             .iter()
@@ -96,14 +109,14 @@ impl Visible {
             }
         }
         if self.attached > 0 {
-            names.push("an attached message".into());
+            names.push(attached.into());
         }
         match names.len() {
             0 => "To/Cc".into(),
             1 => names.remove(0),
             n => {
                 let last = names.remove(n - 1);
-                format!("{} and {last}", names.join(", "))
+                format!("{} {and} {last}", names.join(", "))
             }
         }
     }

@@ -48,8 +48,8 @@ pub enum Refused {
     /// bcc/split of signed or encrypted mail: a rewrite would break it,
     /// and the list may sit inside the protected part.
     Signed,
-    /// bcc/split that would leave addresses visible ([`rewrite::Unsafe`]).
-    Unsafe(String),
+    /// bcc/split that would leave addresses visible.
+    Unsafe(rewrite::Unsafe),
 }
 
 /// What goes upstream.
@@ -158,11 +158,12 @@ pub fn plan(
             let keep = KeepVisible::new(policy, None);
             let rw = rewrite::hide(msg, &decision.headers, &keep, &fallback);
             if let Err(u) = rewrite::check(policy, decision, &rw, mail_from, None) {
-                let why = u.describe();
-                let reason =
-                    format!("over threshold, and a rewrite cannot hide every address: {why}");
+                let reason = format!(
+                    "over threshold, and a rewrite cannot hide every address: {}",
+                    u.describe()
+                );
                 return Plan {
-                    route: Route::Refuse(Refused::Unsafe(why)),
+                    route: Route::Refuse(Refused::Unsafe(u)),
                     incident: incident(Action::Reject, &reason),
                 };
             }

@@ -2,8 +2,14 @@
 //! wording can be reviewed together. Replies relayed from upstream are parsed
 //! into the same [`Reply`] type and passed on unchanged.
 //!
+//! The clerk-facing policy replies (refusal, hold) are worded by the
+//! `reply_*` templates ([`crate::templates`]) in German, English or both;
+//! this module gives them their codes and keeps each line within RFC 5321.
+//!
 //! Enhanced status codes follow RFC 3463; the choice of code for each case
 //! follows RFC 5321 section 4.2 and Postfix's practice.
+
+use crate::templates::{Lang, ReplyLanguage, Templates};
 
 /// One (possibly multi-line) SMTP reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,46 +275,217 @@ pub fn accepted_spooled(delivered: usize, spooled: usize, queue_id: &str) -> Rep
     )
 }
 
-/// 550 5.7.1: the open-distribution-list refusal, worded for a clerk.
-///
-/// `places` names where they are visible (`To/Cc`, `To/Cc, Reply-To and an
-/// attached message`; [`crate::policy::Visible::places`]).
-pub fn rejected_open_list(
-    visible_external: usize,
-    limit: usize,
-    places: &str,
-    incident_id: &str,
-) -> Reply {
-    Reply {
-        code: 550,
-        lines: vec![
-            format!(
-                "5.7.1 Message not sent: {visible_external} external addresses are visible to every recipient in {places} (limit {limit})."
-            ),
-            "5.7.1 Everyone would see everyone else's address, which is a personal-data breach."
-                .into(),
-            "5.7.1 Put the recipients in Bcc (or send separate mails) and send it again.".into(),
-            format!(
-                "5.7.1 Incident {incident_id}; your data protection officer has been informed."
-            ),
-        ],
+/// The longest reply line, CRLF included (RFC 5321 4.5.3.1.5).
+pub const MAX_REPLY_LINE: usize = 512;
+
+/// How the clerk-facing policy replies are worded: the reply templates in
+/// force (built-in or overridden in `incidents.templates`) and
+/// `policy.reply_language`.
+#[derive(Debug, Clone, Copy)]
+pub struct Words<'a> {
+    /// The templates (`reply_*`).
+    pub templates: &'a Templates,
+    /// German, English or both (German first).
+    pub language: ReplyLanguage,
+}
+
+/// What the reply may say about who knows of the incident. Only what is
+/// true: a notice to the DPO queued in the same commit as the incident,
+/// or the incident recorded without one, or not even that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Told {
+    /// The register has the incident and a notice to the DPO is queued.
+    Dpo,
+    /// The register has the incident; no notice (`incidents.notify: []`).
+    Recorded,
+    /// The register could not take it: the clerk is asked to tell the DPO.
+    Nobody,
+}
+
+impl Told {
+    fn template(self) -> &'static str {
+        match self {
+            Told::Dpo => "reply_informed",
+            Told::Recorded => "reply_recorded",
+            Told::Nobody => "reply_unrecorded",
+        }
     }
 }
 
-/// 250 2.0.0 for `action: hold`: the message is durably in the
-/// quarantine (the guard owns it now), not sent until someone releases it.
-pub fn held(visible_external: usize, places: &str, incident_id: &str) -> Reply {
-    Reply {
-        code: 250,
-        lines: vec![
-            format!(
-                "2.0.0 Held for review: {visible_external} external addresses were visible to every recipient in {places}."
-            ),
-            format!(
-                "2.0.0 Not sent yet: your data protection officer decides. Incident {incident_id}"
-            ),
-        ],
+/// What a policy reply reports, per language (the template's values
+/// besides `id` and `told`).
+type Values<'v> = &'v dyn Fn(Lang) -> Vec<(&'static str, String)>;
+
+/// A policy reply from its template: each line prefixed with `status`,
+/// and wrapped at word boundaries where a filled line would be longer than
+/// [`MAX_REPLY_LINE`].
+fn worded(
+    code: u16,
+    status: &str,
+    words: Words<'_>,
+    name: &str,
+    incident_id: &str,
+    told: Told,
+    values: Values<'_>,
+) -> Reply {
+    let texts = words.templates.reply_lines(name, words.language, |lang| {
+        let mut v = values(lang);
+        v.push(("id", incident_id.to_string()));
+        v.push((
+            "told",
+            words.templates.reply_sentence(told.template(), lang),
+        ));
+        v
+    });
+    // "550-" before, CRLF after, "5.7.1 " at the start of every line.
+    let width = MAX_REPLY_LINE - 6 - status.len() - 1;
+    let mut lines = Vec::new();
+    for text in texts {
+        for part in wrap(&text, width) {
+            lines.push(format!("{status} {part}"));
+        }
     }
+    if lines.is_empty() {
+        // An override that fills to nothing still gets a reply line.
+        lines.push(format!("{status} Incident {incident_id}"));
+    }
+    Reply { code, lines }
+}
+
+/// Splits `text` (ASCII) into pieces of at most `width` bytes, at spaces
+/// where there are any.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text.trim();
+    while rest.len() > width {
+        let cut = rest[..=width]
+            .rfind(' ')
+            .filter(|&i| i > 0)
+            .unwrap_or(width);
+        out.push(rest[..cut].trim_end().to_string());
+        rest = rest[cut..].trim_start();
+    }
+    if !rest.is_empty() {
+        out.push(rest.to_string());
+    }
+    out
+}
+
+/// 550 5.7.1: the open-distribution-list refusal, worded for a clerk
+/// (`reply_reject`).
+///
+/// `places` gives, per language, where the addresses are visible (`To/Cc`,
+/// `To/Cc, Reply-To and an attached message`;
+/// [`crate::policy::Visible::places_in`]).
+pub fn rejected_open_list(
+    words: Words<'_>,
+    visible_external: usize,
+    limit: usize,
+    places: &dyn Fn(Lang) -> String,
+    incident_id: &str,
+    told: Told,
+) -> Reply {
+    let values = |lang| {
+        vec![
+            ("visible_external", visible_external.to_string()),
+            ("threshold", limit.to_string()),
+            ("places", places(lang)),
+        ]
+    };
+    worded(
+        550,
+        "5.7.1",
+        words,
+        "reply_reject",
+        incident_id,
+        told,
+        &values,
+    )
+}
+
+/// 250 2.0.0 for `action: hold` (`reply_hold`): the message is durably in
+/// the quarantine (the guard owns it now), not sent until someone releases
+/// it.
+pub fn held(
+    words: Words<'_>,
+    visible_external: usize,
+    places: &dyn Fn(Lang) -> String,
+    incident_id: &str,
+    told: Told,
+) -> Reply {
+    let values = |lang| {
+        vec![
+            ("visible_external", visible_external.to_string()),
+            ("places", places(lang)),
+        ]
+    };
+    worded(
+        250,
+        "2.0.0",
+        words,
+        "reply_hold",
+        incident_id,
+        told,
+        &values,
+    )
+}
+
+/// Why a bcc/split rewrite would still show addresses, for
+/// [`cannot_rewrite_safely`].
+#[derive(Debug, Clone, Copy)]
+pub enum StillVisible<'a> {
+    /// Attached messages show this many external addresses.
+    Attached(usize),
+    /// A header the rewrite leaves alone (From with several addresses).
+    Left {
+        /// Its name.
+        header: &'a str,
+        /// External addresses it shows.
+        visible: usize,
+    },
+}
+
+/// 550 5.7.1: over the threshold in bcc/split mode, but a rewrite of the
+/// headers would still leave addresses visible (an attached open list, a
+/// From with several addresses): refused rather than sent half-clean
+/// (`reply_unsafe_attached`, `reply_unsafe_left`).
+pub fn cannot_rewrite_safely(
+    words: Words<'_>,
+    why: StillVisible<'_>,
+    incident_id: &str,
+    told: Told,
+) -> Reply {
+    let (name, header, visible) = match why {
+        StillVisible::Attached(visible) => ("reply_unsafe_attached", "", visible),
+        StillVisible::Left { header, visible } => ("reply_unsafe_left", header, visible),
+    };
+    let values = |_| {
+        vec![
+            ("visible_external", visible.to_string()),
+            ("header", header.to_string()),
+        ]
+    };
+    worded(550, "5.7.1", words, name, incident_id, told, &values)
+}
+
+/// 550 5.7.1: signed/encrypted mail whose visible recipients cannot be
+/// rewritten without breaking the signature (`reply_signed`).
+pub fn cannot_rewrite_signed(
+    words: Words<'_>,
+    visible_external: usize,
+    incident_id: &str,
+    told: Told,
+) -> Reply {
+    let values = |_| vec![("visible_external", visible_external.to_string())];
+    worded(
+        550,
+        "5.7.1",
+        words,
+        "reply_signed",
+        incident_id,
+        told,
+        &values,
+    )
 }
 
 /// 451 4.3.0: the quarantine could not store the message; the client
@@ -433,21 +610,6 @@ pub fn mime_too_deep(max: usize) -> Reply {
     )
 }
 
-/// 550 5.7.1: over the threshold in bcc/split mode, but a rewrite of the
-/// headers would still leave addresses visible (an attached open list, a
-/// From with several addresses): refused rather than sent half-clean.
-pub fn cannot_rewrite_safely(why: &str, incident_id: &str) -> Reply {
-    Reply {
-        code: 550,
-        lines: vec![
-            format!("5.7.1 Message not sent: {why}."),
-            "5.7.1 Moving the recipients to Bcc would not hide them; remove that part and send it again."
-                .into(),
-            format!("5.7.1 Incident {incident_id}"),
-        ],
-    }
-}
-
 /// 550 5.6.0: a message line longer than the limit.
 pub fn line_too_long(max: usize) -> Reply {
     Reply::new(
@@ -547,17 +709,6 @@ pub fn too_many_errors(hostname: &str) -> Reply {
 /// 421 4.7.0: connection limit reached.
 pub fn too_many_connections(hostname: &str) -> Reply {
     Reply::new(421, format!("4.7.0 {hostname} Error: too many connections"))
-}
-
-/// 550 5.7.1: signed/encrypted mail whose visible recipients cannot be
-/// rewritten without breaking the signature.
-pub fn cannot_rewrite_signed(incident_id: &str) -> Reply {
-    Reply::new(
-        550,
-        format!(
-            "5.7.1 Message not sent: too many visible recipients in signed/encrypted mail that cannot be rewritten safely; use Bcc. Incident {incident_id}"
-        ),
-    )
 }
 
 /// Partial split failure: some copies delivered, one refused.

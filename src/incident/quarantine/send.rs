@@ -103,7 +103,7 @@ pub(super) async fn send(
         Route::Whole(body) => Some(body),
         Route::Split => None,
         Route::Refuse(Refused::Signed) => return Err(ReleaseError::Signed),
-        Route::Refuse(Refused::Unsafe(why)) => return Err(ReleaseError::Unsafe(why)),
+        Route::Refuse(Refused::Unsafe(why)) => return Err(ReleaseError::Unsafe(why.describe())),
         Route::Refuse(Refused::OpenList) | Route::Hold => {
             unreachable!("a release plans bcc, split or the original")
         }

@@ -29,10 +29,12 @@ use crate::config::Recipients;
 use crate::id::new_id;
 use crate::incident::store::Held;
 use crate::message::headers::HeaderError;
-use crate::policy::{self, Action, Decision, Envelope};
+use crate::policy::{self, Decision, Envelope};
+use crate::rewrite::Unsafe;
 use crate::rewrite::plan::{self, Refused, Route};
 use crate::smtp::refusal::Refusal;
-use crate::smtp::reply::{self, Reply};
+use crate::smtp::reply::{self, Reply, StillVisible, Told};
+use crate::templates::Lang;
 use crate::upstream::UpstreamError;
 
 use super::channel::no_channel;
@@ -91,11 +93,15 @@ impl Session {
         };
         let places = decision.visible.places(&policy.visible_headers);
         let plan = plan::plan(policy, &decision, &msg, &tx.mail_from, decision.action);
-        let (mut reply, held) = self.route(&m, &plan.route, &places).await;
+        let (mut reply, held) = self.route(&m, &plan.route).await;
         if let Some(incident) = &plan.incident {
             let stored = self.record_incident(&m, incident, &reply, held).await;
-            if incident.action == Action::Hold && !stored {
-                reply = reply::hold_failed();
+            // The reply said what the commit would make true; without the
+            // commit it may not stand.
+            match &plan.route {
+                Route::Hold if !stored => reply = reply::hold_failed(),
+                Route::Refuse(why) if !stored => reply = self.refused(&m, why, Told::Nobody),
+                _ => {}
             }
         }
         self.log_decided(&m, &places, &reply);
@@ -115,13 +121,7 @@ impl Session {
 
     /// Takes the plan's route; returns the client's reply and, for a hold,
     /// the message for the quarantine (stored with the incident).
-    async fn route(
-        &mut self,
-        m: &Decided<'_>,
-        route: &Route,
-        places: &str,
-    ) -> (Reply, Option<Held>) {
-        let visible = m.decision.visible.external.len();
+    async fn route(&mut self, m: &Decided<'_>, route: &Route) -> (Reply, Option<Held>) {
         match route {
             Route::Whole(body) => {
                 let parts = body.parts(m.received.as_bytes(), m.msg);
@@ -139,19 +139,45 @@ impl Session {
                     received: m.received.to_string(),
                     message: m.msg.to_vec(),
                 };
-                (reply::held(visible, places, m.queue_id), Some(held))
+                let visible = m.decision.visible.external.len();
+                let places = self.places(m);
+                let reply =
+                    reply::held(self.cfg.words(), visible, &places, m.queue_id, self.told());
+                (reply, Some(held))
             }
             Route::Refuse(why) => {
                 self.abort_upstream().await;
-                let reply = match why {
-                    Refused::OpenList => {
-                        let threshold = m.decision.threshold;
-                        reply::rejected_open_list(visible, threshold, places, m.queue_id)
-                    }
-                    Refused::Signed => reply::cannot_rewrite_signed(m.queue_id),
-                    Refused::Unsafe(why) => reply::cannot_rewrite_safely(why, m.queue_id),
+                (self.refused(m, why, self.told()), None)
+            }
+        }
+    }
+
+    /// Where the addresses were visible, in the reply's languages.
+    fn places<'d>(&self, m: &'d Decided<'_>) -> impl Fn(Lang) -> String + 'd {
+        let headers = self.cfg.policy.visible_headers.clone();
+        move |lang| m.decision.visible.places_in(&headers, lang)
+    }
+
+    /// The refusal's reply, saying what `told` makes true.
+    fn refused(&self, m: &Decided<'_>, why: &Refused, told: Told) -> Reply {
+        let words = self.cfg.words();
+        let visible = m.decision.visible.external.len();
+        match why {
+            Refused::OpenList => {
+                let places = self.places(m);
+                let limit = m.decision.threshold;
+                reply::rejected_open_list(words, visible, limit, &places, m.queue_id, told)
+            }
+            Refused::Signed => reply::cannot_rewrite_signed(words, visible, m.queue_id, told),
+            Refused::Unsafe(u) => {
+                let still = match u {
+                    Unsafe::Attached { visible } => StillVisible::Attached(*visible),
+                    Unsafe::Left { header, visible } => StillVisible::Left {
+                        header,
+                        visible: *visible,
+                    },
                 };
-                (reply, None)
+                reply::cannot_rewrite_safely(words, still, m.queue_id, told)
             }
         }
     }

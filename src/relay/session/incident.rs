@@ -11,7 +11,7 @@ use crate::incident::store::{Class, Held, HoldState, Incident, NewNotice, Notice
 use crate::message::headers::{FieldKind, Headers};
 use crate::policy::{self, Action};
 use crate::rewrite::plan;
-use crate::smtp::reply::Reply;
+use crate::smtp::reply::{Reply, Told};
 
 use super::Session;
 use super::deliver::{Decided, LOG_TARGET};
@@ -100,13 +100,24 @@ impl Session {
         }
     }
 
+    /// What the reply may say of the incident once the register has it:
+    /// the DPO is told exactly when a DPO notice goes into the same commit
+    /// ([`Session::notices`]).
+    pub(super) fn told(&self) -> Told {
+        if self.cfg.incidents.notify.is_empty() {
+            Told::Recorded
+        } else {
+            Told::Dpo
+        }
+    }
+
     /// The notices the incident asks for: the DPO's, the sender's (for a
     /// measure `incidents.sender_notice` names, once the mail is held or
     /// went out) and the webhook's.
     fn notices(&self, measure: Action, reply: &Reply) -> Vec<NewNotice> {
         let cfg = &self.cfg.incidents;
         let mut notices = Vec::new();
-        if !cfg.notify.is_empty() {
+        if self.told() == Told::Dpo {
             notices.push(NewNotice {
                 kind: NoticeKind::Dpo,
                 event: "incident".into(),
