@@ -23,8 +23,8 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::policy::{
-    Action, AttachedMessages, DEFAULT_MIME_NESTING_LIMIT, DomainSet, EmptyTo, Glob, Policy, Rule,
-    VisibleHeaders,
+    Action, AttachedMessages, DEFAULT_MIME_NESTING_LIMIT, DomainSet, EmptyTo, Glob, Pattern,
+    Policy, RecipientConditions, Rule, Rules, VisibleHeaders,
 };
 
 pub mod authorities;

@@ -11,7 +11,7 @@ pub fn policy() -> Policy {
         internal_domains: DomainSet::new(["example.org", "*.example.org"]).expect("domains"),
         max_external_recipients: 10,
         action: Action::Bcc,
-        rules: Vec::new(),
+        rules: bccguard::policy::Rules::default(),
         keep_internal_visible: true,
         empty_to: EmptyTo::Sender,
         max_header_size: 16 << 20,
