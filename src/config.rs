@@ -28,6 +28,7 @@ use crate::policy::{
 };
 
 pub mod authorities;
+mod groups;
 mod policy;
 mod server;
 mod spool;
@@ -36,6 +37,7 @@ mod url;
 mod workflow;
 
 use self::policy::RawPolicy;
+pub use groups::{DEFAULT_GROUP_MAX_AGE, GroupsConfig};
 pub use server::*;
 pub use spool::*;
 pub use upstream::*;
@@ -78,6 +80,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `quarantine.*`: held messages (`action: hold`).
     pub quarantine: QuarantineConfig,
+    /// `groups.*`: approved open groups.
+    pub groups: GroupsConfig,
 }
 
 /// `metrics.*`.
@@ -141,6 +145,7 @@ struct RawConfig {
     policy: RawPolicy,
     store: workflow::RawStore,
     quarantine: workflow::RawQuarantine,
+    groups: groups::RawGroups,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -205,6 +210,16 @@ impl Config {
         }
         if up.auth == UpstreamAuth::Passthrough && self.incidents.smtp.is_none() {
             w.push("incidents.smtp: unset while upstream.auth is passthrough: notices and quarantine releases go upstream without a login of their own; set incidents.smtp (or let upstream accept the guard's address)".into());
+        }
+        for s in self.policy.rules.shadowed() {
+            let name = |i: usize| &self.policy.rules[i].name;
+            w.push(format!(
+                "policy.rules[{}]: rule {:?} can never match: the earlier rule {:?} (policy.rules[{}]) matches every message it matches (first match wins)",
+                s.rule,
+                name(s.rule),
+                name(s.by),
+                s.by
+            ));
         }
         let i = &self.incidents;
         if i.notice_max_age < i.notice_retry_min {
@@ -312,6 +327,7 @@ impl Validator {
         let incidents = self.incidents(raw.incidents, &server.hostname);
         let store = self.store(raw.store);
         let quarantine = self.quarantine(raw.quarantine);
+        let groups = self.groups(raw.groups);
         let policy = self.policy(raw.policy, server.limits.max_header_size);
         let spool = self.spool(raw.spool);
         Some(Config {
@@ -323,6 +339,7 @@ impl Validator {
             spool,
             store,
             quarantine,
+            groups,
         })
     }
 

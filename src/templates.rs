@@ -49,7 +49,7 @@ pub const NAMES: [&str; 8] = [
 ];
 
 /// Every placeholder a template may use.
-pub const PLACEHOLDERS: [&str; 23] = [
+pub const PLACEHOLDERS: [&str; 24] = [
     "id",
     "time",
     "class",
@@ -58,6 +58,7 @@ pub const PLACEHOLDERS: [&str; 23] = [
     "outcome",
     "rule",
     "threshold",
+    "trigger",
     "sender",
     "subject",
     "visible_external",

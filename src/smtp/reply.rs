@@ -295,6 +295,22 @@ pub fn rejected_open_list(
     }
 }
 
+/// 550 5.7.1 for `action: reject` when the external domains are over
+/// `max_external_domains` and the addresses are not over their limit.
+pub fn rejected_open_domains(
+    visible_external: usize,
+    domains: usize,
+    limit: usize,
+    places: &str,
+    incident_id: &str,
+) -> Reply {
+    let mut r = rejected_open_list(visible_external, 0, places, incident_id);
+    r.lines[0] = format!(
+        "5.7.1 Message not sent: {visible_external} external addresses at {domains} different domains are visible to every recipient in {places} (limit {limit} domains)."
+    );
+    r
+}
+
 /// 250 2.0.0 for `action: hold`: the message is durably in the
 /// quarantine (the guard owns it now), not sent until someone releases it.
 pub fn held(visible_external: usize, places: &str, incident_id: &str) -> Reply {

@@ -66,7 +66,12 @@ impl Session {
             mail_from: &tx.mail_from,
             rcpt_to: &rcpts,
         };
-        let decision = match policy::decide(policy, envelope, &msg) {
+        let groups = self.shared.groups();
+        let approved = policy::Approved {
+            groups: &groups,
+            now: crate::clock::now() as i64,
+        };
+        let decision = match policy::decide_with(policy, envelope, &msg, Some(approved)) {
             Ok(d) => d,
             Err(e) => return self.refuse_unreadable(e, &queue_id).await,
         };
@@ -155,10 +160,20 @@ impl Session {
             Route::Refuse(why) => {
                 self.abort_upstream().await;
                 let reply = match why {
-                    Refused::OpenList => {
-                        let threshold = m.decision.threshold;
-                        reply::rejected_open_list(visible, threshold, places, m.queue_id)
-                    }
+                    Refused::OpenList => match (m.decision.trigger, m.decision.domain_threshold) {
+                        // Only the domains are over: say so, not a limit
+                        // the addresses kept.
+                        (Some(policy::Trigger::Domains), Some(limit)) => {
+                            let domains = m.decision.visible.external_domains;
+                            reply::rejected_open_domains(
+                                visible, domains, limit, places, m.queue_id,
+                            )
+                        }
+                        _ => {
+                            let threshold = m.decision.threshold;
+                            reply::rejected_open_list(visible, threshold, places, m.queue_id)
+                        }
+                    },
                     Refused::Signed => reply::cannot_rewrite_signed(m.queue_id),
                     Refused::Unsafe(why) => reply::cannot_rewrite_safely(why, m.queue_id),
                 };
