@@ -25,11 +25,12 @@ use crate::templates::ReplyLanguage;
 use serde::Deserialize;
 
 use crate::policy::{
-    Action, AttachedMessages, DEFAULT_MIME_NESTING_LIMIT, DomainSet, EmptyTo, Glob, Policy, Rule,
-    VisibleHeaders,
+    Action, AttachedMessages, DEFAULT_MIME_NESTING_LIMIT, DomainSet, EmptyTo, Glob, Pattern,
+    Policy, RecipientConditions, Rule, Rules, VisibleHeaders,
 };
 
 pub mod authorities;
+mod groups;
 mod policy;
 mod server;
 mod spool;
@@ -38,6 +39,7 @@ mod url;
 mod workflow;
 
 use self::policy::RawPolicy;
+pub use groups::{DEFAULT_GROUP_MAX_AGE, GroupsConfig};
 pub use server::*;
 pub use spool::*;
 pub use upstream::*;
@@ -89,6 +91,8 @@ pub struct Config {
     /// replies. Beside the policy, not in it: it words a decision, it does
     /// not take part in one.
     pub reply_language: ReplyLanguage,
+    /// `groups.*`: approved open groups.
+    pub groups: GroupsConfig,
 }
 
 impl Config {
@@ -162,6 +166,7 @@ struct RawConfig {
     policy: RawPolicy,
     store: workflow::RawStore,
     quarantine: workflow::RawQuarantine,
+    groups: groups::RawGroups,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -229,6 +234,16 @@ impl Config {
         }
         w.extend(self.wide_networks());
         w.extend(self.untold_measures());
+        for s in self.policy.rules.shadowed() {
+            let name = |i: usize| &self.policy.rules[i].name;
+            w.push(format!(
+                "policy.rules[{}]: rule {:?} can never match: the earlier rule {:?} (policy.rules[{}]) matches every message it matches (first match wins)",
+                s.rule,
+                name(s.rule),
+                name(s.by),
+                s.by
+            ));
+        }
         let i = &self.incidents;
         if i.notice_max_age < i.notice_retry_min {
             w.push(format!(
@@ -441,6 +456,7 @@ impl Validator {
         let store = self.store(raw.store);
         let quarantine = self.quarantine(raw.quarantine);
         let reply_language = self.reply_language(&raw.policy);
+        let groups = self.groups(raw.groups);
         let policy = self.policy(raw.policy, server.limits.max_header_size);
         let spool = self.spool(raw.spool);
         Some(Config {
@@ -453,6 +469,7 @@ impl Validator {
             store,
             quarantine,
             reply_language,
+            groups,
         })
     }
 

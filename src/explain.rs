@@ -1,5 +1,7 @@
 //! `bccguard explain`: what the guard would do with one message and why,
-//! sending nothing. Runs the same pure decision and rewrite as the session.
+//! sending nothing. Runs the same pure decision and rewrite as the session:
+//! what was counted and where, which rule matched and why each earlier one
+//! did not, both thresholds, and the approved group that would let it pass.
 //!
 //! Its [`Verdict`] is the command's exit status, so a script (a pre-send
 //! check, a CI job over sample mails) can branch on it without parsing
@@ -10,7 +12,7 @@ use std::fmt::Write as _;
 
 use crate::config::Config;
 use crate::message::headers::{FieldKind, HeaderError};
-use crate::policy::{self, Action, Decision, Envelope};
+use crate::policy::{self, Action, Approved, Decision, Envelope, Groups};
 use crate::rewrite::plan::{self, Body, Refused, Route, Splitter};
 
 /// Files on disk often have bare LF line ends; SMTP has CRLF. Bring the
@@ -73,7 +75,8 @@ pub struct Explanation {
     pub verdict: Verdict,
 }
 
-/// Explains what the guard would do with `raw` under `config`.
+/// Explains what the guard would do with `raw` under `config`, with no
+/// approved group.
 pub fn explain(
     config: &Config,
     name: &str,
@@ -81,14 +84,28 @@ pub fn explain(
     rcpts: &[String],
     from: Option<&str>,
 ) -> Explanation {
+    explain_with(config, None, name, raw, rcpts, from)
+}
+
+/// [`explain`] with the approved groups of the guard's store (`None`: no
+/// store to read them from).
+pub fn explain_with(
+    config: &Config,
+    groups: Option<&Groups>,
+    name: &str,
+    raw: &[u8],
+    rcpts: &[String],
+    from: Option<&str>,
+) -> Explanation {
     let mut out = String::new();
-    let verdict = write_explanation(&mut out, config, name, raw, rcpts, from);
+    let verdict = write_explanation(&mut out, config, groups, name, raw, rcpts, from);
     Explanation { text: out, verdict }
 }
 
 fn write_explanation(
     out: &mut String,
     config: &Config,
+    groups: Option<&Groups>,
     name: &str,
     raw: &[u8],
     rcpts: &[String],
@@ -111,13 +128,18 @@ fn write_explanation(
         Ok(envelope) => envelope,
         Err(e) => return refused(out, e),
     };
-    let d = match policy::decide(
+    let approved = groups.map(|groups| Approved {
+        groups,
+        now: crate::clock::now() as i64,
+    });
+    let d = match policy::decide_with(
         policy,
         Envelope {
             mail_from: &mail_from,
             rcpt_to: &rcpt_to,
         },
         &msg,
+        approved,
     ) {
         Ok(d) => d,
         Err(e) => return refused(out, e),
@@ -133,7 +155,8 @@ fn write_explanation(
             ""
         }
     );
-    write_decision(out, policy, &d);
+    write_decision(out, policy, &d, &mail_from);
+    write_group(out, groups, &d);
     // The same plan the session follows at the end of DATA.
     let plan = plan::plan(policy, &d, &msg, &mail_from, d.action);
     if let Route::Refuse(Refused::Unsafe(why)) = &plan.route {
@@ -222,7 +245,7 @@ fn envelope(
 
 /// What was counted, where each address was seen, the rule and the
 /// threshold: the admin's way to see why a mail counts what it counts.
-fn write_decision(out: &mut String, policy: &policy::Policy, d: &Decision) {
+fn write_decision(out: &mut String, policy: &policy::Policy, d: &Decision, mail_from: &str) {
     let _ = writeln!(
         out,
         "header from: {}",
@@ -251,6 +274,7 @@ fn write_decision(out: &mut String, policy: &policy::Policy, d: &Decision) {
             seen.describe(&policy.visible_headers)
         );
     }
+    write_rules(out, policy, d, mail_from);
     let _ = writeln!(
         out,
         "rule:      {}",
@@ -258,23 +282,80 @@ fn write_decision(out: &mut String, policy: &policy::Policy, d: &Decision) {
             .as_deref()
             .unwrap_or("(none matched: default policy)")
     );
+    let exceeded = |over: bool| if over { "exceeded" } else { "not exceeded" };
     let over = d.visible.external.len() > d.threshold;
-    let _ = writeln!(
-        out,
-        "threshold: {} -> {}",
-        d.threshold,
-        if over { "exceeded" } else { "not exceeded" }
-    );
+    let _ = writeln!(out, "threshold: {} -> {}", d.threshold, exceeded(over));
+    let domains = d.visible.external_domains;
+    let _ = match d.domain_threshold {
+        Some(t) => writeln!(
+            out,
+            "domains:   {domains} registrable domain(s), threshold {t} -> {}",
+            exceeded(domains > t)
+        ),
+        None => writeln!(
+            out,
+            "domains:   {domains} registrable domain(s), no domain threshold (max_external_domains unset)"
+        ),
+    };
+    if let Some(t) = d.trigger {
+        let _ = writeln!(out, "trigger:   {}", t.as_str());
+    }
+}
+
+/// Every rule in order: the one that matched, why each earlier one did
+/// not, and that the later ones were not tried (first match wins).
+fn write_rules(out: &mut String, policy: &policy::Policy, d: &Decision, mail_from: &str) {
+    if policy.rules.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "rules:     first match wins");
+    let width = policy.rules.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let mut matched = false;
+    for (i, r) in policy.rules.iter().enumerate() {
+        let verdict = if matched {
+            "not tried".to_string()
+        } else {
+            match r.why_not(mail_from, d.header_from.as_deref(), &d.visible) {
+                None => {
+                    matched = true;
+                    "matched".to_string()
+                }
+                Some(why) => format!("no: {why}"),
+            }
+        };
+        let name = &r.name;
+        let _ = writeln!(out, "  [{i}] {name:<width$}  {verdict}");
+    }
+}
+
+/// The approved group that lets the mail pass, or why none does.
+fn write_group(out: &mut String, groups: Option<&Groups>, d: &Decision) {
+    let line = match (groups, &d.group) {
+        (_, Some(g)) => format!(
+            "{g:?} holds every visible external address for this sender: sent unchanged, recorded as class allowed, nobody notified"
+        ),
+        _ if d.trigger.is_none() => return,
+        (None, _) => "not looked at (no store at store.path to read them from)".to_string(),
+        (Some(g), None) => format!(
+            "none of {} approved group(s) in force holds every visible external address for this sender",
+            g.len()
+        ),
+    };
+    let _ = writeln!(out, "group:     {line}");
 }
 
 /// The action line for a plan that is not refused as unsafe.
 fn verdict(d: &Decision, copies: usize) -> String {
     match d.action {
         None => "pass: relayed unchanged (apart from a Received header; Bcc removed)".to_string(),
+        Some(Action::Allow) if d.group.is_some() => "allow: an approved open group, relayed unchanged, incident recorded (class allowed)".to_string(),
         Some(Action::Allow) => "allow: exempt by rule, relayed unchanged, incident recorded (class disclosed)".to_string(),
         Some(Action::Monitor) => "monitor: relayed unchanged, incident recorded".to_string(),
         Some(Action::Hold) => "hold: 250 to the client, kept in the quarantine for review, nothing sent, incident recorded".to_string(),
-        Some(Action::Reject) => format!("reject: 550 5.7.1, nothing sent, incident recorded ({} visible, limit {})", d.visible.external.len(), d.threshold),
+        Some(Action::Reject) => match (d.trigger, d.domain_threshold) {
+            (Some(policy::Trigger::Domains), Some(t)) => format!("reject: 550 5.7.1, nothing sent, incident recorded ({} domains, limit {t})", d.visible.external_domains),
+            _ => format!("reject: 550 5.7.1, nothing sent, incident recorded ({} visible, limit {})", d.visible.external.len(), d.threshold),
+        },
         Some(Action::Bcc | Action::Split) if d.signed => {
             "reject: signed/encrypted mail cannot be rewritten safely (550 5.7.1), incident recorded".to_string()
         }

@@ -1,5 +1,5 @@
 //! The `bccguard` command line: `serve`, `check`, `explain`, `health`, and
-//! the DPO's `quarantine` and `incident` commands on the store.
+//! the DPO's `quarantine`, `incident` and `group` commands on the store.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod cli;
 
 use cli::dpo::{IncidentCmd, QuarantineCmd, incident, quarantine, workflow};
+use cli::group::{GroupCmd, group};
 use cli::{admin, load, serve::serve};
 
 /// SMTP submission guard against open distribution lists (To/Cc leaks).
@@ -96,6 +97,15 @@ Exit status (for scripts):
         #[command(subcommand)]
         command: IncidentCmd,
     },
+    /// Approved open groups: approve from a held incident, list, show,
+    /// remove.
+    Group {
+        /// policy.yaml of the guard (for store.path and groups.max_age).
+        #[arg(long, short, env = "BCCGUARD_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: GroupCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -124,6 +134,9 @@ fn main() -> ExitCode {
         }
         Cmd::Incident { config, command } => {
             load(config.as_ref()).and_then(|c| workflow(|| incident(c, command)))
+        }
+        Cmd::Group { config, command } => {
+            load(config.as_ref()).and_then(|c| workflow(|| group(c, command)))
         }
     };
     match result {

@@ -6,7 +6,7 @@
 //! depend on them): `bccguard_messages_total{action}`,
 //! `bccguard_incidents_total{action}`, `bccguard_visible_external_recipients`,
 //! `bccguard_sessions_active`, `bccguard_upstream_errors_total{kind}`,
-//! `bccguard_relay_duration_seconds`. Every label value is pre-registered so
+//! `bccguard_relay_duration_seconds`, `bccguard_group_allowed_total{group}`. Every label value is pre-registered so
 //! series exist at 0 before the first event (alerts on `increase()` work).
 
 use std::sync::Arc;
@@ -78,6 +78,14 @@ pub struct Metrics {
     config_reload_failures: Counter,
     spool_deliveries: Family<ResultLabel, Counter>,
     notices: Family<NoticeLabel, Counter>,
+    group_allowed: Family<GroupLabel, Counter>,
+}
+
+/// `group`: a name the DPO chose; one series per approved group, so the
+/// label's values are as many as the groups (bounded by the register).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabel {
+    group: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -209,6 +217,12 @@ impl Metrics {
             "Split copies the guard holds for retry (accepted with 250, not yet delivered)",
             spool_messages.clone(),
         );
+        let group_allowed = Family::<GroupLabel, Counter>::default();
+        registry.register(
+            "bccguard_group_allowed",
+            "Mails over a threshold sent unchanged because an approved open group holds every visible external address, by group",
+            group_allowed.clone(),
+        );
         registry.register(
             "bccguard_spool_deliveries",
             "Delivery attempts of spooled copies, by result",
@@ -230,7 +244,27 @@ impl Metrics {
             config_reloads,
             config_reload_failures,
             notices,
+            group_allowed,
         }
+    }
+
+    /// The approved groups now in force: each one's series exists (at 0
+    /// until its first mail).
+    pub fn groups_known<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        for name in names {
+            let _ = self.group_allowed.get_or_create(&GroupLabel {
+                group: name.to_string(),
+            });
+        }
+    }
+
+    /// One mail an approved group let pass.
+    pub fn group_allowed(&self, group: &str) {
+        self.group_allowed
+            .get_or_create(&GroupLabel {
+                group: group.to_string(),
+            })
+            .inc();
     }
 
     /// One notice attempt (`kind` from [`NOTICE_KINDS`], `result` from

@@ -38,7 +38,7 @@ impl Lang {
 }
 
 /// Every template, by name: the mails, then the SMTP replies (`reply_*`).
-pub const NAMES: [&str; 16] = [
+pub const NAMES: [&str; 17] = [
     "dpo",
     "dpo_digest",
     "sender_hold",
@@ -48,6 +48,7 @@ pub const NAMES: [&str; 16] = [
     "sender_dropped",
     "sender_expired",
     "reply_reject",
+    "reply_reject_domains",
     "reply_hold",
     "reply_signed",
     "reply_unsafe_attached",
@@ -83,7 +84,7 @@ impl ReplyLanguage {
 }
 
 /// Every placeholder a template may use.
-pub const PLACEHOLDERS: [&str; 26] = [
+pub const PLACEHOLDERS: [&str; 27] = [
     "id",
     "time",
     "class",
@@ -92,6 +93,7 @@ pub const PLACEHOLDERS: [&str; 26] = [
     "outcome",
     "rule",
     "threshold",
+    "trigger",
     "sender",
     "subject",
     "visible_external",
@@ -374,6 +376,8 @@ fn builtin(name: &str, lang: Lang) -> Template {
         ("sender_dropped", Lang::De) => include_str!("templates/sender_dropped.de.txt"),
         ("reply_reject", Lang::En) => include_str!("templates/reply_reject.en.txt"),
         ("reply_reject", Lang::De) => include_str!("templates/reply_reject.de.txt"),
+        ("reply_reject_domains", Lang::En) => include_str!("templates/reply_reject_domains.en.txt"),
+        ("reply_reject_domains", Lang::De) => include_str!("templates/reply_reject_domains.de.txt"),
         ("reply_hold", Lang::En) => include_str!("templates/reply_hold.en.txt"),
         ("reply_hold", Lang::De) => include_str!("templates/reply_hold.de.txt"),
         ("reply_signed", Lang::En) => include_str!("templates/reply_signed.en.txt"),

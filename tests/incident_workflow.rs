@@ -58,20 +58,10 @@ fn config_file(dir: &Path, text: &str, store: &Path) -> std::path::PathBuf {
 
 /// Runs the binary; returns stdout (asserting success).
 fn bccguard(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_bccguard"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("USER", "dpo-anna")
-        .env_remove("SUDO_USER")
-        .env("BCCGUARD_LOG", "warn")
-        .output()
-        .expect("run bccguard");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (ok, stdout, stderr) = bccguard_as_dpo(config, args);
     assert!(
-        out.status.success(),
-        "bccguard {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ok,
+        "bccguard {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     stdout
 }

@@ -34,7 +34,7 @@ fn policy() -> Policy {
         internal_domains: DomainSet::new(["example.org", "*.example.org"]).expect("valid"),
         max_external_recipients: 3,
         action: Action::Bcc,
-        rules: Vec::new(),
+        rules: bccguard::policy::Rules::default(),
         keep_internal_visible: true,
         empty_to: EmptyTo::Undisclosed,
         max_header_size: 1 << 20,

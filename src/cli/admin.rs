@@ -39,9 +39,18 @@ pub fn explain(
     let raw =
         std::fs::read(message).with_context(|| format!("cannot read {}", message.display()))?;
     let name = message.display().to_string();
-    let explained = bccguard::explain::explain(config, &name, &raw, rcpt, from);
+    let groups = approved_groups(config);
+    let explained =
+        bccguard::explain::explain_with(config, groups.as_ref(), &name, &raw, rcpt, from);
     super::print(&explained.text)?;
     Ok(explained.verdict)
+}
+
+/// The approved groups of the guard's store, if there is one to read
+/// (explain writes nothing, so it never creates a database).
+fn approved_groups(config: &Config) -> Option<bccguard::policy::Groups> {
+    let store = bccguard::incident::store::SqliteStore::open_existing(&config.store.path).ok()?;
+    bccguard::relay::groups::load(&store).ok().map(|(_, g)| g)
 }
 
 /// Asks a running guard's /healthz or /readyz.

@@ -46,7 +46,7 @@ pub enum IncidentCmd {
         /// Only those of the last ... (e.g. 24h, 7d).
         #[arg(long)]
         since: Option<String>,
-        /// Only `prevented` or `disclosed` ones.
+        /// Only `prevented`, `disclosed` or `allowed` ones.
         #[arg(long)]
         class: Option<String>,
     },
@@ -78,7 +78,7 @@ where
         .block_on(f())
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let path = &config.store.path;
     let store = bccguard::incident::store::SqliteStore::open_existing(path).with_context(|| {
         format!(
@@ -201,13 +201,12 @@ pub async fn incident(config: Config, command: IncidentCmd) -> anyhow::Result<()
                 }
                 None => 0,
             };
-            let class =
-                match class {
-                    Some(c) => Some(Class::parse(&c).with_context(|| {
-                        format!("--class {c:?}: expected prevented or disclosed")
-                    })?),
-                    None => None,
-                };
+            let class = match class {
+                Some(c) => Some(Class::parse(&c).with_context(|| {
+                    format!("--class {c:?}: expected prevented, disclosed or allowed")
+                })?),
+                None => None,
+            };
             let list = call(&store, move |s| s.incidents(since, class)).await?;
             println!("{}", bccguard::incident::report::LIST_HEADER);
             for i in &list {

@@ -1,9 +1,11 @@
 //! The command line's subcommands, one file per audience: [`serve`] runs
 //! the guard, [`admin`] checks and explains a policy and probes a running
-//! guard, [`dpo`] works the quarantine and the incident register.
+//! guard, [`dpo`] works the quarantine and the incident register,
+//! [`group`] the approved open groups.
 
 pub mod admin;
 pub mod dpo;
+pub mod group;
 pub mod serve;
 
 use std::path::PathBuf;

@@ -8,6 +8,7 @@ use super::*;
 pub(super) struct RawPolicy {
     internal_domains: Option<Vec<String>>,
     max_external_recipients: Option<String>,
+    max_external_domains: Option<String>,
     action: Option<String>,
     keep_internal_visible: Option<String>,
     empty_to: Option<String>,
@@ -25,7 +26,10 @@ pub(super) struct RawRule {
     sender: Option<Vec<String>>,
     mail_from: Option<Vec<String>>,
     header_from: Option<Vec<String>>,
+    recipients: Option<Vec<String>>,
+    any_recipient: Option<Vec<String>>,
     max_external_recipients: Option<String>,
+    max_external_domains: Option<String>,
     action: Option<String>,
 }
 
@@ -60,6 +64,9 @@ impl Validator {
             DEFAULT_MAX_EXTERNAL_RECIPIENTS,
             0,
         );
+        let max_external_domains = raw
+            .max_external_domains
+            .map(|v| self.count("policy.max_external_domains", Some(v), 0, 0));
         let action = match raw.action.as_deref() {
             None => Action::Reject,
             Some(s) => self.action("policy.action", s).unwrap_or(Action::Reject),
@@ -84,13 +91,14 @@ impl Validator {
             ],
             EmptyTo::Sender,
         );
-        let rules = raw
-            .rules
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| self.rule(i, r))
-            .collect();
+        let rules = Rules::new(
+            raw.rules
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| self.rule(i, r))
+                .collect(),
+        );
         let visible_headers = match raw.visible_headers {
             None => VisibleHeaders::default(),
             Some(names) => {
@@ -118,6 +126,7 @@ impl Validator {
         Some(Policy {
             internal_domains,
             max_external_recipients,
+            max_external_domains,
             action,
             rules,
             keep_internal_visible,
@@ -144,16 +153,24 @@ impl Validator {
         let sender = globs("sender", raw.sender);
         let mail_from = globs("mail_from", raw.mail_from);
         let header_from = globs("header_from", raw.header_from);
-        let max_external_recipients = raw
-            .max_external_recipients
-            .map(|v| self.count(&format!("{key}.max_external_recipients"), Some(v), 0, 0));
+        let recipients = RecipientConditions {
+            every: self.patterns(&key, "recipients", raw.recipients),
+            any: self.patterns(&key, "any_recipient", raw.any_recipient),
+        };
+        let threshold = |v: &mut Self, field: &str, raw: Option<String>| {
+            raw.map(|n| v.count(&format!("{key}.{field}"), Some(n), 0, 0))
+        };
+        let max_external_recipients =
+            threshold(self, "max_external_recipients", raw.max_external_recipients);
+        let max_external_domains =
+            threshold(self, "max_external_domains", raw.max_external_domains);
         let action = raw
             .action
             .and_then(|a| self.action(&format!("{key}.action"), &a));
-        if max_external_recipients.is_none() && action.is_none() {
+        if max_external_recipients.is_none() && max_external_domains.is_none() && action.is_none() {
             self.bad(
                 &key,
-                format!("rule {name:?} changes nothing: set action and/or max_external_recipients"),
+                format!("rule {name:?} changes nothing: set action, max_external_recipients and/or max_external_domains"),
             );
         }
         Rule {
@@ -161,9 +178,37 @@ impl Validator {
             sender,
             mail_from,
             header_from,
+            recipients,
             max_external_recipients,
+            max_external_domains,
             action,
         }
+    }
+
+    /// A rule's recipient patterns (`recipients`, `any_recipient`); a bad
+    /// one is a problem naming `policy.rules[i].<field>[j]`. An empty list
+    /// is a condition no message with an external address meets: refused,
+    /// since leaving the key out is what means "no condition".
+    fn patterns(&mut self, key: &str, field: &str, list: Option<Vec<String>>) -> Vec<Pattern> {
+        let Some(list) = list else {
+            return Vec::new();
+        };
+        if list.is_empty() {
+            self.bad(
+                format!("{key}.{field}"),
+                "empty list: leave the key out for no condition",
+            );
+        }
+        list.iter()
+            .enumerate()
+            .filter_map(|(j, p)| match Pattern::parse(p) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.bad(format!("{key}.{field}[{j}]"), e.to_string());
+                    None
+                }
+            })
+            .collect()
     }
 
     pub(super) fn action(&mut self, key: &str, s: &str) -> Option<Action> {

@@ -6,6 +6,7 @@
 //! | [`record`] | the incident record and its JSON-lines log (fsynced) |
 //! | [`store`] | the incident register, the quarantine and the notice outbox (SQLite, behind a trait) |
 //! | [`quarantine`] | held messages (`action: hold`): release, drop, expiry |
+//! | [`groups`] | approved open groups: made from a held message, removed |
 //! | [`notify`] | mails to the DPO and to senders, the webhook, from the outbox |
 //! | [`report`] | the Art. 33 draft and the incident list |
 //!
@@ -15,6 +16,7 @@
 //! use, and a release leaves through [`crate::upstream`], like the relay's
 //! own copies.
 
+pub mod groups;
 pub mod notify;
 pub mod quarantine;
 pub mod record;

@@ -86,6 +86,8 @@ pub fn vars(cfg: &Config, i: &Incident, lang: Lang) -> HashMap<&'static str, Str
         (Class::Prevented, true) => "verhindert (keine Offenlegung; dokumentiert, Art. 33 Abs. 5)",
         (Class::Disclosed, false) => "disclosed (the 72-hour clock of Art. 33 runs)",
         (Class::Disclosed, true) => "offengelegt (die 72-Stunden-Frist nach Art. 33 läuft)",
+        (Class::Allowed, false) => "allowed (an approved open group; no breach)",
+        (Class::Allowed, true) => "erlaubt (eine freigegebene offene Gruppe; keine Verletzung)",
     };
     let retention = humantime::format_duration(cfg.quarantine.retention).to_string();
     let mut v = HashMap::from([
@@ -97,6 +99,7 @@ pub fn vars(cfg: &Config, i: &Incident, lang: Lang) -> HashMap<&'static str, Str
         ("outcome", r.outcome.clone()),
         ("rule", r.rule.clone()),
         ("threshold", r.threshold.to_string()),
+        ("trigger", trigger_text(r, lang)),
         (
             "sender",
             r.header_from.clone().unwrap_or_else(|| r.mail_from.clone()),
@@ -124,6 +127,39 @@ pub fn vars(cfg: &Config, i: &Incident, lang: Lang) -> HashMap<&'static str, Str
     ]);
     v.insert("next_steps", next_steps(cfg, i, lang));
     v
+}
+
+/// Which threshold the mail exceeded, in words: "12 external addresses,
+/// more than 10 and 4 external domains, more than 3".
+fn trigger_text(r: &crate::incident::record::Record, lang: Lang) -> String {
+    let de = lang == Lang::De;
+    let addresses = if de {
+        format!(
+            "{} externe Adressen, mehr als {}",
+            r.visible_external, r.threshold
+        )
+    } else {
+        format!(
+            "{} external addresses, more than {}",
+            r.visible_external, r.threshold
+        )
+    };
+    let domains = |t: usize| {
+        if de {
+            format!("{} externe Domains, mehr als {t}", r.external_domains)
+        } else {
+            format!("{} external domains, more than {t}", r.external_domains)
+        }
+    };
+    match (r.trigger.as_str(), r.domain_threshold) {
+        ("domains", Some(t)) => domains(t),
+        ("both", Some(t)) => format!(
+            "{addresses} {} {}",
+            if de { "und" } else { "and" },
+            domains(t)
+        ),
+        _ => addresses,
+    }
 }
 
 /// `To address 12, Reply-To display name 3` from the record's counts (an
@@ -156,6 +192,18 @@ fn next_steps(cfg: &Config, i: &Incident, lang: Lang) -> String {
         return format!(
             "{head}\n  bccguard quarantine show {id}\n  bccguard quarantine release {id} --as bcc    (--as split, --as original)\n  bccguard quarantine drop {id}"
         );
+    }
+    if i.class == Class::Allowed {
+        let group = i.record.group.as_deref().unwrap_or_default();
+        return if de {
+            format!(
+                "Alle sichtbaren externen Adressen gehören zur freigegebenen Gruppe \"{group}\"\n(bccguard group show \"{group}\"). Nichts zu tun."
+            )
+        } else {
+            format!(
+                "Every visible external address is in the approved group \"{group}\"\n(bccguard group show \"{group}\"). Nothing to do."
+            )
+        };
     }
     match (deadline(i), de) {
         (Some(d), false) => format!(

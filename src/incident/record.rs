@@ -65,8 +65,20 @@ pub struct Record {
     pub envelope_recipients: usize,
     /// Message size in bytes.
     pub size: usize,
-    /// The threshold that was exceeded.
+    /// The address threshold that applied.
     pub threshold: usize,
+    /// The domain threshold that applied (`policy.max_external_domains`);
+    /// `None`: off.
+    #[serde(default)]
+    pub domain_threshold: Option<usize>,
+    /// Which threshold was exceeded: `addresses`, `domains` or `both`
+    /// (records older than the domain threshold: `addresses`).
+    #[serde(default = "addresses")]
+    pub trigger: String,
+    /// The approved open group that holds every visible external address
+    /// (class `allowed`: sent unchanged, no notice).
+    #[serde(default)]
+    pub group: Option<String>,
     /// Why this action (e.g. signed mail that could not be rewritten).
     pub reason: String,
     /// What became of the message: `refused`, `delivered`, `held`, or
@@ -74,6 +86,11 @@ pub struct Record {
     pub outcome: String,
     /// Transaction id in the guard's Received header and logs.
     pub queue_id: String,
+}
+
+/// The `trigger` of a record written before there was a domain threshold.
+fn addresses() -> String {
+    "addresses".into()
 }
 
 /// Append-only, fsynced JSON-lines log.
@@ -152,6 +169,9 @@ mod tests {
             envelope_recipients: 1494,
             size: 50_000,
             threshold: 10,
+            domain_threshold: None,
+            trigger: "addresses".into(),
+            group: None,
             reason: "over threshold".into(),
             outcome: "refused".into(),
             queue_id: "Q".into(),

@@ -14,6 +14,11 @@
 //! - **Outbox**: notices to the DPO, to senders and to the webhook, written
 //!   in the same transaction as the event they report, sent and retried by
 //!   [`crate::incident::notify`]. A restart loses none of them.
+//! - **Approved open groups** (`bccguard group approve`): the external
+//!   addresses of a held incident that the DPO said may see each other,
+//!   with the sender, who approved them and until when. The guard loads
+//!   them into a snapshot ([`crate::policy::Groups`]) and looks for
+//!   changes every few seconds ([`Store::groups_version`]).
 //!
 //! The trait is blocking (call it from `spawn_blocking`) and small, so a
 //! shared database can serve a fleet later. SQLite runs in WAL mode with
@@ -47,6 +52,10 @@ pub enum Class {
     /// The list went out open (monitor, an allow rule over the threshold, a
     /// released original): the 72-hour clock of Art. 33(1) runs.
     Disclosed,
+    /// The list went out open to a group the DPO approved beforehand
+    /// (`bccguard group approve`): its members may see each other, so no
+    /// breach; recorded for the register, nobody notified.
+    Allowed,
 }
 
 impl Class {
@@ -55,12 +64,13 @@ impl Class {
         match self {
             Class::Prevented => "prevented",
             Class::Disclosed => "disclosed",
+            Class::Allowed => "allowed",
         }
     }
 
-    /// Parses `prevented` / `disclosed`.
+    /// Parses `prevented` / `disclosed` / `allowed`.
     pub fn parse(s: &str) -> Option<Class> {
-        [Class::Prevented, Class::Disclosed]
+        [Class::Prevented, Class::Disclosed, Class::Allowed]
             .into_iter()
             .find(|c| c.as_str() == s)
     }
@@ -229,6 +239,38 @@ pub struct Notice {
     pub created: i64,
 }
 
+/// An approved open group in the register.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovedGroup {
+    /// Its name (`--name`), unique; the metric's `group` label.
+    pub name: String,
+    /// The held incident it was made from.
+    pub incident: String,
+    /// The envelope sender it applies to (normal form); `None`: any
+    /// sender (`--any-sender`).
+    pub sender: Option<String>,
+    /// The external addresses, normal form.
+    pub addresses: Vec<String>,
+    /// When (Unix seconds).
+    pub approved_at: i64,
+    /// Until when (Unix seconds).
+    pub expires_at: i64,
+    /// Who (the OS user of the CLI).
+    pub approved_by: String,
+}
+
+impl ApprovedGroup {
+    /// The group as the decision reads it.
+    pub fn to_policy(&self) -> crate::policy::Group {
+        crate::policy::Group {
+            name: self.name.clone(),
+            sender: self.sender.clone(),
+            addresses: self.addresses.clone(),
+            expires_at: self.expires_at,
+        }
+    }
+}
+
 /// A store failure, naming the incident where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -252,6 +294,12 @@ pub enum StoreError {
     /// The blocking task died.
     #[error("store task: {0}")]
     Task(String),
+    /// `group approve` with a name in use.
+    #[error("group {0:?} exists already (bccguard group remove it first)")]
+    GroupExists(String),
+    /// No group of that name.
+    #[error("group {0:?}: not found")]
+    NoGroup(String),
 }
 
 /// An incident as the workflow's unit tests use it: 1494 external
@@ -280,6 +328,9 @@ pub(crate) fn sample(class: Class, hold: Option<HoldState>) -> Incident {
         envelope_recipients: 1494,
         size: 1,
         threshold: 10,
+        domain_threshold: None,
+        trigger: "addresses".into(),
+        group: None,
         reason: "over threshold".into(),
         outcome: "delivered".into(),
         queue_id: "01ABC".into(),
@@ -363,6 +414,16 @@ pub trait Store: Send + Sync + fmt::Debug {
         kind: NoticeKind,
         since: i64,
     ) -> Result<(usize, Option<i64>), StoreError>;
+    /// Stores an approved group and `step` on its incident, in one
+    /// transaction; a name in use is [`StoreError::GroupExists`].
+    fn approve_group(&self, group: &ApprovedGroup, step: &Step) -> Result<(), StoreError>;
+    /// Every approved group (expired ones too), by name.
+    fn groups(&self) -> Result<Vec<ApprovedGroup>, StoreError>;
+    /// Deletes a group, with `step` on its incident; returns what it was.
+    fn remove_group(&self, name: &str, step: &Step) -> Result<ApprovedGroup, StoreError>;
+    /// A number that changes whenever a group is approved or removed (the
+    /// guard reloads its snapshot when it does).
+    fn groups_version(&self) -> Result<i64, StoreError>;
 }
 
 pub use sqlite::SqliteStore;

@@ -19,7 +19,7 @@ use std::fmt;
 use std::ops::{Index, Range};
 
 use super::DomainSet;
-use super::domains::{is_normal_domain, normalize_cow};
+use super::domains::{is_normal_domain, normalize_cow, registrable_count};
 use crate::message::address::{ElementRef, MailboxRef, for_each};
 use crate::message::encoded;
 use crate::message::headers::{FieldKind, Headers, scan};
@@ -58,8 +58,16 @@ pub struct Visible {
     /// Distinct external addresses seen in the header of an attached
     /// message (also when they are visible at the top level too).
     pub attached: usize,
-    /// Number of distinct external domains.
+    /// Number of distinct external registrable domains (Public Suffix
+    /// List: `a.partner.co.uk` and `partner.co.uk` are one), each
+    /// unparseable element counting as one more.
     pub external_domains: usize,
+    /// The distinct domains of `external` as written (normal form), in
+    /// order of first appearance; unparseable elements have none.
+    pub domains: Addresses,
+    /// For each address of `external`, the index of its domain in
+    /// `domains`, or [`NO_DOMAIN`] for an unparseable element.
+    pub domain_index: Vec<u32>,
     /// Mailboxes shown with a display name (`Name <a@x>`), internal ones and
     /// repeats included: for Art. 33, names were disclosed along with the
     /// addresses. Counted in the same pass (a second parse of the list for
@@ -121,6 +129,9 @@ impl Visible {
         }
     }
 }
+
+/// [`Visible::domain_index`] of an unparseable element: it has no domain.
+pub const NO_DOMAIN: u32 = u32::MAX;
 
 /// How an address was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -3,8 +3,13 @@
 //! `example.org` itself). Internationalised names are compared in one normal
 //! form: IDNA (UTS #46) ASCII, lowercase, no trailing dot, so `müller.de` and
 //! `xn--mller-kva.de` are the same domain.
+//!
+//! [`registrable`] names the counterparty a domain belongs to, by the
+//! Public Suffix List (the `psl` crate, compiled in): `mail.partner.co.uk`
+//! and `partner.co.uk` are one, `a.gv.at` and `b.gv.at` are two.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 /// A set of internal domains.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -132,6 +137,27 @@ fn punycode_hostname(d: &str) -> bool {
     })
 }
 
+/// The registrable domain of a normalised name: the public suffix plus one
+/// label (`mail.partner.co.uk` -> `partner.co.uk`). A name that is itself a
+/// public suffix (`co.uk`, a single label) stands for itself. A TLD the
+/// list does not know is a suffix of one label (the list's default rule
+/// `*`), so `x.mail5.test` -> `mail5.test`. Names in the list's private
+/// section count as suffixes too: `a.github.io` and `b.github.io` are
+/// different people.
+pub fn registrable(domain: &str) -> &str {
+    psl::domain_str(domain).unwrap_or(domain)
+}
+
+/// How many registrable domains the distinct normalised `domains` span.
+pub fn registrable_count<'a>(domains: impl IntoIterator<Item = &'a str>) -> usize {
+    // Keyed hasher: the names are the sender's choice (see count.rs).
+    let mut seen: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
+    for d in domains {
+        seen.insert(registrable(d));
+    }
+    seen.len()
+}
+
 /// An entry of `policy.internal_domains` that is neither a domain name nor
 /// a `*.domain` wildcard; it holds the entry as written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -233,6 +259,63 @@ mod tests {
         }
         let reverse = DomainSet::new(["müller.de"]).expect("valid");
         assert!(reverse.contains("xn--mller-kva.de"));
+    }
+
+    #[test]
+    fn registrable_table() {
+        let cases: &[(&str, &str)] = &[
+            ("example.org", "example.org"),
+            ("mail.example.org", "example.org"),
+            ("a.b.c.example.org", "example.org"),
+            ("partner.co.uk", "partner.co.uk"),
+            ("mail.partner.co.uk", "partner.co.uk"),
+            ("co.uk", "co.uk"),
+            ("uk", "uk"),
+            ("bmi.gv.at", "bmi.gv.at"),
+            ("mail.bmi.gv.at", "bmi.gv.at"),
+            ("gv.at", "gv.at"),
+            ("firma.at", "firma.at"),
+            ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+            ("shop.xn--bcher-kva.example", "xn--bcher-kva.example"),
+            ("xn--mller-kva.de", "xn--mller-kva.de"),
+            ("post.xn--mller-kva.de", "xn--mller-kva.de"),
+            // пример.рф: an IDN TLD, in its ASCII form.
+            ("mail.xn--e1afmkfd.xn--p1ai", "xn--e1afmkfd.xn--p1ai"),
+            ("mail5.test", "mail5.test"),
+            ("x.mail5.test", "mail5.test"),
+            ("alice.github.io", "alice.github.io"),
+            ("localhost", "localhost"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(registrable(d), *want, "domain {d:?}");
+        }
+    }
+
+    #[test]
+    fn registrable_count_table() {
+        let n = |ds: &[&str]| {
+            let normal: Vec<String> = ds.iter().map(|d| normalize(d).expect(d)).collect();
+            registrable_count(normal.iter().map(String::as_str))
+        };
+        let cases: &[(&[&str], usize)] = &[
+            (&[], 0),
+            (&["a.example.org", "b.example.org", "example.org"], 1),
+            (&["partner.co.uk", "mail.partner.co.uk", "other.co.uk"], 2),
+            (&["bmi.gv.at", "bmf.gv.at", "mail.bmi.gv.at"], 2),
+            (
+                &[
+                    "bücher.example",
+                    "xn--bcher-kva.example",
+                    "shop.BÜCHER.example",
+                ],
+                1,
+            ),
+            (&["gmx.de", "web.de", "t-online.de", "gmail.com"], 4),
+            (&["co.uk", "x.co.uk"], 2),
+        ];
+        for (ds, want) in cases {
+            assert_eq!(n(ds), *want, "domains {ds:?}");
+        }
     }
 
     #[test]

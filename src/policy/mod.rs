@@ -5,18 +5,26 @@
 //! Steps: scan the header section ([`crate::message::headers`]), find the
 //! header sections of attached messages when the mail leaves the
 //! organisation ([`crate::message::mime`]), count the distinct external
-//! addresses a reader can see in any of them ([`count`]), find the first
-//! rule that matches the sender ([`rules`]), compare with its threshold.
+//! addresses a reader can see in any of them and their registrable domains
+//! ([`count`], [`domains`]), find the first rule that matches the sender
+//! and the recipients ([`rules`], [`recipients`]), compare with its
+//! thresholds (either triggers); over one, a group the DPO approved
+//! ([`groups`]) that holds every visible external address lets the mail
+//! pass.
 
 pub mod count;
 pub mod domains;
+pub mod groups;
+pub mod recipients;
 pub mod rules;
 
 use std::fmt;
 
 pub use count::{How, Seen, Visible, VisibleHeaders};
 pub use domains::{BadDomain, DomainSet};
-pub use rules::{Glob, Rule};
+pub use groups::{Approved, Group, Groups};
+pub use recipients::{BadPattern, Pattern, RecipientConditions};
+pub use rules::{Glob, Rule, Rules, Shadowed};
 
 use crate::message::address::{Element, parse_list};
 use crate::message::headers::{FieldKind, HeaderError, Headers, scan};
@@ -96,10 +104,13 @@ pub struct Policy {
     pub internal_domains: DomainSet,
     /// More visible external addresses than this triggers `action`.
     pub max_external_recipients: usize,
+    /// More distinct external registrable domains than this triggers
+    /// `action` too (`policy.max_external_domains`); `None`: off.
+    pub max_external_domains: Option<usize>,
     /// Default action.
     pub action: Action,
     /// Overrides, first match wins.
-    pub rules: Vec<Rule>,
+    pub rules: Rules,
     /// Keep internal addresses visible when rewriting (default true).
     pub keep_internal_visible: bool,
     /// What replaces an emptied To.
@@ -133,8 +144,9 @@ impl Default for Policy {
         Self {
             internal_domains: DomainSet::default(),
             max_external_recipients: DEFAULT_MAX_EXTERNAL_RECIPIENTS,
+            max_external_domains: None,
             action: Action::Reject,
-            rules: Vec::new(),
+            rules: Rules::default(),
             keep_internal_visible: true,
             empty_to: EmptyTo::Sender,
             max_header_size: DEFAULT_POLICY_MAX_HEADER_SIZE,
@@ -165,15 +177,46 @@ pub struct Envelope<'a> {
     pub rcpt_to: &'a [String],
 }
 
+/// Which threshold a message exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// More external addresses than `max_external_recipients`.
+    Addresses,
+    /// More external domains than `max_external_domains`.
+    Domains,
+    /// Both.
+    Both,
+}
+
+impl Trigger {
+    /// `addresses`, `domains` or `both`: the incident record's `trigger`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Addresses => "addresses",
+            Trigger::Domains => "domains",
+            Trigger::Both => "both",
+        }
+    }
+}
+
 /// The outcome for one message.
 #[derive(Debug, Clone)]
 pub struct Decision {
-    /// The action taken; `None` when the threshold was not exceeded (pass).
+    /// The action taken; `None` when no threshold was exceeded (pass).
+    /// `Allow` when an approved group holds every visible external address
+    /// (`group`).
     pub action: Option<Action>,
     /// Name of the matching rule, `None` for the default policy.
     pub rule: Option<String>,
-    /// The threshold that applied.
+    /// The address threshold that applied.
     pub threshold: usize,
+    /// The domain threshold that applied; `None`: off.
+    pub domain_threshold: Option<usize>,
+    /// The threshold(s) exceeded; `None`: neither.
+    pub trigger: Option<Trigger>,
+    /// Over a threshold, the approved group that holds every visible
+    /// external address: the mail passes unchanged.
+    pub group: Option<String>,
     /// What the reader would have seen.
     pub visible: Visible,
     /// Header From addr-spec, if one could be parsed.
@@ -207,13 +250,26 @@ impl Decision {
     }
 }
 
-/// Decides on one message. Errors only when the headers, the message's own
-/// or an attached message's, cannot be read in full (the session refuses
-/// such mail: what the guard cannot read, it does not pass).
+/// Decides on one message with no approved group. Errors only when the
+/// headers, the message's own or an attached message's, cannot be read in
+/// full (the session refuses such mail: what the guard cannot read, it
+/// does not pass).
 pub fn decide(
     policy: &Policy,
     envelope: Envelope<'_>,
     msg: &[u8],
+) -> Result<Decision, HeaderError> {
+    decide_with(policy, envelope, msg, None)
+}
+
+/// [`decide`], with the approved groups in force (the session's snapshot
+/// and the time): over a threshold, a group that holds every visible
+/// external address, for this sender, turns the action into `allow`.
+pub fn decide_with(
+    policy: &Policy,
+    envelope: Envelope<'_>,
+    msg: &[u8],
+    approved: Option<Approved<'_>>,
 ) -> Result<Decision, HeaderError> {
     let headers = scan(msg, policy.max_header_size)?;
     let header_from = header_from(msg, &headers);
@@ -241,17 +297,42 @@ pub fn decide(
     let visible = count::count_with_attached(msg, &headers, policy, &attached);
     let rule = policy
         .rules
-        .iter()
-        .find(|r| r.matches(envelope.mail_from, header_from.as_deref()));
+        .first_match(envelope.mail_from, header_from.as_deref(), &visible)
+        .map(|(_, r)| r);
     let threshold = rule
         .and_then(|r| r.max_external_recipients)
         .unwrap_or(policy.max_external_recipients);
-    let action = rule.and_then(|r| r.action).unwrap_or(policy.action);
+    let domain_threshold = rule
+        .and_then(|r| r.max_external_domains)
+        .or(policy.max_external_domains);
+    // Exactly `threshold` external addresses (domains) pass; one more
+    // triggers.
+    let over_addresses = visible.external.len() > threshold;
+    let over_domains = domain_threshold.is_some_and(|t| visible.external_domains > t);
+    let trigger = match (over_addresses, over_domains) {
+        (true, true) => Some(Trigger::Both),
+        (true, false) => Some(Trigger::Addresses),
+        (false, true) => Some(Trigger::Domains),
+        (false, false) => None,
+    };
+    let group = match (trigger, approved) {
+        (Some(_), Some(a)) => a
+            .groups
+            .covering(&visible.external, envelope.mail_from, a.now)
+            .map(|g| g.name.clone()),
+        _ => None,
+    };
+    let action = match &group {
+        Some(_) => Action::Allow,
+        None => rule.and_then(|r| r.action).unwrap_or(policy.action),
+    };
     Ok(Decision {
-        // Exactly `threshold` external addresses pass; one more triggers.
-        action: (visible.external.len() > threshold).then_some(action),
+        action: trigger.map(|_| action),
         rule: rule.map(|r| r.name.clone()),
         threshold,
+        domain_threshold,
+        trigger,
+        group,
         visible,
         header_from,
         signed: is_signed(msg, &headers),

@@ -8,7 +8,7 @@ fn policy(max: usize, rules: Vec<Rule>) -> Policy {
         internal_domains: DomainSet::new(["example.org", "*.example.org"]).expect("valid"),
         max_external_recipients: max,
         action: Action::Reject,
-        rules,
+        rules: Rules::new(rules),
         keep_internal_visible: true,
         empty_to: EmptyTo::Undisclosed,
         max_header_size: 102_400,
@@ -64,12 +64,10 @@ fn vaccination_centre_mail_is_triggered() {
 
 fn rule(name: &str, sender: &str, max: Option<usize>, action: Option<Action>) -> Rule {
     Rule {
-        name: name.into(),
         sender: vec![Glob::new(sender)],
-        mail_from: vec![],
-        header_from: vec![],
         max_external_recipients: max,
         action,
+        ..Rule::named(name)
     }
 }
 
@@ -323,4 +321,314 @@ fn attached_messages_count_for_mail_that_leaves() {
         decide(&tight, env(leak), msg.as_bytes()).err(),
         Some(HeaderError::AttachedTooBig)
     );
+}
+
+/// A To of the given addresses, from alice.
+fn to(addrs: &[&str]) -> String {
+    format!(
+        "From: Alice <alice@example.org>\r\nTo: {}\r\nSubject: hi\r\n\r\nbody\r\n",
+        addrs.join(", ")
+    )
+}
+
+#[test]
+fn domain_threshold_counts_registrable_domains_and_either_triggers() {
+    let mut p = policy(10, vec![]);
+    p.max_external_domains = Some(2);
+    // (addresses, domains counted, trigger)
+    let cases: &[(&[&str], usize, Option<Trigger>)] = &[
+        // Ten colleagues at one partner: one counterparty.
+        (
+            &[
+                "a@partner.co.uk",
+                "b@mail.partner.co.uk",
+                "c@eu.mail.partner.co.uk",
+            ],
+            1,
+            None,
+        ),
+        (&["a@bmi.gv.at", "b@bmf.gv.at", "c@mail.bmi.gv.at"], 2, None),
+        (
+            &["a@gmx.de", "b@web.de", "c@t-online.de"],
+            3,
+            Some(Trigger::Domains),
+        ),
+        (
+            &[
+                "a@bücher.example",
+                "b@xn--bcher-kva.example",
+                "c@shop.bücher.example",
+            ],
+            1,
+            None,
+        ),
+        // An unparseable element is a domain of its own.
+        (&["a@x.test", "b@y.test", "team"], 3, Some(Trigger::Domains)),
+    ];
+    for (addrs, domains, trigger) in cases {
+        let d = decide(&p, envelope("alice@example.org"), to(addrs).as_bytes()).expect("fits");
+        assert_eq!(
+            (d.visible.external_domains, d.trigger, d.domain_threshold),
+            (*domains, *trigger, Some(2)),
+            "{addrs:?}"
+        );
+        assert_eq!(d.action, trigger.map(|_| Action::Reject), "{addrs:?}");
+    }
+    let many: Vec<String> = (0..11).map(|i| format!("p{i}@ext{}.de", i % 3)).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let d = decide(&p, envelope(""), to(&many).as_bytes()).expect("fits");
+    assert_eq!(d.trigger, Some(Trigger::Both));
+    p.max_external_domains = None;
+    let d = decide(&p, envelope(""), to(&many).as_bytes()).expect("fits");
+    assert_eq!(
+        (d.trigger, d.domain_threshold),
+        (Some(Trigger::Addresses), None)
+    );
+    let few = decide(
+        &p,
+        envelope(""),
+        to(&["a@gmx.de", "b@web.de", "c@t.de"]).as_bytes(),
+    )
+    .expect("fits");
+    assert_eq!((few.trigger, few.action), (None, None), "domains off");
+}
+
+fn patterns(list: &[&str]) -> Vec<Pattern> {
+    list.iter()
+        .map(|p| Pattern::parse(p).expect("valid"))
+        .collect()
+}
+
+#[test]
+fn recipient_rules_first_match_wins() {
+    let rules = vec![
+        Rule {
+            recipients: RecipientConditions {
+                every: patterns(&["*@partner.test", "*.partner.test"]),
+                any: vec![],
+            },
+            max_external_recipients: Some(50),
+            ..Rule::named("project")
+        },
+        Rule {
+            recipients: RecipientConditions {
+                every: vec![],
+                any: patterns(&["*@patients.example"]),
+            },
+            max_external_recipients: Some(0),
+            action: Some(Action::Bcc),
+            ..Rule::named("patients")
+        },
+        Rule {
+            max_external_domains: Some(1),
+            ..Rule::named("everyone")
+        },
+    ];
+    let p = policy(3, rules);
+    // (visible, rule, action)
+    let cases: &[(&[&str], &str, Option<Action>)] = &[
+        (
+            &[
+                "a@partner.test",
+                "b@mail.partner.test",
+                "c@partner.test",
+                "d@partner.test",
+            ],
+            "project",
+            None,
+        ),
+        // One address outside the team: the next rule.
+        (
+            &["a@partner.test", "x@patients.example"],
+            "patients",
+            Some(Action::Bcc),
+        ),
+        (&["x@patients.example"], "patients", Some(Action::Bcc)),
+        (
+            &["a@partner.test", "b@other.test"],
+            "everyone",
+            Some(Action::Reject),
+        ),
+        (&["a@other.test", "b@other.test"], "everyone", None),
+        // No external address: `recipients` holds (every one of none).
+        (&["colleague@example.org"], "project", None),
+    ];
+    for (addrs, name, action) in cases {
+        let d = decide(&p, envelope("alice@example.org"), to(addrs).as_bytes()).expect("fits");
+        assert_eq!(
+            (d.rule.as_deref(), d.action),
+            (Some(*name), *action),
+            "{addrs:?}"
+        );
+        // explain's reading agrees: the matched rule has no reason not to,
+        // every earlier one has.
+        let header = d.header_from.as_deref();
+        let at = p.rules.iter().position(|r| r.name == *name).expect("named");
+        assert_eq!(
+            p.rules[at].why_not("alice@example.org", header, &d.visible),
+            None
+        );
+        for r in &p.rules[..at] {
+            assert!(
+                r.why_not("alice@example.org", header, &d.visible).is_some(),
+                "{}",
+                r.name
+            );
+        }
+    }
+}
+
+#[test]
+fn an_approved_group_lets_a_subset_pass_for_its_sender_until_it_expires() {
+    let p = policy(2, vec![]);
+    let team = ["a@x.test", "b@y.test", "c@z.test", "d@w.test"];
+    let groups = Groups::new(vec![Group {
+        name: "Projekt Rheinbrücke".into(),
+        sender: Some("alice@example.org".into()),
+        addresses: team.iter().map(|a| a.to_string()).collect(),
+        expires_at: 1000,
+    }]);
+    let at = |now| {
+        Some(Approved {
+            groups: &groups,
+            now,
+        })
+    };
+    let decide_at = |addrs: &[&str], from: &str, now| {
+        decide_with(&p, envelope(from), to(addrs).as_bytes(), at(now)).expect("fits")
+    };
+    let d = decide_at(&team[..3], "alice@example.org", 0);
+    assert_eq!(
+        (d.action, d.group.as_deref()),
+        (Some(Action::Allow), Some("Projekt Rheinbrücke"))
+    );
+    assert_eq!(d.label(), "allow");
+    let d = decide_at(
+        &["a@x.test", "b@y.test", "e@v.test"],
+        "alice@example.org",
+        0,
+    );
+    assert_eq!(
+        (d.action, d.group),
+        (Some(Action::Reject), None),
+        "a superset"
+    );
+    let d = decide_at(&team, "bob@example.org", 0);
+    assert_eq!(
+        (d.action, d.group),
+        (Some(Action::Reject), None),
+        "another sender"
+    );
+    let d = decide_at(&team, "alice@example.org", 1000);
+    assert_eq!((d.action, d.group), (Some(Action::Reject), None), "expired");
+    let d = decide_at(&team[..2], "alice@example.org", 0);
+    assert_eq!(
+        (d.action, d.group),
+        (None, None),
+        "under the threshold: no group needed"
+    );
+}
+
+#[test]
+fn shadowed_rules_table() {
+    let globs = |l: &[&str]| l.iter().map(|g| Glob::new(g)).collect::<Vec<_>>();
+    let r = |sender: &[&str],
+             mail_from: &[&str],
+             header_from: &[&str],
+             every: &[&str],
+             any: &[&str]| Rule {
+        sender: globs(sender),
+        mail_from: globs(mail_from),
+        header_from: globs(header_from),
+        recipients: RecipientConditions {
+            every: patterns(every),
+            any: patterns(any),
+        },
+        action: Some(Action::Allow),
+        ..Rule::named("r")
+    };
+    let none: &[&str] = &[];
+    // (earlier, later, shadowed)
+    let cases: Vec<(Rule, Rule, bool)> = vec![
+        (
+            r(none, none, none, none, none),
+            r(&["a@x"], none, none, none, none),
+            true,
+        ),
+        (
+            r(&["*"], none, none, none, none),
+            r(none, none, &["a@x"], none, none),
+            true,
+        ),
+        (
+            r(&["a@x"], none, none, none, none),
+            r(&["a@x"], none, none, none, none),
+            true,
+        ),
+        (
+            r(&["a@x"], none, none, none, none),
+            r(none, &["a@x"], &["a@x"], none, none),
+            true,
+        ),
+        (
+            r(none, &["a@x"], none, none, none),
+            r(&["a@x"], none, none, none, none),
+            false,
+        ),
+        (
+            r(none, &["a@x"], &["a@x"], none, none),
+            r(&["a@x"], none, none, none, none),
+            true,
+        ),
+        (
+            r(&["a@x"], none, none, none, none),
+            r(none, none, none, none, none),
+            false,
+        ),
+        (
+            r(&["a@*"], none, none, none, none),
+            r(&["a@x"], none, none, none, none),
+            false,
+        ),
+        (
+            r(none, none, none, &["*.partner.test"], none),
+            r(none, none, none, &["*@mail.partner.test"], none),
+            true,
+        ),
+        (
+            r(none, none, none, &["*@partner.test"], none),
+            r(none, none, none, &["*@partner.test", "x@y.test"], none),
+            false,
+        ),
+        (
+            r(none, none, none, &["*@partner.test"], none),
+            r(none, none, none, none, &["*@partner.test"]),
+            false,
+        ),
+        (
+            r(none, none, none, none, &["*@p.test", "*@q.test"]),
+            r(&["a@x"], none, none, none, &["a@p.test"]),
+            true,
+        ),
+        (
+            r(none, none, none, none, &["*@p.test"]),
+            r(none, none, none, none, &["a@p.test", "b@q.test"]),
+            false,
+        ),
+        (
+            r(none, none, none, none, none),
+            r(none, none, none, &["*@p.test"], &["*@p.test"]),
+            true,
+        ),
+    ];
+    for (i, (a, b, want)) in cases.into_iter().enumerate() {
+        let rules = Rules::new(vec![a, b]);
+        let got = rules.shadowed();
+        let expected = if want {
+            vec![Shadowed { rule: 1, by: 0 }]
+        } else {
+            vec![]
+        };
+        assert_eq!(got, expected, "case {i}");
+    }
 }

@@ -11,6 +11,7 @@
 //! | [`http`] | `/metrics`, `/healthz`, `/readyz` |
 //! | [`health`] | readiness checks and the `bccguard health` probe |
 //! | [`reload`] | re-reading `policy.yaml` on SIGHUP and on change |
+//! | [`groups`] | the approved groups' snapshot, reloaded when the store's groups change |
 //!
 //! The pure core it runs on sits below it: [`crate::smtp`] (the protocol),
 //! [`crate::message`] and [`crate::policy`] (the decision),
@@ -18,6 +19,7 @@
 //! real server). Incidents and held mail go to [`crate::incident`].
 
 pub mod dsn;
+pub mod groups;
 pub mod health;
 pub mod http;
 pub mod proxy_protocol;

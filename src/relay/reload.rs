@@ -99,6 +99,13 @@ pub async fn watch(
         // changes again (or SIGHUP), so the failure counter counts edits.
         seen = now;
         let (shared, path) = (shared.clone(), path.clone());
-        let _ = tokio::task::spawn_blocking(move || reload_file(&shared, &path)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            reload_file(&shared, &path);
+            // SIGHUP also reads the approved groups again at once.
+            if forced {
+                crate::relay::groups::refresh(&shared, true);
+            }
+        })
+        .await;
     }
 }

@@ -108,6 +108,11 @@ pub async fn run(
         shared.workflow_handles(),
         stop_rx.clone(),
     ));
+    tasks.spawn(crate::relay::groups::watch(
+        shared.clone(),
+        crate::relay::groups::GROUPS_POLL,
+        stop_rx.clone(),
+    ));
     for listener in listeners.smtp {
         tasks.spawn(accept_loop(
             listener,

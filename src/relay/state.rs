@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -19,6 +19,7 @@ use crate::incident::store::{SqliteStore, Store};
 use crate::incident::{IncidentLog, Workflow};
 use crate::metrics::Metrics;
 use crate::net::tls::{self, ReloadingCert, TlsSetupError};
+use crate::policy::Groups;
 use crate::relay::spool::{Retrier, Spool};
 use crate::upstream;
 
@@ -44,6 +45,10 @@ pub struct Shared {
     /// Wakes the notifier when an incident queued a notice.
     pub workflow: Arc<tokio::sync::Notify>,
     draining: AtomicBool,
+    /// The approved open groups in force ([`crate::relay::groups`]), and
+    /// the store's group version they were loaded at.
+    groups: ArcSwap<Groups>,
+    groups_version: AtomicI64,
 }
 
 impl Shared {
@@ -61,11 +66,20 @@ impl Shared {
         let store = SqliteStore::open(&config.store.path).map_err(|e| {
             std::io::Error::other(format!("store.path {}: {e}", config.store.path.display()))
         })?;
+        // In force before the first session: a restart must not hold what
+        // an approved group lets pass.
+        let (groups_version, groups) = crate::relay::groups::load(&store).map_err(|e| {
+            std::io::Error::other(format!("store.path {}: {e}", config.store.path.display()))
+        })?;
+        let metrics = Metrics::new();
+        metrics.groups_known(groups.iter().map(|g| g.name.as_str()));
         Ok(Self {
+            groups: ArcSwap::from_pointee(groups),
+            groups_version: AtomicI64::new(groups_version),
             store: Arc::new(store),
             workflow: Arc::new(tokio::sync::Notify::new()),
             config: Arc::new(ArcSwap::from_pointee(config)),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(metrics),
             incidents: Arc::new(incidents),
             upstream_pool: upstream::pool::Pool::default(),
             per_ip: Mutex::new(HashMap::new()),
@@ -87,6 +101,25 @@ impl Shared {
             metrics: self.metrics.clone(),
             wake: self.workflow.clone(),
         }
+    }
+
+    /// The approved groups in force now.
+    pub fn groups(&self) -> Arc<Groups> {
+        self.groups.load_full()
+    }
+
+    /// The store's group version of the snapshot in force.
+    pub fn groups_version(&self) -> i64 {
+        self.groups_version.load(Ordering::Relaxed)
+    }
+
+    /// Puts a new snapshot in force (each group's metric series at 0 from
+    /// now on).
+    pub fn set_groups(&self, version: i64, groups: Groups) {
+        self.metrics
+            .groups_known(groups.iter().map(|g| g.name.as_str()));
+        self.groups.store(Arc::new(groups));
+        self.groups_version.store(version, Ordering::Relaxed);
     }
 
     /// Marks the start of shutdown (`/readyz` answers 503 from now on).

@@ -128,7 +128,12 @@ pub fn plan(
             route: whole(),
             incident: incident(
                 Action::Allow,
-                "over threshold, exempted by an allow rule: sent unchanged",
+                &match &decision.group {
+                    Some(g) => format!(
+                        "over threshold, every visible external address is in the approved group {g:?}: sent unchanged"
+                    ),
+                    None => "over threshold, exempted by an allow rule: sent unchanged".into(),
+                },
             ),
         },
         Some(Action::Monitor) => Plan {

@@ -403,6 +403,37 @@ pub fn rejected_open_list(
     )
 }
 
+/// 550 5.7.1 for `action: reject` when the external domains are over
+/// `max_external_domains` and the addresses are not over their limit
+/// (`reply_reject_domains`): the reply names the limit that was crossed.
+pub fn rejected_open_domains(
+    words: Words<'_>,
+    visible_external: usize,
+    domains: usize,
+    limit: usize,
+    places: &dyn Fn(Lang) -> String,
+    incident_id: &str,
+    told: Told,
+) -> Reply {
+    let values = |lang| {
+        vec![
+            ("visible_external", visible_external.to_string()),
+            ("external_domains", domains.to_string()),
+            ("threshold", limit.to_string()),
+            ("places", places(lang)),
+        ]
+    };
+    worded(
+        550,
+        "5.7.1",
+        words,
+        "reply_reject_domains",
+        incident_id,
+        told,
+        &values,
+    )
+}
+
 /// 250 2.0.0 for `action: hold` (`reply_hold`): the message is durably in
 /// the quarantine (the guard owns it now), not sent until someone releases
 /// it.

@@ -993,3 +993,22 @@ impl Drop for ServedGuard {
         let _ = self.child.wait();
     }
 }
+
+/// `bccguard <args> --config <config>` as the DPO `dpo-anna` (`$USER`, no
+/// `$SUDO_USER`), warnings only in its log: (success, stdout, stderr).
+pub fn bccguard_as_dpo(config: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bccguard"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("USER", "dpo-anna")
+        .env_remove("SUDO_USER")
+        .env("BCCGUARD_LOG", "warn")
+        .output()
+        .expect("run bccguard");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -9,12 +9,13 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    BUSY_TIMEOUT, Class, Held, HoldState, Incident, NewNotice, Notice, NoticeKind,
+    ApprovedGroup, BUSY_TIMEOUT, Class, Held, HoldState, Incident, NewNotice, Notice, NoticeKind,
     STALE_CLAIM_SECS, Step, Store, StoreError,
 };
 use crate::incident::record::Record;
 
-/// The schema; `user_version` says which one a file has.
+/// The schema; `user_version` says which one a file has (2: the approved
+/// groups and their change log; a version 1 file gains them on open).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS incidents (
     id TEXT PRIMARY KEY,
@@ -66,7 +67,23 @@ CREATE TABLE IF NOT EXISTS outbox (
     batch TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt);
-PRAGMA user_version = 1;
+CREATE TABLE IF NOT EXISTS groups (
+    name TEXT PRIMARY KEY,
+    incident TEXT NOT NULL REFERENCES incidents (id),
+    sender TEXT,
+    addresses TEXT NOT NULL,
+    approved_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    approved_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS group_changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    change TEXT NOT NULL,
+    name TEXT NOT NULL
+);
+PRAGMA user_version = 2;
 ";
 
 /// The store in one SQLite file.
@@ -169,6 +186,41 @@ fn insert_notices(tx: &Connection, id: &str, notices: &[NewNotice]) -> rusqlite:
             params![id, n.kind.as_str(), n.event, now],
         )?;
     }
+    Ok(())
+}
+
+/// The columns of [`group_row`].
+const GROUP_COLUMNS: &str =
+    "name, incident, sender, addresses, approved_at, expires_at, approved_by";
+
+fn group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ApprovedGroup, String)> {
+    Ok((
+        ApprovedGroup {
+            name: r.get(0)?,
+            incident: r.get(1)?,
+            sender: r.get(2)?,
+            addresses: Vec::new(),
+            approved_at: r.get(4)?,
+            expires_at: r.get(5)?,
+            approved_by: r.get(6)?,
+        },
+        r.get(3)?,
+    ))
+}
+
+/// The group with its address list parsed.
+fn to_group((mut g, addresses): (ApprovedGroup, String)) -> Result<ApprovedGroup, StoreError> {
+    g.addresses = serde_json::from_str(&addresses)
+        .map_err(|e| StoreError::Corrupt(g.incident.clone(), e.to_string()))?;
+    Ok(g)
+}
+
+/// One line of the groups' change log (its sequence is the version).
+fn log_group_change(tx: &Connection, step: &Step, name: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO group_changes (time, actor, change, name) VALUES (?1, ?2, ?3, ?4)",
+        params![step.time, step.actor, step.step, name],
+    )?;
     Ok(())
 }
 
@@ -469,5 +521,68 @@ impl Store for SqliteStore {
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
         )?;
         Ok((count as usize, last))
+    }
+
+    fn approve_group(&self, group: &ApprovedGroup, step: &Step) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let addresses = serde_json::to_string(&group.addresses)
+            .map_err(|e| StoreError::Corrupt(group.incident.clone(), e.to_string()))?;
+        let inserted = tx.execute(
+            &format!(
+                "INSERT OR IGNORE INTO groups ({GROUP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ),
+            params![
+                group.name,
+                group.incident,
+                group.sender,
+                addresses,
+                group.approved_at,
+                group.expires_at,
+                group.approved_by
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::GroupExists(group.name.clone()));
+        }
+        insert_step(&tx, &group.incident, step)?;
+        log_group_change(&tx, step, &group.name)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn groups(&self) -> Result<Vec<ApprovedGroup>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare(&format!("SELECT {GROUP_COLUMNS} FROM groups ORDER BY name"))?;
+        let rows = stmt.query_map([], group_row)?;
+        rows.map(|r| to_group(r?)).collect()
+    }
+
+    fn remove_group(&self, name: &str, step: &Step) -> Result<ApprovedGroup, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let row = tx
+            .query_row(
+                &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE name = ?1"),
+                [name],
+                group_row,
+            )
+            .optional()?;
+        let group = to_group(row.ok_or_else(|| StoreError::NoGroup(name.to_string()))?)?;
+        tx.execute("DELETE FROM groups WHERE name = ?1", [name])?;
+        insert_step(&tx, &group.incident, step)?;
+        log_group_change(&tx, step, name)?;
+        tx.commit()?;
+        Ok(group)
+    }
+
+    fn groups_version(&self) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        Ok(
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM group_changes", [], |r| {
+                r.get(0)
+            })?,
+        )
     }
 }

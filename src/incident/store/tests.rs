@@ -25,6 +25,9 @@ fn record(id: &str, action: &str) -> Record {
         envelope_recipients: 12,
         size: 100,
         threshold: 10,
+        domain_threshold: None,
+        trigger: "addresses".into(),
+        group: None,
         reason: "over threshold".into(),
         outcome: "held".into(),
         queue_id: id.into(),
@@ -182,4 +185,95 @@ fn the_cli_never_creates_an_empty_register_and_a_new_file_is_private() {
     }
     let s = SqliteStore::open_existing(&path).unwrap();
     assert!(s.held().unwrap().is_empty());
+}
+
+fn approved(name: &str, incident: &str) -> ApprovedGroup {
+    ApprovedGroup {
+        name: name.into(),
+        incident: incident.into(),
+        sender: Some("termine@example.org".into()),
+        addresses: vec!["p1@ext.test".into(), "p2@ext.test".into()],
+        approved_at: 100,
+        expires_at: 200,
+        approved_by: "dpo-anna".into(),
+    }
+}
+
+#[test]
+fn groups_are_approved_once_listed_removed_and_versioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let s = SqliteStore::open(&path).unwrap();
+    s.record(&incident("A", 1), &[], Some(&held("A", 1)), &[])
+        .unwrap();
+    assert_eq!(s.groups_version().unwrap(), 0);
+    let step = Step::now("dpo-anna", "group approved", "Projekt");
+    s.approve_group(&approved("Projekt", "A"), &step).unwrap();
+    let v1 = s.groups_version().unwrap();
+    assert!(v1 > 0);
+    assert!(matches!(
+        s.approve_group(&approved("Projekt", "A"), &step),
+        Err(StoreError::GroupExists(n)) if n == "Projekt"
+    ));
+    assert_eq!(
+        s.groups_version().unwrap(),
+        v1,
+        "a refused approval changes nothing"
+    );
+    // The group belongs to an incident that exists.
+    assert!(s.approve_group(&approved("Other", "nope"), &step).is_err());
+    drop(s);
+    let s = SqliteStore::open_existing(&path).unwrap();
+    assert_eq!(s.groups().unwrap(), vec![approved("Projekt", "A")]);
+    let removed = s
+        .remove_group(
+            "Projekt",
+            &Step::now("dpo-bert", "group removed", "Projekt"),
+        )
+        .unwrap();
+    assert_eq!(removed, approved("Projekt", "A"));
+    assert!(s.groups_version().unwrap() > v1);
+    assert!(s.groups().unwrap().is_empty());
+    assert!(matches!(
+        s.remove_group("Projekt", &step),
+        Err(StoreError::NoGroup(_))
+    ));
+    let steps: Vec<(String, String)> = s
+        .steps("A")
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.actor, s.step))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("dpo-anna".to_string(), "group approved".to_string()),
+            ("dpo-bert".to_string(), "group removed".to_string())
+        ]
+    );
+}
+
+#[test]
+fn a_version_one_file_gains_the_group_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE incidents (id TEXT PRIMARY KEY, time TEXT NOT NULL, recorded_at INTEGER NOT NULL,
+               class TEXT NOT NULL, disclosed_at INTEGER, action TEXT NOT NULL, rule TEXT NOT NULL,
+               mail_from TEXT NOT NULL, subject TEXT, visible_external INTEGER NOT NULL,
+               envelope_recipients INTEGER NOT NULL, outcome TEXT NOT NULL, record TEXT NOT NULL);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open_existing(&path).unwrap();
+    assert!(s.groups().unwrap().is_empty());
+    drop(s);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
 }

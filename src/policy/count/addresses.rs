@@ -56,6 +56,16 @@ impl Addresses {
     }
 }
 
+impl<'a> FromIterator<&'a str> for Addresses {
+    fn from_iter<I: IntoIterator<Item = &'a str>>(iter: I) -> Self {
+        let mut out = Addresses::default();
+        for a in iter {
+            out.push(a);
+        }
+        out
+    }
+}
+
 impl Index<usize> for Addresses {
     type Output = str;
 

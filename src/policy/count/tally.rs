@@ -247,7 +247,12 @@ impl<'a, 'p> Tally<'a, 'p> {
         let n = self.all.len();
         let mut first: HashMap<&str, usize, KeyedHasher> =
             HashMap::with_capacity_and_hasher(n, KeyedHasher::default());
-        let mut domains = HashSet::with_capacity_and_hasher(n, KeyedHasher::default());
+        // Each distinct external domain with its index in order of first
+        // appearance: the rules' recipient patterns and the registrable
+        // count then look at each domain once, not at each address.
+        let mut domains: HashMap<&str, u32, KeyedHasher> =
+            HashMap::with_capacity_and_hasher(64, KeyedHasher::default());
+        let mut domain_index = vec![NO_DOMAIN; n];
         // Per entry: is it the first of its key; was its key ever seen in
         // an attached message.
         let mut is_first = vec![false; n];
@@ -265,7 +270,8 @@ impl<'a, 'p> Tally<'a, 'p> {
                     attached[i] = seen.attached;
                     match class {
                         Class::External => {
-                            domains.insert(domain_of(key));
+                            let next = domains.len() as u32;
+                            domain_index[i] = *domains.entry(domain_of(key)).or_insert(next);
                         }
                         Class::Unparseable => unparseable += 1,
                         Class::Internal => internal += 1,
@@ -273,16 +279,23 @@ impl<'a, 'p> Tally<'a, 'p> {
                 }
             }
         }
-        let external_domains = domains.len() + unparseable;
         let external = first.len() - internal;
         let bytes = first.keys().map(|k| k.len()).sum();
-        drop((first, domains));
+        let mut names: Vec<(&str, u32)> = domains.into_iter().collect();
+        names.sort_unstable_by_key(|&(_, i)| i);
+        let mut distinct = Addresses::with_capacity(names.len(), 0);
+        for (d, _) in &names {
+            distinct.push(d);
+        }
+        drop(first);
         let mut v = Visible {
             external: Addresses::with_capacity(external, bytes),
             internal: Addresses::default(),
             seen: Vec::with_capacity(external),
             attached: 0,
-            external_domains,
+            external_domains: registrable_count(distinct.iter()) + unparseable,
+            domains: distinct,
+            domain_index: Vec::with_capacity(external),
             named: self.named,
         };
         for (i, (key, class, seen)) in self.all.iter().enumerate() {
@@ -292,6 +305,7 @@ impl<'a, 'p> Tally<'a, 'p> {
                 (true, _) => {
                     v.external.push(key);
                     v.seen.push(*seen);
+                    v.domain_index.push(domain_index[i]);
                     v.attached += usize::from(attached[i]);
                 }
             }

@@ -68,7 +68,12 @@ impl Session {
             mail_from: &tx.mail_from,
             rcpt_to: &rcpts,
         };
-        let decision = match policy::decide(policy, envelope, &msg) {
+        let groups = self.shared.groups();
+        let approved = policy::Approved {
+            groups: &groups,
+            now: crate::clock::now() as i64,
+        };
+        let decision = match policy::decide_with(policy, envelope, &msg, Some(approved)) {
             Ok(d) => d,
             Err(e) => return self.refuse_unreadable(e, &queue_id).await,
         };
@@ -165,8 +170,20 @@ impl Session {
         match why {
             Refused::OpenList => {
                 let places = self.places(m);
-                let limit = m.decision.threshold;
-                reply::rejected_open_list(words, visible, limit, &places, m.queue_id, told)
+                match (m.decision.trigger, m.decision.domain_threshold) {
+                    // Only the domains are over: say so, not a limit the
+                    // addresses kept.
+                    (Some(policy::Trigger::Domains), Some(limit)) => {
+                        let domains = m.decision.visible.external_domains;
+                        reply::rejected_open_domains(
+                            words, visible, domains, limit, &places, m.queue_id, told,
+                        )
+                    }
+                    _ => {
+                        let limit = m.decision.threshold;
+                        reply::rejected_open_list(words, visible, limit, &places, m.queue_id, told)
+                    }
+                }
             }
             Refused::Signed => reply::cannot_rewrite_signed(words, visible, m.queue_id, told),
             Refused::Unsafe(u) => {

@@ -30,9 +30,17 @@ impl Session {
     ) -> bool {
         let (measure, reason) = (incident.action, incident.reason.as_str());
         let action = measure.as_str();
-        let class = class(measure, reply);
+        let group = m.decision.group.as_deref();
+        let class = match group {
+            // Approved beforehand: no breach, nobody to tell.
+            Some(_) => Class::Allowed,
+            None => class(measure, reply),
+        };
         let record = self.incident_record(m, incident, class, reply);
-        self.shared.metrics.incident(action);
+        match group {
+            Some(g) => self.shared.metrics.group_allowed(g),
+            None => self.shared.metrics.incident(action),
+        }
         tracing::warn!(
             target: LOG_TARGET,
             incident = %record.id,
@@ -43,10 +51,15 @@ impl Session {
             mail_from = %record.mail_from,
             visible_external = record.visible_external,
             external_domains = record.external_domains,
+            trigger = %record.trigger,
+            group = record.group.as_deref().unwrap_or(""),
             outcome = %record.outcome,
             "incident: open distribution list"
         );
-        let notices = self.notices(measure, reply);
+        let notices = match group {
+            Some(_) => Vec::new(),
+            None => self.notices(measure, reply),
+        };
         let now = crate::clock::now() as i64;
         let steps = vec![Step::now(
             "bccguard",
@@ -94,6 +107,12 @@ impl Session {
             envelope_recipients: m.tx.rcpts.len(),
             size: m.msg.len(),
             threshold: decision.threshold,
+            domain_threshold: decision.domain_threshold,
+            trigger: decision
+                .trigger
+                .map_or("addresses", policy::Trigger::as_str)
+                .to_string(),
+            group: decision.group.clone(),
             reason: incident.reason.clone(),
             outcome: outcome(incident.action, reply),
             queue_id: queue_id.to_string(),
