@@ -20,18 +20,18 @@
 //! | | [`metrics`] | the Prometheus registry every layer counts into |
 //! | | [`net`] | rustls set-up on both hops, the plain-or-TLS stream, the per-connection timer |
 //! | | [`templates`] | the texts of the guard's own mails, in German and English, and their overrides |
-//! | pure core | [`policy`] | the pure decision: count visible recipients, match rules, pick an action |
+//! | pure core | [`policy`] | the pure decision: count visible recipients and domains, match rules on sender and recipients, pick an action; approved groups as a snapshot |
 //! | | [`rewrite`] | Bcc rewrite and per-recipient copies, by header byte offsets, and the check of the result |
 //! | configuration | [`config`] | `policy.yaml` (+ `BCCGUARD__...` env) -> validated [`config::Config`]; errors name the key |
 //! | the hop | [`upstream`] | the SMTP client towards the real server (lockstep, TLS, AUTH; idle sessions pooled) or a local Maildir |
-//! | workflow | [`incident`] | the incident record, register, quarantine, notices and the Art. 33 report |
-//! | relay | [`relay`] | accept loop, sessions, spool, DSNs, PROXY protocol, `/metrics`, health, reload |
+//! | workflow | [`incident`] | the incident record, register, quarantine, approved groups, notices and the Art. 33 report |
+//! | relay | [`relay`] | accept loop, sessions, spool, DSNs, PROXY protocol, `/metrics`, health, reload (of the policy and the approved groups) |
 //! | tools | [`explain`] | `bccguard explain`: the decision for a saved message, sending nothing |
 //!
 //! The DPO's web console will be a top-level `console` beside `relay`: it
 //! works the [`incident`] workflow (the same `Workflow` handles the notifier
 //! gets) and never reaches into the relay. The binary is `src/main.rs` with
-//! its subcommands in `src/cli/` (serve, admin, dpo), on top of all of this.
+//! its subcommands in `src/cli/` (serve, admin, dpo, group), on top of all of this.
 //!
 //! The library entry point is [`relay::server::run`]: tests hand in their
 //! own listeners (port 0) and their own shutdown signal.

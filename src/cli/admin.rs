@@ -50,7 +50,9 @@ pub fn explain(
 /// (explain writes nothing, so it never creates a database).
 fn approved_groups(config: &Config) -> Option<bccguard::policy::Groups> {
     let store = bccguard::incident::store::SqliteStore::open_existing(&config.store.path).ok()?;
-    bccguard::relay::groups::load(&store).ok().map(|(_, g)| g)
+    bccguard::incident::groups::snapshot(&store)
+        .ok()
+        .map(|(_, g)| g)
 }
 
 /// Asks a running guard's /healthz or /readyz.

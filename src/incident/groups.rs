@@ -169,6 +169,17 @@ pub async fn remove(
     Ok(call(store, move |s| s.remove_group(&key, &step)).await?)
 }
 
+/// The groups in the store as the decision reads them, and the store's
+/// group version they are at (the guard's snapshot, explain's view).
+pub fn snapshot(store: &dyn Store) -> Result<(i64, policy::Groups), StoreError> {
+    // The version first: a change between the two reads is seen again at
+    // the next look, never lost.
+    let version = store.groups_version()?;
+    let groups = store.groups()?;
+    let groups = policy::Groups::new(groups.iter().map(ApprovedGroup::to_policy).collect());
+    Ok((version, groups))
+}
+
 /// `sender alice@example.org` / `any sender`.
 pub fn sender_text(g: &ApprovedGroup) -> String {
     match &g.sender {

@@ -297,6 +297,31 @@ mod tests {
     }
 
     #[test]
+    fn the_dpo_mail_says_which_threshold_was_exceeded() {
+        let cfg = config();
+        let mut i = incident(Class::Prevented, None);
+        let trigger = |i: &Incident, lang| vars(&cfg, i, lang)["trigger"].clone();
+        assert_eq!(
+            trigger(&i, Lang::En),
+            "1494 external addresses, more than 10"
+        );
+        i.record.trigger = "domains".into();
+        i.record.domain_threshold = Some(5);
+        assert_eq!(trigger(&i, Lang::De), "37 externe Domains, mehr als 5");
+        i.record.trigger = "both".into();
+        assert_eq!(
+            trigger(&i, Lang::En),
+            "1494 external addresses, more than 10 and 37 external domains, more than 5"
+        );
+        let (_, body) = compose(&cfg, "dpo", |lang| vars(&cfg, &i, lang));
+        assert!(
+            body.contains("Ausgelöst durch:      1494 externe Adressen, mehr als 10 und 37")
+                && body.contains("Triggered by:         1494 external addresses"),
+            "{body}"
+        );
+    }
+
+    #[test]
     fn notices_come_in_every_configured_language_in_order() {
         let cfg = config();
         let i = incident(Class::Disclosed, None);

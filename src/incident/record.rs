@@ -179,6 +179,19 @@ mod tests {
     }
 
     #[test]
+    fn a_record_from_before_the_domain_threshold_reads() {
+        let mut v = serde_json::to_value(record("OLD")).unwrap();
+        for key in ["trigger", "domain_threshold", "group"] {
+            v.as_object_mut().unwrap().remove(key);
+        }
+        let old: Record = serde_json::from_value(v).unwrap();
+        assert_eq!(
+            (old.trigger.as_str(), old.domain_threshold, old.group),
+            ("addresses", None, None)
+        );
+    }
+
+    #[test]
     fn appends_one_json_line_per_record() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/incidents.jsonl");

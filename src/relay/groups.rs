@@ -16,23 +16,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::incident::store::{Store, StoreError};
-use crate::policy::Groups;
+use crate::incident::groups::snapshot;
 use crate::relay::state::Shared;
 
 /// How often the store's group version is looked at: an approval is in
 /// force within this long.
 pub const GROUPS_POLL: Duration = Duration::from_secs(2);
-
-/// The groups in the store and the version they are at.
-pub fn load(store: &dyn Store) -> Result<(i64, Groups), StoreError> {
-    // The version first: a change between the two reads is seen again at
-    // the next poll, never lost.
-    let version = store.groups_version()?;
-    let groups = store.groups()?;
-    let snapshot = Groups::new(groups.iter().map(|g| g.to_policy()).collect());
-    Ok((version, snapshot))
-}
 
 /// Reloads the snapshot if the version moved (or `force`); blocking.
 pub fn refresh(shared: &Shared, force: bool) {
@@ -49,7 +38,7 @@ pub fn refresh(shared: &Shared, force: bool) {
     if version == seen && !force {
         return;
     }
-    match load(shared.store.as_ref()) {
+    match snapshot(shared.store.as_ref()) {
         Ok((version, groups)) => {
             tracing::info!(groups = groups.len(), "approved groups loaded");
             shared.set_groups(version, groups);

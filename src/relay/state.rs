@@ -68,7 +68,7 @@ impl Shared {
         })?;
         // In force before the first session: a restart must not hold what
         // an approved group lets pass.
-        let (groups_version, groups) = crate::relay::groups::load(&store).map_err(|e| {
+        let (groups_version, groups) = crate::incident::groups::snapshot(&store).map_err(|e| {
             std::io::Error::other(format!("store.path {}: {e}", config.store.path.display()))
         })?;
         let metrics = Metrics::new();
