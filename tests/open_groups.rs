@@ -236,7 +236,9 @@ async fn held_approved_subset_passes_superset_and_other_sender_are_held() {
     );
     std::fs::write(&eml, msg).unwrap();
     let eml = eml.display().to_string();
-    let out = ok(&cli, &["explain", &eml, "--from", "alice@example.org"]);
+    let (code, out, _) =
+        bccguard_as_dpo_status(&cli, &["explain", &eml, "--from", "alice@example.org"]);
+    assert_eq!(code, Some(5), "passes, recorded as allowed: {out}");
     assert!(
         out.contains("group:     \"Projekt Rheinbrücke\" holds every visible external address"),
         "{out}"
@@ -245,7 +247,9 @@ async fn held_approved_subset_passes_superset_and_other_sender_are_held() {
         out.contains("action:    allow: an approved open group"),
         "{out}"
     );
-    let out = ok(&cli, &["explain", &eml, "--from", "carol@example.org"]);
+    let (code, out, _) =
+        bccguard_as_dpo_status(&cli, &["explain", &eml, "--from", "carol@example.org"]);
+    assert_eq!(code, Some(3), "held: {out}");
     assert!(
         out.contains("group:     none of 1 approved group(s) in force"),
         "{out}"

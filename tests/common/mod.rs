@@ -997,6 +997,12 @@ impl Drop for ServedGuard {
 /// `bccguard <args> --config <config>` as the DPO `dpo-anna` (`$USER`, no
 /// `$SUDO_USER`), warnings only in its log: (success, stdout, stderr).
 pub fn bccguard_as_dpo(config: &Path, args: &[&str]) -> (bool, String, String) {
+    let (code, stdout, stderr) = bccguard_as_dpo_status(config, args);
+    (code == Some(0), stdout, stderr)
+}
+
+/// [`bccguard_as_dpo`] with the exit status (`explain`'s is its verdict).
+pub fn bccguard_as_dpo_status(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bccguard"))
         .args(args)
         .arg("--config")
@@ -1007,7 +1013,7 @@ pub fn bccguard_as_dpo(config: &Path, args: &[&str]) -> (bool, String, String) {
         .output()
         .expect("run bccguard");
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
