@@ -371,8 +371,23 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     out
 }
 
-/// 550 5.7.1: the open-distribution-list refusal, worded for a clerk
-/// (`reply_reject`).
+/// Which limit an open list crossed, for [`rejected_open_list`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crossed {
+    /// More visible external addresses than this (`reply_reject`).
+    Addresses(usize),
+    /// Only the distinct external domains are over their limit
+    /// (`reply_reject_domains`): the reply names that limit, not one the
+    /// addresses kept.
+    Domains {
+        /// `max_external_domains`.
+        limit: usize,
+        /// Distinct external domains visible.
+        domains: usize,
+    },
+}
+
+/// 550 5.7.1: the open-distribution-list refusal, worded for a clerk.
 ///
 /// `places` gives, per language, where the addresses are visible (`To/Cc`,
 /// `To/Cc, Reply-To and an attached message`;
@@ -380,58 +395,25 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 pub fn rejected_open_list(
     words: Words<'_>,
     visible_external: usize,
-    limit: usize,
+    crossed: Crossed,
     places: &dyn Fn(Lang) -> String,
     incident_id: &str,
     told: Told,
 ) -> Reply {
+    let (name, limit, domains) = match crossed {
+        Crossed::Addresses(limit) => ("reply_reject", limit, None),
+        Crossed::Domains { limit, domains } => ("reply_reject_domains", limit, Some(domains)),
+    };
     let values = |lang| {
-        vec![
+        let mut v = vec![
             ("visible_external", visible_external.to_string()),
             ("threshold", limit.to_string()),
             ("places", places(lang)),
-        ]
+        ];
+        v.extend(domains.map(|d| ("external_domains", d.to_string())));
+        v
     };
-    worded(
-        550,
-        "5.7.1",
-        words,
-        "reply_reject",
-        incident_id,
-        told,
-        &values,
-    )
-}
-
-/// 550 5.7.1 for `action: reject` when the external domains are over
-/// `max_external_domains` and the addresses are not over their limit
-/// (`reply_reject_domains`): the reply names the limit that was crossed.
-pub fn rejected_open_domains(
-    words: Words<'_>,
-    visible_external: usize,
-    domains: usize,
-    limit: usize,
-    places: &dyn Fn(Lang) -> String,
-    incident_id: &str,
-    told: Told,
-) -> Reply {
-    let values = |lang| {
-        vec![
-            ("visible_external", visible_external.to_string()),
-            ("external_domains", domains.to_string()),
-            ("threshold", limit.to_string()),
-            ("places", places(lang)),
-        ]
-    };
-    worded(
-        550,
-        "5.7.1",
-        words,
-        "reply_reject_domains",
-        incident_id,
-        told,
-        &values,
-    )
+    worded(550, "5.7.1", words, name, incident_id, told, &values)
 }
 
 /// 250 2.0.0 for `action: hold` (`reply_hold`): the message is durably in

@@ -33,7 +33,7 @@ use crate::policy::{self, Decision, Envelope};
 use crate::rewrite::Unsafe;
 use crate::rewrite::plan::{self, Refused, Route};
 use crate::smtp::refusal::Refusal;
-use crate::smtp::reply::{self, Reply, StillVisible, Told};
+use crate::smtp::reply::{self, Crossed, Reply, StillVisible, Told};
 use crate::templates::Lang;
 use crate::upstream::UpstreamError;
 
@@ -170,20 +170,14 @@ impl Session {
         match why {
             Refused::OpenList => {
                 let places = self.places(m);
-                match (m.decision.trigger, m.decision.domain_threshold) {
-                    // Only the domains are over: say so, not a limit the
-                    // addresses kept.
-                    (Some(policy::Trigger::Domains), Some(limit)) => {
-                        let domains = m.decision.visible.external_domains;
-                        reply::rejected_open_domains(
-                            words, visible, domains, limit, &places, m.queue_id, told,
-                        )
-                    }
-                    _ => {
-                        let limit = m.decision.threshold;
-                        reply::rejected_open_list(words, visible, limit, &places, m.queue_id, told)
-                    }
-                }
+                let crossed = match (m.decision.trigger, m.decision.domain_threshold) {
+                    (Some(policy::Trigger::Domains), Some(limit)) => Crossed::Domains {
+                        limit,
+                        domains: m.decision.visible.external_domains,
+                    },
+                    _ => Crossed::Addresses(m.decision.threshold),
+                };
+                reply::rejected_open_list(words, visible, crossed, &places, m.queue_id, told)
             }
             Refused::Signed => reply::cannot_rewrite_signed(words, visible, m.queue_id, told),
             Refused::Unsafe(u) => {
