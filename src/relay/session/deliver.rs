@@ -158,9 +158,9 @@ impl Session {
     }
 
     /// Where the addresses were visible, in the reply's languages.
-    fn places<'d>(&self, m: &'d Decided<'_>) -> impl Fn(Lang) -> String + 'd {
-        let headers = self.cfg.policy.visible_headers.clone();
-        move |lang| m.decision.visible.places_in(&headers, lang)
+    fn places<'s>(&'s self, m: &'s Decided<'_>) -> impl Fn(Lang) -> String + 's {
+        let headers = &self.cfg.policy.visible_headers;
+        move |lang| m.decision.visible.places_in(headers, lang)
     }
 
     /// The refusal's reply, saying what `told` makes true.
