@@ -16,7 +16,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -179,6 +179,31 @@ impl Config {
     /// Loads the configuration from YAML text plus `BCCGUARD__*` environment
     /// overrides. `source_name` names the origin in error messages.
     pub fn load(yaml: &str, source_name: &str) -> Result<Config, ConfigError> {
+        Self::load_with_env(yaml, source_name, None)
+    }
+
+    /// [`Config::load`] for the text of the policy file at `file`: relative
+    /// paths in it resolve against the file's directory (as Prometheus and
+    /// nginx do), so every command that names the same file works on the
+    /// same database, spool and log wherever it is started.
+    pub fn load_file_text(yaml: &str, file: &Path) -> Result<Config, ConfigError> {
+        let dir = file.parent().unwrap_or(Path::new(""));
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        // Absolute, so a later chdir (none today) or a log line cannot be
+        // misread; lexical, so a symlinked /etc/bccguard stays as named.
+        let base = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Self::load_with_env(yaml, &file.display().to_string(), Some(base))
+    }
+
+    fn load_with_env(
+        yaml: &str,
+        source_name: &str,
+        base: Option<PathBuf>,
+    ) -> Result<Config, ConfigError> {
         let env = ::config::Environment::with_prefix("BCCGUARD")
             .prefix_separator("__")
             .separator("__")
@@ -192,12 +217,12 @@ impl Config {
             // values; numbers and booleans come back as their text, since
             // every raw field is a string or a list of strings.
             .try_parsing(true);
-        Self::load_layered(yaml, source_name, Some(env))
+        Self::load_layered(yaml, source_name, Some(env), base)
     }
 
     /// Like [`Config::load`] without environment overrides (tests, explain).
     pub fn from_yaml(yaml: &str, source_name: &str) -> Result<Config, ConfigError> {
-        Self::load_layered(yaml, source_name, None)
+        Self::load_layered(yaml, source_name, None, None)
     }
 
     /// Settings that are valid but risky, for `check` and the start-up log.
@@ -335,6 +360,7 @@ impl Config {
         yaml: &str,
         source_name: &str,
         env: Option<::config::Environment>,
+        base: Option<PathBuf>,
     ) -> Result<Config, ConfigError> {
         let fail = |key: String, message: String| ConfigError {
             source_name: source_name.to_string(),
@@ -352,7 +378,10 @@ impl Config {
             let (key, message) = split_config_error(&e);
             fail(key, message)
         })?;
-        let mut v = Validator::default();
+        let mut v = Validator {
+            base,
+            ..Validator::default()
+        };
         let config = v.config(raw);
         match config {
             Some(c) if v.problems.is_empty() => Ok(c),
@@ -413,9 +442,31 @@ fn split_config_error(e: &::config::ConfigError) -> (String, String) {
 #[derive(Default)]
 struct Validator {
     problems: Vec<Problem>,
+    /// The directory of the policy file: relative paths in it (and the
+    /// relative defaults, `./bccguard.db` and friends) mean a place next to
+    /// the file, not wherever the command happens to be run from, so the
+    /// server and a DPO's `bccguard quarantine list` from their home
+    /// directory open the same database. `None` (the embedded default, a
+    /// test's text): the current directory.
+    base: Option<PathBuf>,
 }
 
 impl Validator {
+    /// A path from policy.yaml, resolved against the policy file's
+    /// directory when it is relative.
+    fn path(&self, raw: impl Into<PathBuf>) -> PathBuf {
+        let raw = raw.into();
+        match &self.base {
+            // `./bccguard.db` next to /etc/bccguard/policy.yaml is
+            // /etc/bccguard/bccguard.db, not /etc/bccguard/./bccguard.db.
+            Some(base) if raw.is_relative() && !raw.as_os_str().is_empty() => raw
+                .components()
+                .filter(|c| *c != std::path::Component::CurDir)
+                .fold(base.clone(), |p, c| p.join(c)),
+            _ => raw,
+        }
+    }
+
     fn bad(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             key: key.into(),

@@ -570,3 +570,28 @@ fn check_warns_of_an_open_relay_and_names_yaml_positions() {
     );
     assert!(stderr.contains("    4 | \taction: hold"), "{stderr}");
 }
+
+#[test]
+fn the_dpo_commands_name_a_missing_database_in_one_line_and_create_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, MINIMAL).expect("write config");
+    for args in [
+        &["quarantine", "list"][..],
+        &["incident", "list"],
+        &["group", "list"],
+    ] {
+        let (out, stdout, stderr) = run(bccguard().args(args).arg("--config").arg(&path));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}{stderr}");
+        let db = dir.path().join("bccguard.db");
+        assert_eq!(
+            stderr.trim_end(),
+            format!(
+                "bccguard: no database at {} (store.path): is --config the guard's policy file? The guard creates the database when it starts",
+                db.display()
+            ),
+            "{args:?}"
+        );
+        assert!(!db.exists(), "{args:?} created an empty register");
+    }
+}

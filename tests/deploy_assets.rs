@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use bccguard::config::Config;
+use bccguard::config::{Config, UpstreamTarget};
 use bccguard::metrics::Metrics;
 
 /// Metrics the alert rules may name before the guard exports them (none:
@@ -92,6 +92,29 @@ fn the_shipped_deployment_policies_are_valid() {
             c.metrics.listen.is_some_and(|a| a.ip().is_unspecified()),
             "{rel}: probes and Prometheus reach metrics.listen from outside"
         );
+    }
+    // Installed as /etc/bccguard/policy.yaml, read-only for the service:
+    // every state path must land in /var/lib/bccguard, and a relative one
+    // would resolve next to the file. (Kubernetes sets store and spool per
+    // pod in the environment.)
+    for rel in ["deploy/container/policy.yaml", "deploy/systemd/policy.yaml"] {
+        let c = Config::load_file_text(&read(rel), Path::new("/etc/bccguard/policy.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut state = vec![
+            ("store.path", c.store.path.clone()),
+            ("spool.path", c.spool.path.clone()),
+            ("incidents.path", c.incidents.path.clone()),
+        ];
+        if let UpstreamTarget::Maildir(dir) = &c.upstream.target {
+            state.push(("upstream.maildir", dir.clone()));
+        }
+        for (key, path) in state {
+            assert!(
+                path.starts_with("/var/lib/bccguard/"),
+                "{rel}: {key} is {}",
+                path.display()
+            );
+        }
     }
     let k8s = Config::from_yaml(&read("deploy/kubernetes/policy.yaml"), "k8s").unwrap();
     assert!(

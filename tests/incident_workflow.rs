@@ -42,15 +42,17 @@ fn config(up: &Upstream, action: &str, incidents: &str) -> String {
 }
 
 /// Writes a policy.yaml for the CLI (the harness's placeholders filled).
+/// Paths inside `dir` are written relative (`bccguard.db`): the commands
+/// run from the crate's directory, so each one also shows that a relative
+/// path means the policy file's directory, not the current one.
 fn config_file(dir: &Path, text: &str, store: &Path) -> std::path::PathBuf {
-    let text = text.replace(
-        "INCIDENTS",
-        &dir.join("cli-incidents.jsonl").display().to_string(),
-    ) + &format!(
-        "store:\n  path: {}\nspool:\n  path: {}\n",
-        store.display(),
-        dir.join("spool").display()
-    );
+    assert_ne!(std::env::current_dir().unwrap(), dir);
+    let store = store.strip_prefix(dir).unwrap_or(store);
+    let text = text.replace("INCIDENTS", "cli-incidents.jsonl")
+        + &format!(
+            "store:\n  path: {}\nspool:\n  path: spool\n",
+            store.display()
+        );
     let path = dir.join("policy.yaml");
     std::fs::write(&path, text).unwrap();
     path

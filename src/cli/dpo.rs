@@ -80,18 +80,23 @@ where
 
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let path = &config.store.path;
-    let store = bccguard::incident::store::SqliteStore::open_existing(path).with_context(|| {
-        format!(
-            "store.path {}: cannot open the guard's database{}",
-            path.display(),
-            if path.is_relative() {
-                " (a relative path: run this in the guard's working directory, e.g. /var/lib/bccguard)"
-            } else {
-                ""
-            }
-        )
-    })?;
-    Ok(Arc::new(store))
+    // One line naming the file: a relative store.path is resolved against
+    // the policy file's directory, so a wrong --config is the likely cause.
+    if !path.exists() {
+        anyhow::bail!(
+            "no database at {} (store.path): is --config the guard's policy file? The guard creates the database when it starts",
+            path.display()
+        );
+    }
+    match bccguard::incident::store::SqliteStore::open_existing(path) {
+        Ok(store) => Ok(Arc::new(store)),
+        // The store error already names SQLite's reason; no chain, so the
+        // admin reads it once.
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot open the guard's database {} (store.path): {e}",
+            path.display()
+        )),
+    }
 }
 
 pub async fn quarantine(config: Config, command: QuarantineCmd) -> anyhow::Result<()> {

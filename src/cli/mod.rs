@@ -21,7 +21,7 @@ pub fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read {}", p.display()))?;
-            Ok(Config::load(&text, &p.display().to_string())?)
+            Ok(Config::load_file_text(&text, p)?)
         }
     }
 }

@@ -311,8 +311,8 @@ impl Validator {
             (None, None) => None,
             (Some(cert), Some(key)) => {
                 let tls = ServerTls {
-                    cert: cert.into(),
-                    key: key.into(),
+                    cert: self.path(cert),
+                    key: self.path(key),
                 };
                 if let Err(e) = crate::net::tls::load_certified_key(&tls.cert, &tls.key) {
                     self.bad("server.tls", e.to_string());

@@ -61,7 +61,7 @@ pub(super) struct RawSpool {
 
 impl Validator {
     pub(super) fn spool(&mut self, raw: RawSpool) -> SpoolConfig {
-        let path = PathBuf::from(raw.path.unwrap_or_else(|| DEFAULT_SPOOL_PATH.into()));
+        let path = self.path(raw.path.unwrap_or_else(|| DEFAULT_SPOOL_PATH.into()));
         if path.as_os_str().is_empty() {
             self.bad("spool.path", "must not be empty");
         }

@@ -297,3 +297,43 @@ fn a_yaml_syntax_error_names_its_line_and_column() {
         "line 5, column 26: illegal placement of ':' indicator\n    5 |   max_external_recipients: 3\n      |                          ^"
     );
 }
+
+#[test]
+fn relative_paths_resolve_against_the_policy_files_directory() {
+    let yaml = "upstream:\n  maildir: ./outbox\nstore:\n  path: state/bccguard.db\nincidents:\n  path: /var/log/bccguard/incidents.jsonl\n";
+    let c = Config::load_file_text(yaml, Path::new("/etc/bccguard/policy.yaml")).expect("valid");
+    assert_eq!(
+        c.upstream.target,
+        UpstreamTarget::Maildir("/etc/bccguard/outbox".into())
+    );
+    assert_eq!(c.store.path, Path::new("/etc/bccguard/state/bccguard.db"));
+    // Absolute paths stay; defaults are relative paths too.
+    assert_eq!(
+        c.incidents.path,
+        Path::new("/var/log/bccguard/incidents.jsonl")
+    );
+    assert_eq!(c.spool.path, Path::new("/etc/bccguard/spool"));
+    // A file named without a directory: the current one, made absolute.
+    let here = std::env::current_dir().unwrap();
+    let c = Config::load_file_text(yaml, Path::new("policy.yaml")).expect("valid");
+    assert_eq!(c.store.path, here.join("state/bccguard.db"));
+    // Text without a file (the embedded default): as written.
+    let c = Config::from_yaml(yaml, "test").expect("valid");
+    assert_eq!(c.store.path, Path::new("state/bccguard.db"));
+}
+
+#[test]
+fn a_password_file_is_read_next_to_the_policy_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("upstream.pw"), "s3cret\n").unwrap();
+    let yaml = "upstream:\n  address: \"mail.example.org:587\"\n  tls: starttls\n  auth:\n    username: guard\n    password_file: upstream.pw\n";
+    let c = Config::load_file_text(yaml, &dir.path().join("policy.yaml")).expect("valid");
+    assert!(
+        matches!(c.upstream.auth, UpstreamAuth::Account { ref username, .. } if username == "guard")
+    );
+    let err = Config::load_file_text(yaml, Path::new("/nonexistent/policy.yaml")).unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/upstream.pw"),
+        "{err}"
+    );
+}

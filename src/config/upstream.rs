@@ -150,7 +150,7 @@ impl Validator {
         let target = self.upstream_target(raw.address, raw.maildir);
         let tls = self.tls_mode("upstream.tls", raw.tls.as_deref());
         let tls_verify = self.flag("upstream.tls_verify", raw.tls_verify, true);
-        let ca = raw.ca.filter(|c| !c.is_empty()).map(PathBuf::from);
+        let ca = raw.ca.filter(|c| !c.is_empty()).map(|c| self.path(c));
         if tls != UpstreamTls::None
             && let Err(e) = crate::net::tls::connector(ca.as_deref(), tls_verify)
         {
@@ -255,7 +255,7 @@ impl Validator {
                     None
                 }
             }
-            (None, Some(dir)) => Some(UpstreamTarget::Maildir(PathBuf::from(dir))),
+            (None, Some(dir)) => Some(UpstreamTarget::Maildir(self.path(dir))),
             (None, None) => {
                 self.bad(
                     "upstream",
@@ -310,6 +310,7 @@ impl Validator {
                     self.bad("upstream.auth.password_file", "missing");
                     return UpstreamAuth::None;
                 };
+                let file = self.path(file);
                 match std::fs::read_to_string(&file) {
                     Ok(p) => UpstreamAuth::Account {
                         username,
@@ -318,7 +319,7 @@ impl Validator {
                     Err(e) => {
                         self.bad(
                             "upstream.auth.password_file",
-                            format!("cannot read {file:?}: {e}"),
+                            format!("cannot read {}: {e}", file.display()),
                         );
                         UpstreamAuth::None
                     }

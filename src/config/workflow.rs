@@ -178,7 +178,7 @@ pub(super) struct RawQuarantine {
 
 impl Validator {
     pub(super) fn store(&mut self, raw: RawStore) -> StoreConfig {
-        let path = PathBuf::from(raw.path.unwrap_or_else(|| DEFAULT_STORE_PATH.into()));
+        let path = self.path(raw.path.unwrap_or_else(|| DEFAULT_STORE_PATH.into()));
         if path.as_os_str().is_empty() {
             self.bad("store.path", "must not be empty");
         }
@@ -196,7 +196,7 @@ impl Validator {
     }
 
     pub(super) fn incidents(&mut self, raw: RawIncidents, hostname: &str) -> IncidentsConfig {
-        let path = PathBuf::from(raw.path.unwrap_or_else(|| DEFAULT_INCIDENTS_PATH.into()));
+        let path = self.path(raw.path.unwrap_or_else(|| DEFAULT_INCIDENTS_PATH.into()));
         if path.as_os_str().is_empty() {
             self.bad("incidents.path", "must not be empty");
         }
@@ -254,7 +254,7 @@ impl Validator {
         let languages = self.languages(raw.languages);
         let templates = match raw.templates.filter(|t| !t.is_empty()) {
             None => Templates::default(),
-            Some(dir) => Templates::load(dir.as_ref()).unwrap_or_else(|problems| {
+            Some(dir) => Templates::load(&self.path(dir)).unwrap_or_else(|problems| {
                 for (file, message) in problems {
                     self.bad("incidents.templates", format!("{file}: {message}"));
                 }
@@ -266,7 +266,10 @@ impl Validator {
                 .map_err(|e| self.bad("incidents.webhook", format!("{w:?}: {e}")))
                 .ok()
         });
-        let webhook_ca = raw.webhook_ca.filter(|c| !c.is_empty()).map(PathBuf::from);
+        let webhook_ca = raw
+            .webhook_ca
+            .filter(|c| !c.is_empty())
+            .map(|c| self.path(c));
         if let Some(ca) = &webhook_ca
             && let Err(e) = crate::net::tls::connector(Some(ca), true)
         {
@@ -367,10 +370,14 @@ impl Validator {
         let tls = self.tls_mode("incidents.smtp.tls", raw.tls.as_deref());
         let login = match (raw.username, raw.password_file) {
             (None, None) => None,
-            (Some(user), Some(file)) => match std::fs::read_to_string(&file) {
+            (Some(user), Some(file)) => match std::fs::read_to_string(self.path(&file)) {
                 Ok(pw) => Some((user, super::Secret(pw.trim_end().to_string()))),
                 Err(e) => {
-                    self.bad("incidents.smtp.password_file", format!("{file}: {e}"));
+                    let file = self.path(file);
+                    self.bad(
+                        "incidents.smtp.password_file",
+                        format!("{}: {e}", file.display()),
+                    );
                     None
                 }
             },

@@ -12,8 +12,8 @@
 //! - [`expire_due`] does the same after `quarantine.retention`.
 //!
 //! Every step lands on the incident with who (the OS user: `$SUDO_USER`,
-//! `$USER`), when and how. A held message is claimed before it is sent, so
-//! two releases, or a release and an expiry, never both act on it.
+//! else the name of the effective uid), when and how. A held message is
+//! claimed before it is sent, so two releases, or a release and an expiry, never both act on it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,16 +69,25 @@ pub enum QuarantineError {
     },
 }
 
-/// Who runs this command: `$SUDO_USER` (the person behind sudo), else
-/// `$USER`, else `$LOGNAME`.
+/// Who runs this command, as the register records it: `$SUDO_USER` (the
+/// person behind `sudo`), else the system's name for the effective uid
+/// (`getpwuid`, not `$USER`: a container or a systemd shell often has no
+/// `$USER`, and a user can set it to anything), else `uid N`. Never
+/// "unknown": Art. 5(2) asks the controller to show who decided.
 pub fn actor() -> String {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (var("SUDO_USER"), var("USER").or_else(|| var("LOGNAME"))) {
-        (Some(sudo), Some(user)) if sudo != user => format!("{sudo} (sudo as {user})"),
-        (Some(sudo), _) => sudo,
-        (None, Some(user)) => user,
-        (None, None) => "unknown".into(),
-    }
+    let uid = nix::unistd::Uid::effective();
+    let system = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    actor_from(std::env::var("SUDO_USER").ok(), system, uid.as_raw())
+}
+
+/// [`actor`] from its inputs, so each case can be tested.
+fn actor_from(sudo_user: Option<String>, system: Option<String>, uid: u32) -> String {
+    let sudo = sudo_user.filter(|v| !v.trim().is_empty());
+    let system = system.filter(|v| !v.is_empty());
+    sudo.or(system).unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// The notices for an end of a hold. The sender always hears of a drop or
@@ -220,4 +229,27 @@ pub async fn expire_due(wf: &Workflow) -> usize {
         }
     }
     expired
+}
+
+#[cfg(test)]
+mod tests {
+    use super::actor_from;
+
+    #[test]
+    fn the_actor_is_the_person_behind_sudo_then_the_system_user_then_the_uid() {
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(actor_from(s("anna"), s("root"), 0), "anna");
+        assert_eq!(actor_from(s("anna"), s("anna"), 1000), "anna");
+        assert_eq!(actor_from(s("anna"), None, 0), "anna");
+        assert_eq!(actor_from(None, s("bccguard"), 998), "bccguard");
+        assert_eq!(actor_from(s(" "), s("root"), 0), "root");
+        // A uid the system cannot name (a container's random uid).
+        assert_eq!(actor_from(None, None, 100_123), "uid 100123");
+    }
+
+    #[test]
+    fn the_actor_of_this_process_is_never_unknown() {
+        let who = super::actor();
+        assert!(!who.is_empty() && who != "unknown", "{who}");
+    }
 }

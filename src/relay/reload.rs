@@ -47,7 +47,7 @@ pub fn reload_file(shared: &Shared, path: &Path) -> bool {
     let name = path.display().to_string();
     let result = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {name}: {e}"))
-        .and_then(|text| Config::load(&text, &name).map_err(|e| e.to_string()))
+        .and_then(|text| Config::load_file_text(&text, path).map_err(|e| e.to_string()))
         .and_then(|config| shared.reload(config).map_err(|e| e.to_string()));
     match result {
         Ok(notes) => {

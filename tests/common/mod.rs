@@ -994,8 +994,8 @@ impl Drop for ServedGuard {
     }
 }
 
-/// `bccguard <args> --config <config>` as the DPO `dpo-anna` (`$USER`, no
-/// `$SUDO_USER`), warnings only in its log: (success, stdout, stderr).
+/// `bccguard <args> --config <config>` as the DPO `dpo-anna` (through
+/// sudo: `$SUDO_USER`; `$USER` says someone else and must not count), warnings only in its log: (success, stdout, stderr).
 pub fn bccguard_as_dpo(config: &Path, args: &[&str]) -> (bool, String, String) {
     let (code, stdout, stderr) = bccguard_as_dpo_status(config, args);
     (code == Some(0), stdout, stderr)
@@ -1007,8 +1007,8 @@ pub fn bccguard_as_dpo_status(config: &Path, args: &[&str]) -> (Option<i32>, Str
         .args(args)
         .arg("--config")
         .arg(config)
-        .env("USER", "dpo-anna")
-        .env_remove("SUDO_USER")
+        .env("SUDO_USER", "dpo-anna")
+        .env("USER", "not-the-actor")
         .env("BCCGUARD_LOG", "warn")
         .output()
         .expect("run bccguard");
