@@ -612,12 +612,19 @@ async fn a_monitor_incident_is_disclosed_and_drafted_for_the_right_authority() {
     let i = guard.shared.store.incident(&id).unwrap();
     assert_eq!(i.class, Class::Disclosed);
     let deadline = bccguard::incident::notify::rfc3339(i.recorded_at + 72 * 3600);
+    // The draft is in the reader's zone (incidents.timezone, by default
+    // Europe/Berlin) with the offset; the list stays in UTC like the log.
+    let local_deadline = jiff::Timestamp::from_second(i.recorded_at + 72 * 3600)
+        .unwrap()
+        .to_zoned(jiff::tz::TimeZone::get("Europe/Berlin").unwrap())
+        .strftime("%Y-%m-%d %H:%M:%S %Z (UTC%:z)")
+        .to_string();
 
     let config = config_file(dir.path(), &config(&up, "monitor", incidents), &store);
     let en = bccguard(&config, &["incident", "report", &id, "--lang", "en"]);
     for needle in [
         "# DRAFT: notification of a personal data breach (GDPR Art. 33)",
-        &format!("Deadline: **{deadline}**"),
+        &format!("Deadline: **{local_deadline}**"),
         "Landesbeauftragte für Datenschutz und Informationsfreiheit Nordrhein-Westfalen",
         "Postfach 20 04 44\n40102 Düsseldorf",
         "poststelle@ldi.nrw.de",
@@ -625,9 +632,12 @@ async fn a_monitor_incident_is_disclosed_and_drafted_for_the_right_authority() {
         "Impfzentrum Ennepe-Ruhr",
         "Erika Muster, dsb@example.org",
         "Reporting person: [TODO]",
-        "5 external recipient addresses",
+        "5 external recipient addresses (in 5 domains)",
         "about 5",
         "Art. 34",
+        "The guard's action: monitor (outcome: ",
+        "The 5 affected addresses are kept in the guard's register until ",
+        &format!("bccguard incident recipients {id}"),
     ] {
         assert!(
             en.contains(needle),
@@ -637,9 +647,17 @@ async fn a_monitor_incident_is_disclosed_and_drafted_for_the_right_authority() {
     no_recipient_address(&en);
     let de = bccguard(&config, &["incident", "report", &id, "--lang", "de"]);
     assert!(
-        de.contains("# ENTWURF") && de.contains(&format!("Frist: **{deadline}**")),
+        de.contains("# ENTWURF") && de.contains(&format!("Frist: **{local_deadline}**")),
         "{de}"
     );
+    // The people concerned, for the DPO to inform each (Art. 34): exactly
+    // the external addresses the readers saw, and the look is recorded.
+    let people = bccguard(&config, &["incident", "recipients", &id]);
+    let mut shown: Vec<&str> = people.lines().collect();
+    shown.sort_unstable();
+    let mut expected = five();
+    expected.sort();
+    assert_eq!(shown, expected, "{people}");
 
     let disclosed = bccguard(
         &config,
@@ -656,6 +674,12 @@ async fn a_monitor_incident_is_disclosed_and_drafted_for_the_right_authority() {
         steps
             .iter()
             .any(|s| s.step == "report drafted" && s.actor == "dpo-anna"),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.step == "recipients viewed" && s.actor == "dpo-anna"),
         "{steps:?}"
     );
     guard.stop().await;
@@ -788,5 +812,28 @@ async fn release_as_split_sends_one_copy_each_and_as_original_discloses() {
     );
     assert!(i.disclosed_at.is_some_and(|t| t >= i.recorded_at));
     assert!(bccguard::incident::notify::deadline(&i).is_some());
+    // The original's readers are the people concerned: kept for
+    // incidents.keep_recipients (30 days) from the release; the split's
+    // are gone with its copy.
+    let kept = store.affected(&second).unwrap();
+    assert_eq!(kept.addresses.len(), 5, "{kept:?}");
+    let disclosed_at = i.disclosed_at.unwrap();
+    assert_eq!(kept.until, Some(disclosed_at + 30 * 86400));
+    assert!(store.affected(&first).unwrap().addresses.is_empty());
+    // The draft tells the end of the hold, not the hold.
+    let steps = store.steps(&second).unwrap();
+    let de = bccguard::incident::report::draft(
+        &cfg,
+        &i,
+        &steps,
+        &kept,
+        disclosed_at,
+        bccguard::incident::notify::Lang::De,
+    );
+    assert!(
+        de.contains("- Maßnahme des Guards: hold (Regel default), dann freigegeben als original durch dpo-carl am "),
+        "{de}"
+    );
+    assert!(!de.contains("Ergebnis: held"), "{de}");
     guard.stop().await;
 }

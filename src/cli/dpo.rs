@@ -63,6 +63,14 @@ pub enum IncidentCmd {
         #[arg(long, default_value = "de")]
         lang: String,
     },
+    /// The affected addresses of a disclosed (or held) incident, one per
+    /// line, for informing each person (Art. 34). Kept for
+    /// `incidents.keep_recipients` after the disclosure; every look is a
+    /// step on the incident.
+    Recipients {
+        /// Incident id.
+        id: String,
+    },
 }
 
 /// Runs a store command on a small runtime (store calls go to the
@@ -224,11 +232,14 @@ pub async fn incident(config: Config, command: IncidentCmd) -> anyhow::Result<()
             let lang = bccguard::incident::notify::Lang::parse(&lang)
                 .with_context(|| format!("--lang {lang:?}: expected de or en"))?;
             let key = id.clone();
-            let (i, steps) = call(&store, move |s| Ok((s.incident(&key)?, s.steps(&key)?))).await?;
+            let (i, steps, kept) = call(&store, move |s| {
+                Ok((s.incident(&key)?, s.steps(&key)?, s.affected(&key)?))
+            })
+            .await?;
             let now = bccguard::clock::now() as i64;
             print!(
                 "{}",
-                bccguard::incident::report::draft(&config, &i, &steps, now, lang)
+                bccguard::incident::report::draft(&config, &i, &steps, &kept, now, lang)
             );
             let step = bccguard::incident::store::Step::now(
                 &bccguard::incident::quarantine::actor(),
@@ -240,6 +251,30 @@ pub async fn incident(config: Config, command: IncidentCmd) -> anyhow::Result<()
             if let Err(e) = call(&store, move |s| s.add_step(&id, &step)).await {
                 eprintln!("warning: the step \"report drafted\" was not recorded: {e}");
             }
+        }
+        IncidentCmd::Recipients { id } => {
+            let key = id.clone();
+            let (i, kept) =
+                call(&store, move |s| Ok((s.incident(&key)?, s.affected(&key)?))).await?;
+            if kept.addresses.is_empty() {
+                anyhow::bail!(
+                    "incident {id}: no affected addresses are kept ({}; a prevented incident keeps none, a disclosed one keeps them for incidents.keep_recipients)",
+                    i.class
+                );
+            }
+            // Who looked at personal data is part of the record (Art. 5(2)).
+            let step = bccguard::incident::store::Step::now(
+                &bccguard::incident::quarantine::actor(),
+                "recipients viewed",
+                format!("{} affected address(es)", kept.addresses.len()),
+            );
+            call(&store, move |s| s.add_step(&id, &step)).await?;
+            let mut out = String::new();
+            for a in &kept.addresses {
+                out.push_str(a);
+                out.push('\n');
+            }
+            super::print(&out)?;
         }
     }
     Ok(())

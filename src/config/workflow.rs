@@ -37,6 +37,14 @@ pub const DEFAULT_NOTICE_RETRY_MAX: Duration = Duration::from_secs(3600);
 /// of retries spans any ordinary outage and still leaves the DPO most of
 /// the 72 hours of Art. 33 once the failure is noticed.
 pub const DEFAULT_NOTICE_MAX_AGE: Duration = Duration::from_secs(86400);
+/// How long the affected addresses of a disclosed incident are kept for
+/// the DPO: long enough to decide on and send an Art. 34 notification to
+/// each person (after the 72 h of Art. 33), short enough that the register
+/// does not become a second copy of the list (Art. 5(1)(e)).
+pub const DEFAULT_KEEP_RECIPIENTS: Duration = Duration::from_secs(30 * 86400);
+/// The zone of the incident report's times: the guard is built for German
+/// offices and authorities, who read local time.
+pub const DEFAULT_TIMEZONE: &str = "Europe/Berlin";
 /// A webhook POST may take this long in all (connect, TLS, request and
 /// status line): a hung ticketing system must not stall the outbox.
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -83,6 +91,11 @@ pub struct IncidentsConfig {
     pub controller: Controller,
     /// `authority`: the competent supervisory authority (Länder code).
     pub authority: Option<&'static Authority>,
+    /// `keep_recipients`: how long a disclosed incident's affected
+    /// addresses stay in the register (`bccguard incident recipients`).
+    pub keep_recipients: Duration,
+    /// `timezone`: the IANA zone of the report's times.
+    pub timezone: jiff::tz::TimeZone,
 }
 
 /// `incidents.smtp.*`: where the guard sends its own mails when not
@@ -128,6 +141,8 @@ pub struct QuarantineConfig {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawIncidents {
     path: Option<String>,
+    keep_recipients: Option<String>,
+    timezone: Option<String>,
     notify: Option<Vec<String>>,
     from: Option<String>,
     digest_after: Option<String>,
@@ -297,8 +312,24 @@ impl Validator {
             }
             found
         });
+        let keep_recipients = self.duration(
+            "incidents.keep_recipients",
+            raw.keep_recipients,
+            DEFAULT_KEEP_RECIPIENTS,
+        );
+        let zone = raw.timezone.filter(|z| !z.is_empty());
+        let zone = zone.as_deref().unwrap_or(DEFAULT_TIMEZONE);
+        let timezone = jiff::tz::TimeZone::get(zone).unwrap_or_else(|e| {
+            self.bad(
+                "incidents.timezone",
+                format!("{zone:?} is not an IANA time zone (e.g. Europe/Berlin, UTC): {e}"),
+            );
+            jiff::tz::TimeZone::UTC
+        });
         IncidentsConfig {
             path,
+            keep_recipients,
+            timezone,
             notify,
             from,
             digest_after,

@@ -180,12 +180,26 @@ pub async fn run_expiry(wf: Workflow, mut stop: watch::Receiver<bool>) {
         if expire_due(&wf).await > 0 {
             wf.wake.notify_one();
         }
+        forget_due(&wf).await;
         let retention = wf.config().quarantine.retention;
         let poll = EXPIRY_POLL.min(retention.max(Duration::from_secs(1)));
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+/// Deletes the affected addresses kept past `incidents.keep_recipients`.
+pub async fn forget_due(wf: &Workflow) {
+    let now = crate::clock::now() as i64;
+    match store::call(&wf.store, move |s| s.forget_affected(now)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            incidents = n,
+            "affected addresses deleted after incidents.keep_recipients"
+        ),
+        Err(e) => tracing::error!("affected addresses not deleted: {e}"),
     }
 }
 

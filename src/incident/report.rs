@@ -16,7 +16,7 @@
 
 use crate::config::Config;
 use crate::incident::notify::{ART33_DEADLINE, Lang, deadline, rfc3339};
-use crate::incident::store::{Class, Incident, Step};
+use crate::incident::store::{Class, HoldState, Incident, Kept, Step};
 
 pub use crate::config::authorities::{AUTHORITIES, Authority, DIRECTORY_DATE, authority};
 
@@ -66,17 +66,117 @@ fn fill(text: &str, vars: &[(&str, String)]) -> String {
     )
 }
 
+/// Unix seconds as the reader's wall clock: `2021-03-01 11:00:00 CET
+/// (UTC+01:00)` in `incidents.timezone`. The offset is spelled out, since
+/// the authority's form and the register's RFC 3339 UTC must agree.
+fn local(zone: &jiff::tz::TimeZone, t: i64) -> String {
+    match jiff::Timestamp::from_second(t) {
+        Ok(ts) => ts
+            .to_zoned(zone.clone())
+            .strftime("%Y-%m-%d %H:%M:%S %Z (UTC%:z)")
+            .to_string(),
+        Err(_) => t.to_string(),
+    }
+}
+
+/// A step's RFC 3339 time as Unix seconds (`None`: unreadable, kept as
+/// written).
+fn step_time(s: &Step) -> Option<i64> {
+    s.time
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_second())
+}
+
+/// A step's time in the reader's zone.
+fn step_local(zone: &jiff::tz::TimeZone, s: &Step) -> String {
+    step_time(s).map_or_else(|| s.time.clone(), |t| local(zone, t))
+}
+
+/// `n` with its noun in the right number: the part `name` is
+/// `singular|plural`, each with `{n}` (German and English both say "1
+/// Domain", "2 Domains"; the part keeps room for a language that does not).
+fn counted(lang: Lang, name: &str, n: usize) -> String {
+    let (one, many) = part(lang, name)
+        .split_once('|')
+        .unwrap_or((part(lang, name), part(lang, name)));
+    fill(if n == 1 { one } else { many }, &[("n", n.to_string())])
+}
+
+/// The guard's measure as it ended: a hold says what became of it (who
+/// released it how, or that it was deleted), from the last step that
+/// ended it.
+fn measure(i: &Incident, steps: &[Step], zone: &jiff::tz::TimeZone, lang: Lang) -> String {
+    let r = &i.record;
+    let ended = |name: &str| steps.iter().rev().find(|s| s.step == name);
+    let end = |part_name: &str, s: Option<&Step>, how: &str| {
+        fill(
+            part(lang, part_name),
+            &[
+                ("rule", r.rule.clone()),
+                ("how", how.to_string()),
+                ("actor", s.map_or_else(String::new, |s| s.actor.clone())),
+                ("time", s.map_or_else(String::new, |s| step_local(zone, s))),
+            ],
+        )
+    };
+    match i.hold {
+        None => fill(
+            part(lang, "measure"),
+            &[
+                ("action", r.action.clone()),
+                ("outcome", r.outcome.clone()),
+                ("rule", r.rule.clone()),
+            ],
+        ),
+        Some(HoldState::Held) => end("measure_held", None, ""),
+        Some(HoldState::Releasing) => end("measure_releasing", None, ""),
+        Some(HoldState::Released) => {
+            let s = ended("released");
+            // The step's detail is "as bcc: upstream's reply".
+            let how = s
+                .and_then(|s| s.detail.strip_prefix("as "))
+                .and_then(|d| d.split(':').next())
+                .unwrap_or("?");
+            end("measure_released", s, how)
+        }
+        Some(HoldState::Dropped) => end("measure_dropped", ended("dropped"), ""),
+        Some(HoldState::Expired) => end("measure_expired", ended("expired"), ""),
+    }
+}
+
+/// Where the affected addresses are, if anywhere (section 9).
+fn recipients(i: &Incident, kept: &Kept, zone: &jiff::tz::TimeZone, lang: Lang) -> String {
+    let name = match (kept.addresses.is_empty(), kept.until, i.class) {
+        (false, Some(_), _) => "recipients_kept",
+        (false, None, _) => "recipients_held",
+        (true, _, Class::Disclosed) => "recipients_gone",
+        (true, _, _) => "recipients_none",
+    };
+    fill(
+        part(lang, name),
+        &[
+            ("n", kept.addresses.len().to_string()),
+            (
+                "until",
+                kept.until.map_or_else(String::new, |t| local(zone, t)),
+            ),
+            ("id", i.record.id.clone()),
+        ],
+    )
+}
+
 /// Section 0: the class, and for a disclosure the Art. 33 deadline and
 /// how it stands at `now`.
-fn class_section(i: &Incident, now: i64, lang: Lang) -> String {
+fn class_section(i: &Incident, now: i64, zone: &jiff::tz::TimeZone, lang: Lang) -> String {
     let Some(d) = deadline(i) else {
         return part(lang, "prevented").to_string();
     };
     let head = fill(
         part(lang, "disclosed"),
         &[
-            ("aware", rfc3339(d - ART33_DEADLINE)),
-            ("deadline", rfc3339(d)),
+            ("aware", local(zone, d - ART33_DEADLINE)),
+            ("deadline", local(zone, d)),
         ],
     );
     let left = if now > d {
@@ -107,53 +207,75 @@ fn authority_section(cfg: &Config, lang: Lang) -> String {
     }
 }
 
-/// Section 8's measures taken: the steps in the register.
-fn taken(steps: &[Step], lang: Lang) -> String {
+/// Section 8's measures taken: the steps in the register, in time order
+/// (the register lists them as written; a notice sent late is written
+/// after a release that came first).
+fn taken(steps: &[Step], zone: &jiff::tz::TimeZone, lang: Lang) -> String {
     let mut out = part(lang, "taken").to_string();
     for s in steps {
         out.push_str(&format!(
             "\n- {} {} ({}): {}",
-            s.time, s.step, s.actor, s.detail
+            step_local(zone, s),
+            s.step,
+            s.actor,
+            s.detail
         ));
     }
     out
 }
 
-/// The draft, as plain text (Markdown-friendly).
-pub fn draft(cfg: &Config, i: &Incident, steps: &[Step], now: i64, lang: Lang) -> String {
+/// The draft, as plain text (Markdown-friendly). `kept`: the affected
+/// addresses the register keeps (the draft says where they are, never
+/// which they are).
+pub fn draft(
+    cfg: &Config,
+    i: &Incident,
+    steps: &[Step],
+    kept: &Kept,
+    now: i64,
+    lang: Lang,
+) -> String {
     let r = &i.record;
     let c = &cfg.incidents.controller;
+    let zone = &cfg.incidents.timezone;
+    let mut steps = steps.to_vec();
+    // Stable: steps of the same second stay in the order written.
+    steps.sort_by_key(|s| step_time(s).unwrap_or(i64::MAX));
     let or_todo = |s: &str| if s.is_empty() { "[TODO]" } else { s }.to_string();
     let aware = i.disclosed_at.unwrap_or(i.recorded_at).max(i.recorded_at);
     let vars = [
-        ("now", rfc3339(now)),
+        ("now", local(zone, now)),
         ("id", r.id.clone()),
-        ("class", class_section(i, now, lang)),
+        ("class", class_section(i, now, zone, lang)),
         ("authority", authority_section(cfg, lang)),
         ("controller", or_todo(&c.name)),
         ("address", or_todo(&c.address)),
         ("dpo", or_todo(&c.dpo)),
         ("reporting_person", or_todo(&c.reporting_person)),
         ("visible_external", r.visible_external.to_string()),
-        ("external_domains", r.external_domains.to_string()),
+        (
+            "n_external",
+            counted(lang, "n_external", r.visible_external),
+        ),
+        ("n_domains", counted(lang, "n_domains", r.external_domains)),
+        ("n_records", counted(lang, "n_records", r.visible_external)),
+        (
+            "n_others",
+            counted(lang, "n_others", r.envelope_recipients.saturating_sub(1)),
+        ),
+        ("measure", measure(i, &steps, zone, lang)),
+        ("recipients", recipients(i, kept, zone, lang)),
         (
             "sender",
             r.header_from.clone().unwrap_or_else(|| r.mail_from.clone()),
         ),
         ("subject", r.subject.clone().unwrap_or_default()),
-        ("action", r.action.clone()),
-        ("outcome", r.outcome.clone()),
-        ("rule", r.rule.clone()),
         ("threshold", r.threshold.to_string()),
-        ("sent", i.disclosed_at.map_or(r.time.clone(), rfc3339)),
-        ("aware", rfc3339(aware)),
+        ("sent", local(zone, i.disclosed_at.unwrap_or(i.recorded_at))),
+        ("aware", local(zone, aware)),
         ("visible_internal", r.visible_internal.to_string()),
         ("display_names", r.display_names.to_string()),
-        (
-            "others",
-            r.envelope_recipients.saturating_sub(1).to_string(),
-        ),
-        ("taken", taken(steps, lang)),
+        ("taken", taken(&steps, zone, lang)),
     ];
     fill(frame(lang), &vars)
 }
@@ -192,7 +314,7 @@ pub fn class_matches(i: &Incident, class: Option<Class>) -> bool {
 mod tests {
     use super::*;
 
-    const PARTS: [&str; 7] = [
+    const PARTS: [&str; 22] = [
         "disclosed",
         "overdue",
         "time_left",
@@ -200,7 +322,31 @@ mod tests {
         "authority",
         "no_authority",
         "taken",
+        "measure",
+        "measure_held",
+        "measure_releasing",
+        "measure_released",
+        "measure_dropped",
+        "measure_expired",
+        "recipients_kept",
+        "recipients_held",
+        "recipients_gone",
+        "recipients_none",
+        "n_external",
+        "n_domains",
+        "n_records",
+        "n_others",
+        "time_left",
     ];
+
+    fn step(time: &str, actor: &str, name: &str, detail: &str) -> Step {
+        Step {
+            time: time.into(),
+            actor: actor.into(),
+            step: name.into(),
+            detail: detail.into(),
+        }
+    }
 
     fn incident(class: Class, subject: &str) -> Incident {
         let mut i = crate::incident::store::sample(class, None);
@@ -231,14 +377,21 @@ mod tests {
                     &cfg,
                     &incident(class, "Termine"),
                     std::slice::from_ref(&step),
+                    &Kept::default(),
                     now,
                     lang,
                 );
-                assert!(!text.contains(['{', '}', '%']), "{lang:?}:\n{text}");
-                assert!(text.ends_with("request.\n") || text.ends_with("nennen.\n"));
+                assert!(!text.contains(['{', '}', '%', '|']), "{lang:?}:\n{text}");
             }
-            let text = draft(&cfg, &incident(Class::Prevented, "Termine"), &[], 0, lang);
-            assert!(!text.contains(['{', '}', '%']), "{lang:?}:\n{text}");
+            let text = draft(
+                &cfg,
+                &incident(Class::Prevented, "Termine"),
+                &[],
+                &Kept::default(),
+                0,
+                lang,
+            );
+            assert!(!text.contains(['{', '}', '%', '|']), "{lang:?}:\n{text}");
         }
     }
 
@@ -246,12 +399,154 @@ mod tests {
     fn values_are_not_searched_for_placeholders() {
         let cfg = Config::from_yaml("upstream:\n  maildir: ./o\n", "t").unwrap();
         let i = incident(Class::Prevented, "Termine {id} {sender}");
-        let text = draft(&cfg, &i, &[], 0, Lang::En);
+        let text = draft(&cfg, &i, &[], &Kept::default(), 0, Lang::En);
         assert!(
             text.contains("- Subject: \"Termine {id} {sender}\"\n"),
             "{text}"
         );
         assert_eq!(fill("{a}{b}{", &[("a", "{b}".into())]), "{b}{b}{");
+    }
+
+    /// A hold released as the original: the draft says what finally
+    /// happened, the steps in time order, in Berlin time with its offset,
+    /// and where the affected addresses are.
+    #[test]
+    fn a_released_original_is_reported_as_it_ended_in_local_time() {
+        let cfg = Config::from_yaml("upstream:\n  maildir: ./o\n", "t").unwrap();
+        let mut i = incident(Class::Disclosed, "Absage");
+        i.hold = Some(HoldState::Released);
+        i.record.action = "hold".into();
+        i.record.outcome = "held".into();
+        i.record.external_domains = 1;
+        // 2021-03-01T10:00:00Z: winter, CET.
+        i.recorded_at = 1_614_592_800;
+        i.disclosed_at = Some(1_614_592_800 + 7200);
+        // Written in this order: the DPO's notice of the hold went out
+        // late, after the release.
+        let steps = [
+            step(
+                "2021-03-01T10:00:00Z",
+                "bccguard",
+                "recorded",
+                "hold: over 10",
+            ),
+            step(
+                "2021-03-01T12:00:00Z",
+                "dpo-anna",
+                "released",
+                "as original: 250 ok",
+            ),
+            step(
+                "2021-03-01T10:05:00Z",
+                "bccguard",
+                "notified",
+                "to dpo@example.org",
+            ),
+        ];
+        let kept = Kept {
+            addresses: vec!["a@x.test".into(), "b@x.test".into()],
+            until: Some(1_614_592_800 + 7200 + 30 * 86400),
+        };
+        let de = draft(&cfg, &i, &steps, &kept, 1_614_600_000, Lang::De);
+        assert!(
+            de.contains(
+                "- Maßnahme des Guards: hold (Regel default), dann freigegeben als original durch dpo-anna am 2021-03-01 13:00:00 CET (UTC+01:00)\n"
+            ),
+            "{de}"
+        );
+        assert!(!de.contains("Ergebnis: held"), "{de}");
+        assert!(de.contains("(aus 1 Domain)"), "{de}");
+        let (recorded, notified, released) = (
+            de.find("11:00:00 CET (UTC+01:00) recorded").unwrap(),
+            de.find("11:05:00 CET (UTC+01:00) notified").unwrap(),
+            de.find("13:00:00 CET (UTC+01:00) released").unwrap(),
+        );
+        assert!(recorded < notified && notified < released, "{de}");
+        assert!(
+            de.contains("Die 2 betroffenen Adressen sind bis 2021-03-31 14:00:00 CEST (UTC+02:00) im Register")
+                && de.contains("bccguard incident recipients "),
+            "summer time by then:\n{de}"
+        );
+        assert!(!de.contains("a@x.test"), "never the addresses themselves");
+        let en = draft(&cfg, &i, &steps, &kept, 1_614_600_000, Lang::En);
+        assert!(
+            en.contains(
+                "then released as original by dpo-anna on 2021-03-01 13:00:00 CET (UTC+01:00)"
+            ),
+            "{en}"
+        );
+        assert!(en.contains("(in 1 domain)"), "{en}");
+        // The zone is the admin's.
+        let utc = Config::from_yaml(
+            "upstream:\n  maildir: ./o\nincidents:\n  timezone: UTC\n",
+            "t",
+        )
+        .unwrap();
+        let en = draft(&utc, &i, &steps, &kept, 1_614_600_000, Lang::En);
+        assert!(
+            en.contains("on 2021-03-01 12:00:00 UTC (UTC+00:00)"),
+            "{en}"
+        );
+    }
+
+    #[test]
+    fn the_draft_says_where_the_addresses_are_for_every_case() {
+        let cfg = Config::from_yaml("upstream:\n  maildir: ./o\n", "t").unwrap();
+        let held = Kept {
+            addresses: vec!["a@x.test".into()],
+            until: None,
+        };
+        let mut i = incident(Class::Prevented, "x");
+        i.hold = Some(HoldState::Held);
+        let de = draft(&cfg, &i, &[], &held, 0, Lang::De);
+        assert!(
+            de.contains("Solange die Nachricht zurückgehalten wird, stehen die 1 betroffenen"),
+            "{de}"
+        );
+        assert!(
+            de.contains("- Maßnahme des Guards: hold (Regel default): zurückgehalten"),
+            "{de}"
+        );
+        i.hold = Some(HoldState::Dropped);
+        let de = draft(
+            &cfg,
+            &i,
+            &[step("2021-03-01T10:00:00Z", "dpo-anna", "dropped", "x")],
+            &Kept::default(),
+            0,
+            Lang::De,
+        );
+        assert!(de.contains("Es wurde keine Adresse offengelegt"), "{de}");
+        assert!(
+            de.contains("dann gelöscht durch dpo-anna am 2021-03-01 11:00:00 CET"),
+            "{de}"
+        );
+        let gone = draft(
+            &cfg,
+            &incident(Class::Disclosed, "x"),
+            &[],
+            &Kept::default(),
+            0,
+            Lang::En,
+        );
+        assert!(gone.contains("no longer kept"), "{gone}");
+    }
+
+    #[test]
+    fn counts_take_the_right_number_in_both_languages() {
+        assert_eq!(counted(Lang::De, "n_domains", 1), "1 Domain");
+        assert_eq!(counted(Lang::De, "n_domains", 3), "3 Domains");
+        assert_eq!(
+            counted(Lang::De, "n_external", 1),
+            "1 externen Empfängeradresse"
+        );
+        assert_eq!(counted(Lang::De, "n_others", 1), "1 weiteren Empfänger");
+        assert_eq!(
+            counted(Lang::De, "n_others", 1493),
+            "1493 weiteren Empfängern"
+        );
+        assert_eq!(counted(Lang::En, "n_records", 1), "1 address");
+        assert_eq!(counted(Lang::En, "n_records", 0), "0 addresses");
     }
 
     #[test]

@@ -163,6 +163,29 @@ impl Step {
     }
 }
 
+/// The external addresses a reader of an incident's mail could see: the
+/// people concerned, whom the controller may have to inform one by one
+/// (GDPR Art. 34). Kept only for disclosed incidents (and while a message
+/// is held, since it may still be released as it is), for
+/// `incidents.keep_recipients`, and shown only by `bccguard incident
+/// recipients`; never in a notice, a log line or the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Affected {
+    /// The addresses, normalised, in the order the mail showed them.
+    pub addresses: Vec<String>,
+    /// How long they are kept once the incident is disclosed, in seconds.
+    pub keep_secs: i64,
+}
+
+/// What the register still keeps of an incident's affected addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kept {
+    /// The addresses (empty: none kept, or no longer).
+    pub addresses: Vec<String>,
+    /// Until when (Unix seconds); `None` while the message is held.
+    pub until: Option<i64>,
+}
+
 /// A held message: everything a release needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
@@ -360,15 +383,25 @@ where
 /// The register, quarantine and outbox. Blocking: call from
 /// `spawn_blocking`.
 pub trait Store: Send + Sync + fmt::Debug {
-    /// Records an incident, its first steps, the held message (for `hold`)
-    /// and the notices about it, in one durable transaction.
+    /// Records an incident, its first steps, the held message (for `hold`),
+    /// the notices about it and its affected addresses (for a disclosed or
+    /// held incident), in one durable transaction. The addresses are kept
+    /// until `disclosed_at + keep_secs`, or, while held, until the hold
+    /// ends: a release as the original keeps them from then on, any other
+    /// end deletes them.
     fn record(
         &self,
         incident: &Incident,
         steps: &[Step],
         held: Option<&Held>,
         notices: &[NewNotice],
+        affected: Option<&Affected>,
     ) -> Result<(), StoreError>;
+    /// The affected addresses the register still keeps of an incident.
+    fn affected(&self, id: &str) -> Result<Kept, StoreError>;
+    /// Deletes affected addresses kept past their time; returns how many
+    /// incidents lost theirs.
+    fn forget_affected(&self, now: i64) -> Result<usize, StoreError>;
     /// One incident.
     fn incident(&self, id: &str) -> Result<Incident, StoreError>;
     /// Incidents recorded at or after `since` (Unix seconds), optionally of
@@ -387,7 +420,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Gives a claim back after a failed release, recording why.
     fn unclaim(&self, id: &str, step: &Step) -> Result<(), StoreError>;
     /// Ends a hold (`released` from `releasing`; `dropped` or `expired`
-    /// from `held`): deletes the message and recipients, records the step,
+    /// from `held`): deletes the message and recipients (the affected
+    /// addresses too, unless `disclosed_at` starts their keeping), records the step,
     /// marks the incident disclosed at `disclosed_at` if given, and queues
     /// the notices, in one transaction.
     fn finish(

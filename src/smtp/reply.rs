@@ -84,6 +84,24 @@ impl Reply {
         }
     }
 
+    /// The reply naming the transaction: ` (id X)` at the end of its last
+    /// line, or as a line of its own where the last is too long for it
+    /// (RFC 5321 4.5.3.1.5: 512 octets with code and CRLF), so a clerk's
+    /// bounce names what the guard's log line names.
+    pub fn with_id(mut self, id: &str) -> Reply {
+        let tag = format!("(id {id})");
+        match self.lines.last_mut() {
+            Some(last) if last.contains(id) => {}
+            // "550 " before, CRLF after.
+            Some(last) if 4 + last.len() + 1 + tag.len() + 2 <= MAX_REPLY_LINE => {
+                last.push(' ');
+                last.push_str(&tag);
+            }
+            _ => self.lines.push(tag),
+        }
+        self
+    }
+
     /// The first line as `code text`, for logs and incident outcomes.
     pub fn summary(&self) -> String {
         format!(

@@ -18,6 +18,7 @@
 
 pub mod maildir;
 pub mod pool;
+pub mod queue_id;
 pub mod smtp;
 
 use std::io;

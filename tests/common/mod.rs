@@ -941,7 +941,8 @@ impl ServedGuard {
             text.lines().find_map(|l| {
                 let at = l.find(after)? + after.len();
                 l[at..]
-                    .split(|c: char| c.is_whitespace() || c == '/')
+                    // Text or JSON lines (`"SMTP on 127.0.0.1:2525"`).
+                    .split(|c: char| c.is_whitespace() || c == '/' || c == '"')
                     .next()?
                     .parse()
                     .ok()

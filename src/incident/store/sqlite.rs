@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ApprovedGroup, BUSY_TIMEOUT, Class, Held, HoldState, Incident, NewNotice, Notice, NoticeKind,
-    STALE_CLAIM_SECS, Step, Store, StoreError,
+    Affected, ApprovedGroup, BUSY_TIMEOUT, Class, Held, HoldState, Incident, Kept, NewNotice,
+    Notice, NoticeKind, STALE_CLAIM_SECS, Step, Store, StoreError,
 };
 use crate::incident::record::Record;
 
@@ -83,8 +83,28 @@ CREATE TABLE IF NOT EXISTS group_changes (
     change TEXT NOT NULL,
     name TEXT NOT NULL
 );
-PRAGMA user_version = 2;
+-- The people concerned by a disclosed (or still held) incident, for the
+-- DPO's Art. 34 notification; until is NULL while the message is held.
+CREATE TABLE IF NOT EXISTS affected (
+    incident TEXT NOT NULL REFERENCES incidents (id),
+    address TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    keep_secs INTEGER NOT NULL,
+    until INTEGER,
+    PRIMARY KEY (incident, address)
+);
+CREATE INDEX IF NOT EXISTS affected_until ON affected (until);
+PRAGMA user_version = 3;
 ";
+
+/// Opens a write transaction. IMMEDIATE takes the write lock at BEGIN,
+/// where the busy timeout applies: a DEFERRED one that read first and then
+/// writes after another process (the guard, the CLI) committed fails at
+/// once with "database is locked" in WAL mode, since its snapshot is stale
+/// and waiting cannot help (SQLite's "BEGIN" documentation, SQLITE_BUSY_SNAPSHOT).
+fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
 
 /// The store in one SQLite file.
 #[derive(Debug)]
@@ -282,9 +302,10 @@ impl Store for SqliteStore {
         steps: &[Step],
         held: Option<&Held>,
         notices: &[NewNotice],
+        affected: Option<&Affected>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let r = &incident.record;
         let json = serde_json::to_string(r)
             .map_err(|e| StoreError::Corrupt(r.id.clone(), e.to_string()))?;
@@ -321,8 +342,48 @@ impl Store for SqliteStore {
             )?;
         }
         insert_notices(&tx, &r.id, notices)?;
+        if let Some(a) = affected {
+            let until = incident.disclosed_at.map(|at| at + a.keep_secs);
+            let mut stmt = tx.prepare(
+                "INSERT OR IGNORE INTO affected (incident, address, position, keep_secs, until)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (i, address) in a.addresses.iter().enumerate() {
+                stmt.execute(params![r.id, address, i as i64, a.keep_secs, until])?;
+            }
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    fn affected(&self, id: &str) -> Result<Kept, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT address, until FROM affected WHERE incident = ?1 ORDER BY position")?;
+        let rows = stmt.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
+        let mut kept = Kept::default();
+        for row in rows {
+            let (address, until) = row?;
+            kept.addresses.push(address);
+            kept.until = until;
+        }
+        Ok(kept)
+    }
+
+    fn forget_affected(&self, now: i64) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        let incidents: i64 = tx.query_row(
+            "SELECT COUNT(DISTINCT incident) FROM affected WHERE until IS NOT NULL AND until <= ?1",
+            [now],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "DELETE FROM affected WHERE until IS NOT NULL AND until <= ?1",
+            [now],
+        )?;
+        tx.commit()?;
+        Ok(incidents as usize)
     }
 
     fn incident(&self, id: &str) -> Result<Incident, StoreError> {
@@ -401,7 +462,7 @@ impl Store for SqliteStore {
 
     fn unclaim(&self, id: &str, step: &Step) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         tx.execute(
             "UPDATE quarantine SET state = 'held', claimed_at = NULL WHERE incident = ?1 AND state = 'releasing'",
             [id],
@@ -424,7 +485,7 @@ impl Store for SqliteStore {
             _ => "held",
         };
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         // Message and recipients go: the register keeps the counts only.
         let changed = tx.execute(
             "UPDATE quarantine SET state = ?2, message = NULL, rcpts = '[]', claimed_at = NULL
@@ -443,6 +504,17 @@ impl Store for SqliteStore {
             tx.execute(
                 "UPDATE incidents SET class = 'disclosed', disclosed_at = ?2 WHERE id = ?1",
                 params![id, at],
+            )?;
+            // The people on the released original are concerned now.
+            tx.execute(
+                "UPDATE affected SET until = ?2 + keep_secs WHERE incident = ?1 AND until IS NULL",
+                params![id, at],
+            )?;
+        } else {
+            // Nobody's address left: nothing to keep (Art. 5(1)(c)).
+            tx.execute(
+                "DELETE FROM affected WHERE incident = ?1 AND until IS NULL",
+                [id],
             )?;
         }
         insert_step(&tx, id, step)?;
@@ -481,7 +553,7 @@ impl Store for SqliteStore {
 
     fn notices_sent(&self, ids: &[i64], batch: &str, now: i64) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         for id in ids {
             tx.execute(
                 "UPDATE outbox SET state = 'sent', sent_at = ?2, batch = ?3, attempts = attempts + 1 WHERE id = ?1",
@@ -525,7 +597,7 @@ impl Store for SqliteStore {
 
     fn approve_group(&self, group: &ApprovedGroup, step: &Step) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let addresses = serde_json::to_string(&group.addresses)
             .map_err(|e| StoreError::Corrupt(group.incident.clone(), e.to_string()))?;
         let inserted = tx.execute(
@@ -561,7 +633,7 @@ impl Store for SqliteStore {
 
     fn remove_group(&self, name: &str, step: &Step) -> Result<ApprovedGroup, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let row = tx
             .query_row(
                 &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE name = ?1"),

@@ -78,6 +78,7 @@ fn a_held_message_survives_reopening_and_is_claimed_once() {
             &[step],
             Some(&held("A", 100)),
             &[notice(NoticeKind::Dpo, "incident")],
+            None,
         )
         .unwrap();
     }
@@ -147,6 +148,7 @@ fn notices_are_sent_retried_and_counted_per_mail() {
             &[],
             None,
             &[notice(NoticeKind::Dpo, "incident")],
+            None,
         )
         .unwrap();
     }
@@ -204,7 +206,7 @@ fn groups_are_approved_once_listed_removed_and_versioned() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.db");
     let s = SqliteStore::open(&path).unwrap();
-    s.record(&incident("A", 1), &[], Some(&held("A", 1)), &[])
+    s.record(&incident("A", 1), &[], Some(&held("A", 1)), &[], None)
         .unwrap();
     assert_eq!(s.groups_version().unwrap(), 0);
     let step = Step::now("dpo-anna", "group approved", "Projekt");
@@ -254,7 +256,7 @@ fn groups_are_approved_once_listed_removed_and_versioned() {
 }
 
 #[test]
-fn a_version_one_file_gains_the_group_tables() {
+fn a_version_one_file_gains_the_group_and_affected_tables() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.db");
     {
@@ -270,10 +272,71 @@ fn a_version_one_file_gains_the_group_tables() {
     }
     let s = SqliteStore::open_existing(&path).unwrap();
     assert!(s.groups().unwrap().is_empty());
+    assert_eq!(s.affected("old").unwrap(), Kept::default());
     drop(s);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
+}
+
+#[test]
+fn affected_addresses_are_kept_for_a_disclosure_and_deleted_with_a_prevented_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("b.db")).unwrap();
+    let people = |n: usize| Affected {
+        addresses: (1..=n).map(|i| format!("p{i}@ext.test")).collect(),
+        keep_secs: 1000,
+    };
+    // Disclosed at once (monitor): kept from the decision on.
+    let mut monitor = incident("M", 10);
+    monitor.class = Class::Disclosed;
+    monitor.disclosed_at = Some(10);
+    s.record(&monitor, &[], None, &[], Some(&people(3)))
+        .unwrap();
+    // Two holds: one released as the original, one dropped.
+    for id in ["H", "D"] {
+        s.record(
+            &incident(id, 20),
+            &[],
+            Some(&held(id, 20)),
+            &[],
+            Some(&people(2)),
+        )
+        .unwrap();
+        assert_eq!(s.affected(id).unwrap().until, None, "kept while held");
+    }
+    s.claim("H", 30).unwrap();
+    let released = Step::now("dpo", "released", "as original: ok");
+    s.finish("H", HoldState::Released, &released, Some(30), &[])
+        .unwrap();
+    let dropped = Step::now("dpo", "dropped", "x");
+    s.finish("D", HoldState::Dropped, &dropped, None, &[])
+        .unwrap();
+
+    let m = s.affected("M").unwrap();
+    assert_eq!(
+        m.addresses,
+        ["p1@ext.test", "p2@ext.test", "p3@ext.test"],
+        "in order"
+    );
+    assert_eq!(m.until, Some(1010));
+    assert_eq!(s.affected("H").unwrap().until, Some(1030));
+    assert_eq!(
+        s.affected("D").unwrap(),
+        Kept::default(),
+        "nobody's address left"
+    );
+
+    assert_eq!(s.forget_affected(1009).unwrap(), 0);
+    assert_eq!(s.forget_affected(1010).unwrap(), 1);
+    assert!(s.affected("M").unwrap().addresses.is_empty());
+    assert_eq!(s.affected("H").unwrap().addresses.len(), 2);
+    assert_eq!(s.forget_affected(i64::MAX).unwrap(), 1);
+    // The register keeps the counts.
+    assert_eq!(
+        s.incident("M").unwrap().record.visible_external,
+        monitor.record.visible_external
+    );
 }

@@ -7,6 +7,7 @@ use crate::smtp::data::{DataError, DataLimits, DataReader};
 use crate::smtp::refusal::Refusal;
 use crate::smtp::reply;
 
+use super::trace::Ended;
 use super::{COMMAND_CHUNK, Flow, Session, Stop};
 
 /// Bytes read from the socket at a time inside DATA.
@@ -58,7 +59,7 @@ impl Session {
         }
         let started = std::time::Instant::now();
         match reader.error() {
-            Some(e) => self.refuse_data(e).await,
+            Some(e) => self.refuse_data(e, msg.len()).await,
             None => {
                 self.deliver(msg).await;
                 let elapsed = started.elapsed().as_secs_f64();
@@ -72,9 +73,11 @@ impl Session {
         Ok(())
     }
 
-    pub(super) async fn refuse_data(&mut self, e: DataError) {
+    /// Refuses a message the strict reader could not take (`size`: the
+    /// bytes read before it stopped keeping them).
+    pub(super) async fn refuse_data(&mut self, e: DataError, size: usize) {
         let limits = self.cfg.server.limits;
-        let reply = self.refusal(match e {
+        let refusal = match e {
             DataError::BareNewline => Refusal::BareNewline,
             DataError::Nul => Refusal::Nul,
             DataError::TooBig => Refusal::TooBig {
@@ -83,7 +86,15 @@ impl Session {
             DataError::LineTooLong => Refusal::LineTooLong {
                 limit: limits.max_line_length,
             },
-        });
+        };
+        let mut reply = self.refusal(refusal);
+        if let Some(tx) = &self.tx {
+            reply = reply.with_id(&tx.id);
+            self.log_transaction(&Ended {
+                refused: Some(refusal.reason().as_str()),
+                ..Ended::new(tx, size, &reply)
+            });
+        }
         self.abort_transaction().await;
         self.queue(reply);
     }

@@ -26,7 +26,6 @@
 //! docs/architecture.md, "Split and partial failure", "Deferred recipients").
 
 use crate::config::Recipients;
-use crate::id::new_id;
 use crate::incident::store::Held;
 use crate::message::headers::HeaderError;
 use crate::policy::{self, Decision, Envelope};
@@ -38,6 +37,7 @@ use crate::templates::Lang;
 use crate::upstream::UpstreamError;
 
 use super::channel::no_channel;
+use super::trace::Ended;
 use super::{Session, Transaction};
 
 /// The target of the log lines about a delivered message, those written in
@@ -60,7 +60,7 @@ impl Session {
     /// Decides on and delivers one complete message; queues the final reply.
     pub(super) async fn deliver(&mut self, msg: Vec<u8>) {
         let Some(tx) = self.tx.take() else { return };
-        let queue_id = new_id();
+        let queue_id = tx.id.clone();
         let cfg = self.cfg.clone();
         let policy = &cfg.policy;
         let rcpts: Vec<String> = tx.rcpts.iter().map(|(a, _)| a.clone()).collect();
@@ -75,7 +75,7 @@ impl Session {
         };
         let decision = match policy::decide_with(policy, envelope, &msg, Some(approved)) {
             Ok(d) => d,
-            Err(e) => return self.refuse_unreadable(e, &queue_id).await,
+            Err(e) => return self.refuse_unreadable(e, &tx, msg.len()).await,
         };
         self.shared
             .metrics
@@ -83,8 +83,14 @@ impl Session {
         if let Some(from) = decision.header_from.as_deref()
             && !self.sender_allowed(from)
         {
-            let r = self.refusal(Refusal::SenderMismatch { sender: from });
+            let refusal = Refusal::SenderMismatch { sender: from };
+            let r = self.refusal(refusal).with_id(&tx.id);
             self.abort_upstream().await;
+            self.log_transaction(&Ended {
+                decision: Some(&decision),
+                refused: Some(refusal.reason().as_str()),
+                ..Ended::new(&tx, msg.len(), &r)
+            });
             self.queue(r);
             return;
         }
@@ -99,6 +105,7 @@ impl Session {
         let places = decision.visible.places(&policy.visible_headers);
         let plan = plan::plan(policy, &decision, &msg, &tx.mail_from, decision.action);
         let (mut reply, held) = self.route(&m, &plan.route).await;
+        let is_held = held.is_some();
         if let Some(incident) = &plan.incident {
             let stored = self.record_incident(&m, incident, &reply, held).await;
             // The reply said what the commit would make true; without the
@@ -109,18 +116,29 @@ impl Session {
                 _ => {}
             }
         }
-        self.log_decided(&m, &places, &reply);
+        tracing::debug!(target: LOG_TARGET, tx = %queue_id, visible_in = %places, "where the addresses were visible");
+        // The client's reply is upstream's when the whole message went to
+        // it (and it did not fail on the way).
+        let from_upstream = matches!(plan.route, Route::Whole(_)) && self.upstream.is_some();
+        self.log_transaction(&Ended {
+            decision: Some(&decision),
+            held: is_held && reply.is_positive(),
+            upstream: from_upstream.then_some(&reply),
+            ..Ended::new(&tx, msg.len(), &reply)
+        });
         self.queue(reply);
     }
 
     /// A message whose header section cannot be read in full is refused:
     /// what the guard cannot count it does not let through.
-    async fn refuse_unreadable(&mut self, e: HeaderError, queue_id: &str) {
+    async fn refuse_unreadable(&mut self, e: HeaderError, tx: &Transaction, size: usize) {
         let refusal = plan::unreadable(&self.cfg.policy, e);
-        let r = self.refusal(refusal);
-        let label = refusal.reason().as_str();
-        tracing::info!(client = %self.peer, queue_id = %queue_id, reason = label, reply = %r.summary(), "message refused: cannot be read in full");
+        let r = self.refusal(refusal).with_id(&tx.id);
         self.abort_upstream().await;
+        self.log_transaction(&Ended {
+            refused: Some(refusal.reason().as_str()),
+            ..Ended::new(tx, size, &r)
+        });
         self.queue(r);
     }
 
@@ -191,25 +209,6 @@ impl Session {
                 reply::cannot_rewrite_safely(words, still, m.queue_id, told)
             }
         }
-    }
-
-    /// The one line every transaction logs with its decision.
-    fn log_decided(&self, m: &Decided<'_>, places: &str, reply: &Reply) {
-        let decision = m.decision;
-        tracing::info!(
-            client = %self.peer,
-            user = self.auth_user.as_deref().unwrap_or("-"),
-            queue_id = %m.queue_id,
-            action = decision.label(),
-            rule = decision.rule.as_deref().unwrap_or("default"),
-            visible_external = decision.visible.external.len(),
-            visible_internal = decision.visible.internal.len(),
-            visible_in = %places,
-            envelope_recipients = m.tx.rcpts.len(),
-            size = m.msg.len(),
-            reply = %reply.summary(),
-            "message decided"
-        );
     }
 
     /// Sends the message upstream; upstream's final reply is the client's.

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use crate::clock::now_rfc3339;
 use crate::incident::record::Record;
-use crate::incident::store::{Class, Held, HoldState, Incident, NewNotice, NoticeKind, Step};
+use crate::incident::store::{
+    Affected, Class, Held, HoldState, Incident, NewNotice, NoticeKind, Step,
+};
 use crate::message::headers::{FieldKind, Headers};
 use crate::policy::{self, Action};
 use crate::rewrite::plan;
@@ -66,6 +68,12 @@ impl Session {
             "recorded",
             format!("{action}: {reason}; {}", record.outcome),
         )];
+        // The people concerned, for an Art. 34 notification: of a
+        // disclosure, and of a hold (a release as the original discloses).
+        let affected = (class == Class::Disclosed || held.is_some()).then(|| Affected {
+            addresses: m.decision.visible.external.to_vec(),
+            keep_secs: self.cfg.incidents.keep_recipients.as_secs() as i64,
+        });
         let incident = Incident {
             record,
             class,
@@ -73,7 +81,8 @@ impl Session {
             recorded_at: now,
             hold: held.is_some().then_some(HoldState::Held),
         };
-        self.write_incident(incident, steps, held, notices).await
+        self.write_incident(incident, steps, held, notices, affected)
+            .await
     }
 
     /// The record of the incident, as the register and the log keep it.
@@ -167,6 +176,7 @@ impl Session {
         steps: Vec<Step>,
         held: Option<Held>,
         notices: Vec<NewNotice>,
+        affected: Option<Affected>,
     ) -> bool {
         let queue_id = incident.record.id.clone();
         let mut record = incident.record.clone();
@@ -177,7 +187,13 @@ impl Session {
             Arc::clone(&self.shared.incidents),
         );
         let written = tokio::task::spawn_blocking(move || {
-            let stored = store.record(&incident, &steps, held.as_ref(), &notices);
+            let stored = store.record(
+                &incident,
+                &steps,
+                held.as_ref(),
+                &notices,
+                affected.as_ref(),
+            );
             if let Err(e) = &stored
                 && hold
             {

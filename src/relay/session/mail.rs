@@ -42,6 +42,7 @@ impl Session {
         }
         if reply.is_positive() {
             self.tx = Some(Transaction {
+                id: crate::id::new_id(),
                 mail_from: address,
                 mail_params: params,
                 rcpts: Vec::new(),

@@ -41,6 +41,7 @@ mod incident;
 mod mail;
 mod rcpt;
 mod split;
+mod trace;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -76,6 +77,10 @@ struct Greeting {
 /// One open mail transaction (after the guard took MAIL).
 #[derive(Debug, Clone)]
 struct Transaction {
+    /// The guard's id of the transaction, from MAIL on: the incident's and
+    /// the held message's id, named in the guard's replies and in the
+    /// transaction's log line.
+    id: String,
     mail_from: String,
     mail_params: String,
     /// Accepted recipients with their raw parameters.
