@@ -6,15 +6,25 @@
 //! depend on them): `bccguard_messages_total{action}`,
 //! `bccguard_incidents_total{action}`, `bccguard_visible_external_recipients`,
 //! `bccguard_sessions_active`, `bccguard_upstream_errors_total{kind}`,
-//! `bccguard_relay_duration_seconds`, `bccguard_group_allowed_total{group}`. Every label value is pre-registered so
+//! `bccguard_relay_duration_seconds`, `bccguard_group_allowed_total{group}`,
+//! `bccguard_quarantine_held`, `bccguard_quarantine_oldest_seconds`,
+//! `bccguard_quarantine_decisions_total{how,by}`,
+//! `bccguard_incident_deadline_seconds`. Every label value is pre-registered so
 //! series exist at 0 before the first event (alerts on `increase()` work).
+//!
+//! The quarantine and deadline metrics describe the store, not this
+//! process: releases and drops happen in the CLI, another process. They
+//! are set from the register at each scrape ([`crate::incident::tally`]);
+//! this module only holds the values.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::TypedMetric;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -44,6 +54,47 @@ pub const REFUSAL_REASONS: [&str; 17] = {
     }
     out
 };
+
+/// `(how, by)` label values of `bccguard_quarantine_decisions_total`:
+/// released as bcc, split or original, or dropped, by someone with the
+/// CLI; or expired after `quarantine.retention`, by the guard's expiry.
+pub const QUARANTINE_DECISIONS: [(&str, &str); 5] = [
+    ("bcc", "cli"),
+    ("split", "cli"),
+    ("original", "cli"),
+    ("dropped", "cli"),
+    ("expired", "expiry"),
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabel {
+    how: &'static str,
+    by: &'static str,
+}
+
+/// `bccguard_incident_deadline_seconds`: a gauge with a sample only while
+/// a disclosed incident is open, so that "no deadline" is no number an
+/// alert on `< 24h` (or a dashboard's minimum) could mistake for one.
+#[derive(Debug, Default)]
+struct Deadline(Mutex<Option<i64>>);
+
+impl Deadline {
+    const NAME: &'static str = "bccguard_incident_deadline_seconds";
+    const HELP: &'static str = "Seconds left until the GDPR Art. 33 deadline (72 hours) of the earliest open disclosed incident, negative when overdue; no sample while none is open.";
+}
+
+impl Collector for Deadline {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let left = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // The HELP and TYPE lines always: the name is known even without a value.
+        let metric =
+            encoder.encode_descriptor(Self::NAME, Self::HELP, None, ConstGauge::<i64>::TYPE)?;
+        match left {
+            Some(left) => ConstGauge::new(left).encode(metric),
+            None => Ok(()),
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabel {
@@ -79,6 +130,13 @@ pub struct Metrics {
     spool_deliveries: Family<ResultLabel, Counter>,
     notices: Family<NoticeLabel, Counter>,
     group_allowed: Family<GroupLabel, Counter>,
+    quarantine_held: Gauge,
+    quarantine_oldest: Gauge,
+    decisions: Family<DecisionLabel, Counter>,
+    /// Serialises [`Metrics::decisions_seen`]: two scrapes at once must
+    /// not both add the same difference.
+    decisions_sync: Mutex<()>,
+    deadline: Arc<Deadline>,
 }
 
 /// `group`: a name the DPO chose; one series per approved group, so the
@@ -228,6 +286,29 @@ impl Metrics {
             "Delivery attempts of spooled copies, by result",
             spool_deliveries.clone(),
         );
+        let quarantine_held = Gauge::default();
+        registry.register(
+            "bccguard_quarantine_held",
+            "Held messages waiting for a decision (held, or being released) in the store",
+            quarantine_held.clone(),
+        );
+        let quarantine_oldest = Gauge::default();
+        registry.register(
+            "bccguard_quarantine_oldest_seconds",
+            "Age of the held message waiting longest (0 when none waits)",
+            quarantine_oldest.clone(),
+        );
+        let decisions = Family::<DecisionLabel, Counter>::default();
+        for (how, by) in QUARANTINE_DECISIONS {
+            let _ = decisions.get_or_create(&DecisionLabel { how, by });
+        }
+        registry.register(
+            "bccguard_quarantine_decisions",
+            "Holds ended, as the store records them (from any process): released (how: bcc, split, original), dropped or expired",
+            decisions.clone(),
+        );
+        let deadline = Arc::new(Deadline::default());
+        registry.register_collector(Box::new(deadline.clone()));
         Self {
             registry,
             messages,
@@ -245,7 +326,40 @@ impl Metrics {
             config_reload_failures,
             notices,
             group_allowed,
+            quarantine_held,
+            quarantine_oldest,
+            decisions,
+            decisions_sync: Mutex::new(()),
+            deadline,
         }
+    }
+
+    /// What waits in the quarantine: how many, and the longest wait.
+    pub fn quarantine_waiting(&self, held: u64, oldest_seconds: i64) {
+        self.quarantine_held
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
+        self.quarantine_oldest.set(oldest_seconds.max(0));
+    }
+
+    /// The store's count of one kind of decision (`how`, `by` from
+    /// [`QUARANTINE_DECISIONS`]): the counter rises to it and never falls,
+    /// even if the count does (another database file put in place).
+    pub fn decisions_seen(&self, how: &'static str, by: &'static str, total: u64) {
+        let _one_at_a_time = self
+            .decisions_sync
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let counter = self.decisions.get_or_create(&DecisionLabel { how, by });
+        let seen = counter.get();
+        if total > seen {
+            counter.inc_by(total - seen);
+        }
+    }
+
+    /// Seconds left of the earliest open disclosed incident's Art. 33
+    /// deadline; `None`: none is open (the gauge has no sample).
+    pub fn incident_deadline(&self, left: Option<i64>) {
+        *self.deadline.0.lock().unwrap_or_else(|p| p.into_inner()) = left;
     }
 
     /// The approved groups now in force: each one's series exists (at 0
@@ -337,6 +451,18 @@ impl Metrics {
         SessionGauge(self.clone())
     }
 
+    /// Panics unless the exposition has each of `lines` as a whole line.
+    #[cfg(test)]
+    pub(crate) fn assert_lines(&self, lines: &[&str]) {
+        let text = self.render();
+        for line in lines {
+            assert!(
+                text.lines().any(|l| l == *line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -379,5 +505,53 @@ mod tests {
         }
         drop(_g);
         assert!(m.render().contains("bccguard_sessions_active 0"));
+    }
+
+    #[test]
+    fn the_quarantine_metrics_follow_the_store_and_decisions_never_fall() {
+        let m = Metrics::new();
+        let bcc = "bccguard_quarantine_decisions_total{how=\"bcc\",by=\"cli\"}";
+        m.assert_lines(&[
+            "bccguard_quarantine_held 0",
+            "bccguard_quarantine_oldest_seconds 0",
+            &format!("{bcc} 0"),
+            "bccguard_quarantine_decisions_total{how=\"expired\",by=\"expiry\"} 0",
+        ]);
+        m.quarantine_waiting(2, 90);
+        m.decisions_seen("bcc", "cli", 3);
+        m.decisions_seen("bcc", "cli", 2);
+        m.decisions_seen("dropped", "cli", 1);
+        m.assert_lines(&[
+            "bccguard_quarantine_held 2",
+            "bccguard_quarantine_oldest_seconds 90",
+            &format!("{bcc} 3"),
+            "bccguard_quarantine_decisions_total{how=\"dropped\",by=\"cli\"} 1",
+        ]);
+        m.decisions_seen("bcc", "cli", 5);
+        // A clock running behind the held time: no negative age.
+        m.quarantine_waiting(1, -3);
+        m.assert_lines(&[&format!("{bcc} 5"), "bccguard_quarantine_oldest_seconds 0"]);
+    }
+
+    #[test]
+    fn the_deadline_has_a_sample_only_while_an_incident_is_open() {
+        let m = Metrics::new();
+        let declared = "# TYPE bccguard_incident_deadline_seconds gauge\n";
+        let sample = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with("bccguard_incident_deadline_seconds"))
+                .map(str::to_string)
+        };
+        let text = m.render();
+        assert!(text.contains(declared), "{text}");
+        assert_eq!(sample(&text), None);
+        m.incident_deadline(Some(-5));
+        assert_eq!(
+            sample(&m.render()).as_deref(),
+            Some("bccguard_incident_deadline_seconds -5")
+        );
+        m.incident_deadline(None);
+        let text = m.render();
+        assert!(text.contains(declared) && sample(&text).is_none(), "{text}");
     }
 }

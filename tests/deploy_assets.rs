@@ -36,12 +36,16 @@ fn series_names(text: &str) -> BTreeSet<String> {
 }
 
 /// True if the exposition has a sample line for `series` (plain, labelled,
-/// or a histogram's `_bucket`/`_sum`/`_count`).
+/// or a histogram's `_bucket`/`_sum`/`_count`), or declares it as a gauge
+/// that has no sample now (`bccguard_incident_deadline_seconds` while no
+/// disclosed incident is open, which a fresh registry never has).
 fn exported(exposition: &str, series: &str) -> bool {
-    exposition.lines().filter(|l| !l.starts_with('#')).any(|l| {
-        l.strip_prefix(series)
-            .is_some_and(|r| r.starts_with([' ', '{']))
-    })
+    let declared = format!("# TYPE {series} gauge");
+    exposition.lines().any(|l| l == declared)
+        || exposition.lines().filter(|l| !l.starts_with('#')).any(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|r| r.starts_with([' ', '{']))
+        })
 }
 
 #[test]
@@ -58,6 +62,10 @@ fn the_dashboard_is_json_and_queries_only_exported_metrics() {
         "bccguard_relay_duration_seconds_bucket",
         "bccguard_upstream_errors_total",
         "bccguard_sessions_active",
+        "bccguard_quarantine_held",
+        "bccguard_quarantine_oldest_seconds",
+        "bccguard_quarantine_decisions_total",
+        "bccguard_incident_deadline_seconds",
     ] {
         assert!(names.contains(required), "the dashboard shows {required}");
     }

@@ -15,7 +15,10 @@
 //!   `incidents.notice_max_age`; `https://` trusts the CAs of the guard
 //!   process's environment (`SSL_CERT_FILE`);
 //! - a monitor-mode incident is `disclosed` and its Art. 33 draft names
-//!   the right deadline and authority.
+//!   the right deadline and authority;
+//! - issue 16's metrics: mail held through Python's smtplib and released
+//!   by the CLI (another process) shows on the running guard's `/metrics`
+//!   (held, oldest, decisions), and a disclosed incident's time left.
 
 mod common;
 
@@ -86,6 +89,27 @@ async fn send_open_list(smtp: SocketAddr) -> Reply {
     let mut all = rcpts.clone();
     all.push("bob@example.org".into());
     c.mail_within("alice@example.org", &all, &msg, WAIT).await
+}
+
+/// [`send_open_list`] through Python's smtplib (no Cc); returns the DATA
+/// reply's code and text.
+async fn smtplib_open_list(smtp: SocketAddr) -> (u16, String) {
+    let rcpts = five();
+    let msg = message(
+        "Alice <alice@example.org>",
+        &rcpts.join(", "),
+        None,
+        "Hallo\r\n",
+    );
+    smtplib_send(smtp, "alice@example.org", &rcpts, &msg).await
+}
+
+/// True if the exposition has a sample of `series` (not only its HELP).
+fn has_sample(exposition: &str, series: &str) -> bool {
+    exposition.lines().any(|l| {
+        l.strip_prefix(series)
+            .is_some_and(|r| r.starts_with([' ', '{']))
+    })
 }
 
 /// aiosmtpd records the null sender as `<>`.
@@ -271,6 +295,8 @@ async fn dropping_a_held_mail_tells_the_sender() {
     bccguard::incident::quarantine::drop_held(&guard.shared.store, &cfg, &id, "dpo-ben")
         .await
         .unwrap();
+    let dropped = "bccguard_quarantine_decisions_total{how=\"dropped\",by=\"cli\"}";
+    assert_eq!(guard.metric(dropped).await, 1.0);
     let is_drop = |n: &Delivered| readable(n).contains("was NOT sent");
     eventually("the drop notice", || async {
         notices(&up).iter().any(is_drop)
@@ -760,6 +786,8 @@ async fn an_undecided_held_mail_expires_and_the_sender_is_told() {
             .any(|s| s.step == "expired" && s.actor == "bccguard"),
         "{steps:?}"
     );
+    let series = "bccguard_quarantine_decisions_total{how=\"expired\",by=\"expiry\"}";
+    assert_eq!(guard.metric(series).await, 1.0);
     guard.stop().await;
 }
 
@@ -835,5 +863,100 @@ async fn release_as_split_sends_one_copy_each_and_as_original_discloses() {
         "{de}"
     );
     assert!(!de.contains("Ergebnis: held"), "{de}");
+    // Both releases counted by how; the disclosure's clock runs from the
+    // release.
+    let text = guard.metrics_text().await;
+    for how in ["split", "original"] {
+        let series = format!("bccguard_quarantine_decisions_total{{how=\"{how}\",by=\"cli\"}}");
+        assert_eq!(sample(&text, &series), 1.0, "{series}");
+    }
+    let left = sample(&text, "bccguard_incident_deadline_seconds");
+    assert!(left > 71.0 * 3600.0 && left <= 72.0 * 3600.0, "{left}");
+    guard.stop().await;
+}
+
+/// Issue 16: the CLI that releases is not the process Prometheus scrapes;
+/// the running guard's `/metrics` shows the release all the same, read
+/// from the store they share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_by_the_cli_shows_on_the_running_guards_metrics() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("bccguard.db");
+    let guard = Guard::start(&text_with_store(&up, &store)).await;
+    let held = "bccguard_quarantine_held";
+    let oldest = "bccguard_quarantine_oldest_seconds";
+    let bcc = "bccguard_quarantine_decisions_total{how=\"bcc\",by=\"cli\"}";
+    let deadline = "bccguard_incident_deadline_seconds";
+    let before = guard.metrics_text().await;
+    assert_eq!((sample(&before, held), sample(&before, bcc)), (0.0, 0.0));
+
+    let (code, reply) = smtplib_open_list(guard.smtp).await;
+    assert_eq!(code, 250, "{reply}");
+    let id = incident_id(&reply);
+    assert_eq!(guard.metric(held).await, 1.0);
+    eventually("the held mail's age on /metrics", || async {
+        guard.metric(oldest).await >= 1.0
+    })
+    .await;
+    let text = guard.metrics_text().await;
+    assert!(
+        !has_sample(&text, deadline),
+        "a held mail is prevented, no deadline runs:\n{text}"
+    );
+
+    let config = config_file(dir.path(), &config(&up, "hold", ""), &store);
+    let out = bccguard(&config, &["quarantine", "release", &id, "--as", "bcc"]);
+    assert!(out.contains("released as bcc by dpo-anna"), "{out}");
+    eventually("the release on the guard's /metrics", || async {
+        let text = guard.metrics_text().await;
+        sample(&text, held) == 0.0 && sample(&text, bcc) == 1.0
+    })
+    .await;
+    let text = guard.metrics_text().await;
+    assert_eq!(sample(&text, oldest), 0.0, "nothing waits");
+    for other in [
+        "{how=\"split\",by=\"cli\"}",
+        "{how=\"original\",by=\"cli\"}",
+        "{how=\"dropped\",by=\"cli\"}",
+        "{how=\"expired\",by=\"expiry\"}",
+    ] {
+        let series = format!("bccguard_quarantine_decisions_total{other}");
+        assert_eq!(sample(&text, &series), 0.0, "{series}");
+    }
+    guard.stop().await;
+
+    // A new guard on the same store: the counter is the register's, not
+    // the process's, so a restart does not reset it.
+    let guard = Guard::start(&text_with_store(&up, &store)).await;
+    assert_eq!(guard.metric(bcc).await, 1.0);
+    guard.stop().await;
+}
+
+/// The hold policy on the store at `store`.
+fn text_with_store(up: &Upstream, store: &Path) -> String {
+    config(up, "hold", "") + &format!("store:\n  path: {}\n", store.display())
+}
+
+/// Issue 16: a monitor-mode incident is disclosed, and its Art. 33 clock
+/// shows on `/metrics` as the time left, just under 72 hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disclosed_incident_shows_the_time_left_of_its_72_hours() {
+    let up = Upstream::start().await;
+    let guard = Guard::start(&config(&up, "monitor", "")).await;
+    let deadline = "bccguard_incident_deadline_seconds";
+    let text = guard.metrics_text().await;
+    assert!(
+        text.contains(&format!("# TYPE {deadline} gauge")) && !has_sample(&text, deadline),
+        "no disclosed incident, no sample:\n{text}"
+    );
+    let (code, reply) = smtplib_open_list(guard.smtp).await;
+    assert_eq!(code, 250, "monitor sends it: {reply}");
+    assert_eq!(guard.incidents()[0]["class"], "disclosed");
+    let left = guard.metric(deadline).await;
+    assert!(
+        (71.0 * 3600.0..=72.0 * 3600.0).contains(&left),
+        "{left} s left"
+    );
     guard.stop().await;
 }

@@ -9,6 +9,7 @@
 //! | [`groups`] | approved open groups: made from a held message, removed |
 //! | [`notify`] | mails to the DPO and to senders, the webhook, from the outbox |
 //! | [`report`] | the Art. 33 draft and the incident list |
+//! | [`tally`] | the register and quarantine in numbers, for `/metrics` |
 //!
 //! The relay ([`crate::relay`]) writes incidents and held mail here; this
 //! folder never imports the relay. Its long-running tasks (the notifier,
@@ -22,6 +23,7 @@ pub mod quarantine;
 pub mod record;
 pub mod report;
 pub mod store;
+pub mod tally;
 
 pub use record::{IncidentLog, Record};
 

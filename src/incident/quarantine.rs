@@ -42,6 +42,9 @@ pub enum ReleaseAs {
 }
 
 impl ReleaseAs {
+    /// Every way out, in the order the docs list them.
+    pub const ALL: [ReleaseAs; 3] = [ReleaseAs::Bcc, ReleaseAs::Split, ReleaseAs::Original];
+
     /// `bcc`, `split`, `original`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -49,6 +52,21 @@ impl ReleaseAs {
             ReleaseAs::Split => "split",
             ReleaseAs::Original => "original",
         }
+    }
+
+    /// The detail of a `released` (or `release failed`) step:
+    /// `as bcc: 6 of 6 recipients accepted`. [`ReleaseAs::of_detail`] reads
+    /// it back: the metrics count releases from the register, since the
+    /// CLI that releases is not the process Prometheus scrapes.
+    pub fn detail(self, outcome: impl std::fmt::Display) -> String {
+        format!("as {}: {outcome}", self.as_str())
+    }
+
+    /// How a release went out, from its step's detail (or the part before
+    /// the colon, `as bcc`); `None` if it is not one.
+    pub fn of_detail(detail: &str) -> Option<ReleaseAs> {
+        let word = detail.strip_prefix("as ")?.split(':').next()?;
+        Self::ALL.into_iter().find(|how| how.as_str() == word)
     }
 }
 
@@ -126,11 +144,7 @@ pub async fn release(
     let (id, actor) = (id.to_string(), actor.to_string());
     match result {
         Ok(released) => {
-            let step = Step::now(
-                &actor,
-                "released",
-                format!("as {}: {}", how.as_str(), released.summary),
-            );
+            let step = Step::now(&actor, "released", how.detail(&released.summary));
             let disclosed = (how == ReleaseAs::Original).then_some(crate::clock::now() as i64);
             let notices = end_notices(cfg, "released");
             store::call(store, move |s| {
@@ -140,11 +154,7 @@ pub async fn release(
             Ok(released)
         }
         Err(why) => {
-            let step = Step::now(
-                &actor,
-                "release failed",
-                format!("as {}: {why}", how.as_str()),
-            );
+            let step = Step::now(&actor, "release failed", how.detail(&why));
             let key = id.clone();
             store::call(store, move |s| s.unclaim(&key, &step)).await?;
             Err(QuarantineError::NotSent { id, why })
@@ -247,7 +257,22 @@ pub async fn expire_due(wf: &Workflow) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::actor_from;
+    use super::{ReleaseAs, actor_from};
+
+    #[test]
+    fn a_release_step_names_how_and_is_read_back() {
+        for how in ReleaseAs::ALL {
+            let detail = how.detail("6 of 6 recipients accepted");
+            assert!(detail.starts_with(&format!("as {}: ", how.as_str())));
+            assert_eq!(ReleaseAs::of_detail(&detail), Some(how));
+            // The store hands over the part before the colon.
+            let head = detail.split(':').next().unwrap();
+            assert_eq!(ReleaseAs::of_detail(head), Some(how));
+        }
+        for other in ["", "as", "as bccx: 1", "bcc: 1", "as : 1"] {
+            assert_eq!(ReleaseAs::of_detail(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn the_actor_is_the_person_behind_sudo_then_the_system_user_then_the_uid() {

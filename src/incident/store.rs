@@ -294,6 +294,25 @@ impl ApprovedGroup {
     }
 }
 
+/// The register and the quarantine in numbers, for `/metrics`
+/// ([`crate::incident::tally`]): one read, cheap enough for every scrape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Messages waiting for a decision (held, or being released now).
+    pub waiting: u64,
+    /// When the one waiting longest was held (Unix seconds).
+    pub oldest_held_at: Option<i64>,
+    /// Holds ended so far, by final state (released, dropped, expired)
+    /// and, for a release, the start of its `released` step's detail
+    /// before the colon (`as bcc`): how many. Never fewer than before,
+    /// since a quarantine row is kept (without its message) once ended.
+    pub ended: Vec<(HoldState, Option<String>, u64)>,
+    /// The earliest moment of disclosure (Unix seconds) among the
+    /// disclosed incidents disclosed at or after the `since` given to
+    /// [`Store::tally`].
+    pub first_disclosed: Option<i64>,
+}
+
 /// A store failure, naming the incident where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -432,6 +451,9 @@ pub trait Store: Send + Sync + fmt::Debug {
         disclosed_at: Option<i64>,
         notices: &[NewNotice],
     ) -> Result<(), StoreError>;
+    /// The numbers `/metrics` shows; `disclosed_since` (Unix seconds)
+    /// bounds [`Tally::first_disclosed`].
+    fn tally(&self, disclosed_since: i64) -> Result<Tally, StoreError>;
     /// Held messages held at or before `cutoff` (Unix seconds).
     fn held_before(&self, cutoff: i64) -> Result<Vec<String>, StoreError>;
     /// Pending notices due at `now`.

@@ -1,5 +1,6 @@
 //! The relay's HTTP endpoint: `GET /metrics` (OpenMetrics text of
-//! [`crate::metrics`]), `/healthz` (the process answers) and `/readyz`
+//! [`crate::metrics`], the store's numbers read first:
+//! [`crate::incident::tally`]), `/healthz` (the process answers) and `/readyz`
 //! ([`crate::relay::health::readiness`]: upstream reachable, not draining).
 
 use std::sync::Arc;
@@ -31,6 +32,9 @@ pub async fn serve(
 }
 
 async fn render(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    // The quarantine and deadline metrics come from the store, which the
+    // CLI changes too: read at each scrape, so they are never stale.
+    crate::incident::tally::refresh(&shared.store, &shared.metrics).await;
     (
         StatusCode::OK,
         [(

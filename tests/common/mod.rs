@@ -673,6 +673,65 @@ pub fn cancellation_mail(addrs: &[String], eol: &str) -> String {
     m
 }
 
+/// Sends one mail through Python's smtplib, a client as people use one
+/// (the message on its stdin); returns the DATA reply as smtplib shows
+/// it: the code, then the text.
+pub async fn smtplib_send<R: AsRef<str>>(
+    smtp: SocketAddr,
+    from: &str,
+    rcpts: &[R],
+    message: &str,
+) -> (u16, String) {
+    let script = r#"
+import smtplib, sys
+host, port, sender, rcpts = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4].split(",")
+msg = sys.stdin.read()
+with smtplib.SMTP(host, port) as s:
+    s.ehlo("client.example.org")
+    s.mail(sender)
+    for r in rcpts:
+        s.rcpt(r)
+    code, text = s.data(msg)
+    print(code)
+    print(text.decode())
+"#;
+    let rcpts: Vec<&str> = rcpts.iter().map(AsRef::as_ref).collect();
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &smtp.ip().to_string(),
+            &smtp.port().to_string(),
+        ])
+        .args([from, &rcpts.join(",")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(message.as_bytes())
+        .await
+        .expect("to smtplib");
+    drop(stdin);
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("smtplib timed out")
+        .expect("smtplib ran");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "smtplib failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, text) = stdout.split_once('\n').expect("code line");
+    (
+        code.trim().parse().expect("code"),
+        text.trim_end().to_string(),
+    )
+}
+
 /// Polls `check` until it returns true or `WAIT` passes (for state that
 /// settles after the client saw its reply, e.g. a session's end).
 pub async fn eventually<F, Fut>(what: &str, mut check: F)

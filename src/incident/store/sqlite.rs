@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     Affected, ApprovedGroup, BUSY_TIMEOUT, Class, Held, HoldState, Incident, Kept, NewNotice,
-    Notice, NoticeKind, STALE_CLAIM_SECS, Step, Store, StoreError,
+    Notice, NoticeKind, STALE_CLAIM_SECS, Step, Store, StoreError, Tally,
 };
 use crate::incident::record::Record;
 
@@ -521,6 +521,46 @@ impl Store for SqliteStore {
         insert_notices(&tx, id, notices)?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn tally(&self, disclosed_since: i64) -> Result<Tally, StoreError> {
+        let conn = self.conn();
+        let (waiting, oldest_held_at) = conn.query_row(
+            "SELECT COUNT(*), MIN(held_at) FROM quarantine WHERE state IN ('held', 'releasing')",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+        )?;
+        // One row per ended hold (the row stays, its message goes); a
+        // release's how is the start of its step's detail ("as bcc: ...").
+        let mut stmt = conn.prepare(
+            "SELECT q.state, CASE WHEN q.state = 'released' THEN (
+                    SELECT substr(s.detail, 1, instr(s.detail, ':') - 1) FROM steps s
+                    WHERE s.incident = q.incident AND s.step = 'released'
+                    ORDER BY s.seq DESC LIMIT 1) END AS how, COUNT(*)
+             FROM quarantine q WHERE q.state IN ('released', 'dropped', 'expired')
+             GROUP BY q.state, how ORDER BY q.state, how",
+        )?;
+        let ended = stmt
+            .query_map([], |r| {
+                Ok((
+                    HoldState::parse(&r.get::<_, String>(0)?),
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let first_disclosed = conn.query_row(
+            "SELECT MIN(COALESCE(disclosed_at, recorded_at)) FROM incidents
+             WHERE class = 'disclosed' AND COALESCE(disclosed_at, recorded_at) >= ?1",
+            [disclosed_since],
+            |r| r.get::<_, Option<i64>>(0),
+        )?;
+        Ok(Tally {
+            waiting: waiting as u64,
+            oldest_held_at,
+            ended,
+            first_disclosed,
+        })
     }
 
     fn held_before(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {

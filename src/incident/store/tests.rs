@@ -340,3 +340,53 @@ fn affected_addresses_are_kept_for_a_disclosure_and_deleted_with_a_prevented_hol
         monitor.record.visible_external
     );
 }
+
+#[test]
+fn the_tally_counts_what_waits_what_ended_and_the_first_disclosure() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+    assert_eq!(s.tally(0).unwrap(), Tally::default());
+    for (id, at) in [("A", 100), ("B", 50), ("C", 70), ("D", 80)] {
+        s.record(&incident(id, at), &[], Some(&held(id, at)), &[], None)
+            .unwrap();
+    }
+    // A release in progress still waits.
+    s.claim("A", 200).unwrap();
+    let t = s.tally(0).unwrap();
+    assert_eq!((t.waiting, t.oldest_held_at), (4, Some(50)));
+    assert!(t.ended.is_empty());
+
+    let step = |name: &str, detail: &str| Step::now("dpo", name, detail);
+    let released = step("released", "as bcc: 2 of 2 recipients accepted");
+    s.finish("A", HoldState::Released, &released, None, &[])
+        .unwrap();
+    s.claim("B", 200).unwrap();
+    let original = step("released", "as original: 2 of 2 recipients accepted");
+    s.finish("B", HoldState::Released, &original, Some(300), &[])
+        .unwrap();
+    s.finish("C", HoldState::Dropped, &step("dropped", "x"), None, &[])
+        .unwrap();
+    s.finish("D", HoldState::Expired, &step("expired", "x"), None, &[])
+        .unwrap();
+    let mut monitor = incident("E", 400);
+    monitor.class = Class::Disclosed;
+    monitor.disclosed_at = Some(400);
+    monitor.hold = None;
+    s.record(&monitor, &[], None, &[], None).unwrap();
+
+    let t = s.tally(0).unwrap();
+    assert_eq!((t.waiting, t.oldest_held_at), (0, None));
+    assert_eq!(
+        t.ended,
+        vec![
+            (HoldState::Dropped, None, 1),
+            (HoldState::Expired, None, 1),
+            (HoldState::Released, Some("as bcc".to_string()), 1),
+            (HoldState::Released, Some("as original".to_string()), 1),
+        ]
+    );
+    // B, held at 50, was disclosed by its release at 300.
+    assert_eq!(t.first_disclosed, Some(300));
+    assert_eq!(s.tally(301).unwrap().first_disclosed, Some(400));
+    assert_eq!(s.tally(401).unwrap().first_disclosed, None);
+}
