@@ -30,6 +30,7 @@ use crate::policy::{
 };
 
 pub mod authorities;
+mod console;
 mod groups;
 mod policy;
 mod server;
@@ -39,6 +40,7 @@ mod url;
 mod workflow;
 
 use self::policy::RawPolicy;
+pub use console::{ConsoleAuth, ConsoleConfig, DEFAULT_HEADER_NAME, DEFAULT_SESSION_TTL};
 pub use groups::{DEFAULT_GROUP_MAX_AGE, GroupsConfig};
 pub use server::*;
 pub use spool::*;
@@ -93,6 +95,8 @@ pub struct Config {
     pub reply_language: ReplyLanguage,
     /// `groups.*`: approved open groups.
     pub groups: GroupsConfig,
+    /// `console.*`: the DPO console.
+    pub console: ConsoleConfig,
 }
 
 impl Config {
@@ -167,6 +171,7 @@ struct RawConfig {
     store: workflow::RawStore,
     quarantine: workflow::RawQuarantine,
     groups: groups::RawGroups,
+    console: console::RawConsole,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -508,6 +513,7 @@ impl Validator {
         let quarantine = self.quarantine(raw.quarantine);
         let reply_language = self.reply_language(&raw.policy);
         let groups = self.groups(raw.groups);
+        let console = self.console(raw.console);
         let policy = self.policy(raw.policy, server.limits.max_header_size);
         let spool = self.spool(raw.spool);
         Some(Config {
@@ -521,6 +527,7 @@ impl Validator {
             quarantine,
             reply_language,
             groups,
+            console,
         })
     }
 
