@@ -177,6 +177,21 @@ pub struct Affected {
     pub keep_secs: i64,
 }
 
+/// Which incidents a register page shows (every field optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegisterFilter {
+    /// Only this class.
+    pub class: Option<Class>,
+    /// Only this action (`reject`, `hold`, ...).
+    pub action: Option<String>,
+    /// Only senders (envelope or header From) containing this text.
+    pub sender: Option<String>,
+    /// Recorded at or after (Unix seconds).
+    pub since: Option<i64>,
+    /// Recorded before (Unix seconds).
+    pub until: Option<i64>,
+}
+
 /// What the register still keeps of an incident's affected addresses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Kept {
@@ -426,6 +441,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Incidents recorded at or after `since` (Unix seconds), optionally of
     /// one class, oldest first.
     fn incidents(&self, since: i64, class: Option<Class>) -> Result<Vec<Incident>, StoreError>;
+    /// One page of the register, newest first, and how many match in
+    /// all (the console's `/incidents`; `limit` bounds the page).
+    fn register(
+        &self,
+        filter: &RegisterFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Incident>, usize), StoreError>;
     /// The workflow steps of an incident, in order.
     fn steps(&self, id: &str) -> Result<Vec<Step>, StoreError>;
     /// Adds a step.

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     Affected, ApprovedGroup, BUSY_TIMEOUT, Class, Held, HoldState, Incident, Kept, NewNotice,
-    Notice, NoticeKind, STALE_CLAIM_SECS, Step, Store, StoreError, Tally,
+    Notice, NoticeKind, RegisterFilter, STALE_CLAIM_SECS, Step, Store, StoreError, Tally,
 };
 use crate::incident::record::Record;
 
@@ -406,6 +406,57 @@ impl Store for SqliteStore {
         ))?;
         let rows = stmt.query_map(params![since, class.map(Class::as_str)], incident_row)?;
         rows.map(|r| to_incident(r?)).collect()
+    }
+
+    fn register(
+        &self,
+        filter: &RegisterFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Incident>, usize), StoreError> {
+        let conn = self.conn();
+        // One WHERE for the count and the page; the sender matches the
+        // envelope sender or the record's header From, as text.
+        let sender = filter.sender.as_ref().map(|s| {
+            let escaped = s
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let wh = "WHERE (?1 IS NULL OR i.class = ?1) AND (?2 IS NULL OR i.action = ?2)
+             AND (?3 IS NULL OR i.mail_from LIKE ?3 ESCAPE '\\' OR json_extract(i.record, '$.header_from') LIKE ?3 ESCAPE '\\')
+             AND (?4 IS NULL OR i.recorded_at >= ?4) AND (?5 IS NULL OR i.recorded_at < ?5)";
+        let args = params![
+            filter.class.map(Class::as_str),
+            filter.action,
+            sender,
+            filter.since,
+            filter.until
+        ];
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM incidents i {wh}"),
+            args,
+            |r| r.get(0),
+        )?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents i LEFT JOIN quarantine q ON q.incident = i.id
+             {wh} ORDER BY i.recorded_at DESC, i.id DESC LIMIT ?6 OFFSET ?7"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                filter.class.map(Class::as_str),
+                filter.action,
+                sender,
+                filter.since,
+                filter.until,
+                limit as i64,
+                offset as i64
+            ],
+            incident_row,
+        )?;
+        let page = rows.map(|r| to_incident(r?)).collect::<Result<_, _>>()?;
+        Ok((page, total as usize))
     }
 
     fn steps(&self, id: &str) -> Result<Vec<Step>, StoreError> {

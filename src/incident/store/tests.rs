@@ -390,3 +390,47 @@ fn the_tally_counts_what_waits_what_ended_and_the_first_disclosure() {
     assert_eq!(s.tally(301).unwrap().first_disclosed, Some(400));
     assert_eq!(s.tally(401).unwrap().first_disclosed, None);
 }
+
+#[test]
+fn the_register_pages_newest_first_with_filters_and_a_total() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("b.db")).unwrap();
+    for n in 0..30i64 {
+        let mut i = incident(&format!("I{n:02}"), 1000 + n);
+        if n % 3 == 0 {
+            i.class = Class::Disclosed;
+            i.record.action = "monitor".into();
+            i.record.mail_from = "news_100%@example.org".into();
+        }
+        s.record(&i, &[], None, &[], None).unwrap();
+    }
+    let all = RegisterFilter::default();
+    let (page, total) = s.register(&all, 0, 10).unwrap();
+    assert_eq!(total, 30);
+    let ids: Vec<&str> = page.iter().map(|i| i.record.id.as_str()).collect();
+    assert_eq!(ids[..3], ["I29", "I28", "I27"], "newest first");
+    let (last, _) = s.register(&all, 25, 10).unwrap();
+    assert_eq!(last.len(), 5);
+    let disclosed = RegisterFilter {
+        class: Some(Class::Disclosed),
+        ..Default::default()
+    };
+    assert_eq!(s.register(&disclosed, 0, 100).unwrap().1, 10);
+    let by_action = RegisterFilter {
+        action: Some("monitor".into()),
+        since: Some(1015),
+        until: Some(1025),
+        ..Default::default()
+    };
+    let (page, total) = s.register(&by_action, 0, 100).unwrap();
+    assert_eq!(total, 4, "1015, 1018, 1021, 1024: {page:?}");
+    // The sender filter is text, not a LIKE pattern: % and _ are literal.
+    let sender = |text: &str| RegisterFilter {
+        sender: Some(text.into()),
+        ..Default::default()
+    };
+    assert_eq!(s.register(&sender("100%@"), 0, 100).unwrap().1, 10);
+    assert_eq!(s.register(&sender("news_"), 0, 100).unwrap().1, 10);
+    assert_eq!(s.register(&sender("%"), 0, 100).unwrap().1, 10);
+    assert_eq!(s.register(&sender("termine@"), 0, 100).unwrap().1, 20);
+}
