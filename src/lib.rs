@@ -26,11 +26,13 @@
 //! | the hop | [`upstream`] | the SMTP client towards the real server (lockstep, TLS, AUTH; idle sessions pooled) or a local Maildir |
 //! | workflow | [`incident`] | the incident record, register, quarantine, approved groups, notices and the Art. 33 report |
 //! | relay | [`relay`] | accept loop, sessions, spool, DSNs, PROXY protocol, `/metrics`, health, reload (of the policy and the approved groups) |
+//! | console | [`console`] | the DPO's web console: held mail, the register, decisions, the Art. 33 draft in a browser |
 //! | tools | [`explain`] | `bccguard explain`: the decision for a saved message, sending nothing |
 //!
-//! The DPO's web console will be a top-level `console` beside `relay`: it
-//! works the [`incident`] workflow (the same `Workflow` handles the notifier
-//! gets) and never reaches into the relay. The binary is `src/main.rs` with
+//!
+//! The console stands beside `relay`: it works the [`incident`] workflow
+//! (the same `Workflow` handles the notifier gets) and never reaches into
+//! the relay, which starts it. The binary is `src/main.rs` with
 //! its subcommands in `src/cli/` (serve, admin, dpo, group), on top of all of this.
 //!
 //! The library entry point is [`relay::server::run`]: tests hand in their
@@ -39,6 +41,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod explain;
 pub mod id;
 pub mod incident;

@@ -69,7 +69,7 @@ fn fill(text: &str, vars: &[(&str, String)]) -> String {
 /// Unix seconds as the reader's wall clock: `2021-03-01 11:00:00 CET
 /// (UTC+01:00)` in `incidents.timezone`. The offset is spelled out, since
 /// the authority's form and the register's RFC 3339 UTC must agree.
-fn local(zone: &jiff::tz::TimeZone, t: i64) -> String {
+pub fn local(zone: &jiff::tz::TimeZone, t: i64) -> String {
     match jiff::Timestamp::from_second(t) {
         Ok(ts) => ts
             .to_zoned(zone.clone())
@@ -89,7 +89,7 @@ fn step_time(s: &Step) -> Option<i64> {
 }
 
 /// A step's time in the reader's zone.
-fn step_local(zone: &jiff::tz::TimeZone, s: &Step) -> String {
+pub fn step_local(zone: &jiff::tz::TimeZone, s: &Step) -> String {
     step_time(s).map_or_else(|| s.time.clone(), |t| local(zone, t))
 }
 
