@@ -29,7 +29,6 @@
 //! | console | [`console`] | the DPO's web console: held mail, the register, decisions, the Art. 33 draft in a browser |
 //! | tools | [`explain`] | `bccguard explain`: the decision for a saved message, sending nothing |
 //!
-//!
 //! The console stands beside `relay`: it works the [`incident`] workflow
 //! (the same `Workflow` handles the notifier gets) and never reaches into
 //! the relay, which starts it. The binary is `src/main.rs` with

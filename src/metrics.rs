@@ -9,7 +9,8 @@
 //! `bccguard_relay_duration_seconds`, `bccguard_group_allowed_total{group}`,
 //! `bccguard_quarantine_held`, `bccguard_quarantine_oldest_seconds`,
 //! `bccguard_quarantine_decisions_total{how,by}`,
-//! `bccguard_incident_deadline_seconds`. Every label value is pre-registered so
+//! `bccguard_incident_deadline_seconds`, `bccguard_console_logins_total{result}`.
+//! Every label value is pre-registered so
 //! series exist at 0 before the first event (alerts on `increase()` work).
 //!
 //! The quarantine and deadline metrics describe the store, not this
@@ -137,7 +138,13 @@ pub struct Metrics {
     /// not both add the same difference.
     decisions_sync: Mutex<()>,
     deadline: Arc<Deadline>,
+    console_logins: Family<ResultLabel, Counter>,
 }
+
+/// `result` label values of `bccguard_console_logins_total`: `ok`,
+/// `failed` (wrong user or password) and `throttled` (refused before the
+/// password was checked).
+pub const CONSOLE_LOGIN_RESULTS: [&str; 3] = ["ok", "failed", "throttled"];
 
 /// `group`: a name the DPO chose; one series per approved group, so the
 /// label's values are as many as the groups (bounded by the register).
@@ -309,6 +316,15 @@ impl Metrics {
         );
         let deadline = Arc::new(Deadline::default());
         registry.register_collector(Box::new(deadline.clone()));
+        let console_logins = Family::<ResultLabel, Counter>::default();
+        for result in CONSOLE_LOGIN_RESULTS {
+            let _ = console_logins.get_or_create(&ResultLabel { result });
+        }
+        registry.register(
+            "bccguard_console_logins",
+            "Login attempts at the DPO console, by result (ok, failed, throttled)",
+            console_logins.clone(),
+        );
         Self {
             registry,
             messages,
@@ -331,6 +347,7 @@ impl Metrics {
             decisions,
             decisions_sync: Mutex::new(()),
             deadline,
+            console_logins,
         }
     }
 
@@ -387,6 +404,12 @@ impl Metrics {
         self.notices
             .get_or_create(&NoticeLabel { kind, result })
             .inc();
+    }
+
+    /// One login attempt at the console (`result` from
+    /// [`CONSOLE_LOGIN_RESULTS`]).
+    pub fn console_login(&self, result: &'static str) {
+        self.console_logins.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// One reload attempt of policy.yaml.
