@@ -58,12 +58,17 @@ pub const REFUSAL_REASONS: [&str; 17] = {
 
 /// `(how, by)` label values of `bccguard_quarantine_decisions_total`:
 /// released as bcc, split or original, or dropped, by someone with the
-/// CLI; or expired after `quarantine.retention`, by the guard's expiry.
-pub const QUARANTINE_DECISIONS: [(&str, &str); 5] = [
+/// CLI or in the console; or expired after `quarantine.retention`, by the
+/// guard's expiry.
+pub const QUARANTINE_DECISIONS: [(&str, &str); 9] = [
     ("bcc", "cli"),
     ("split", "cli"),
     ("original", "cli"),
     ("dropped", "cli"),
+    ("bcc", "console"),
+    ("split", "console"),
+    ("original", "console"),
+    ("dropped", "console"),
     ("expired", "expiry"),
 ];
 
@@ -409,7 +414,9 @@ impl Metrics {
     /// One login attempt at the console (`result` from
     /// [`CONSOLE_LOGIN_RESULTS`]).
     pub fn console_login(&self, result: &'static str) {
-        self.console_logins.get_or_create(&ResultLabel { result }).inc();
+        self.console_logins
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     /// One reload attempt of policy.yaml.

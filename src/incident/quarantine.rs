@@ -55,18 +55,60 @@ impl ReleaseAs {
     }
 
     /// The detail of a `released` (or `release failed`) step:
-    /// `as bcc: 6 of 6 recipients accepted`. [`ReleaseAs::of_detail`] reads
-    /// it back: the metrics count releases from the register, since the
-    /// CLI that releases is not the process Prometheus scrapes.
-    pub fn detail(self, outcome: impl std::fmt::Display) -> String {
-        format!("as {}: {outcome}", self.as_str())
+    /// `as bcc: 6 of 6 recipients accepted` from the CLI, `as bcc via
+    /// console: ...` from the console. [`ReleaseAs::of_detail`] and
+    /// [`By::of_detail`] read it back: the metrics count releases from the
+    /// register, since the process that releases is not always the one
+    /// Prometheus scrapes.
+    pub fn detail(self, by: By, outcome: impl std::fmt::Display) -> String {
+        format!("as {}{}: {outcome}", self.as_str(), by.via())
     }
 
     /// How a release went out, from its step's detail (or the part before
-    /// the colon, `as bcc`); `None` if it is not one.
+    /// the colon, `as bcc`, `as bcc via console`); `None` if it is not one.
     pub fn of_detail(detail: &str) -> Option<ReleaseAs> {
-        let word = detail.strip_prefix("as ")?.split(':').next()?;
+        let head = detail.strip_prefix("as ")?.split(':').next()?;
+        let word = head.split(" via ").next()?;
         Self::ALL.into_iter().find(|how| how.as_str() == word)
+    }
+}
+
+/// Where a decision was taken, for the register's step and the `by` label
+/// of `bccguard_quarantine_decisions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    /// `bccguard quarantine ...` (the step's actor is the OS user).
+    Cli,
+    /// The DPO console (the actor is the console user).
+    Console,
+}
+
+impl By {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            By::Cli => "cli",
+            By::Console => "console",
+        }
+    }
+
+    /// What the step's detail says of it: nothing for the CLI (the
+    /// register's steps keep the form they always had), ` via console`.
+    fn via(self) -> &'static str {
+        match self {
+            By::Cli => "",
+            By::Console => " via console",
+        }
+    }
+
+    /// Where a step's decision was taken, from its detail.
+    pub fn of_detail(detail: &str) -> By {
+        let head = detail.split(':').next().unwrap_or(detail);
+        if head.contains("via console") {
+            By::Console
+        } else {
+            By::Cli
+        }
     }
 }
 
@@ -129,13 +171,25 @@ fn end_notices(cfg: &Config, event: &str) -> Vec<NewNotice> {
 }
 
 /// Sends a held message on; on failure it stays held (and the failure is
-/// a step on the incident).
+/// a step on the incident). From the CLI; [`release_by`] says where else.
 pub async fn release(
     store: &Arc<dyn Store>,
     cfg: &Config,
     id: &str,
     how: ReleaseAs,
     actor: &str,
+) -> Result<Released, QuarantineError> {
+    release_by(store, cfg, id, how, actor, By::Cli).await
+}
+
+/// [`release`], decided `by` the CLI or the console.
+pub async fn release_by(
+    store: &Arc<dyn Store>,
+    cfg: &Config,
+    id: &str,
+    how: ReleaseAs,
+    actor: &str,
+    by: By,
 ) -> Result<Released, QuarantineError> {
     let now = crate::clock::now() as i64;
     let key = id.to_string();
@@ -144,7 +198,7 @@ pub async fn release(
     let (id, actor) = (id.to_string(), actor.to_string());
     match result {
         Ok(released) => {
-            let step = Step::now(&actor, "released", how.detail(&released.summary));
+            let step = Step::now(&actor, "released", how.detail(by, &released.summary));
             let disclosed = (how == ReleaseAs::Original).then_some(crate::clock::now() as i64);
             let notices = end_notices(cfg, "released");
             store::call(store, move |s| {
@@ -154,7 +208,7 @@ pub async fn release(
             Ok(released)
         }
         Err(why) => {
-            let step = Step::now(&actor, "release failed", how.detail(&why));
+            let step = Step::now(&actor, "release failed", how.detail(by, &why));
             let key = id.clone();
             store::call(store, move |s| s.unclaim(&key, &step)).await?;
             Err(QuarantineError::NotSent { id, why })
@@ -162,14 +216,29 @@ pub async fn release(
     }
 }
 
-/// Deletes a held message and tells the sender.
+/// Deletes a held message and tells the sender (from the CLI).
 pub async fn drop_held(
     store: &Arc<dyn Store>,
     cfg: &Config,
     id: &str,
     actor: &str,
 ) -> Result<(), QuarantineError> {
-    let step = Step::now(actor, "dropped", "deleted after review; the sender is told");
+    drop_by(store, cfg, id, actor, By::Cli).await
+}
+
+/// [`drop_held`], decided `by` the CLI or the console.
+pub async fn drop_by(
+    store: &Arc<dyn Store>,
+    cfg: &Config,
+    id: &str,
+    actor: &str,
+    by: By,
+) -> Result<(), QuarantineError> {
+    let detail = match by {
+        By::Cli => "deleted after review; the sender is told".to_string(),
+        By::Console => "via console: deleted after review; the sender is told".to_string(),
+    };
+    let step = Step::now(actor, "dropped", detail);
     let notices = end_notices(cfg, "dropped");
     let id = id.to_string();
     store::call(store, move |s| {
@@ -257,18 +326,32 @@ pub async fn expire_due(wf: &Workflow) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{ReleaseAs, actor_from};
+    use super::{By, ReleaseAs, actor_from};
 
     #[test]
-    fn a_release_step_names_how_and_is_read_back() {
+    fn a_release_step_names_how_and_where_and_is_read_back() {
         for how in ReleaseAs::ALL {
-            let detail = how.detail("6 of 6 recipients accepted");
-            assert!(detail.starts_with(&format!("as {}: ", how.as_str())));
-            assert_eq!(ReleaseAs::of_detail(&detail), Some(how));
-            // The store hands over the part before the colon.
-            let head = detail.split(':').next().unwrap();
-            assert_eq!(ReleaseAs::of_detail(head), Some(how));
+            for by in [By::Cli, By::Console] {
+                let detail = how.detail(by, "6 of 6 recipients accepted: 250 ok");
+                assert_eq!(ReleaseAs::of_detail(&detail), Some(how), "{detail}");
+                assert_eq!(By::of_detail(&detail), by, "{detail}");
+                // The store hands over the part before the colon.
+                let head = detail.split(':').next().unwrap();
+                assert_eq!(ReleaseAs::of_detail(head), Some(how));
+                assert_eq!(By::of_detail(head), by);
+            }
+            // The CLI's steps keep the form they always had.
+            let cli = how.detail(By::Cli, "x");
+            assert_eq!(cli, format!("as {}: x", how.as_str()));
         }
+        assert_eq!(
+            By::of_detail("via console: deleted after review"),
+            By::Console
+        );
+        assert_eq!(
+            By::of_detail("deleted after review; the sender is told"),
+            By::Cli
+        );
         for other in ["", "as", "as bccx: 1", "bcc: 1", "as : 1"] {
             assert_eq!(ReleaseAs::of_detail(other), None, "{other:?}");
         }

@@ -318,8 +318,8 @@ pub struct Tally {
     /// When the one waiting longest was held (Unix seconds).
     pub oldest_held_at: Option<i64>,
     /// Holds ended so far, by final state (released, dropped, expired)
-    /// and, for a release, the start of its `released` step's detail
-    /// before the colon (`as bcc`): how many. Never fewer than before,
+    /// and, for a release or a drop, the start of its step's detail before
+    /// the colon (`as bcc`, `as bcc via console`, `via console`): how many. Never fewer than before,
     /// since a quarantine row is kept (without its message) once ended.
     pub ended: Vec<(HoldState, Option<String>, u64)>,
     /// The earliest moment of disclosure (Unix seconds) among the

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::incident::notify::ART33_DEADLINE;
-use crate::incident::quarantine::ReleaseAs;
+use crate::incident::quarantine::{By, ReleaseAs};
 use crate::incident::store::{self, HoldState, Store, Tally};
 use crate::metrics::Metrics;
 
@@ -74,11 +74,13 @@ fn decisions(t: &Tally) -> Vec<(&'static str, &'static str, u64)> {
     let mut out: Vec<(&'static str, &'static str, u64)> = Vec::new();
     for (state, detail, n) in &t.ended {
         let label = match state {
-            HoldState::Released => detail
-                .as_deref()
-                .and_then(ReleaseAs::of_detail)
-                .map(|how| (how.as_str(), "cli")),
-            HoldState::Dropped => Some(("dropped", "cli")),
+            HoldState::Released => detail.as_deref().and_then(|d| {
+                ReleaseAs::of_detail(d).map(|how| (how.as_str(), By::of_detail(d).as_str()))
+            }),
+            HoldState::Dropped => Some((
+                "dropped",
+                By::of_detail(detail.as_deref().unwrap_or("")).as_str(),
+            )),
             HoldState::Expired => Some(("expired", "expiry")),
             HoldState::Held | HoldState::Releasing => None,
         };

@@ -584,9 +584,9 @@ impl Store for SqliteStore {
         // One row per ended hold (the row stays, its message goes); a
         // release's how is the start of its step's detail ("as bcc: ...").
         let mut stmt = conn.prepare(
-            "SELECT q.state, CASE WHEN q.state = 'released' THEN (
-                    SELECT substr(s.detail, 1, instr(s.detail, ':') - 1) FROM steps s
-                    WHERE s.incident = q.incident AND s.step = 'released'
+            "SELECT q.state, CASE WHEN q.state IN ('released', 'dropped') THEN (
+                    SELECT NULLIF(substr(s.detail, 1, instr(s.detail, ':') - 1), '') FROM steps s
+                    WHERE s.incident = q.incident AND s.step = q.state
                     ORDER BY s.seq DESC LIMIT 1) END AS how, COUNT(*)
              FROM quarantine q WHERE q.state IN ('released', 'dropped', 'expired')
              GROUP BY q.state, how ORDER BY q.state, how",
@@ -600,9 +600,11 @@ impl Store for SqliteStore {
                 ))
             })?
             .collect::<rusqlite::Result<_>>()?;
+        // Reported to the authority (the console's step): done, no clock.
         let first_disclosed = conn.query_row(
-            "SELECT MIN(COALESCE(disclosed_at, recorded_at)) FROM incidents
-             WHERE class = 'disclosed' AND COALESCE(disclosed_at, recorded_at) >= ?1",
+            "SELECT MIN(COALESCE(disclosed_at, recorded_at)) FROM incidents i
+             WHERE class = 'disclosed' AND COALESCE(disclosed_at, recorded_at) >= ?1
+             AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.incident = i.id AND s.step = 'authority notified')",
             [disclosed_since],
             |r| r.get::<_, Option<i64>>(0),
         )?;

@@ -389,6 +389,24 @@ fn the_tally_counts_what_waits_what_ended_and_the_first_disclosure() {
     assert_eq!(t.first_disclosed, Some(300));
     assert_eq!(s.tally(301).unwrap().first_disclosed, Some(400));
     assert_eq!(s.tally(401).unwrap().first_disclosed, None);
+    // Reported to the authority: its clock stops.
+    s.add_step("B", &step("authority notified", "on 2026-12-08"))
+        .unwrap();
+    assert_eq!(s.tally(0).unwrap().first_disclosed, Some(400));
+    // A drop in the console says so before its colon.
+    s.record(&incident("F", 500), &[], Some(&held("F", 500)), &[], None)
+        .unwrap();
+    let console = step(
+        "dropped",
+        "via console: deleted after review; the sender is told",
+    );
+    s.finish("F", HoldState::Dropped, &console, None, &[])
+        .unwrap();
+    assert!(s.tally(0).unwrap().ended.contains(&(
+        HoldState::Dropped,
+        Some("via console".into()),
+        1
+    )));
 }
 
 #[test]
