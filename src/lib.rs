@@ -39,6 +39,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod explain;
 pub mod id;
 pub mod incident;
