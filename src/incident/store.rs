@@ -333,7 +333,8 @@ impl Role {
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // pad: `{:<6}` aligns it in tables.
+        f.pad(self.as_str())
     }
 }
 
