@@ -1,5 +1,6 @@
-//! The `bccguard` command line: `serve`, `check`, `explain`, `health`, and
-//! the DPO's `quarantine`, `incident` and `group` commands on the store.
+//! The `bccguard` command line: `serve`, `check`, `explain`, `health`, the
+//! DPO's `quarantine`, `incident` and `group` commands on the store, and
+//! `user` for the console's accounts.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ mod cli;
 
 use cli::dpo::{IncidentCmd, QuarantineCmd, incident, quarantine, workflow};
 use cli::group::{GroupCmd, group};
+use cli::user::{UserCmd, user};
 use cli::{admin, load, serve::serve};
 
 /// SMTP submission guard against open distribution lists (To/Cc leaks).
@@ -106,6 +108,15 @@ Exit status (for scripts):
         #[command(subcommand)]
         command: GroupCmd,
     },
+    /// The DPO console's accounts: add (with a role), list, remove, and a
+    /// new password.
+    User {
+        /// policy.yaml of the guard (for store.path).
+        #[arg(long, short, env = "BCCGUARD_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: UserCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -138,6 +149,7 @@ fn main() -> ExitCode {
         Cmd::Group { config, command } => {
             load(config.as_ref()).and_then(|c| workflow(|| group(c, command)))
         }
+        Cmd::User { config, command } => load(config.as_ref()).and_then(|c| user(c, command)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

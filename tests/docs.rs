@@ -597,8 +597,8 @@ fn subcommand_words(args: &[String]) -> Vec<String> {
             break;
         }
         words.push(a.clone());
-        // Only quarantine and incident have subcommands of their own.
-        if words.len() == 1 && !["quarantine", "incident"].contains(&a.as_str()) {
+        // The commands whose subcommands are probed on their own.
+        if words.len() == 1 && !["quarantine", "incident", "user"].contains(&a.as_str()) {
             break;
         }
     }

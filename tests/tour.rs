@@ -88,8 +88,8 @@ fn the_readme_tour_runs_as_shown() {
         "the tour is not what this test reads: {steps:?}"
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let (smtp, metrics) = (free_port(), free_port());
-    // The embedded default, on free ports instead of 2525/9925 (which a
+    let (smtp, metrics, console) = (free_port(), free_port(), free_port());
+    // The embedded default, on free ports instead of 2525/9925/9926 (which a
     // guard of the developer's own may hold).
     let mut guard = Command::new(BIN)
         .arg("serve")
@@ -97,6 +97,7 @@ fn the_readme_tour_runs_as_shown() {
         .env_remove("BCCGUARD_CONFIG")
         .env("BCCGUARD__SERVER__LISTEN", format!("127.0.0.1:{smtp}"))
         .env("BCCGUARD__METRICS__LISTEN", format!("127.0.0.1:{metrics}"))
+        .env("BCCGUARD__CONSOLE__LISTEN", format!("127.0.0.1:{console}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -1,12 +1,13 @@
 //! The command line's subcommands, one file per audience: [`serve`] runs
 //! the guard, [`admin`] checks and explains a policy and probes a running
 //! guard, [`dpo`] works the quarantine and the incident register,
-//! [`group`] the approved open groups.
+//! [`group`] the approved open groups, [`user`] the console's accounts.
 
 pub mod admin;
 pub mod dpo;
 pub mod group;
 pub mod serve;
+pub mod user;
 
 use std::path::PathBuf;
 

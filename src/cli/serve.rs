@@ -40,6 +40,14 @@ pub fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
         if let Some(m) = &listeners.metrics {
             tracing::info!("metrics on http://{}/metrics", m.local_addr()?);
         }
+        if let Some(c) = &listeners.console {
+            let scheme = if config.console.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            tracing::info!("console on {scheme}://{}/", c.local_addr()?);
+        }
         tracing::info!(
             upstream = ?config.upstream.target,
             threshold = config.policy.max_external_recipients,

@@ -27,12 +27,13 @@ use serde::Deserialize;
 
 use crate::config::{Config, ConsoleAuth};
 use crate::incident::Workflow;
-use crate::incident::quarantine::{self, ReleaseAs};
+use crate::incident::quarantine::{self, By, ReleaseAs};
 use crate::incident::store::{self, Class, ConsoleSession, HoldState, Incident, Step, StoreError};
 use crate::templates::Lang;
 
 use super::auth::{self, Role, Throttle};
 use super::pages::{self, Ctx, Detail, FilterForm, Viewer};
+use super::tls::ClientAddr;
 use super::words::{W, negotiate, w};
 
 /// The session cookie's name.
@@ -156,15 +157,27 @@ struct Who {
     viewer: Viewer,
     role: Role,
     session: ConsoleSession,
+    /// The cookie's token: the CSRF token is derived from it.
+    token: String,
 }
 
 async fn who(c: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Result<Who, Response> {
+    who_at(c, headers, peer, "/").await
+}
+
+/// [`who`] for a request to `uri` (where `auth: header` comes back to).
+async fn who_at(
+    c: &Shared,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    uri: &str,
+) -> Result<Who, Response> {
     let cfg = c.wf.config();
     let now = crate::clock::now() as i64;
     let token = cookie(headers, SESSION_COOKIE).map(str::to_string);
-    let from_session = match token {
+    let from_session = match &token {
         Some(t) => {
-            let key = auth::session_key(&t);
+            let key = auth::session_key(t);
             store::call(&c.wf.store, move |s| s.session(&key, now))
                 .await
                 .map_err(|e| store_down(&cfg, headers, &e))?
@@ -187,34 +200,98 @@ async fn who(c: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Result<Who, R
         let Some(name) = named.filter(|_| trusted) else {
             return Err(refusal(&cfg, headers, StatusCode::FORBIDDEN, W::Forbidden));
         };
-        if let Some((session, user)) = from_session
+        let name = auth::normalize_user_name(name).unwrap_or_default();
+        if let (Some((session, user)), Some(t)) = (from_session, token)
             && user.name == name
         {
-            return Ok(to_who(session, &user));
+            return Ok(to_who(session, &user, t));
         }
-        let _ = name;
         // No session of this user yet: the proxy logged them in; the
-        // console only needs its own session for the CSRF token.
-        return Err(Redirect::to("/login").into_response());
+        // console opens its own (for the CSRF token) and comes back.
+        return Err(header_login(c, &cfg, headers, &name, peer, uri).await);
     }
-    match from_session {
-        Some((session, user)) => Ok(to_who(session, &user)),
-        None => Err(Redirect::to("/login").into_response()),
+    match (from_session, token) {
+        (Some((session, user)), Some(t)) => Ok(to_who(session, &user, t)),
+        _ => Err(Redirect::to("/login").into_response()),
     }
 }
 
-fn to_who(session: ConsoleSession, user: &store::User) -> Who {
-    let role = Role::parse(&user.role).unwrap_or(Role::Viewer);
+fn to_who(session: ConsoleSession, user: &store::User, token: String) -> Who {
+    let role = user.role;
     Who {
         viewer: Viewer {
             name: user.name.clone(),
             role: role.as_str(),
             may_decide: role.may_decide(),
-            csrf: session.csrf.clone(),
+            csrf: auth::csrf_token(&token),
         },
         role,
         session,
+        token,
     }
+}
+
+/// `auth: header`: the proxy named a user the console has no session of.
+/// A name the user table does not know is refused; a known one gets a
+/// fresh session and is sent back to where it was going.
+async fn header_login(
+    c: &Shared,
+    cfg: &Config,
+    headers: &HeaderMap,
+    name: &str,
+    peer: SocketAddr,
+    uri: &str,
+) -> Response {
+    let key = name.to_string();
+    let user = match store::call(&c.wf.store, move |s| s.user(&key)).await {
+        Ok(u) => u,
+        Err(e) => return store_down(cfg, headers, &e),
+    };
+    let Some(user) = user else {
+        c.wf.metrics.console_login("failed");
+        tracing::warn!(user = %name, client = %peer.ip(), "console: the proxy named a user the console does not know");
+        return refusal(cfg, headers, StatusCode::FORBIDDEN, W::Forbidden);
+    };
+    match open_session(c, cfg, &user, peer).await {
+        Ok(cookie) => {
+            // Only a path of ours: never an absolute URL from the request.
+            let back = if uri.starts_with('/') && !uri.starts_with("//") {
+                uri
+            } else {
+                "/"
+            };
+            ([(header::SET_COOKIE, cookie)], Redirect::to(back)).into_response()
+        }
+        Err(e) => store_down(cfg, headers, &e),
+    }
+}
+
+/// A fresh session for `user` (a new random id at every login: no
+/// fixation); returns its Set-Cookie value.
+async fn open_session(
+    c: &Shared,
+    cfg: &Config,
+    user: &store::User,
+    peer: SocketAddr,
+) -> Result<String, StoreError> {
+    let now = crate::clock::now() as i64;
+    let token = auth::new_session_token();
+    let session = ConsoleSession {
+        key: auth::session_key(&token),
+        user: user.name.clone(),
+        csrf: None,
+        created_at: now,
+        expires_at: now + cfg.console.session_ttl.as_secs() as i64,
+        client: Some(peer.ip().to_canonical().to_string()),
+    };
+    store::call(&c.wf.store, move |s| s.create_session(&session)).await?;
+    c.wf.metrics.console_login("ok");
+    tracing::info!(user = %user.name, client = %peer.ip(), "console login");
+    Ok(format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        cfg.console.session_ttl.as_secs(),
+        if c.tls { "; Secure" } else { "" }
+    ))
 }
 
 fn store_down(cfg: &Config, headers: &HeaderMap, e: &StoreError) -> Response {
@@ -225,7 +302,7 @@ fn store_down(cfg: &Config, headers: &HeaderMap, e: &StoreError) -> Response {
 /// A POST's CSRF check: the form's token against the session's, in
 /// constant time. Without it, 403 and nothing changes.
 fn csrf(who: &Who, presented: &str) -> bool {
-    auth::csrf_ok(&who.session.csrf, presented)
+    auth::csrf_ok(&who.token, presented)
 }
 
 async fn css() -> impl IntoResponse {
@@ -270,15 +347,15 @@ struct LoginForm {
 
 async fn login(
     State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
     let cfg = c.wf.config();
     let page = |status, e| html(status, pages::login(&ctx(&cfg, &headers), Some(e)));
-    let now = crate::clock::now() as i64;
+    let now = std::time::Instant::now();
     let ip = peer.ip().to_canonical();
-    let name = f.user.trim().to_string();
+    let name = auth::normalize_user_name(f.user.trim()).unwrap_or_default();
     if let Err(retry) = c.throttle.check(&name, ip, now) {
         c.wf.metrics.console_login("throttled");
         tracing::warn!(user = %name, client = %ip, retry_after = retry.as_secs(), "console login throttled");
@@ -299,7 +376,7 @@ async fn login(
         Some(u) if auth::verify_password(&password, &u.password_hash) => Some(u),
         Some(_) => None,
         None => {
-            auth::verify_dummy(&password);
+            auth::verify_unknown_user(&password);
             None
         }
     })
@@ -313,26 +390,10 @@ async fn login(
         return page(StatusCode::UNAUTHORIZED, W::LoginFailed);
     };
     c.throttle.succeeded(&name, ip);
-    let token = auth::new_session_token();
-    let session = ConsoleSession {
-        key: auth::session_key(&token),
-        user: user.name.clone(),
-        csrf: auth::new_session_token(),
-        created_at: now,
-        expires_at: now + cfg.console.session_ttl.as_secs() as i64,
-        client: Some(ip.to_string()),
-    };
-    if let Err(e) = store::call(&c.wf.store, move |s| s.create_session(&session)).await {
-        return store_down(&cfg, &headers, &e);
+    match open_session(&c, &cfg, &user, peer).await {
+        Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response(),
+        Err(e) => store_down(&cfg, &headers, &e),
     }
-    c.wf.metrics.console_login("ok");
-    tracing::info!(user = %user.name, client = %ip, "console login");
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        cfg.console.session_ttl.as_secs(),
-        if c.tls { "; Secure" } else { "" }
-    );
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
 
 #[derive(Deserialize)]
@@ -343,7 +404,7 @@ struct CsrfOnly {
 
 async fn logout(
     State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Form(f): Form<CsrfOnly>,
 ) -> Response {
@@ -365,7 +426,7 @@ async fn logout(
 
 async fn overview(
     State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
 ) -> Response {
     let who = match who(&c, &headers, peer).await {
@@ -381,7 +442,10 @@ async fn overview(
         let mut disclosed = Vec::new();
         // Disclosed within the last days, plus any older still open.
         for i in s.incidents(since - 3 * 86400, Some(Class::Disclosed))? {
-            let done = s.steps(&i.record.id)?.iter().any(|st| st.step == AUTHORITY_NOTIFIED);
+            let done = s
+                .steps(&i.record.id)?
+                .iter()
+                .any(|st| st.step == AUTHORITY_NOTIFIED);
             disclosed.push((i, done));
         }
         Ok((held, week, disclosed))
@@ -421,7 +485,7 @@ fn pages_of(total: usize) -> usize {
 
 async fn held(
     State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
@@ -438,10 +502,17 @@ async fn held(
     all.reverse();
     let pages = pages_of(all.len());
     let page = q.page.unwrap_or(1).clamp(1, pages);
-    let items: Vec<Incident> = all.into_iter().skip((page - 1) * PAGE_SIZE).take(PAGE_SIZE).collect();
+    let items: Vec<Incident> = all
+        .into_iter()
+        .skip((page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .collect();
     let retention = cfg.quarantine.retention.as_secs() as i64;
     let cx = ctx(&cfg, &headers);
-    html(StatusCode::OK, pages::held(&cx, &who.viewer, &items, retention, page, pages))
+    html(
+        StatusCode::OK,
+        pages::held(&cx, &who.viewer, &items, retention, page, pages),
+    )
 }
 
 #[derive(Deserialize, Default)]
@@ -474,7 +545,7 @@ impl RegisterQuery {
 
 async fn incidents(
     State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Query(q): Query<RegisterQuery>,
 ) -> Response {
@@ -495,7 +566,15 @@ async fn incidents(
     let cx = ctx(&cfg, &headers);
     html(
         StatusCode::OK,
-        pages::incidents(&cx, &who.viewer, &form, &items, total, page, pages_of(total)),
+        pages::incidents(
+            &cx,
+            &who.viewer,
+            &form,
+            &items,
+            total,
+            page,
+            pages_of(total),
+        ),
     )
 }
 
@@ -531,8 +610,12 @@ pub fn register_csv(items: &[Incident]) -> String {
             r.envelope_recipients.to_string(),
             r.header_from.clone().unwrap_or_else(|| r.mail_from.clone()),
             r.subject.clone().unwrap_or_default(),
-            i.disclosed_at.map(crate::clock::rfc3339).unwrap_or_default(),
-            crate::incident::notify::deadline(i).map(crate::clock::rfc3339).unwrap_or_default(),
+            i.disclosed_at
+                .map(crate::clock::rfc3339)
+                .unwrap_or_default(),
+            crate::incident::notify::deadline(i)
+                .map(crate::clock::rfc3339)
+                .unwrap_or_default(),
         ];
         let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
         out.push_str(&line.join(","));
@@ -547,7 +630,7 @@ const CSV_BATCH: usize = 1000;
 
 async fn incidents_csv(
     State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Query(q): Query<RegisterQuery>,
 ) -> Response {
@@ -592,11 +675,16 @@ fn header_section(message: &[u8]) -> String {
 
 async fn incident(
     State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let who = match who(&c, &headers, peer).await {
+    // The DPO's notice links here: `auth: header` comes back to it.
+    let here = format!(
+        "/incidents/{}",
+        form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+    );
+    let who = match who_at(&c, &headers, peer, &here).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -615,7 +703,9 @@ async fn incident(
     .await;
     let (i, steps, held, kept) = match read {
         Ok(v) => v,
-        Err(StoreError::NotFound(_)) => return refusal(&cfg, &headers, StatusCode::NOT_FOUND, W::NotFound),
+        Err(StoreError::NotFound(_)) => {
+            return refusal(&cfg, &headers, StatusCode::NOT_FOUND, W::NotFound);
+        }
         Err(e) => return store_down(&cfg, &headers, &e),
     };
     let detail = Detail {
@@ -623,7 +713,10 @@ async fn incident(
         kept,
     };
     let cx = ctx(&cfg, &headers);
-    html(StatusCode::OK, pages::incident(&cx, &who.viewer, &i, &steps, &detail))
+    html(
+        StatusCode::OK,
+        pages::incident(&cx, &who.viewer, &i, &steps, &detail),
+    )
 }
 
 #[derive(Deserialize, Default)]
@@ -634,7 +727,7 @@ struct LangQuery {
 
 async fn report(
     State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<LangQuery>,
@@ -645,10 +738,15 @@ async fn report(
     };
     let cfg = c.wf.config();
     let key = id.clone();
-    let read = store::call(&c.wf.store, move |s| Ok((s.incident(&key)?, s.steps(&key)?, s.affected(&key)?))).await;
+    let read = store::call(&c.wf.store, move |s| {
+        Ok((s.incident(&key)?, s.steps(&key)?, s.affected(&key)?))
+    })
+    .await;
     let (i, steps, kept) = match read {
         Ok(v) => v,
-        Err(StoreError::NotFound(_)) => return refusal(&cfg, &headers, StatusCode::NOT_FOUND, W::NotFound),
+        Err(StoreError::NotFound(_)) => {
+            return refusal(&cfg, &headers, StatusCode::NOT_FOUND, W::NotFound);
+        }
         Err(e) => return store_down(&cfg, &headers, &e),
     };
     let mut cx = ctx(&cfg, &headers);
@@ -661,7 +759,7 @@ async fn report(
 
 async fn message(
     State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
@@ -689,7 +787,7 @@ async fn message(
 
 async fn recipients_csv(
     State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
@@ -701,7 +799,11 @@ async fn recipients_csv(
     if !who.role.may_see_recipients() {
         return refusal(&cfg, &headers, StatusCode::FORBIDDEN, W::Forbidden);
     }
-    let step = Step::now(&who.viewer.name, "recipients viewed", "affected addresses downloaded in the console");
+    let step = Step::now(
+        &who.viewer.name,
+        "recipients viewed",
+        "affected addresses downloaded in the console",
+    );
     let key = id.clone();
     let read = store::call(&c.wf.store, move |s| {
         let kept = s.affected(&key)?;
@@ -730,13 +832,20 @@ async fn recipients_csv(
             )
                 .into_response()
         }
-        Ok(_) | Err(StoreError::NotFound(_)) => refusal(&cfg, &headers, StatusCode::NOT_FOUND, W::NotFound),
+        Ok(_) | Err(StoreError::NotFound(_)) => {
+            refusal(&cfg, &headers, StatusCode::NOT_FOUND, W::NotFound)
+        }
         Err(e) => store_down(&cfg, &headers, &e),
     }
 }
 
 /// A decision's common start: the user, the CSRF token, the role.
-async fn decider(c: &Shared, headers: &HeaderMap, peer: SocketAddr, token: &str) -> Result<Who, Response> {
+async fn decider(
+    c: &Shared,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    token: &str,
+) -> Result<Who, Response> {
     let who = who(c, headers, peer).await?;
     let cfg = c.wf.config();
     if !csrf(&who, token) || !who.role.may_decide() {
@@ -763,7 +872,7 @@ struct ReleaseForm {
 
 async fn release(
     State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(f): Form<ReleaseForm>,
@@ -782,13 +891,17 @@ async fn release(
         _ => return refusal(&cfg, &headers, StatusCode::BAD_REQUEST, W::BadRequest),
     };
     if how == ReleaseAs::Original {
-        let step = Step::now(&who.viewer.name, "note", format!("reason for releasing the original: {}", f.reason.trim()));
+        let step = Step::now(
+            &who.viewer.name,
+            "note",
+            format!("reason for releasing the original: {}", f.reason.trim()),
+        );
         let key = id.clone();
         if let Err(e) = store::call(&c.wf.store, move |s| s.add_step(&key, &step)).await {
             return store_down(&cfg, &headers, &e);
         }
     }
-    match quarantine::release(&c.wf.store, &cfg, &id, how, &who.viewer.name).await {
+    match quarantine::release_by(&c.wf.store, &cfg, &id, how, &who.viewer.name, By::Console).await {
         Ok(done) => {
             tracing::info!(incident = %id, user = %who.viewer.name, how = how.as_str(), summary = %done.summary, "released in the console");
             c.wf.wake.notify_one();
@@ -797,14 +910,17 @@ async fn release(
         Err(e) => {
             tracing::warn!(incident = %id, user = %who.viewer.name, "console release: {e}");
             let cx = ctx(&cfg, &headers);
-            html(StatusCode::CONFLICT, pages::message(&cx, Some(&who.viewer), W::Record, &e.to_string()))
+            html(
+                StatusCode::CONFLICT,
+                pages::message(&cx, Some(&who.viewer), W::Record, &e.to_string()),
+            )
         }
     }
 }
 
 async fn drop_held(
     State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(f): Form<CsrfOnly>,
@@ -814,14 +930,17 @@ async fn drop_held(
         Err(r) => return r,
     };
     let cfg = c.wf.config();
-    match quarantine::drop_held(&c.wf.store, &cfg, &id, &who.viewer.name).await {
+    match quarantine::drop_by(&c.wf.store, &cfg, &id, &who.viewer.name, By::Console).await {
         Ok(()) => {
             c.wf.wake.notify_one();
             back(&id)
         }
         Err(e) => {
             let cx = ctx(&cfg, &headers);
-            html(StatusCode::CONFLICT, pages::message(&cx, Some(&who.viewer), W::Record, &e.to_string()))
+            html(
+                StatusCode::CONFLICT,
+                pages::message(&cx, Some(&who.viewer), W::Record, &e.to_string()),
+            )
         }
     }
 }
@@ -838,7 +957,7 @@ pub const MAX_NOTE: usize = 4000;
 
 async fn note(
     State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(f): Form<NoteForm>,
@@ -852,7 +971,14 @@ async fn note(
     if text.is_empty() || text.len() > MAX_NOTE {
         return refusal(&cfg, &headers, StatusCode::BAD_REQUEST, W::BadRequest);
     }
-    add_step(&c, &cfg, &headers, &id, Step::now(&who.viewer.name, "note", text)).await
+    add_step(
+        &c,
+        &cfg,
+        &headers,
+        &id,
+        Step::now(&who.viewer.name, "note", text),
+    )
+    .await
 }
 
 async fn add_step(c: &Shared, cfg: &Config, headers: &HeaderMap, id: &str, step: Step) -> Response {
@@ -881,7 +1007,7 @@ struct NotifiedForm {
 
 async fn notified(
     State(c): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(f): Form<NotifiedForm>,
@@ -908,7 +1034,14 @@ async fn notified(
     } else {
         format!("on {date}, reference {reference}")
     };
-    add_step(&c, &cfg, &headers, &id, Step::now(&who.viewer.name, step_name, detail)).await
+    add_step(
+        &c,
+        &cfg,
+        &headers,
+        &id,
+        Step::now(&who.viewer.name, step_name, detail),
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -917,7 +1050,10 @@ mod tests {
 
     #[test]
     fn a_formula_from_a_subject_stays_text_in_the_export() {
-        assert_eq!(csv_field("=HYPERLINK(\"http://x\")"), "\"'=HYPERLINK(\"\"http://x\"\")\"");
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://x\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
         assert_eq!(csv_field("Termin, Montag"), "\"Termin, Montag\"");
         assert_eq!(csv_field("-1"), "\"'-1\"");
     }
@@ -925,7 +1061,10 @@ mod tests {
     #[test]
     fn cookies_are_read_by_name() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; bccguard_session=tok; bccguard_lang=en"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; bccguard_session=tok; bccguard_lang=en"),
+        );
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("tok"));
         assert_eq!(lang(&h), Lang::En);
         assert_eq!(cookie(&h, "b"), None);
@@ -933,7 +1072,10 @@ mod tests {
 
     #[test]
     fn the_header_section_ends_at_the_first_empty_line() {
-        assert_eq!(header_section(b"Subject: x\r\nTo: a@b\r\n\r\nbody\r\n"), "Subject: x\r\nTo: a@b\r\n");
+        assert_eq!(
+            header_section(b"Subject: x\r\nTo: a@b\r\n\r\nbody\r\n"),
+            "Subject: x\r\nTo: a@b\r\n"
+        );
         assert_eq!(header_section(b"Subject: x\r\n"), "Subject: x\r\n");
     }
 }

@@ -19,6 +19,11 @@
 //!   with the sender, who approved them and until when. The guard loads
 //!   them into a snapshot ([`crate::policy::Groups`]) and looks for
 //!   changes every few seconds ([`Store::groups_version`]).
+//! - **Console accounts and sessions** (`bccguard user`, the DPO console):
+//!   who may log in with which [`Role`], the password as an Argon2id PHC
+//!   string only, and the live logins by the SHA-256 of their token only
+//!   (`crate::console::auth` says why), so a copy of the file neither
+//!   reveals a password nor opens a session.
 //!
 //! The trait is blocking (call it from `spawn_blocking`) and small, so a
 //! shared database can serve a fleet later. SQLite runs in WAL mode with
@@ -309,6 +314,81 @@ impl ApprovedGroup {
     }
 }
 
+/// What a console account may do. Defined here, as the `role` column's
+/// type; the permissions themselves (`may_decide`, `may_see_recipients`)
+/// are the console's (`crate::console::auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The data-protection officer (or a deputy): decides on held mail,
+    /// reads bodies and recipient lists.
+    Dpo,
+    /// Reads the register and the header sections of held mail; decides
+    /// nothing.
+    Viewer,
+}
+
+impl Role {
+    /// Every role, in the order help texts list them.
+    pub const ALL: [Role; 2] = [Role::Dpo, Role::Viewer];
+
+    /// `dpo` or `viewer`: the stored and shown name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Dpo => "dpo",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// Parses `dpo` / `viewer` (exactly; the stored form).
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // pad: `{:<6}` aligns it in tables.
+        f.pad(self.as_str())
+    }
+}
+
+/// A console account (`bccguard user add`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The login name, unique (normalised by `console::auth::normalize_user_name`).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// The password as an Argon2id PHC string, never the password itself.
+    pub password_hash: String,
+    /// When it was made (Unix seconds).
+    pub created_at: i64,
+    /// Who made it (the OS user of the CLI, as for workflow steps).
+    pub created_by: String,
+}
+
+/// A console login. Named so beside the SMTP session of the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// The SHA-256 of the session token (`console::auth::session_key`):
+    /// the token itself lives only in the browser's cookie.
+    pub key: String,
+    /// The account's name.
+    pub user: String,
+    /// A CSRF secret kept with the session, for a scheme that stores one;
+    /// `None` with the console's own, which derives the CSRF token from
+    /// the session token (`console::auth::csrf_token`).
+    pub csrf: Option<String>,
+    /// When it began (Unix seconds).
+    pub created_at: i64,
+    /// When it ends (Unix seconds): `created_at + console.session_ttl`.
+    pub expires_at: i64,
+    /// The client's address at login (for the account holder's own
+    /// review), if known.
+    pub client: Option<String>,
+}
+
 /// The register and the quarantine in numbers, for `/metrics`
 /// ([`crate::incident::tally`]): one read, cheap enough for every scrape.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -357,6 +437,13 @@ pub enum StoreError {
     /// No group of that name.
     #[error("group {0:?}: not found")]
     NoGroup(String),
+    /// `user add` with a name in use.
+    #[error("user {0:?} exists already (bccguard user passwd changes its password)")]
+    UserExists(String),
+    /// No console account of that name (not [`StoreError::NotFound`],
+    /// whose text names an incident).
+    #[error("user {0:?}: not found (bccguard user list)")]
+    NoUser(String),
 }
 
 /// An incident as the workflow's unit tests use it: 1494 external
@@ -503,6 +590,32 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// A number that changes whenever a group is approved or removed (the
     /// guard reloads its snapshot when it does).
     fn groups_version(&self) -> Result<i64, StoreError>;
+    /// Stores a new console account; a name in use is
+    /// [`StoreError::UserExists`].
+    fn add_user(&self, user: &User) -> Result<(), StoreError>;
+    /// One account, if there is one of that name.
+    fn user(&self, name: &str) -> Result<Option<User>, StoreError>;
+    /// Every account, by name.
+    fn users(&self) -> Result<Vec<User>, StoreError>;
+    /// Deletes an account and ends its sessions, in one transaction;
+    /// returns how many sessions ended. An unknown name is
+    /// [`StoreError::NoUser`].
+    fn remove_user(&self, name: &str) -> Result<usize, StoreError>;
+    /// Replaces an account's password hash and ends its sessions (a
+    /// changed password logs out whoever knew the old one, OWASP ASVS
+    /// 3.3.2), in one transaction; returns how many sessions ended. An
+    /// unknown name is [`StoreError::NoUser`].
+    fn set_password(&self, name: &str, password_hash: &str) -> Result<usize, StoreError>;
+    /// Stores a new login (its user must exist).
+    fn create_session(&self, session: &ConsoleSession) -> Result<(), StoreError>;
+    /// The login with this key and its account, if it is live at `now`
+    /// (Unix seconds); an expired one is deleted and `None`, and so is one
+    /// whose account is gone.
+    fn session(&self, key: &str, now: i64) -> Result<Option<(ConsoleSession, User)>, StoreError>;
+    /// Ends one login (logout); ending one that is gone is no error.
+    fn delete_session(&self, key: &str) -> Result<(), StoreError>;
+    /// Deletes the logins expired at `now`; returns how many.
+    fn forget_sessions(&self, now: i64) -> Result<usize, StoreError>;
 }
 
 pub use sqlite::SqliteStore;

@@ -40,6 +40,8 @@ pub struct Listeners {
     pub smtps: Vec<TcpListener>,
     /// The `/metrics` listener, if enabled.
     pub metrics: Option<TcpListener>,
+    /// The DPO console's listener, if enabled (`console.listen`).
+    pub console: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -57,10 +59,15 @@ impl Listeners {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
+        let console = match config.console.listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         Ok(Self {
             smtp,
             smtps,
             metrics,
+            console,
         })
     }
 }
@@ -90,6 +97,20 @@ pub async fn run(
             };
             if let Err(e) = crate::relay::http::serve(listener, shared, stopped).await {
                 tracing::error!("metrics endpoint failed: {e}");
+            }
+        })
+    });
+    // The console stops with the metrics listener: a DPO deciding on
+    // held mail is not a session to drain.
+    let console_task = listeners.console.map(|listener| {
+        let wf = shared.workflow_handles();
+        let mut stop = metrics_stop_tx.subscribe();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = crate::console::serve(listener, wf, stopped).await {
+                tracing::error!("console failed: {e}");
             }
         })
     });
@@ -137,6 +158,9 @@ pub async fn run(
     }
     let _ = metrics_stop_tx.send(true);
     if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    if let Some(task) = console_task {
         let _ = task.await;
     }
     Ok(())

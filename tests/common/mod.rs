@@ -162,6 +162,8 @@ pub struct Guard {
     /// The first implicit-TLS listener, if `server.tls_listen` is set.
     pub smtps: Option<SocketAddr>,
     pub metrics: SocketAddr,
+    /// The DPO console, if the policy turns it on (`console.listen`).
+    pub console: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -239,6 +241,7 @@ impl Guard {
         let smtp = listeners.smtp[0].local_addr().unwrap();
         let smtps = listeners.smtps.first().map(|l| l.local_addr().unwrap());
         let metrics = listeners.metrics.as_ref().unwrap().local_addr().unwrap();
+        let console = listeners.console.as_ref().map(|l| l.local_addr().unwrap());
         let shared = Arc::new(Shared::new(config).expect("shared"));
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server::run(shared.clone(), listeners, async move {
@@ -251,6 +254,7 @@ impl Guard {
             smtp,
             smtps,
             metrics,
+            console,
             shared,
             dir,
             stop: Some(stop),

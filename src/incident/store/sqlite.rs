@@ -9,13 +9,16 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Affected, ApprovedGroup, BUSY_TIMEOUT, Class, Held, HoldState, Incident, Kept, NewNotice,
-    Notice, NoticeKind, RegisterFilter, STALE_CLAIM_SECS, Step, Store, StoreError, Tally,
+    Affected, ApprovedGroup, BUSY_TIMEOUT, Class, ConsoleSession, Held, HoldState, Incident, Kept,
+    NewNotice, Notice, NoticeKind, RegisterFilter, Role, STALE_CLAIM_SECS, Step, Store, StoreError,
+    Tally, User,
 };
 use crate::incident::record::Record;
 
 /// The schema; `user_version` says which one a file has (2: the approved
-/// groups and their change log; a version 1 file gains them on open).
+/// groups and their change log; 3: the affected addresses; 4: the console's
+/// accounts and sessions). Every table is `IF NOT EXISTS`, so an older file
+/// gains the new ones on open.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS incidents (
     id TEXT PRIMARY KEY,
@@ -94,7 +97,28 @@ CREATE TABLE IF NOT EXISTS affected (
     PRIMARY KEY (incident, address)
 );
 CREATE INDEX IF NOT EXISTS affected_until ON affected (until);
-PRAGMA user_version = 3;
+-- The console's accounts (bccguard user): the password as an Argon2id PHC
+-- string only.
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+);
+-- Console logins by the SHA-256 of their token only: a copy of this file
+-- opens none of them.
+CREATE TABLE IF NOT EXISTS sessions (
+    key TEXT PRIMARY KEY,
+    user TEXT NOT NULL REFERENCES users (name),
+    csrf TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    client TEXT
+);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
+PRAGMA user_version = 4;
 ";
 
 /// Opens a write transaction. IMMEDIATE takes the write lock at BEGIN,
@@ -242,6 +266,30 @@ fn log_group_change(tx: &Connection, step: &Step, name: &str) -> rusqlite::Resul
         params![step.time, step.actor, step.step, name],
     )?;
     Ok(())
+}
+
+/// The columns of [`user_row`].
+const USER_COLUMNS: &str = "name, role, password, created_at, created_by";
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
+    Ok((
+        User {
+            name: r.get(0)?,
+            role: Role::Viewer,
+            password_hash: r.get(2)?,
+            created_at: r.get(3)?,
+            created_by: r.get(4)?,
+        },
+        r.get(1)?,
+    ))
+}
+
+/// The account with its role parsed; an unknown role is corrupt, not a
+/// viewer (an access decision never rests on a guess).
+fn to_user((mut u, role): (User, String)) -> Result<User, StoreError> {
+    u.role = Role::parse(&role)
+        .ok_or_else(|| StoreError::Corrupt(u.name.clone(), format!("unknown role {role:?}")))?;
+    Ok(u)
 }
 
 impl SqliteStore {
@@ -749,5 +797,142 @@ impl Store for SqliteStore {
                 r.get(0)
             })?,
         )
+    }
+
+    fn add_user(&self, user: &User) -> Result<(), StoreError> {
+        let inserted = self.conn().execute(
+            &format!("INSERT OR IGNORE INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+            params![
+                user.name,
+                user.role.as_str(),
+                user.password_hash,
+                user.created_at,
+                user.created_by
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::UserExists(user.name.clone()));
+        }
+        Ok(())
+    }
+
+    fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"),
+                [name],
+                user_row,
+            )
+            .optional()?;
+        row.map(to_user).transpose()
+    }
+
+    fn users(&self) -> Result<Vec<User>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))?;
+        let rows = stmt.query_map([], user_row)?;
+        rows.map(|r| to_user(r?)).collect()
+    }
+
+    fn remove_user(&self, name: &str) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        let ended = tx.execute("DELETE FROM sessions WHERE user = ?1", [name])?;
+        if tx.execute("DELETE FROM users WHERE name = ?1", [name])? == 0 {
+            return Err(StoreError::NoUser(name.to_string()));
+        }
+        tx.commit()?;
+        Ok(ended)
+    }
+
+    fn set_password(&self, name: &str, password_hash: &str) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        let changed = tx.execute(
+            "UPDATE users SET password = ?2 WHERE name = ?1",
+            params![name, password_hash],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NoUser(name.to_string()));
+        }
+        let ended = tx.execute("DELETE FROM sessions WHERE user = ?1", [name])?;
+        tx.commit()?;
+        Ok(ended)
+    }
+
+    fn create_session(&self, session: &ConsoleSession) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO sessions (key, user, csrf, created_at, expires_at, client)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                session.key,
+                session.user,
+                session.csrf,
+                session.created_at,
+                session.expires_at,
+                session.client
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn session(&self, key: &str, now: i64) -> Result<Option<(ConsoleSession, User)>, StoreError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT s.key, s.user, s.csrf, s.created_at, s.expires_at, s.client,
+                        u.name, u.role, u.password, u.created_at, u.created_by
+                 FROM sessions s LEFT JOIN users u ON u.name = s.user WHERE s.key = ?1",
+                [key],
+                |r| {
+                    let session = ConsoleSession {
+                        key: r.get(0)?,
+                        user: r.get(1)?,
+                        csrf: r.get(2)?,
+                        created_at: r.get(3)?,
+                        expires_at: r.get(4)?,
+                        client: r.get(5)?,
+                    };
+                    let user = match r.get::<_, Option<String>>(6)? {
+                        None => None,
+                        Some(name) => Some((
+                            User {
+                                name,
+                                role: Role::Viewer,
+                                password_hash: r.get(8)?,
+                                created_at: r.get(9)?,
+                                created_by: r.get(10)?,
+                            },
+                            r.get::<_, String>(7)?,
+                        )),
+                    };
+                    Ok((session, user))
+                },
+            )
+            .optional()?;
+        let Some((session, user)) = row else {
+            return Ok(None);
+        };
+        match user {
+            Some(user) if now < session.expires_at => Ok(Some((session, to_user(user)?))),
+            // Expired, or its account is gone: the row serves nobody.
+            _ => {
+                conn.execute("DELETE FROM sessions WHERE key = ?1", [key])?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn delete_session(&self, key: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM sessions WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
+    fn forget_sessions(&self, now: i64) -> Result<usize, StoreError> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?)
     }
 }

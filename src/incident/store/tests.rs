@@ -256,7 +256,7 @@ fn groups_are_approved_once_listed_removed_and_versioned() {
 }
 
 #[test]
-fn a_version_one_file_gains_the_group_and_affected_tables() {
+fn a_version_one_file_gains_the_group_affected_and_account_tables() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.db");
     {
@@ -273,12 +273,14 @@ fn a_version_one_file_gains_the_group_and_affected_tables() {
     let s = SqliteStore::open_existing(&path).unwrap();
     assert!(s.groups().unwrap().is_empty());
     assert_eq!(s.affected("old").unwrap(), Kept::default());
+    assert!(s.users().unwrap().is_empty());
+    assert_eq!(s.session("k", 0).unwrap(), None);
     drop(s);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 #[test]
@@ -451,4 +453,138 @@ fn the_register_pages_newest_first_with_filters_and_a_total() {
     assert_eq!(s.register(&sender("news_"), 0, 100).unwrap().1, 10);
     assert_eq!(s.register(&sender("%"), 0, 100).unwrap().1, 10);
     assert_eq!(s.register(&sender("termine@"), 0, 100).unwrap().1, 20);
+}
+
+fn user(name: &str, role: Role) -> User {
+    User {
+        name: name.into(),
+        role,
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$salt$hash-of-{name}"),
+        created_at: 1_700_000_000,
+        created_by: "dpo-anna".into(),
+    }
+}
+
+fn console_session(key: &str, user: &str, expires_at: i64) -> ConsoleSession {
+    ConsoleSession {
+        key: key.into(),
+        user: user.into(),
+        csrf: None,
+        created_at: 1_700_000_000,
+        expires_at,
+        client: Some("192.0.2.9".into()),
+    }
+}
+
+/// A new store with the accounts anna (dpo) and bert (viewer).
+fn with_anna_and_bert() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    s.add_user(&user("anna", Role::Dpo)).unwrap();
+    s.add_user(&user("bert", Role::Viewer)).unwrap();
+    (dir, s)
+}
+
+#[test]
+fn users_are_added_once_listed_by_name_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    s.add_user(&user("bert", Role::Viewer)).unwrap();
+    s.add_user(&user("anna", Role::Dpo)).unwrap();
+    let taken = s.add_user(&user("anna", Role::Viewer)).unwrap_err();
+    assert!(
+        matches!(&taken, StoreError::UserExists(n) if n == "anna"),
+        "{taken}"
+    );
+    assert!(taken.to_string().contains("exists already"), "{taken}");
+    assert_eq!(s.user("anna").unwrap(), Some(user("anna", Role::Dpo)));
+    assert_eq!(s.user("nobody").unwrap(), None);
+    assert_eq!(
+        s.users().unwrap(),
+        vec![user("anna", Role::Dpo), user("bert", Role::Viewer)]
+    );
+    assert_eq!(s.remove_user("bert").unwrap(), 0);
+    assert!(matches!(
+        s.remove_user("bert"),
+        Err(StoreError::NoUser(n)) if n == "bert"
+    ));
+    assert_eq!(s.users().unwrap(), vec![user("anna", Role::Dpo)]);
+}
+
+#[test]
+fn a_session_lives_until_it_expires_and_only_while_its_user_does() {
+    let (_dir, s) = with_anna_and_bert();
+    // No session for an account that does not exist.
+    assert!(
+        s.create_session(&console_session("x", "nobody", 200))
+            .is_err()
+    );
+    s.create_session(&console_session("k1", "anna", 200))
+        .unwrap();
+    s.create_session(&console_session("k2", "anna", 300))
+        .unwrap();
+    s.create_session(&console_session("k3", "bert", 300))
+        .unwrap();
+    let (session, u) = s.session("k1", 199).unwrap().unwrap();
+    assert_eq!(session, console_session("k1", "anna", 200));
+    assert_eq!(u, user("anna", Role::Dpo));
+    // At its expiry it is gone, and deleted (not only hidden).
+    assert_eq!(s.session("k1", 200).unwrap(), None);
+    assert_eq!(s.session("k1", 0).unwrap(), None);
+    assert_eq!(s.session("unknown", 0).unwrap(), None);
+    // Logout.
+    s.delete_session("k2").unwrap();
+    s.delete_session("k2").unwrap();
+    assert_eq!(s.session("k2", 0).unwrap(), None);
+    // Removing an account ends its sessions.
+    assert_eq!(s.remove_user("bert").unwrap(), 1);
+    assert_eq!(s.session("k3", 0).unwrap(), None);
+}
+
+#[test]
+fn a_new_password_ends_the_users_sessions_only() {
+    let (_dir, s) = with_anna_and_bert();
+    s.create_session(&console_session("a1", "anna", 300))
+        .unwrap();
+    s.create_session(&console_session("a2", "anna", 300))
+        .unwrap();
+    s.create_session(&console_session("b1", "bert", 300))
+        .unwrap();
+    assert_eq!(s.set_password("anna", "$argon2id$new").unwrap(), 2);
+    assert_eq!(
+        s.user("anna").unwrap().unwrap().password_hash,
+        "$argon2id$new"
+    );
+    assert_eq!(s.session("a1", 0).unwrap(), None);
+    assert_eq!(s.session("a2", 0).unwrap(), None);
+    assert!(s.session("b1", 0).unwrap().is_some());
+    assert!(matches!(
+        s.set_password("nobody", "x"),
+        Err(StoreError::NoUser(_))
+    ));
+}
+
+#[test]
+fn expired_sessions_are_forgotten_and_live_ones_kept() {
+    let (_dir, s) = with_anna_and_bert();
+    for (key, expires) in [("a", 100), ("b", 150), ("c", 151)] {
+        s.create_session(&console_session(key, "anna", expires))
+            .unwrap();
+    }
+    assert_eq!(s.forget_sessions(150).unwrap(), 2);
+    assert_eq!(s.forget_sessions(150).unwrap(), 0);
+    assert!(s.session("c", 150).unwrap().is_some());
+}
+
+#[test]
+fn an_unknown_stored_role_is_corrupt_not_a_viewer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let s = SqliteStore::open(&path).unwrap();
+    s.add_user(&user("anna", Role::Dpo)).unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE users SET role = 'admin'", [])
+        .unwrap();
+    assert!(matches!(s.user("anna"), Err(StoreError::Corrupt(..))));
 }

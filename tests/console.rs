@@ -1,0 +1,410 @@
+//! The DPO console over real HTTP on a real socket, against a guard that
+//! holds real mail (issue 17): log in, the queue, a release as Bcc that
+//! reaches the aiosmtpd upstream with no external address visible and is
+//! a step under the console user's name; a POST without its CSRF token
+//! refused with nothing changed; a viewer who cannot release; a subject
+//! `<script>` shown as text; a wrong password throttled after five tries;
+//! logout ending the session; the security headers on every page. The
+//! browser drives the same flows in tests/console_browser.py.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use bccguard::console::auth;
+use bccguard::incident::store::{Class, HoldState, Role, Store, User};
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One HTTP response.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A browser as far as these tests need one: one cookie jar, HTTP/1.1
+/// with `Connection: close`.
+struct Browser {
+    addr: SocketAddr,
+    cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    fn new(addr: SocketAddr) -> Browser {
+        Browser {
+            addr,
+            cookies: Vec::new(),
+        }
+    }
+
+    async fn request(&mut self, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> Resp {
+        let mut s = TcpStream::connect(self.addr)
+            .await
+            .expect("console connect");
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let body = form.map(|f| {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in f {
+                q.append_pair(k, v);
+            }
+            q.finish()
+        });
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: console.test\r\nConnection: close\r\nAccept-Language: de-DE,de;q=0.9\r\n"
+        );
+        if !cookie.is_empty() {
+            req.push_str(&format!("Cookie: {cookie}\r\n"));
+        }
+        if let Some(b) = &body {
+            req.push_str(&format!(
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        req.push_str("\r\n");
+        if let Some(b) = &body {
+            req.push_str(b);
+        }
+        s.write_all(req.as_bytes()).await.expect("send");
+        let mut raw = Vec::new();
+        tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+            .await
+            .expect("console timeout")
+            .expect("console read");
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status line: {text}"));
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        for (k, v) in &headers {
+            if k.eq_ignore_ascii_case("set-cookie") {
+                let pair = v.split(';').next().unwrap_or("");
+                if let Some((name, value)) = pair.split_once('=') {
+                    self.cookies.retain(|(n, _)| n != name);
+                    if !value.is_empty() {
+                        self.cookies.push((name.to_string(), value.to_string()));
+                    }
+                }
+            }
+        }
+        Resp {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Resp {
+        self.request("GET", path, None).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Resp {
+        self.request("POST", path, Some(form)).await
+    }
+
+    async fn login(&mut self, user: &str, password: &str) -> Resp {
+        self.post("/login", &[("user", user), ("password", password)])
+            .await
+    }
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+/// The guard's own notices to senders come from the null sender.
+fn notice(m: &Delivered) -> bool {
+    m.mail_from.is_empty() || m.mail_from == "<>"
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+fn add_user(store: &dyn Store, name: &str, role: Role) {
+    store
+        .add_user(&User {
+            name: name.into(),
+            role,
+            password_hash: auth::hash_password(PASSWORD).unwrap(),
+            created_at: 0,
+            created_by: "test".into(),
+        })
+        .unwrap();
+}
+
+/// A guard that holds open lists, with its console on port 0.
+async fn console_guard(up: &Upstream) -> Guard {
+    let policy = "policy:\n  internal_domains: [\"example.org\"]\n  max_external_recipients: 3\n  action: hold\nconsole:\n  listen: \"127.0.0.1:0\"\n";
+    let guard = Guard::start(&yaml(Some(up.addr), policy)).await;
+    add_user(guard.shared.store.as_ref(), "anna", Role::Dpo);
+    add_user(guard.shared.store.as_ref(), "viktor", Role::Viewer);
+    guard
+}
+
+/// Holds an open list with a hostile subject; returns the incident id.
+async fn hold_one(guard: &Guard) -> String {
+    let rcpts = externals(5);
+    let msg = format!(
+        "From: Alice <alice@example.org>\r\nTo: {}\r\nSubject: <script>alert(1)</script>\r\nMessage-ID: <c1@example.org>\r\n\r\nTermine.\r\n",
+        rcpts.join(", ")
+    );
+    let (code, text) = smtplib_send(guard.smtp, "alice@example.org", &rcpts, &msg).await;
+    assert_eq!(code, 250, "{text}");
+    incident_id(&text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dpo_logs_in_and_releases_held_mail_as_bcc() {
+    let up = Upstream::start().await;
+    let guard = console_guard(&up).await;
+    let id = hold_one(&guard).await;
+    let mut b = Browser::new(guard.console.expect("console on"));
+
+    // Not logged in: every page sends to the login.
+    let r = b.get("/").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    let r = b.get("/login").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("Anmelden"), "German by Accept-Language");
+
+    let r = b.login("anna", PASSWORD).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie = r.header("set-cookie").expect("a session cookie");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP on loopback");
+
+    let overview = b.get("/").await;
+    assert_eq!(overview.status, 200, "{}", overview.body);
+    assert!(
+        overview.body.contains("Warten auf Entscheidung: 1"),
+        "{}",
+        overview.body
+    );
+    let csp = overview.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    assert_eq!(overview.header("x-frame-options"), Some("DENY"));
+    assert_eq!(overview.header("cache-control"), Some("no-store"));
+
+    let queue = b.get("/held").await;
+    assert!(
+        queue.body.contains(&format!("/incidents/{id}")),
+        "{}",
+        queue.body
+    );
+    assert!(!queue.body.contains("<script>"), "the subject is text");
+    assert!(queue.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+
+    let page = b.get(&format!("/incidents/{id}")).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Subject: &lt;script&gt;"),
+        "the held header section: {}",
+        page.body
+    );
+    let token = csrf(&page.body);
+
+    // Without the token: refused, nothing changed.
+    let release = format!("/incidents/{id}/release");
+    let r = b.post(&release, &[("how", "bcc")]).await;
+    assert_eq!(r.status, 403);
+    let r = b
+        .post(&release, &[("how", "bcc"), ("csrf", "forged")])
+        .await;
+    assert_eq!(r.status, 403);
+    // An original without the reason and the confirmation: refused.
+    let r = b
+        .post(&release, &[("how", "original"), ("csrf", &token)])
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        guard.shared.store.incident(&id).unwrap().hold,
+        Some(HoldState::Held)
+    );
+    assert!(up.messages().iter().all(notice), "nothing sent yet");
+
+    let r = b.post(&release, &[("how", "bcc"), ("csrf", &token)]).await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some(&*format!("/incidents/{id}"))),
+        "{}",
+        r.body
+    );
+    let sent: Vec<Delivered> = up.messages().into_iter().filter(|m| !notice(m)).collect();
+    assert_eq!(sent.len(), 1);
+    let head = sent[0].head();
+    for a in externals(5) {
+        assert!(!head.contains(&a), "{a} visible after the release:\n{head}");
+    }
+    assert_eq!(sent[0].rcpt_tos.len(), 5);
+    let steps = guard.shared.store.steps(&id).unwrap();
+    let released = steps
+        .iter()
+        .find(|s| s.step == "released")
+        .expect("a released step");
+    assert_eq!(released.actor, "anna");
+    assert!(
+        released.detail.starts_with("as bcc via console: "),
+        "{}",
+        released.detail
+    );
+    let page = b.get(&format!("/incidents/{id}")).await;
+    assert!(
+        page.body.contains("released") && page.body.contains("(anna)"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        guard
+            .metric("bccguard_quarantine_decisions_total{how=\"bcc\",by=\"console\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        guard
+            .metric("bccguard_console_logins_total{result=\"ok\"}")
+            .await,
+        1.0
+    );
+
+    // Logout ends the session: the old cookie opens nothing.
+    let old = b.cookies.clone();
+    let r = b.post("/logout", &[("csrf", &token)]).await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    b.cookies = old;
+    assert_eq!(b.get("/").await.status, 303, "the session is gone");
+    guard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_reads_but_cannot_decide_or_see_the_message() {
+    let up = Upstream::start().await;
+    let guard = console_guard(&up).await;
+    let id = hold_one(&guard).await;
+    let mut b = Browser::new(guard.console.unwrap());
+    assert_eq!(b.login("viktor", PASSWORD).await.status, 303);
+    let page = b.get(&format!("/incidents/{id}")).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("/release"), "no decision offered");
+    assert!(page.body.contains("Nur Lesen"), "{}", page.body);
+    // The logout form still has the session's token; a forged POST with
+    // it is still refused for the role.
+    let token = csrf(&page.body);
+    let r = b
+        .post(
+            &format!("/incidents/{id}/release"),
+            &[("how", "bcc"), ("csrf", &token)],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(b.get(&format!("/incidents/{id}/message")).await.status, 403);
+    assert_eq!(
+        guard.shared.store.incident(&id).unwrap().hold,
+        Some(HoldState::Held)
+    );
+    guard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_wrong_passwords_are_throttled_even_with_the_right_one_next() {
+    let up = Upstream::start().await;
+    let guard = console_guard(&up).await;
+    let mut b = Browser::new(guard.console.unwrap());
+    for _ in 0..5 {
+        let r = b.login("anna", "wrong password!").await;
+        assert_eq!(r.status, 401);
+        assert!(
+            r.body.contains("Benutzer oder Passwort falsch"),
+            "{}",
+            r.body
+        );
+    }
+    let r = b.login("anna", PASSWORD).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    assert!(b.cookies.is_empty(), "no session while throttled");
+    let text = guard.metrics_text().await;
+    assert_eq!(
+        sample(&text, "bccguard_console_logins_total{result=\"failed\"}"),
+        5.0
+    );
+    assert_eq!(
+        sample(&text, "bccguard_console_logins_total{result=\"throttled\"}"),
+        1.0
+    );
+    // An unknown name fails the same way (and is counted the same).
+    let mut other = Browser::new(guard.console.unwrap());
+    assert_eq!(other.login("mallory", PASSWORD).await.status, 401);
+    guard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_register_pages_filters_and_exports_csv_without_formulas() {
+    let up = Upstream::start().await;
+    let guard = console_guard(&up).await;
+    let id = hold_one(&guard).await;
+    let mut b = Browser::new(guard.console.unwrap());
+    assert_eq!(b.login("anna", PASSWORD).await.status, 303);
+    let list = b.get("/incidents?class=prevented&action=hold").await;
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains(&id), "{}", list.body);
+    let none = b.get("/incidents?class=disclosed").await;
+    assert!(!none.body.contains(&id));
+    let csv = b.get("/incidents.csv?action=hold").await;
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert!(
+        csv.body.starts_with("id,recorded_at,class,action"),
+        "{}",
+        csv.body
+    );
+    assert!(csv.body.contains(&format!("\"{id}\"")), "{}", csv.body);
+    assert!(
+        csv.body.contains("\"<script>alert(1)</script>\""),
+        "{}",
+        csv.body
+    );
+    let report = b.get(&format!("/incidents/{id}/report?lang=en")).await;
+    assert!(
+        report
+            .body
+            .contains("DRAFT: notification of a personal data breach"),
+        "{}",
+        report.body
+    );
+    // A disclosed incident gets "authority notified", and its clock stops.
+    let i = guard.shared.store.incident(&id).unwrap();
+    assert_eq!(i.class, Class::Prevented);
+    guard.stop().await;
+}
