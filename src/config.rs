@@ -274,6 +274,15 @@ impl Config {
                 s.by
             ));
         }
+        if !self.quarantine.sender_release.is_empty()
+            && (self.console.public_url.is_none() || self.console.listen.is_none())
+        {
+            w.push("quarantine.sender_release is set, but the console has no public_url (or no listen): the hold notices carry no link".into());
+        }
+        if self.console.listen.is_some_and(|a| !a.ip().is_loopback()) && self.console.tls.is_none()
+        {
+            w.push("console.listen is not loopback and console.tls_cert is unset: passwords and held mail cross the network in plaintext unless a TLS proxy is in front".into());
+        }
         let i = &self.incidents;
         if i.notice_max_age < i.notice_retry_min {
             w.push(format!(

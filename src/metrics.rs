@@ -58,9 +58,10 @@ pub const REFUSAL_REASONS: [&str; 17] = {
 
 /// `(how, by)` label values of `bccguard_quarantine_decisions_total`:
 /// released as bcc, split or original, or dropped, by someone with the
-/// CLI or in the console; or expired after `quarantine.retention`, by the
+/// CLI or in the console, or by the sender from its link (never as the
+/// original); or expired after `quarantine.retention`, by the
 /// guard's expiry.
-pub const QUARANTINE_DECISIONS: [(&str, &str); 9] = [
+pub const QUARANTINE_DECISIONS: [(&str, &str); 12] = [
     ("bcc", "cli"),
     ("split", "cli"),
     ("original", "cli"),
@@ -69,6 +70,9 @@ pub const QUARANTINE_DECISIONS: [(&str, &str); 9] = [
     ("split", "console"),
     ("original", "console"),
     ("dropped", "console"),
+    ("bcc", "sender"),
+    ("split", "sender"),
+    ("dropped", "sender"),
     ("expired", "expiry"),
 ];
 

@@ -84,7 +84,7 @@ impl ReplyLanguage {
 }
 
 /// Every placeholder a template may use.
-pub const PLACEHOLDERS: [&str; 27] = [
+pub const PLACEHOLDERS: [&str; 28] = [
     "id",
     "time",
     "class",
@@ -112,6 +112,7 @@ pub const PLACEHOLDERS: [&str; 27] = [
     "places",
     "header",
     "told",
+    "release_link",
 ];
 
 /// One template: a subject line and a body.

@@ -408,3 +408,86 @@ async fn the_register_pages_filters_and_exports_csv_without_formulas() {
     assert_eq!(i.class, Class::Prevented);
     guard.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sender_releases_its_own_held_mail_from_the_link_in_its_notice() {
+    let up = Upstream::start().await;
+    let policy = "policy:\n  internal_domains: [\"example.org\"]\n  max_external_recipients: 3\n  action: hold\nconsole:\n  listen: \"127.0.0.1:0\"\n  public_url: \"http://console.test\"\nquarantine:\n  sender_release: [bcc]\n";
+    let guard = Guard::start(&yaml(Some(up.addr), policy)).await;
+    let id = hold_one(&guard).await;
+    // The hold notice reaches the sender (from the null sender) with the link.
+    eventually("the sender's hold notice", || async {
+        up.messages().iter().any(notice)
+    })
+    .await;
+    let told = up.messages().into_iter().find(notice).unwrap();
+    let body = mail_parser::MessageParser::default()
+        .parse(&told.data)
+        .and_then(|m| m.body_text(0).map(|b| b.into_owned()))
+        .unwrap_or_default();
+    let at = body
+        .find("http://console.test/release/")
+        .unwrap_or_else(|| panic!("no link in:\n{body}"));
+    let path = body[at + "http://console.test".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(path.starts_with(&format!("/release/{id}/")), "{path}");
+    assert!(!path.contains("alice"), "no address in the link");
+
+    let mut b = Browser::new(guard.console.unwrap());
+    // A link scanner's GET only shows the page.
+    let page = b.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Ihre zurückgehaltene Nachricht"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("value=\"bcc\"") && !page.body.contains("value=\"original\""));
+    assert_eq!(
+        guard.shared.store.incident(&id).unwrap().hold,
+        Some(HoldState::Held)
+    );
+    // Never the original, and never with a token made up or bent.
+    assert_eq!(b.post(&path, &[("how", "original")]).await.status, 400);
+    assert_eq!(
+        b.post(&path, &[("how", "split")]).await.status,
+        400,
+        "not offered"
+    );
+    let bent = format!("{}x", path);
+    assert_eq!(b.post(&bent, &[("how", "bcc")]).await.status, 403);
+    let other = path.replace(&id, "06H00000000000000");
+    assert_eq!(b.get(&other).await.status, 403);
+
+    let r = b.post(&path, &[("how", "bcc")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Erledigt"), "{}", r.body);
+    let sent: Vec<Delivered> = up.messages().into_iter().filter(|m| !notice(m)).collect();
+    assert_eq!(sent.len(), 1);
+    for a in externals(5) {
+        assert!(!sent[0].head().contains(&a), "{a} visible");
+    }
+    let steps = guard.shared.store.steps(&id).unwrap();
+    let released = steps.iter().find(|s| s.step == "released").unwrap();
+    assert_eq!(released.actor, "alice@example.org");
+    assert!(
+        released.detail.starts_with("as bcc via sender link: "),
+        "{}",
+        released.detail
+    );
+    assert_eq!(
+        b.post(&path, &[("how", "bcc")]).await.status,
+        409,
+        "decided once"
+    );
+    assert_eq!(
+        guard
+            .metric("bccguard_quarantine_decisions_total{how=\"bcc\",by=\"sender\"}")
+            .await,
+        1.0
+    );
+    guard.stop().await;
+}

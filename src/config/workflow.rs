@@ -131,10 +131,15 @@ pub struct StoreConfig {
 }
 
 /// `quarantine.*`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct QuarantineConfig {
     /// `retention`: then a held message is dropped and the sender told.
     pub retention: Duration,
+    /// `sender_release`: how the sender may send its own held mail on
+    /// from the link in its hold notice (`bcc`, `split`; never the
+    /// original, which would be a disclosure nobody reviewed); empty: no
+    /// link. Needs `console.public_url` and the console.
+    pub sender_release: Vec<Action>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -189,6 +194,7 @@ pub(super) struct RawStore {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawQuarantine {
     retention: Option<String>,
+    sender_release: Option<Vec<String>>,
 }
 
 impl Validator {
@@ -201,12 +207,23 @@ impl Validator {
     }
 
     pub(super) fn quarantine(&mut self, raw: RawQuarantine) -> QuarantineConfig {
+        let mut sender_release = Vec::new();
+        for (i, name) in raw.sender_release.unwrap_or_default().iter().enumerate() {
+            match Action::parse(name) {
+                Some(a @ (Action::Bcc | Action::Split)) => sender_release.push(a),
+                _ => self.bad(
+                    format!("quarantine.sender_release[{i}]"),
+                    format!("{name:?}: a sender may release only as bcc or split (an original needs the DPO)"),
+                ),
+            }
+        }
         QuarantineConfig {
             retention: self.duration(
                 "quarantine.retention",
                 raw.retention,
                 DEFAULT_QUARANTINE_RETENTION,
             ),
+            sender_release,
         }
     }
 

@@ -489,6 +489,37 @@ pub fn report(ctx: &Ctx<'_>, viewer: &Viewer, id: &str, draft: &str) -> Markup {
     frame(ctx, ctx.t(W::Report), Some(viewer), body)
 }
 
+/// `/release/{id}/{token}`: the sender's page for its own held mail. The
+/// link is the capability: the forms post back to it, and offer only what
+/// `quarantine.sender_release` allows (never the original).
+pub fn sender_release(
+    ctx: &Ctx<'_>,
+    i: &Incident,
+    action_path: &str,
+    offers: &[&'static str],
+) -> Markup {
+    let r = &i.record;
+    let body = html! {
+        p { (ctx.t(W::SenderIntro)) }
+        table.record {
+            (row(ctx.t(W::Subject), r.subject.as_deref().unwrap_or("")))
+            (row(ctx.t(W::Received), ctx.time(i.recorded_at)))
+            (row(ctx.t(W::External), r.visible_external))
+        }
+        section.decide {
+            @for how in offers {
+                form method="post" action=(action_path) {
+                    input type="hidden" name="how" value=(how);
+                    button type="submit" {
+                        (ctx.t(match *how { "bcc" => W::SenderBcc, "split" => W::SenderSplit, _ => W::SenderDiscard }))
+                    }
+                }
+            }
+        }
+    };
+    frame(ctx, ctx.t(W::SenderTitle), None, body)
+}
+
 /// A short page for an error or a confirmation.
 pub fn message(ctx: &Ctx<'_>, viewer: Option<&Viewer>, title: W, text: &str) -> Markup {
     frame(

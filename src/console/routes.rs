@@ -81,6 +81,10 @@ pub fn router(console: Shared) -> Router {
         .route("/incidents/{id}/drop", post(drop_held))
         .route("/incidents/{id}/note", post(note))
         .route("/incidents/{id}/notified", post(notified))
+        .route(
+            "/release/{id}/{token}",
+            get(sender_page).post(sender_decide),
+        )
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(console)
 }
@@ -1042,6 +1046,137 @@ async fn notified(
         Step::now(&who.viewer.name, step_name, detail),
     )
     .await
+}
+
+/// The sender's link, checked: the incident, still held, and the link
+/// made for its sender; else the page that says why.
+async fn sender_incident(
+    c: &Shared,
+    headers: &HeaderMap,
+    id: &str,
+    token: &str,
+) -> Result<Incident, Response> {
+    use crate::incident::sender_link::{self, LinkError};
+    let cfg = c.wf.config();
+    let now = crate::clock::now() as i64;
+    let invalid = |word| refusal(&cfg, headers, StatusCode::FORBIDDEN, word);
+    if cfg.quarantine.sender_release.is_empty() {
+        return Err(invalid(W::LinkInvalid));
+    }
+    let key = id.to_string();
+    let read = store::call(&c.wf.store, move |s| {
+        Ok((s.incident(&key)?, s.key(sender_link::KEY_NAME)?))
+    })
+    .await;
+    let (i, secret) = match read {
+        Ok(v) => v,
+        Err(StoreError::NotFound(_)) => return Err(invalid(W::LinkInvalid)),
+        Err(e) => return Err(store_down(&cfg, headers, &e)),
+    };
+    match sender_link::verify(&secret, id, &i.record.mail_from, token, now) {
+        Ok(()) => {}
+        Err(LinkError::Bad) => return Err(invalid(W::LinkInvalid)),
+        Err(LinkError::Expired) => {
+            return Err(refusal(&cfg, headers, StatusCode::GONE, W::LinkExpired));
+        }
+    }
+    if i.hold != Some(HoldState::Held) {
+        return Err(refusal(
+            &cfg,
+            headers,
+            StatusCode::CONFLICT,
+            W::NoLongerHeld,
+        ));
+    }
+    Ok(i)
+}
+
+/// What the sender may do with `cfg`: the configured releases, and discard.
+fn sender_offers(cfg: &Config) -> Vec<&'static str> {
+    use crate::policy::Action;
+    let mut offers: Vec<&'static str> = cfg
+        .quarantine
+        .sender_release
+        .iter()
+        .map(|a| if *a == Action::Bcc { "bcc" } else { "split" })
+        .collect();
+    offers.push("discard");
+    offers
+}
+
+/// GET of the sender's link: only shows the page (link scanners fetch
+/// every URL of a mail).
+async fn sender_page(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((id, token)): Path<(String, String)>,
+) -> Response {
+    let i = match sender_incident(&c, &headers, &id, &token).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let cfg = c.wf.config();
+    let cx = ctx(&cfg, &headers);
+    let path = crate::incident::sender_link::path(&id, &token);
+    html(
+        StatusCode::OK,
+        pages::sender_release(&cx, &i, &path, &sender_offers(&cfg)),
+    )
+}
+
+#[derive(Deserialize)]
+struct SenderForm {
+    how: String,
+}
+
+/// POST of the sender's link: the decision, recorded under the sender's
+/// address as "via sender link".
+async fn sender_decide(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((id, token)): Path<(String, String)>,
+    Form(f): Form<SenderForm>,
+) -> Response {
+    let i = match sender_incident(&c, &headers, &id, &token).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let cfg = c.wf.config();
+    if !sender_offers(&cfg).contains(&f.how.as_str()) {
+        return refusal(&cfg, &headers, StatusCode::BAD_REQUEST, W::BadRequest);
+    }
+    let sender = i.record.mail_from.clone();
+    let done = match f.how.as_str() {
+        "discard" => quarantine::drop_by(&c.wf.store, &cfg, &id, &sender, By::Sender).await,
+        how => {
+            let how = if how == "bcc" {
+                ReleaseAs::Bcc
+            } else {
+                ReleaseAs::Split
+            };
+            quarantine::release_by(&c.wf.store, &cfg, &id, how, &sender, By::Sender)
+                .await
+                .map(|_| ())
+        }
+    };
+    let cx = ctx(&cfg, &headers);
+    match done {
+        Ok(()) => {
+            tracing::info!(incident = %id, sender = %sender, how = %f.how, "decided by the sender's link");
+            c.wf.wake.notify_one();
+            html(
+                StatusCode::OK,
+                pages::message(&cx, None, W::SenderTitle, w(cx.lang, W::SenderDone)),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(incident = %id, "sender link: {e}");
+            html(
+                StatusCode::CONFLICT,
+                pages::message(&cx, None, W::SenderTitle, &e.to_string()),
+            )
+        }
+    }
 }
 
 #[cfg(test)]

@@ -79,6 +79,15 @@ pub enum W {
     BadRequest,
     Decided,
     Language,
+    SenderTitle,
+    SenderIntro,
+    SenderBcc,
+    SenderSplit,
+    SenderDiscard,
+    SenderDone,
+    LinkInvalid,
+    LinkExpired,
+    NoLongerHeld,
 }
 
 /// The text of `w` in `lang`.
@@ -192,6 +201,24 @@ pub fn w(lang: Lang, w: W) -> &'static str {
         W::BadRequest => ("Ungültige Anfrage.", "Invalid request."),
         W::Decided => ("Erledigt.", "Done."),
         W::Language => ("English", "Deutsch"),
+        W::SenderTitle => ("Ihre zurückgehaltene Nachricht", "Your held message"),
+        W::SenderIntro => (
+            "Diese Nachricht zeigte jedem Empfänger die Adressen aller anderen und wurde deshalb nicht versendet. Sie können sie so senden, dass niemand die anderen Adressen sieht, oder verwerfen.",
+            "This message showed every recipient the addresses of all the others, so it was not sent. You can send it so that nobody sees the other addresses, or discard it.",
+        ),
+        W::SenderBcc => (
+            "Mit verborgenen Empfängern (Bcc) senden",
+            "Send with the recipients hidden (Bcc)",
+        ),
+        W::SenderSplit => ("Als einzelne Kopien senden", "Send as separate copies"),
+        W::SenderDiscard => ("Verwerfen", "Discard"),
+        W::SenderDone => ("Erledigt. Vielen Dank.", "Done. Thank you."),
+        W::LinkInvalid => ("Dieser Link ist nicht gültig.", "This link is not valid."),
+        W::LinkExpired => ("Dieser Link ist abgelaufen.", "This link has expired."),
+        W::NoLongerHeld => (
+            "Über diese Nachricht ist bereits entschieden.",
+            "This message has already been decided on.",
+        ),
     };
     match lang {
         Lang::De => de,

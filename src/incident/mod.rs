@@ -22,6 +22,7 @@ pub mod notify;
 pub mod quarantine;
 pub mod record;
 pub mod report;
+pub mod sender_link;
 pub mod store;
 pub mod tally;
 

@@ -125,7 +125,18 @@ pub fn vars(cfg: &Config, i: &Incident, lang: Lang) -> HashMap<&'static str, Str
         ("retention", retention),
         ("hostname", cfg.server.hostname.clone()),
     ]);
-    v.insert("next_steps", next_steps(cfg, i, lang));
+    let mut steps = next_steps(cfg, i, lang);
+    // One click from the mail to the incident in the console.
+    if let Some(url) = &cfg.console.public_url {
+        let label = if de {
+            "In der Konsole"
+        } else {
+            "In the console"
+        };
+        steps.push_str(&format!("\n\n{label}: {url}/incidents/{}", r.id));
+    }
+    v.insert("next_steps", steps);
+    v.insert("release_link", String::new());
     v
 }
 

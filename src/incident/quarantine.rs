@@ -81,6 +81,9 @@ pub enum By {
     Cli,
     /// The DPO console (the actor is the console user).
     Console,
+    /// The sender's own link from its hold notice (the actor is the
+    /// sender's address).
+    Sender,
 }
 
 impl By {
@@ -89,6 +92,7 @@ impl By {
         match self {
             By::Cli => "cli",
             By::Console => "console",
+            By::Sender => "sender",
         }
     }
 
@@ -98,6 +102,7 @@ impl By {
         match self {
             By::Cli => "",
             By::Console => " via console",
+            By::Sender => " via sender link",
         }
     }
 
@@ -106,6 +111,8 @@ impl By {
         let head = detail.split(':').next().unwrap_or(detail);
         if head.contains("via console") {
             By::Console
+        } else if head.contains("via sender link") {
+            By::Sender
         } else {
             By::Cli
         }
@@ -153,9 +160,11 @@ fn actor_from(sudo_user: Option<String>, system: Option<String>, uid: u32) -> St
 /// The notices for an end of a hold. The sender always hears of a drop or
 /// expiry (the mail it handed over will not arrive); of a release only if
 /// it was told of the hold.
-fn end_notices(cfg: &Config, event: &str) -> Vec<NewNotice> {
+/// A sender who decided itself (its link) is not told what it just did.
+fn end_notices(cfg: &Config, event: &str, by: By) -> Vec<NewNotice> {
     let mut out = Vec::new();
-    if event != "released" || cfg.incidents.sender_notice.contains(&policy::Action::Hold) {
+    let told = event != "released" || cfg.incidents.sender_notice.contains(&policy::Action::Hold);
+    if told && by != By::Sender {
         out.push(NewNotice {
             kind: NoticeKind::Sender,
             event: event.into(),
@@ -200,7 +209,7 @@ pub async fn release_by(
         Ok(released) => {
             let step = Step::now(&actor, "released", how.detail(by, &released.summary));
             let disclosed = (how == ReleaseAs::Original).then_some(crate::clock::now() as i64);
-            let notices = end_notices(cfg, "released");
+            let notices = end_notices(cfg, "released", by);
             store::call(store, move |s| {
                 s.finish(&id, HoldState::Released, &step, disclosed, &notices)
             })
@@ -237,9 +246,10 @@ pub async fn drop_by(
     let detail = match by {
         By::Cli => "deleted after review; the sender is told".to_string(),
         By::Console => "via console: deleted after review; the sender is told".to_string(),
+        By::Sender => "via sender link: discarded by the sender".to_string(),
     };
     let step = Step::now(actor, "dropped", detail);
-    let notices = end_notices(cfg, "dropped");
+    let notices = end_notices(cfg, "dropped", by);
     let id = id.to_string();
     store::call(store, move |s| {
         s.finish(&id, HoldState::Dropped, &step, None, &notices)
@@ -305,7 +315,7 @@ pub async fn expire_due(wf: &Workflow) -> usize {
                 humantime::format_duration(retention)
             ),
         );
-        let notices = end_notices(&cfg, "expired");
+        let notices = end_notices(&cfg, "expired", By::Cli);
         let key = id.clone();
         match store::call(&wf.store, move |s| {
             s.finish(&key, HoldState::Expired, &step, None, &notices)
@@ -331,7 +341,7 @@ mod tests {
     #[test]
     fn a_release_step_names_how_and_where_and_is_read_back() {
         for how in ReleaseAs::ALL {
-            for by in [By::Cli, By::Console] {
+            for by in [By::Cli, By::Console, By::Sender] {
                 let detail = how.detail(by, "6 of 6 recipients accepted: 250 ok");
                 assert_eq!(ReleaseAs::of_detail(&detail), Some(how), "{detail}");
                 assert_eq!(By::of_detail(&detail), by, "{detail}");

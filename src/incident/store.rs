@@ -616,6 +616,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn delete_session(&self, key: &str) -> Result<(), StoreError>;
     /// Deletes the logins expired at `now`; returns how many.
     fn forget_sessions(&self, now: i64) -> Result<usize, StoreError>;
+    /// The secret key named `name` (e.g. `sender-link`): made once, from
+    /// the system's random source, at its first use, and the same for
+    /// every process on this store afterwards (the guard signs a link, the
+    /// console checks it).
+    fn key(&self, name: &str) -> Result<Vec<u8>, StoreError>;
 }
 
 pub use sqlite::SqliteStore;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::{Lang, NoticeError, compose, mail, vars, webhook, webhook_body};
 use crate::config::Config;
 use crate::incident::Workflow;
-use crate::incident::store::{self, Incident, Notice};
+use crate::incident::store::{self, HoldState, Incident, Notice};
 
 async fn incident(wf: &Workflow, id: &str) -> Result<Incident, NoticeError> {
     let id = id.to_string();
@@ -116,11 +116,19 @@ pub(super) async fn send_to_sender(
     } else {
         Default::default()
     };
+    let link = if n.event == "hold" {
+        sender_link(wf, cfg, &i).await?
+    } else {
+        None
+    };
     let template = format!("sender_{}", n.event);
     let (subject, body) = compose(cfg, &template, |lang| {
         let mut v = vars(cfg, &i, lang);
         v.insert("actor", actor.clone());
         v.insert("how", how_text(&how, lang));
+        if let Some((url, until)) = &link {
+            v.insert("release_link", release_text(cfg, url, *until, lang));
+        }
         v
     });
     let out = mail::Outgoing {
@@ -133,17 +141,69 @@ pub(super) async fn send_to_sender(
     Ok(format!("sender told ({}): {}", n.event, i.record.mail_from))
 }
 
-/// "as bcc: ..." in the sender's language.
+/// "as bcc: ..." (from the CLI, the console or the sender's link) in the
+/// sender's language.
 fn how_text(detail: &str, lang: Lang) -> String {
-    let how = detail.split(':').next().unwrap_or_default();
-    match (lang, how) {
-        (Lang::De, "as bcc") => "mit verborgenen Empfängern (Bcc)".into(),
-        (Lang::De, "as split") => "als einzelne Kopien, eine je Empfänger".into(),
-        (Lang::De, "as original") => "unverändert".into(),
-        (Lang::En, "as bcc") => "with the recipients hidden (Bcc)".into(),
-        (Lang::En, "as split") => "as separate copies, one per recipient".into(),
-        (Lang::En, "as original") => "unchanged".into(),
-        _ => String::new(),
+    use crate::incident::quarantine::ReleaseAs;
+    match (lang, ReleaseAs::of_detail(detail)) {
+        (Lang::De, Some(ReleaseAs::Bcc)) => "mit verborgenen Empfängern (Bcc)".into(),
+        (Lang::De, Some(ReleaseAs::Split)) => "als einzelne Kopien, eine je Empfänger".into(),
+        (Lang::De, Some(ReleaseAs::Original)) => "unverändert".into(),
+        (Lang::En, Some(ReleaseAs::Bcc)) => "with the recipients hidden (Bcc)".into(),
+        (Lang::En, Some(ReleaseAs::Split)) => "as separate copies, one per recipient".into(),
+        (Lang::En, Some(ReleaseAs::Original)) => "unchanged".into(),
+        (_, None) => String::new(),
+    }
+}
+
+/// The sender's own link to its held mail and until when it works, when
+/// `quarantine.sender_release` offers one and the console has a public
+/// URL; the key comes from the store, so the console can check it.
+async fn sender_link(
+    wf: &Workflow,
+    cfg: &Config,
+    i: &Incident,
+) -> Result<Option<(String, i64)>, NoticeError> {
+    use crate::incident::sender_link;
+    let Some(base) = &cfg.console.public_url else {
+        return Ok(None);
+    };
+    if cfg.quarantine.sender_release.is_empty() || i.hold != Some(HoldState::Held) {
+        return Ok(None);
+    }
+    let key = store::call(&wf.store, |s| s.key(sender_link::KEY_NAME)).await?;
+    let until = i.recorded_at + cfg.quarantine.retention.as_secs() as i64;
+    let token = sender_link::token(&key, &i.record.id, &i.record.mail_from, until);
+    Ok(Some((
+        format!("{base}{}", sender_link::path(&i.record.id, &token)),
+        until,
+    )))
+}
+
+/// The paragraph with the sender's link, naming what it offers.
+fn release_text(cfg: &Config, url: &str, until: i64, lang: Lang) -> String {
+    use crate::policy::Action;
+    let offers: Vec<&str> = cfg
+        .quarantine
+        .sender_release
+        .iter()
+        .map(|a| match (lang, a) {
+            (Lang::De, Action::Bcc) => "mit verborgenen Empfängern (Bcc) senden",
+            (Lang::De, _) => "als einzelne Kopien senden",
+            (Lang::En, Action::Bcc) => "send it with the recipients hidden (Bcc)",
+            (Lang::En, _) => "send it as separate copies",
+        })
+        .collect();
+    let until = crate::incident::report::local(&cfg.incidents.timezone, until);
+    match lang {
+        Lang::De => format!(
+            "Sie können auch selbst entscheiden ({} oder verwerfen), bis {until}:\n{url}",
+            offers.join(", ")
+        ),
+        Lang::En => format!(
+            "You may also decide yourself ({}, or discard it), until {until}:\n{url}",
+            offers.join(", ")
+        ),
     }
 }
 

@@ -118,7 +118,13 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user);
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
-PRAGMA user_version = 4;
+-- Secret keys the guard makes for itself (the sender links' HMAC key).
+CREATE TABLE IF NOT EXISTS keys (
+    name TEXT PRIMARY KEY,
+    key BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+PRAGMA user_version = 5;
 ";
 
 /// Opens a write transaction. IMMEDIATE takes the write lock at BEGIN,
@@ -935,4 +941,25 @@ impl Store for SqliteStore {
             .conn()
             .execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?)
     }
+
+    fn key(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        let mut fresh = [0u8; KEY_BYTES];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut fresh).map_err(
+            |_| StoreError::Corrupt(name.into(), "no random source for a new key".into()),
+        )?;
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        // Whoever comes first makes it; everyone reads the same one.
+        tx.execute(
+            "INSERT OR IGNORE INTO keys (name, key, created_at) VALUES (?1, ?2, ?3)",
+            params![name, fresh.as_slice(), crate::clock::now() as i64],
+        )?;
+        let key: Vec<u8> =
+            tx.query_row("SELECT key FROM keys WHERE name = ?1", [name], |r| r.get(0))?;
+        tx.commit()?;
+        Ok(key)
+    }
 }
+
+/// A key's length: 256 bits, the HMAC-SHA256 block's worth of secret.
+const KEY_BYTES: usize = 32;

@@ -280,7 +280,7 @@ fn a_version_one_file_gains_the_group_affected_and_account_tables() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
 }
 
 #[test]
@@ -587,4 +587,21 @@ fn an_unknown_stored_role_is_corrupt_not_a_viewer() {
         .execute("UPDATE users SET role = 'admin'", [])
         .unwrap();
     assert!(matches!(s.user("anna"), Err(StoreError::Corrupt(..))));
+}
+
+#[test]
+fn a_key_is_made_once_and_read_back_by_every_opener() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let a = SqliteStore::open(&path).unwrap();
+    let key = a.key("sender-link").unwrap();
+    assert_eq!(key.len(), 32);
+    assert_eq!(a.key("sender-link").unwrap(), key);
+    let b = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        b.key("sender-link").unwrap(),
+        key,
+        "another process, the same key"
+    );
+    assert_ne!(b.key("other").unwrap(), key);
 }
