@@ -127,7 +127,9 @@ pub fn login(ctx: &Ctx<'_>, error: Option<W>) -> Markup {
 #[derive(Debug, Default)]
 pub struct Overview {
     /// Mail waiting for a decision (held or being released).
-    pub held: Vec<Incident>,
+    pub waiting: u64,
+    /// When the one waiting longest was held (Unix seconds).
+    pub oldest: Option<i64>,
     /// `quarantine.retention`, seconds.
     pub retention: i64,
     /// Disclosed incidents of the last days, with whether the authority
@@ -139,11 +141,10 @@ pub struct Overview {
 
 /// `/`: what needs doing now.
 pub fn overview(ctx: &Ctx<'_>, viewer: &Viewer, o: &Overview) -> Markup {
-    let oldest = o.held.iter().map(|i| i.recorded_at).min();
     let body = html! {
         section {
-            h2 { (ctx.t(W::Waiting)) ": " (o.held.len()) }
-            @match oldest {
+            h2 { (ctx.t(W::Waiting)) ": " (o.waiting) }
+            @match o.oldest {
                 None => p { (ctx.t(W::NothingWaiting)) },
                 Some(t) => p {
                     (ctx.t(W::Oldest)) " " (ctx.time(t)) "; "

@@ -27,8 +27,11 @@ use serde::Deserialize;
 
 use crate::config::{Config, ConsoleAuth};
 use crate::incident::Workflow;
+use crate::incident::notify::ART33_DEADLINE;
 use crate::incident::quarantine::{self, By, ReleaseAs};
-use crate::incident::store::{self, Class, ConsoleSession, HoldState, Incident, Step, StoreError};
+use crate::incident::store::{
+    self, Class, ConsoleSession, HoldState, Incident, RegisterFilter, Step, StoreError,
+};
 use crate::templates::Lang;
 
 use super::auth::{self, Role, Throttle};
@@ -43,8 +46,13 @@ pub const LANG_COOKIE: &str = "bccguard_lang";
 /// Rows per page of the queue and the register: a screenful on a laptop,
 /// and a bounded query whatever the register holds.
 pub const PAGE_SIZE: usize = 50;
-/// The overview counts disclosed incidents of this many days.
+/// The overview counts incidents of this many days.
 pub const OVERVIEW_DAYS: i64 = 7;
+/// A disclosure stays on the overview this long past its deadline
+/// (flagged overdue), as in `bccguard_incident_deadline_seconds`.
+pub const OVERDUE_SHOWN: i64 = 86400;
+/// At most this many disclosures on the overview (the register has all).
+pub const OVERVIEW_DISCLOSED: usize = 100;
 
 /// The policy every response carries: no script from anywhere, styles and
 /// images from the console only, forms only to itself, never in a frame.
@@ -440,28 +448,40 @@ async fn overview(
     let cfg = c.wf.config();
     let cx = ctx(&cfg, &headers);
     let since = cx.now - OVERVIEW_DAYS * 86400;
+    // The disclosures whose deadline is ahead or passed less than a day
+    // ago: what the overview counts down (older ones are in the register).
+    let open = RegisterFilter {
+        class: Some(Class::Disclosed),
+        since: Some(cx.now - ART33_DEADLINE - OVERDUE_SHOWN),
+        ..RegisterFilter::default()
+    };
     let read = store::call(&c.wf.store, move |s| {
-        let held = s.held()?;
-        let week = s.incidents(since, None)?;
-        let mut disclosed = Vec::new();
-        // Disclosed within the last days, plus any older still open.
-        for i in s.incidents(since - 3 * 86400, Some(Class::Disclosed))? {
-            let done = s
-                .steps(&i.record.id)?
-                .iter()
-                .any(|st| st.step == AUTHORITY_NOTIFIED);
-            disclosed.push((i, done));
-        }
-        Ok((held, week, disclosed))
+        let tally = s.tally(i64::MAX)?;
+        let week = s.count_by_class(since)?;
+        let done = s.incidents_with_step(AUTHORITY_NOTIFIED)?;
+        let (open, _) = s.register(&open, 0, OVERVIEW_DISCLOSED)?;
+        let disclosed = open
+            .into_iter()
+            .map(|i| {
+                let d = done.contains(&i.record.id);
+                (i, d)
+            })
+            .collect();
+        Ok((tally, week, disclosed))
     })
     .await;
-    let (held, week, disclosed) = match read {
+    let (tally, week, disclosed) = match read {
         Ok(v) => v,
         Err(e) => return store_down(&cfg, &headers, &e),
     };
-    let count = |class| week.iter().filter(|i| i.class == class).count();
+    let count = |class| {
+        week.iter()
+            .find(|(k, _)| *k == class)
+            .map_or(0, |(_, n)| *n)
+    };
     let o = pages::Overview {
-        held,
+        waiting: tally.waiting,
+        oldest: tally.oldest_held_at,
         retention: cfg.quarantine.retention.as_secs() as i64,
         disclosed,
         week: [Class::Prevented, Class::Disclosed, Class::Allowed]

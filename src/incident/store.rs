@@ -536,6 +536,15 @@ pub trait Store: Send + Sync + fmt::Debug {
         offset: usize,
         limit: usize,
     ) -> Result<(Vec<Incident>, usize), StoreError>;
+    /// How many incidents of each class were recorded at or after
+    /// `since` (the console's overview).
+    fn count_by_class(&self, since: i64) -> Result<Vec<(Class, usize)>, StoreError>;
+    /// The incidents that have a step named `step` (e.g. "authority
+    /// notified"), by id.
+    fn incidents_with_step(
+        &self,
+        step: &str,
+    ) -> Result<std::collections::BTreeSet<String>, StoreError>;
     /// The workflow steps of an incident, in order.
     fn steps(&self, id: &str) -> Result<Vec<Step>, StoreError>;
     /// Adds a step.

@@ -513,6 +513,34 @@ impl Store for SqliteStore {
         Ok((page, total as usize))
     }
 
+    fn count_by_class(&self, since: i64) -> Result<Vec<(Class, usize)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT class, COUNT(*) FROM incidents WHERE recorded_at >= ?1 GROUP BY class",
+        )?;
+        let rows = stmt.query_map([since], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (class, n) = row?;
+            if let Some(c) = Class::parse(&class) {
+                out.push((c, n as usize));
+            }
+        }
+        Ok(out)
+    }
+
+    fn incidents_with_step(
+        &self,
+        step: &str,
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT DISTINCT incident FROM steps WHERE step = ?1")?;
+        let rows = stmt.query_map([step], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn steps(&self, id: &str) -> Result<Vec<Step>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(

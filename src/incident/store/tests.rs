@@ -605,3 +605,31 @@ fn a_key_is_made_once_and_read_back_by_every_opener() {
     );
     assert_ne!(b.key("other").unwrap(), key);
 }
+
+#[test]
+fn the_overview_counts_by_class_and_finds_incidents_by_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("o.db")).unwrap();
+    for (id, at, class) in [
+        ("A", 10, Class::Prevented),
+        ("B", 20, Class::Disclosed),
+        ("C", 30, Class::Disclosed),
+    ] {
+        let mut i = incident(id, at);
+        i.class = class;
+        s.record(&i, &[], None, &[], None).unwrap();
+    }
+    let mut counts = s.count_by_class(15).unwrap();
+    counts.sort_by_key(|(c, _)| c.as_str());
+    assert_eq!(counts, [(Class::Disclosed, 2)]);
+    assert_eq!(s.count_by_class(0).unwrap().len(), 2);
+    s.add_step(
+        "C",
+        &Step::now("anna", "authority notified", "on 2026-12-08"),
+    )
+    .unwrap();
+    assert_eq!(
+        s.incidents_with_step("authority notified").unwrap(),
+        ["C".to_string()].into_iter().collect()
+    );
+}
