@@ -5,14 +5,13 @@
 //! refused with nothing changed; a viewer who cannot release; a subject
 //! `<script>` shown as text; a wrong password throttled after five tries;
 //! logout ending the session; the security headers on every page. The
-//! browser drives the same flows in tests/console_browser.py.
+//! browser drives the same flows in tests/console_browser.rs.
 
 mod common;
 
 use std::net::SocketAddr;
 
-use bccguard::console::auth;
-use bccguard::incident::store::{Class, HoldState, Role, Store, User};
+use bccguard::incident::store::{Class, HoldState, Role};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -148,24 +147,17 @@ fn notice(m: &Delivered) -> bool {
 
 const PASSWORD: &str = "correct horse battery";
 
-fn add_user(store: &dyn Store, name: &str, role: Role) {
-    store
-        .add_user(&User {
-            name: name.into(),
-            role,
-            password_hash: auth::hash_password(PASSWORD).unwrap(),
-            created_at: 0,
-            created_by: "test".into(),
-        })
-        .unwrap();
-}
-
 /// A guard that holds open lists, with its console on port 0.
 async fn console_guard(up: &Upstream) -> Guard {
     let policy = "policy:\n  internal_domains: [\"example.org\"]\n  max_external_recipients: 3\n  action: hold\nconsole:\n  listen: \"127.0.0.1:0\"\n";
     let guard = Guard::start(&yaml(Some(up.addr), policy)).await;
-    add_user(guard.shared.store.as_ref(), "anna", Role::Dpo);
-    add_user(guard.shared.store.as_ref(), "viktor", Role::Viewer);
+    add_console_user(guard.shared.store.as_ref(), "anna", Role::Dpo, PASSWORD);
+    add_console_user(
+        guard.shared.store.as_ref(),
+        "viktor",
+        Role::Viewer,
+        PASSWORD,
+    );
     guard
 }
 
@@ -269,16 +261,11 @@ async fn the_dpo_logs_in_and_releases_held_mail_as_bcc() {
         assert!(!head.contains(&a), "{a} visible after the release:\n{head}");
     }
     assert_eq!(sent[0].rcpt_tos.len(), 5);
-    let steps = guard.shared.store.steps(&id).unwrap();
-    let released = steps
-        .iter()
-        .find(|s| s.step == "released")
-        .expect("a released step");
-    assert_eq!(released.actor, "anna");
-    assert!(
-        released.detail.starts_with("as bcc via console: "),
-        "{}",
-        released.detail
+    assert_released(
+        guard.shared.store.as_ref(),
+        &id,
+        "anna",
+        "as bcc via console: ",
     );
     let page = b.get(&format!("/incidents/{id}")).await;
     assert!(

@@ -736,6 +736,42 @@ with smtplib.SMTP(host, port) as s:
     )
 }
 
+/// Adds a console account, as `bccguard user add NAME --role ROLE` would
+/// (the same Argon2id hash), for the console tests.
+pub fn add_console_user(
+    store: &dyn bccguard::incident::store::Store,
+    name: &str,
+    role: bccguard::incident::store::Role,
+    password: &str,
+) {
+    store
+        .add_user(&bccguard::incident::store::User {
+            name: name.into(),
+            role,
+            password_hash: bccguard::console::auth::hash_password(password).unwrap(),
+            created_at: 0,
+            created_by: "test".into(),
+        })
+        .unwrap();
+}
+
+/// Asserts the incident's `released` step: taken by `actor`, its detail
+/// starting with `detail` (how, and where: "as bcc via console: ").
+pub fn assert_released(
+    store: &dyn bccguard::incident::store::Store,
+    id: &str,
+    actor: &str,
+    detail: &str,
+) {
+    let steps = store.steps(id).unwrap();
+    let released = steps
+        .iter()
+        .find(|s| s.step == "released")
+        .unwrap_or_else(|| panic!("no released step: {steps:?}"));
+    assert_eq!(released.actor, actor);
+    assert!(released.detail.starts_with(detail), "{}", released.detail);
+}
+
 /// Polls `check` until it returns true or `WAIT` passes (for state that
 /// settles after the client saw its reply, e.g. a session's end).
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
