@@ -478,3 +478,57 @@ async fn the_sender_releases_its_own_held_mail_from_the_link_in_its_notice() {
     );
     guard.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_user_header_logs_in_known_users_only() {
+    let up = Upstream::start().await;
+    let policy = "policy:\n  internal_domains: [\"example.org\"]\n  max_external_recipients: 3\n  action: hold\nconsole:\n  listen: \"127.0.0.1:0\"\n  auth: header\n  trusted_proxies: [\"127.0.0.0/8\"]\n";
+    let guard = Guard::start(&yaml(Some(up.addr), policy)).await;
+    add_console_user(guard.shared.store.as_ref(), "anna", Role::Dpo, PASSWORD);
+    let id = hold_one(&guard).await;
+    let addr = guard.console.unwrap();
+    let get = |user: Option<&'static str>, path: String, cookie: Option<String>| async move {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: c\r\nConnection: close\r\n");
+        if let Some(u) = user {
+            req.push_str(&format!("X-Forwarded-User: {u}\r\n"));
+        }
+        if let Some(c) = cookie {
+            req.push_str(&format!("Cookie: {c}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let page = format!("/incidents/{id}");
+    // No header, or a name the user table does not know: refused.
+    assert!(
+        get(None, page.clone(), None)
+            .await
+            .starts_with("HTTP/1.1 403")
+    );
+    assert!(
+        get(Some("mallory"), page.clone(), None)
+            .await
+            .starts_with("HTTP/1.1 403")
+    );
+    // A known user: a session of the console's own, and back to the page.
+    let first = get(Some("Anna"), page.clone(), None).await;
+    assert!(first.starts_with("HTTP/1.1 303"), "{first}");
+    assert!(first.contains(&format!("location: {page}\r\n")), "{first}");
+    let cookie = first
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let shown = get(Some("anna"), page.clone(), Some(cookie.clone())).await;
+    assert!(shown.starts_with("HTTP/1.1 200"), "{shown}");
+    assert!(shown.contains("Als Bcc senden") || shown.contains("Send as Bcc"));
+    // The session is anna's: another name through the proxy does not get it.
+    let other = get(Some("mallory"), page, Some(cookie)).await;
+    assert!(other.starts_with("HTTP/1.1 403"), "{other}");
+    guard.stop().await;
+}

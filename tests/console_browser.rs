@@ -37,7 +37,7 @@ const BROWSER_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The checks the script reports, in its order: a check that stopped
 /// running fails the test instead of passing unnoticed.
-const CHECKS: [&str; 8] = [
+const CHECKS: [&str; 9] = [
     "login",
     "screenshots",
     "release",
@@ -46,6 +46,7 @@ const CHECKS: [&str; 8] = [
     "logout",
     "throttled",
     "viewer",
+    "sender",
 ];
 
 /// What is missing of the browser peers, for the failure message.
@@ -150,7 +151,7 @@ async fn a_browser_logs_in_releases_as_bcc_and_is_refused_what_it_may_not() {
     );
 
     let up = Upstream::start().await;
-    let policy = "policy:\n  internal_domains: [\"example.org\"]\n  max_external_recipients: 3\n  action: hold\nconsole:\n  listen: \"127.0.0.1:0\"\n";
+    let policy = "policy:\n  internal_domains: [\"example.org\"]\n  max_external_recipients: 3\n  action: hold\nconsole:\n  listen: \"127.0.0.1:0\"\n  public_url: \"http://console.test\"\nquarantine:\n  sender_release: [bcc]\n";
     let guard = Guard::start(&yaml(Some(up.addr), policy)).await;
     let store = guard.shared.store.as_ref();
     add_console_user(store, "anna", Role::Dpo, PASSWORD);
@@ -159,6 +160,15 @@ async fn a_browser_logs_in_releases_as_bcc_and_is_refused_what_it_may_not() {
     let release = hold(&guard, "impfzentrum@example.org", &to, &cancellation(&to)).await;
     let others = externals(5);
     let forged = hold(&guard, "bernd@example.org", &others, &hostile(&others)).await;
+    // A third held mail, decided by its sender from the link in the hold
+    // notice that reached the upstream.
+    let carla_to = externals(4);
+    let own = hold(&guard, "carla@example.org", &carla_to, &hostile(&carla_to)).await;
+    let sender_link = sender_link(&up, "carla@example.org").await;
+    assert!(
+        sender_link.starts_with(&format!("/release/{own}/")),
+        "{sender_link}"
+    );
     let console = guard.console.expect("console on");
 
     let shots: PathBuf;
@@ -189,6 +199,7 @@ async fn a_browser_logs_in_releases_as_bcc_and_is_refused_what_it_may_not() {
             "viktor",
         ])
         .args(["--release", &release, "--hostile", &forged])
+        .args(["--sender-link", &sender_link])
         .arg("--screenshots")
         .arg(&shots)
         .arg("--debug")
@@ -222,6 +233,7 @@ async fn a_browser_logs_in_releases_as_bcc_and_is_refused_what_it_may_not() {
         .messages()
         .into_iter()
         .filter(|m| !(m.mail_from.is_empty() || m.mail_from == "<>"))
+        .filter(|m| m.mail_from != "carla@example.org")
         .collect();
     assert_eq!(sent.len(), 1, "{sent:?}");
     let mut rcpts = sent[0].rcpt_tos.clone();
@@ -237,6 +249,8 @@ async fn a_browser_logs_in_releases_as_bcc_and_is_refused_what_it_may_not() {
 
     // The decision is a step under the console user's name.
     assert_released(store, &release, "anna", "as bcc via console:");
+    // The sender's, under the sender's address.
+    assert_released(store, &own, "carla@example.org", "as bcc via sender link:");
     // The forged POST changed nothing.
     assert_eq!(store.incident(&forged).unwrap().hold, Some(HoldState::Held));
     assert!(
@@ -270,4 +284,30 @@ async fn a_browser_logs_in_releases_as_bcc_and_is_refused_what_it_may_not() {
         assert_eq!(png_size(&shots.join(name)), (1280, 900), "{name}");
     }
     guard.stop().await;
+}
+
+/// The path of the link in the hold notice the upstream got for `sender`.
+async fn sender_link(up: &Upstream, sender: &str) -> String {
+    eventually("the sender's hold notice", || async {
+        up.messages().iter().any(|m| m.rcpt_tos == [sender])
+    })
+    .await;
+    let notice = up
+        .messages()
+        .into_iter()
+        .find(|m| m.rcpt_tos == [sender])
+        .unwrap();
+    let body = mail_parser::MessageParser::default()
+        .parse(&notice.data)
+        .and_then(|m| m.body_text(0).map(|b| b.into_owned()))
+        .unwrap_or_default();
+    let base = "http://console.test";
+    let at = body
+        .find(&format!("{base}/release/"))
+        .unwrap_or_else(|| panic!("no link in the notice:\n{body}"));
+    body[at + base.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }

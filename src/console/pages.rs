@@ -194,7 +194,7 @@ pub fn overview(ctx: &Ctx<'_>, viewer: &Viewer, o: &Overview) -> Markup {
 fn class_word(ctx: &Ctx<'_>, class: Class) -> &'static str {
     match class {
         Class::Prevented => ctx.t(W::Prevented),
-        Class::Disclosed => "disclosed",
+        Class::Disclosed => ctx.t(W::DisclosedClass),
         Class::Allowed => ctx.t(W::Allowed),
     }
 }

@@ -2,7 +2,7 @@
 """The DPO console in a real browser: Debian's headless chromium, driven
 through its chromedriver by Python's selenium (issue 17, "Done means").
 
-tests/console_browser.rs sets up the world (a guard holding two mails
+tests/console_browser.rs sets up the world (a guard holding three mails
 sent by a real SMTP client, an aiosmtpd upstream, a dpo and a viewer
 account) and runs this script against the guard's console; the Rust test
 then checks what the clicks changed (the upstream's message, the
@@ -22,9 +22,11 @@ the Rust test requires, so a check that stops running cannot pass):
   logout      the logout button; the old page asks for a login again
   throttled   five wrong passwords, then the right one: refused
   viewer      a viewer in a fresh browser sees no release button
+  sender      the sender's link from its hold notice, without an account:
+              its page offers Bcc (never the original); the click sends
 
 Usage: console.py --url URL --password PW --dpo NAME --viewer NAME
-         --release ID --hostile ID --screenshots DIR --debug DIR
+         --release ID --hostile ID --sender-link PATH --screenshots DIR --debug DIR
          [--chromium PATH] [--chromedriver PATH]
 On a failure it saves the page as seen (PNG and HTML) in --debug, prints
 the error and exits 1.
@@ -244,7 +246,7 @@ def dpo_flow(c, args):
     c.login(args.dpo, args.password)
     check(c.path() == "/", f"after login at {c.d.current_url}")
     check(c.h1() == "Übersicht", f"overview heading: {c.h1()!r}")
-    check("Warten auf Entscheidung: 2" in c.text(), "two mails waiting:\n" + c.text())
+    check("Warten auf Entscheidung: 3" in c.text(), "three mails waiting:\n" + c.text())
     check(f"{args.dpo} (dpo)" in c.text(), "who is logged in")
     ok("login")
     c.shot(args.screenshots, "console-overview.png")
@@ -253,7 +255,7 @@ def dpo_flow(c, args):
     c.submit(c.d.find_element(By.CSS_SELECTOR, "header nav a[href='/held']"))
     check(c.path() == "/held", f"queue at {c.d.current_url}")
     rows = c.d.find_elements(By.CSS_SELECTOR, "main tbody tr")
-    check(len(rows) == 2, f"{len(rows)} rows in the queue")
+    check(len(rows) == 3, f"{len(rows)} rows in the queue")
     c.shot(args.screenshots, "console-held.png")
     c.submit(c.d.find_element(By.CSS_SELECTOR, f"main a[href='/incidents/{rel}']"))
     check(c.path() == f"/incidents/{rel}", f"incident at {c.d.current_url}")
@@ -278,7 +280,7 @@ def dpo_flow(c, args):
     check(f"({args.dpo})" in released[0], f"not under the user's name: {released[0]!r}")
     check(not c.release_buttons(rel), "release still offered after the release")
     c.get("/")
-    check("Warten auf Entscheidung: 1" in c.text(), "one mail left:\n" + c.text())
+    check("Warten auf Entscheidung: 2" in c.text(), "two mails left:\n" + c.text())
     ok("release")
 
     # The hostile subject: text in the queue and in the held headers, no
@@ -337,6 +339,21 @@ def viewer_flow(c, args):
     ok("viewer")
 
 
+def sender_flow(c, args):
+    """The sender's own link from its hold notice, in a browser with no
+    account: the page, then the Bcc button; nothing else is offered."""
+    c.get(args.sender_link)
+    check("Ihre zurückgehaltene Nachricht" in c.h1(), f"sender page heading: {c.h1()!r}")
+    buttons = c.d.find_elements(By.CSS_SELECTOR, "form button[type=submit]")
+    labels = [b.text for b in buttons]
+    check("Unverändert senden (offener Verteiler)" not in labels, f"an original offered: {labels}")
+    bcc = [b for b in buttons if b.text == "Mit verborgenen Empfängern (Bcc) senden"]
+    check(len(bcc) == 1, f"the bcc button: {labels}")
+    c.submit(bcc[0])
+    check("Erledigt" in c.text(), "no confirmation:\n" + c.text())
+    ok("sender")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", required=True)
@@ -345,6 +362,7 @@ def main():
     p.add_argument("--viewer", required=True)
     p.add_argument("--release", required=True, help="the held mail to release as bcc")
     p.add_argument("--hostile", required=True, help="the held mail with the <script> subject")
+    p.add_argument("--sender-link", required=True, help="the path of a sender's link from its hold notice")
     p.add_argument("--screenshots", required=True)
     p.add_argument("--debug", required=True)
     p.add_argument("--chromium", default="/usr/bin/chromium")
@@ -352,7 +370,7 @@ def main():
     args = p.parse_args()
     Path(args.screenshots).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bccguard-chromium-") as profiles:
-        for name, flow in [("dpo", dpo_flow), ("viewer", viewer_flow)]:
+        for name, flow in [("dpo", dpo_flow), ("viewer", viewer_flow), ("sender", sender_flow)]:
             c = Console(args, profiles)
             try:
                 flow(c, args)
