@@ -532,3 +532,75 @@ async fn behind_a_trusted_proxy_the_user_header_logs_in_known_users_only() {
     assert!(other.starts_with("HTTP/1.1 403"), "{other}");
     guard.stop().await;
 }
+
+/// The console over its own HTTPS (`console.tls_cert`): the login cookie
+/// gets `Secure`; a client that does not speak TLS gets no page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_the_console_speaks_https_and_the_cookie_is_secure() {
+    use rustls::pki_types::pem::PemObject;
+    use std::sync::Arc;
+    let up = Upstream::start().await;
+    let pki = Pki::new("console");
+    let (cert, key) = pki.leaf("console");
+    let policy = format!(
+        "policy:\n  internal_domains: [\"example.org\"]\n  max_external_recipients: 3\n  action: hold\nconsole:\n  listen: \"127.0.0.1:0\"\n  tls_cert: {}\n  tls_key: {}\n",
+        cert.display(),
+        key.display()
+    );
+    let guard = Guard::start(&yaml(Some(up.addr), &policy)).await;
+    add_console_user(guard.shared.store.as_ref(), "anna", Role::Dpo, PASSWORD);
+    let addr = guard.console.unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    // A client that connects and never speaks TLS holds up nobody else
+    // (the handshake timeout is 10 s; this one must get through at once).
+    let _silent = TcpStream::connect(addr).await.unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .expect("a handshake not queued behind the silent client")
+    .expect("the console's TLS handshake");
+    let form = format!("user=anna&password={}", PASSWORD.replace(' ', "+"));
+    let req = format!(
+        "POST /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    );
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 303"), "{text}");
+    let cookie = text
+        .lines()
+        .find(|l| l.starts_with("set-cookie: bccguard_session="))
+        .expect("a session cookie");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+
+    // Plain HTTP to the TLS port: no page, and the console keeps serving.
+    let mut plain = TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut junk = Vec::new();
+    let _ = tokio::time::timeout(WAIT, plain.read_to_end(&mut junk)).await;
+    assert!(!String::from_utf8_lossy(&junk).contains("Anmelden"));
+    guard.stop().await;
+}

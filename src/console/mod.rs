@@ -48,7 +48,7 @@ pub async fn serve(
                 .await
         }
         Some(acceptor) => {
-            axum::serve(tls::TlsListener { listener, acceptor }, app)
+            axum::serve(tls::TlsListener::new(listener, acceptor)?, app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
