@@ -537,8 +537,6 @@ async fn behind_a_trusted_proxy_the_user_header_logs_in_known_users_only() {
 /// gets `Secure`; a client that does not speak TLS gets no page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_certificate_the_console_speaks_https_and_the_cookie_is_secure() {
-    use rustls::pki_types::pem::PemObject;
-    use std::sync::Arc;
     let up = Upstream::start().await;
     let pki = Pki::new("console");
     let (cert, key) = pki.leaf("console");
@@ -551,17 +549,6 @@ async fn with_a_certificate_the_console_speaks_https_and_the_cookie_is_secure() 
     add_console_user(guard.shared.store.as_ref(), "anna", Role::Dpo, PASSWORD);
     let addr = guard.console.unwrap();
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     // A client that connects and never speaks TLS holds up nobody else
     // (the handshake timeout is 10 s; this one must get through at once).
     let _silent = TcpStream::connect(addr).await.unwrap();
@@ -569,7 +556,7 @@ async fn with_a_certificate_the_console_speaks_https_and_the_cookie_is_secure() 
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut tls = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+        pki.connector().connect(name, tcp),
     )
     .await
     .expect("a handshake not queued behind the silent client")

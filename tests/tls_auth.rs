@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use common::*;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
@@ -395,20 +394,8 @@ pub type TlsClient = Client<tokio_rustls::client::TlsStream<tokio::net::TcpStrea
 
 /// TLS on `tcp`, trusting only the test CA; reads nothing yet.
 async fn tls_over(tcp: tokio::net::TcpStream, ca_pem: &str) -> TlsClient {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tls = connector_for(ca_pem)
         .connect(name, tcp)
         .await
         .expect("TLS handshake with the guard");

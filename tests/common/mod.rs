@@ -984,6 +984,11 @@ impl Pki {
         (c, k)
     }
 
+    /// A TLS client that trusts only this CA (and checks `localhost`).
+    pub fn connector(&self) -> tokio_rustls::TlsConnector {
+        connector_for(&self.ca_pem)
+    }
+
     /// A TLS server side with a fresh `localhost` certificate (for test
     /// peers written in Rust; the guard's own acceptor set-up).
     pub fn acceptor(&self, file: &str) -> tokio_rustls::TlsAcceptor {
@@ -991,6 +996,23 @@ impl Pki {
         let cert = bccguard::net::tls::ReloadingCert::new(&cert, &key).expect("test certificate");
         bccguard::net::tls::acceptor(Arc::new(cert)).expect("test acceptor")
     }
+}
+
+/// A TLS client that trusts only the CA in `ca_pem`.
+pub fn connector_for(ca_pem: &str) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
 /// The `bccguard serve` binary as a child process, for what only a process
