@@ -49,6 +49,20 @@ pub fn rfc3339(t: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Unix seconds as the reader's wall clock: `2021-03-01 11:00:00 CET
+/// (UTC+01:00)` in `zone` (`incidents.timezone`). The offset is spelled
+/// out, since the authority's form and the register's RFC 3339 UTC must
+/// agree.
+pub fn local(zone: &jiff::tz::TimeZone, t: i64) -> String {
+    match jiff::Timestamp::from_second(t) {
+        Ok(ts) => ts
+            .to_zoned(zone.clone())
+            .strftime("%Y-%m-%d %H:%M:%S %Z (UTC%:z)")
+            .to_string(),
+        Err(_) => t.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,18 +66,7 @@ fn fill(text: &str, vars: &[(&str, String)]) -> String {
     )
 }
 
-/// Unix seconds as the reader's wall clock: `2021-03-01 11:00:00 CET
-/// (UTC+01:00)` in `incidents.timezone`. The offset is spelled out, since
-/// the authority's form and the register's RFC 3339 UTC must agree.
-pub fn local(zone: &jiff::tz::TimeZone, t: i64) -> String {
-    match jiff::Timestamp::from_second(t) {
-        Ok(ts) => ts
-            .to_zoned(zone.clone())
-            .strftime("%Y-%m-%d %H:%M:%S %Z (UTC%:z)")
-            .to_string(),
-        Err(_) => t.to_string(),
-    }
-}
+pub use crate::clock::local;
 
 /// A step's RFC 3339 time as Unix seconds (`None`: unreadable, kept as
 /// written).

@@ -194,7 +194,7 @@ fn release_text(cfg: &Config, url: &str, until: i64, lang: Lang) -> String {
             (Lang::En, _) => "send it as separate copies",
         })
         .collect();
-    let until = crate::incident::report::local(&cfg.incidents.timezone, until);
+    let until = crate::clock::local(&cfg.incidents.timezone, until);
     match lang {
         Lang::De => format!(
             "Sie können auch selbst entscheiden ({} oder verwerfen), bis {until}:\n{url}",
