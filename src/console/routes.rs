@@ -691,9 +691,11 @@ async fn incidents_csv(
     }
 }
 
-/// The header section of a message: up to the first empty line.
+/// The header section of a message, as the policy read it
+/// ([`crate::message::headers::scan`]; a held message passed its size
+/// limit already).
 fn header_section(message: &[u8]) -> String {
-    let end = memchr::memmem::find(message, b"\r\n\r\n").map_or(message.len(), |i| i + 2);
+    let end = crate::message::headers::scan(message, usize::MAX).map_or(message.len(), |h| h.end);
     String::from_utf8_lossy(&message[..end]).into_owned()
 }
 
@@ -925,15 +927,32 @@ async fn release(
             return store_down(&cfg, &headers, &e);
         }
     }
-    match quarantine::release_by(&c.wf.store, &cfg, &id, how, &who.viewer.name, By::Console).await {
-        Ok(done) => {
-            tracing::info!(incident = %id, user = %who.viewer.name, how = how.as_str(), summary = %done.summary, "released in the console");
+    let done = quarantine::release_by(&c.wf.store, &cfg, &id, how, &who.viewer.name, By::Console)
+        .await
+        .map(|r| r.summary);
+    decided(&c, &cfg, &headers, &who, &id, how.as_str(), done)
+}
+
+/// A console decision's answer: back to the incident (the workflow woken
+/// for the notices the decision queued), or the page saying why not.
+fn decided(
+    c: &Shared,
+    cfg: &Config,
+    headers: &HeaderMap,
+    who: &Who,
+    id: &str,
+    what: &str,
+    done: Result<String, quarantine::QuarantineError>,
+) -> Response {
+    match done {
+        Ok(summary) => {
+            tracing::info!(incident = %id, user = %who.viewer.name, what, summary = %summary, "decided in the console");
             c.wf.wake.notify_one();
-            back(&id)
+            back(id)
         }
         Err(e) => {
-            tracing::warn!(incident = %id, user = %who.viewer.name, "console release: {e}");
-            let cx = ctx(&cfg, &headers);
+            tracing::warn!(incident = %id, user = %who.viewer.name, what, "console decision: {e}");
+            let cx = ctx(cfg, headers);
             html(
                 StatusCode::CONFLICT,
                 pages::message(&cx, Some(&who.viewer), W::Record, &e.to_string()),
@@ -954,19 +973,10 @@ async fn drop_held(
         Err(r) => return r,
     };
     let cfg = c.wf.config();
-    match quarantine::drop_by(&c.wf.store, &cfg, &id, &who.viewer.name, By::Console).await {
-        Ok(()) => {
-            c.wf.wake.notify_one();
-            back(&id)
-        }
-        Err(e) => {
-            let cx = ctx(&cfg, &headers);
-            html(
-                StatusCode::CONFLICT,
-                pages::message(&cx, Some(&who.viewer), W::Record, &e.to_string()),
-            )
-        }
-    }
+    let done = quarantine::drop_by(&c.wf.store, &cfg, &id, &who.viewer.name, By::Console)
+        .await
+        .map(|()| "deleted".to_string());
+    decided(&c, &cfg, &headers, &who, &id, "drop", done)
 }
 
 #[derive(Deserialize)]

@@ -243,10 +243,15 @@ pub async fn drop_by(
     actor: &str,
     by: By,
 ) -> Result<(), QuarantineError> {
+    // The CLI's steps keep the form they always had; the others say where
+    // before the colon, as a release does ([`By::of_detail`] reads it).
     let detail = match by {
         By::Cli => "deleted after review; the sender is told".to_string(),
-        By::Console => "via console: deleted after review; the sender is told".to_string(),
-        By::Sender => "via sender link: discarded by the sender".to_string(),
+        By::Console => format!(
+            "{}: deleted after review; the sender is told",
+            by.via().trim_start()
+        ),
+        By::Sender => format!("{}: discarded by the sender", by.via().trim_start()),
     };
     let step = Step::now(actor, "dropped", detail);
     let notices = end_notices(cfg, "dropped", by);

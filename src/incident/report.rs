@@ -16,6 +16,7 @@
 
 use crate::config::Config;
 use crate::incident::notify::{ART33_DEADLINE, Lang, deadline, rfc3339};
+use crate::incident::quarantine::ReleaseAs;
 use crate::incident::store::{Class, HoldState, Incident, Kept, Step};
 
 pub use crate::config::authorities::{AUTHORITIES, Authority, DIRECTORY_DATE, authority};
@@ -122,11 +123,9 @@ fn measure(i: &Incident, steps: &[Step], zone: &jiff::tz::TimeZone, lang: Lang) 
         Some(HoldState::Releasing) => end("measure_releasing", None, ""),
         Some(HoldState::Released) => {
             let s = ended("released");
-            // The step's detail is "as bcc: upstream's reply".
             let how = s
-                .and_then(|s| s.detail.strip_prefix("as "))
-                .and_then(|d| d.split(':').next())
-                .unwrap_or("?");
+                .and_then(|s| ReleaseAs::of_detail(&s.detail))
+                .map_or("?", ReleaseAs::as_str);
             end("measure_released", s, how)
         }
         Some(HoldState::Dropped) => end("measure_dropped", ended("dropped"), ""),
@@ -445,6 +444,14 @@ mod tests {
         );
         assert!(!de.contains("Ergebnis: held"), "{de}");
         assert!(de.contains("(aus 1 Domain)"), "{de}");
+        // Released in the console: the same words (the step says where).
+        let mut console = steps.clone();
+        console[1].detail = "as original via console: 250 ok".into();
+        let from_console = draft(&cfg, &i, &console, &kept, 1_614_600_000, Lang::De);
+        assert!(
+            from_console.contains("dann freigegeben als original durch dpo-anna am"),
+            "{from_console}"
+        );
         let (recorded, notified, released) = (
             de.find("11:00:00 CET (UTC+01:00) recorded").unwrap(),
             de.find("11:05:00 CET (UTC+01:00) notified").unwrap(),

@@ -481,34 +481,27 @@ impl Store for SqliteStore {
         let wh = "WHERE (?1 IS NULL OR i.class = ?1) AND (?2 IS NULL OR i.action = ?2)
              AND (?3 IS NULL OR i.mail_from LIKE ?3 ESCAPE '\\' OR json_extract(i.record, '$.header_from') LIKE ?3 ESCAPE '\\')
              AND (?4 IS NULL OR i.recorded_at >= ?4) AND (?5 IS NULL OR i.recorded_at < ?5)";
+        let class = filter.class.map(Class::as_str);
+        let (limit, offset) = (limit as i64, offset as i64);
         let args = params![
-            filter.class.map(Class::as_str),
+            class,
             filter.action,
             sender,
             filter.since,
-            filter.until
+            filter.until,
+            limit,
+            offset
         ];
         let total: i64 = conn.query_row(
             &format!("SELECT COUNT(*) FROM incidents i {wh}"),
-            args,
+            &args[..5],
             |r| r.get(0),
         )?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {INCIDENT_COLUMNS} FROM incidents i LEFT JOIN quarantine q ON q.incident = i.id
              {wh} ORDER BY i.recorded_at DESC, i.id DESC LIMIT ?6 OFFSET ?7"
         ))?;
-        let rows = stmt.query_map(
-            params![
-                filter.class.map(Class::as_str),
-                filter.action,
-                sender,
-                filter.since,
-                filter.until,
-                limit as i64,
-                offset as i64
-            ],
-            incident_row,
-        )?;
+        let rows = stmt.query_map(args, incident_row)?;
         let page = rows.map(|r| to_incident(r?)).collect::<Result<_, _>>()?;
         Ok((page, total as usize))
     }
